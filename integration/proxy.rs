@@ -1,0 +1,372 @@
+//! End-to-end tests of proxy mode: the real binary, real sockets on loopback.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+fn tally(addr: SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let name = fetch(addr).expect("request through fulcrum");
+        *seen.entry(name.trim().to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn round_robin_is_even_over_three_backends() {
+    let b: Vec<Backend> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| Backend::start(says(n)))
+        .collect();
+    let addrs: Vec<SocketAddr> = b.iter().map(|b| b.addr).collect();
+    // Two workers: round-robin must still be one rotation, not two.
+    let (_p, addr) = start_fulcrum(&addrs, &["--scheduler", "rr", "--workers", "2"]);
+    let seen = tally(addr, 300);
+    assert_eq!(seen.values().sum::<usize>(), 300);
+    for n in ["a", "b", "c"] {
+        let c = seen.get(n).copied().unwrap_or(0);
+        assert!(c.abs_diff(100) <= 1, "{n} got {c}: {seen:?}");
+    }
+}
+
+#[test]
+fn weighted_round_robin_follows_weights() {
+    let a = Backend::start(says("a"));
+    let b = Backend::start(says("b"));
+    let (_p, addr) = start_fulcrum(
+        &[],
+        &[
+            "--backend",
+            &format!("{},weight=3", a.addr),
+            "--backend",
+            &format!("{},weight=1", b.addr),
+            "--scheduler",
+            "wrr",
+            "--workers",
+            "1",
+        ],
+    );
+    let seen = tally(addr, 80);
+    assert_eq!(seen.get("a"), Some(&60), "{seen:?}");
+    assert_eq!(seen.get("b"), Some(&20), "{seen:?}");
+}
+
+/// Backend "sticky" keeps every connection open until the client leaves; "quick" answers
+/// and closes. Least-connections must steer new flows away from "sticky".
+#[test]
+fn least_connections_avoids_backend_holding_long_flows() {
+    let sticky = Backend::start(|mut s: TcpStream| {
+        let _ = s.write_all(b"sticky\n");
+        let mut buf = [0u8; 1];
+        let _ = s.read(&mut buf); // until the client closes
+    });
+    let quick = Backend::start(says("quick"));
+    let count_sticky = |sched: &str| {
+        let (_p, addr) = start_fulcrum(
+            &[sticky.addr, quick.addr],
+            &["--scheduler", sched, "--workers", "1"],
+        );
+        let mut held = Vec::new();
+        let mut to_sticky = 0;
+        for _ in 0..10 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut line = [0u8; 7];
+            let n = s.read(&mut line).unwrap();
+            if &line[..n] == b"sticky\n" {
+                to_sticky += 1;
+                held.push(s); // a long-lived flow: keep it open
+            } // a quick flow: the client closes it, as a real one would
+            thread::sleep(Duration::from_millis(30)); // let quick's closes propagate
+        }
+        to_sticky
+    };
+    let lc = count_sticky("lc");
+    let rr = count_sticky("rr");
+    assert_eq!(rr, 5, "round-robin alternates regardless of load");
+    assert!(
+        lc <= 1,
+        "lc sent {lc} of 10 flows to the backend holding long flows"
+    );
+}
+
+#[test]
+fn closed_backend_is_skipped_without_client_visible_failure() {
+    let a = Backend::start(says("a"));
+    let b = Backend::start(says("b"));
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (p, addr) = start_fulcrum(
+        &[a.addr, dead, b.addr],
+        &["--retries", "2", "--workers", "1"],
+    );
+    let seen = tally(addr, 60);
+    assert_eq!(seen.values().sum::<usize>(), 60, "{seen:?}");
+    assert!(seen.keys().all(|k| k == "a" || k == "b"), "{seen:?}");
+    assert!(seen["a"] >= 10 && seen["b"] >= 10, "{seen:?}");
+    drop(p);
+}
+
+#[test]
+fn all_nodes_down_gives_client_an_error_not_a_hang() {
+    let dead1 = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dead2 = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_p, addr) = start_fulcrum(&[dead1, dead2], &["--retries", "3"]);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("unexpected {n} bytes"),
+    }
+}
+
+#[test]
+fn half_close_client_shuts_write_and_still_reads_full_reply() {
+    // Backend reads until EOF, then answers with the byte count and its SHA-256 digest.
+    let b = Backend::start(|mut s: TcpStream| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        thread::sleep(Duration::from_millis(50)); // reply well after the client's FIN
+        let reply = format!("{} {}\n", got.len(), sha256(&got));
+        s.write_all(reply.as_bytes()).unwrap();
+    });
+    let (_p, addr) = start_fulcrum(&[b.addr], &[]);
+    let data = pattern(7, 300_000);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, format!("{} {}\n", data.len(), sha256(&data)));
+}
+
+#[test]
+fn eight_mib_both_ways_byte_exact() {
+    const N: usize = 8 << 20;
+    // Backend: sends its own 8 MiB while reading the client's 8 MiB, then reports.
+    let b = Backend::start(|s: TcpStream| {
+        let mut w = s.try_clone().unwrap();
+        let sender = thread::spawn(move || {
+            w.write_all(&pattern(2, N)).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut r = s;
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        sender.join().unwrap();
+        assert_eq!(
+            sha256(&got),
+            sha256(&pattern(1, N)),
+            "backend received corrupted data"
+        );
+    });
+    for splice in ["on", "off"] {
+        let (_p, addr) = start_fulcrum(&[b.addr], &["--splice", splice]);
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let sender = thread::spawn(move || {
+            w.write_all(&pattern(1, N)).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut r = s;
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        sender.join().unwrap();
+        assert_eq!(got.len(), N, "splice={splice}");
+        assert_eq!(sha256(&got), sha256(&pattern(2, N)), "splice={splice}");
+    }
+}
+
+#[test]
+fn two_thousand_concurrent_connections_all_complete() {
+    raise_nofile();
+    let b = Backend::start(echo);
+    let (_p, addr) = start_fulcrum(&[b.addr], &["--workers", "2"]);
+    const N: usize = 2000;
+    let mut socks = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect #{i}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(format!("hello {i:05}\n").as_bytes()).unwrap();
+        socks.push(s);
+    }
+    // All 2000 are open at once; now read every echo.
+    let mut ok = 0;
+    for (i, s) in socks.iter_mut().enumerate() {
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("read #{i}: {e}"));
+        assert_eq!(&buf, format!("hello {i:05}\n").as_bytes());
+        ok += 1;
+    }
+    assert_eq!(ok, N);
+    assert!(b.count() >= N);
+}
+
+#[test]
+fn sigterm_drains_inflight_transfer_to_completion() {
+    const N: usize = 4 << 20;
+    // Backend trickles 4 MiB over about a second.
+    let b = Backend::start(|mut s: TcpStream| {
+        let data = pattern(9, N);
+        for chunk in data.chunks(N / 20) {
+            if s.write_all(chunk).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let (mut p, addr) = start_fulcrum(&[b.addr], &["--drain-timeout", "20s"]);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut first = [0u8; 1024];
+    s.read_exact(&mut first).unwrap();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    // New connections are no longer accepted...
+    assert!(eventually(Duration::from_secs(2), || TcpStream::connect(
+        addr
+    )
+    .is_err()));
+    // ...but the transfer in flight completes byte-exact.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let mut got = first.to_vec();
+    got.extend_from_slice(&rest);
+    assert_eq!(got.len(), N);
+    assert_eq!(sha256(&got), sha256(&pattern(9, N)));
+    drop(s); // the client closes its side: the flow is complete
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "log:\n{}",
+        p.log()
+    );
+    assert!(p.log().contains("0 connections cut"), "{}", p.log());
+}
+
+#[test]
+fn drain_timeout_cuts_and_reports() {
+    let b = Backend::start(|mut s: TcpStream| {
+        let mut buf = [0u8; 1];
+        let _ = s.read(&mut buf); // hold until the peer goes away
+    });
+    let (mut p, addr) = start_fulcrum(&[b.addr], &["--drain-timeout", "300ms"]);
+    let held = TcpStream::connect(addr).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    p.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(p.log().contains("1 connections cut"), "{}", p.log());
+    drop(held);
+}
+
+#[test]
+fn bad_flags_exit_2_naming_flag_and_value() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--scheduler", "bogus"], &["--scheduler", "bogus"]),
+        (&["--connect-timeout", "5"], &["--connect-timeout", "\"5\""]),
+        (
+            &["--backend", "127.0.0.1:1,weight=abc"],
+            &["--backend", "abc"],
+        ),
+        (
+            &["--backend", "no-such-host.invalid:80"],
+            &["--backend", "no-such-host.invalid"],
+        ),
+        (&["--listen", "127.0.0.1"], &["--listen", "127.0.0.1"]),
+        (&["--workers", "0"], &["--workers", "0"]),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--backend",
+            "127.0.0.1:2",
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(bin()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        for n in *needles {
+            assert!(
+                first.contains(n),
+                "{extra:?}: first line {first:?} lacks {n:?}"
+            );
+        }
+    }
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend"));
+}
+
+#[test]
+fn listen_on_ipv6_loopback() {
+    let b = Backend::start(says("v6"));
+    let port = free_port();
+    let listen = format!("[::1]:{port}");
+    let p = spawn(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--backend",
+            &b.addr.to_string(),
+        ],
+        "info",
+    );
+    let addr: SocketAddr = listen.parse().unwrap();
+    if TcpStream::connect("[::1]:1")
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable)
+    {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    }
+    wait_listening(addr, &p);
+    assert_eq!(fetch(addr).unwrap(), "v6\n");
+}
+
+#[test]
+fn demo_answers_curl_from_all_three_backends() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut p = spawn(&["demo", "--listen", &listen], "info");
+    wait_listening(listen.parse().unwrap(), &p);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..6 {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", &format!("http://{listen}/")])
+            .output()
+            .expect("curl is installed (.ci/run installs it)");
+        assert!(out.status.success());
+        seen.lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let mut names = seen.lock().unwrap().clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names, vec!["backend-1", "backend-2", "backend-3"]);
+    assert!(p.log().contains("curl"), "prints how to try it");
+    p.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "Ctrl-C stops the demo cleanly"
+    );
+}

@@ -1,0 +1,341 @@
+//! Command-line flags and their validation into one immutable [`ServeConfig`].
+//!
+//! Every value is parsed by a clap value parser, so a bad flag exits with code 2 and a
+//! one-line error naming the flag and the value (clap's conventions). Backend addresses
+//! are resolved here, once: a name that does not resolve is an error at start; a node
+//! that is down is not (health checks deal with it).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration::{format_duration, parse_duration};
+use crate::pool::NodeSpec;
+use crate::scheduler::SchedulerKind;
+
+/// fulcrum: a Layer-4 TCP connection distributor.
+#[derive(Debug, Parser)]
+#[command(name = "fulcrum", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the distributor.
+    Serve(ServeArgs),
+    /// Run three built-in HTTP backends on loopback and a distributor on 127.0.0.1:8080.
+    Demo(DemoArgs),
+}
+
+/// `fulcrum demo` flags.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo distributor listens.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Scheduler of the demo distributor.
+    #[arg(long, default_value = "rr", value_parser = parse_scheduler)]
+    pub scheduler: SchedulerKind,
+}
+
+/// `fulcrum serve` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to accept client connections on (repeatable; IPv4 or IPv6, e.g. 0.0.0.0:80, [::]:80).
+    #[arg(long = "listen", required = true, value_parser = parse_listen)]
+    pub listen: Vec<SocketAddr>,
+    /// A server node: ADDR[,weight=N][,backup][,maxconn=N] (repeatable). ADDR is HOST:PORT.
+    #[arg(long = "backend", required = true, value_parser = parse_backend)]
+    pub backend: Vec<NodeSpec>,
+    /// Scheduling algorithm: rr, wrr (smooth weighted), lc (least connections), wlc.
+    #[arg(long, default_value = "rr", value_parser = parse_scheduler)]
+    pub scheduler: SchedulerKind,
+    /// Worker threads, each with its own event loop and SO_REUSEPORT listener [default: CPUs].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+    /// Give up connecting to a node after this long (then retry another node).
+    #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+    pub connect_timeout: Duration,
+    /// Close a connection after this long without traffic in either direction.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+    pub idle_timeout: Duration,
+    /// Maximum concurrent client connections; 0 = derived from the descriptor limit.
+    #[arg(long, default_value_t = 0)]
+    pub max_conns: u64,
+    /// On a failed connect, try this many other nodes (never the one that just failed).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub retries: u32,
+    /// On SIGTERM/SIGINT, wait this long for active connections to finish, then cut them.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+    pub drain_timeout: Duration,
+    /// listen(2) backlog of each listener.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub backlog: u32,
+    /// Relay bulk data with splice(2) through a per-connection pipe once a read fills the buffer.
+    #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
+    pub splice: bool,
+}
+
+fn parse_onoff(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, got \"{s}\"")),
+    }
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_scheduler(s: &str) -> Result<SchedulerKind, String> {
+    s.parse()
+}
+
+/// Parses a listen address (a literal IP:PORT; names are not resolved for listeners).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("\"{s}\" is not IP:PORT (IPv6 as [::1]:80)"))
+}
+
+/// Resolves HOST:PORT to one address (the first the resolver returns).
+pub fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return Err(format!("\"{s}\" has no port (expected HOST:PORT)"));
+    }
+    let mut it = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve \"{s}\": {e}"))?;
+    it.next()
+        .ok_or_else(|| format!("cannot resolve \"{s}\": no address"))
+}
+
+/// Parses `ADDR[,weight=N][,backup][,maxconn=N][,agent=PORT]`.
+pub fn parse_backend(s: &str) -> Result<NodeSpec, String> {
+    let mut parts = s.split(',');
+    let addr = resolve(parts.next().unwrap_or_default())?;
+    let mut spec = NodeSpec {
+        addr,
+        weight: 1,
+        backup: false,
+        maxconn: 0,
+        agent_port: None,
+    };
+    for opt in parts {
+        let (k, v) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        let num = |max: u64| -> Result<u64, String> {
+            let v = v.ok_or_else(|| format!("option \"{k}\" needs a value ({k}=N)"))?;
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("bad {k} \"{v}\" (expected 0..={max})"))
+        };
+        match k {
+            "weight" => spec.weight = num(256)? as u32,
+            "maxconn" => spec.maxconn = num(u64::from(u32::MAX))? as u32,
+            "agent" => spec.agent_port = Some(num(65535)? as u16),
+            "backup" if v.is_none() => spec.backup = true,
+            _ => {
+                return Err(format!(
+                    "unknown backend option \"{opt}\" (expected weight=N, backup, maxconn=N, agent=PORT)"
+                ))
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// The validated configuration of `fulcrum serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Nodes, in flag order.
+    pub backends: Vec<NodeSpec>,
+    /// Initial scheduler.
+    pub scheduler: SchedulerKind,
+    /// Worker threads.
+    pub workers: usize,
+    /// Connect timeout per attempt.
+    pub connect_timeout: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Global connection limit (resolved; never 0).
+    pub max_conns: u64,
+    /// Connect retries on other nodes.
+    pub retries: u32,
+    /// Shutdown drain timeout.
+    pub drain_timeout: Duration,
+    /// listen(2) backlog.
+    pub backlog: u32,
+    /// Use splice(2) for bulk transfers.
+    pub splice: bool,
+}
+
+impl ServeConfig {
+    /// Validates the flags. `nofile` is the (raised) descriptor limit, used to derive
+    /// `--max-conns 0`.
+    pub fn from_args(a: ServeArgs, nofile: u64) -> Result<Self, String> {
+        let workers = match a.workers {
+            Some(w) => usize::from(w),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        // Each proxied connection holds two descriptors (four while splicing: a pipe),
+        // plus a reserve for listeners, health checks and the control interface.
+        let reserve = 64 + 8 * workers as u64;
+        let derived = nofile.saturating_sub(reserve) / 2;
+        let max_conns = if a.max_conns == 0 {
+            derived.max(1)
+        } else {
+            a.max_conns
+        };
+        if a.max_conns > derived {
+            log::warn!(
+                target: "fulcrum::config",
+                "--max-conns {} exceeds what the descriptor limit {} allows (about {}); accept will pause at exhaustion",
+                a.max_conns, nofile, derived
+            );
+        }
+        Ok(ServeConfig {
+            listen: a.listen,
+            backends: a.backend,
+            scheduler: a.scheduler,
+            workers,
+            connect_timeout: a.connect_timeout,
+            idle_timeout: a.idle_timeout,
+            max_conns,
+            retries: a.retries,
+            drain_timeout: a.drain_timeout,
+            backlog: a.backlog,
+            splice: a.splice,
+        })
+    }
+
+    /// One human line summarising the configuration, for the start-up log.
+    pub fn summary(&self) -> String {
+        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let nodes: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let mut s = format!("{}(w={}", b.addr, b.weight);
+                if b.backup {
+                    s.push_str(",backup");
+                }
+                if b.maxconn > 0 {
+                    s.push_str(&format!(",maxconn={}", b.maxconn));
+                }
+                s.push(')');
+                s
+            })
+            .collect();
+        format!(
+            "listening on {} -> {} nodes [{}] scheduler={} workers={} max_conns={} connect_timeout={} idle_timeout={} retries={}",
+            listen.join(","),
+            nodes.len(),
+            nodes.join(" "),
+            self.scheduler,
+            self.workers,
+            self.max_conns,
+            format_duration(self.connect_timeout),
+            format_duration(self.idle_timeout),
+            self.retries
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_options() {
+        let b = parse_backend("127.0.0.1:80,weight=5,backup,maxconn=10").unwrap();
+        assert_eq!(b.addr, "127.0.0.1:80".parse().unwrap());
+        assert_eq!((b.weight, b.backup, b.maxconn), (5, true, 10));
+        let b = parse_backend("[::1]:8080").unwrap();
+        assert_eq!((b.weight, b.backup, b.maxconn), (1, false, 0));
+        assert_eq!(parse_backend("localhost:81").unwrap().addr.port(), 81);
+    }
+
+    #[test]
+    fn backend_errors_name_the_value() {
+        for (bad, needle) in [
+            ("127.0.0.1:80,weight=abc", "abc"),
+            ("127.0.0.1:80,weight=300", "300"),
+            ("127.0.0.1:80,weight", "weight=N"),
+            ("127.0.0.1:80,bogus", "bogus"),
+            ("127.0.0.1", "no port"),
+            ("no-such-host.invalid:80", "no-such-host.invalid"),
+        ] {
+            let e = parse_backend(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cli_parses_durations_and_rejects_bad() {
+        let cli = Cli::try_parse_from([
+            "fulcrum",
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--backend",
+            "127.0.0.1:2",
+            "--connect-timeout",
+            "200ms",
+            "--idle-timeout",
+            "1m",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(a.connect_timeout, Duration::from_millis(200));
+        assert_eq!(a.idle_timeout, Duration::from_secs(60));
+        let e = Cli::try_parse_from([
+            "fulcrum",
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--backend",
+            "127.0.0.1:2",
+            "--idle-timeout",
+            "30",
+        ])
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--idle-timeout"), "{e}");
+    }
+
+    #[test]
+    fn max_conns_derived_from_nofile() {
+        let cli = Cli::try_parse_from([
+            "fulcrum",
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--backend",
+            "127.0.0.1:2",
+            "--workers",
+            "2",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
+        let c = ServeConfig::from_args(a, 20_000).unwrap();
+        assert_eq!(c.max_conns, (20_000 - 64 - 16) / 2);
+    }
+}

@@ -1,0 +1,115 @@
+//! `fulcrum demo`: the embedded default. Three tiny HTTP backends on loopback, each
+//! answering with its own name, and a distributor in front of them.
+//!
+//! The backends are deliberately simple (a thread per connection, keep-alive, bounded
+//! request heads): they exist to show distribution, not to be fast.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use log::info;
+
+use crate::config::DemoArgs;
+use crate::pool::NodeSpec;
+use crate::serve::{self, Server};
+
+/// Starts one demo backend on `addr` (port 0 = any); returns its address.
+pub fn spawn_backend(addr: SocketAddr, name: String) -> io::Result<SocketAddr> {
+    let l = TcpListener::bind(addr)?;
+    let local = l.local_addr()?;
+    std::thread::Builder::new()
+        .name(format!("demo-{name}"))
+        .spawn(move || {
+            for s in l.incoming().flatten() {
+                let name = name.clone();
+                let _ = std::thread::Builder::new().spawn(move || serve_http(s, &name));
+            }
+        })?;
+    Ok(local)
+}
+
+/// Answers HTTP/1.1 requests on one connection until the client closes or asks to.
+fn serve_http(mut s: TcpStream, name: &str) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = [0u8; 8192];
+    let mut have = 0;
+    loop {
+        let Some(end) = find_head_end(&buf[..have]) else {
+            if have == buf.len() {
+                let _ = s.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                return;
+            }
+            match s.read(&mut buf[have..]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => have += n,
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let close = head.contains("connection: close")
+            || head.starts_with("get / http/1.0") && !head.contains("keep-alive");
+        let body = format!("{name}\n");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if s.write_all(resp.as_bytes()).is_err() || close {
+            return;
+        }
+        buf.copy_within(end..have, 0);
+        have -= end;
+    }
+}
+
+fn find_head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Runs the demo until Ctrl-C.
+pub fn run(args: DemoArgs) -> io::Result<()> {
+    let sfd = serve::signal_fd()?;
+    let nofile = serve::raise_nofile();
+    let mut specs = Vec::new();
+    for i in 1..=3 {
+        let a = spawn_backend(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            format!("backend-{i}"),
+        )?;
+        info!(target: "fulcrum::demo", "backend-{i} on {a}");
+        specs.push(NodeSpec {
+            addr: a,
+            weight: 1,
+            backup: false,
+            maxconn: 0,
+            agent_port: None,
+        });
+    }
+    let serve_args = crate::config::ServeArgs {
+        listen: vec![args.listen],
+        backend: specs,
+        scheduler: args.scheduler,
+        workers: Some(1),
+        connect_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(300),
+        max_conns: 0,
+        retries: 2,
+        drain_timeout: Duration::from_secs(2),
+        backlog: 1024,
+        splice: true,
+    };
+    let cfg =
+        crate::config::ServeConfig::from_args(serve_args, nofile).map_err(io::Error::other)?;
+    let server = Server::start(cfg, sfd)?;
+    println!(
+        "fulcrum demo: distributor on http://{} in front of 3 backends on loopback",
+        args.listen
+    );
+    println!(
+        "  try:  for i in 1 2 3 4 5 6; do curl -s http://{}/; done",
+        args.listen
+    );
+    println!("  stop: Ctrl-C");
+    server.run()
+}

@@ -1,0 +1,13 @@
+//! fulcrum: a userspace Layer-4 TCP connection distributor.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library; see
+//! `docs/architecture.md` for how the modules fit together.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod demo;
+pub mod duration;
+pub mod pool;
+pub mod proxy;
+pub mod scheduler;
+pub mod serve;

@@ -1,0 +1,205 @@
+//! Proxy-mode forwarding: terminate the client's TCP connection, open one to the chosen
+//! node, relay both ways.
+//!
+//! One [`worker::Worker`] per thread, each with its own mio reactor and its own
+//! SO_REUSEPORT listener per listen address (the kernel spreads new connections across
+//! them). This module creates the listeners (so bind errors surface at start, before any
+//! thread runs) and the workers, and holds [`Shared`]: what every worker reads.
+
+pub mod conn;
+pub mod pipe;
+pub mod relay;
+pub mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mio::{Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::pool::{Pool, Stats};
+use crate::scheduler::{self, SchedulerKind};
+pub use worker::WorkerConfig;
+
+/// What workers report to the control plane (passive health detection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// A connect to `node` failed (refused, timed out).
+    ConnectFailed {
+        /// The node.
+        node: SocketAddr,
+        /// Short reason.
+        why: &'static str,
+    },
+}
+
+/// State every worker reads; written by the control plane.
+#[derive(Debug)]
+pub struct Shared {
+    /// The nodes.
+    pub pool: Arc<Pool>,
+    /// Global counters.
+    pub stats: Arc<Stats>,
+    /// Cross-worker scheduler state (round-robin cursor).
+    pub sched_shared: Arc<scheduler::Shared>,
+    scheduler: AtomicU8,
+    /// Distribution switched on (`enable`/`disable`).
+    pub enabled: AtomicBool,
+    /// Stop accepting and drain.
+    pub shutdown: AtomicBool,
+    /// Drain time is over: close what is left.
+    pub cut_now: AtomicBool,
+    observer: Mutex<Option<(Sender<Observation>, Arc<Waker>)>>,
+    observe_on: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state for a pool and a starting scheduler.
+    pub fn new(pool: Arc<Pool>, stats: Arc<Stats>, kind: SchedulerKind) -> Self {
+        let s = Shared {
+            pool,
+            stats,
+            sched_shared: Arc::default(),
+            scheduler: AtomicU8::new(0),
+            enabled: AtomicBool::new(true),
+            shutdown: AtomicBool::new(false),
+            cut_now: AtomicBool::new(false),
+            observer: Mutex::new(None),
+            observe_on: AtomicBool::new(false),
+        };
+        s.set_scheduler_kind(kind);
+        s
+    }
+
+    /// The scheduler workers should use.
+    pub fn scheduler_kind(&self) -> SchedulerKind {
+        worker::kind_from_u8(self.scheduler.load(Ordering::Relaxed))
+    }
+
+    /// Switches every worker to another scheduler (at its next new connection).
+    pub fn set_scheduler_kind(&self, k: SchedulerKind) {
+        let v = match k {
+            SchedulerKind::Rr => 0,
+            SchedulerKind::Wrr => 1,
+            SchedulerKind::Lc => 2,
+            SchedulerKind::Wlc => 3,
+        };
+        self.scheduler.store(v, Ordering::Relaxed);
+    }
+
+    /// Routes observations to `tx`, waking the consumer's poll with `waker`.
+    pub fn set_observer(&self, tx: Sender<Observation>, waker: Arc<Waker>) {
+        *self.observer.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, waker));
+        self.observe_on.store(true, Ordering::Release);
+    }
+
+    /// Reports an observation if anyone listens: one atomic load when nobody does, a lock
+    /// otherwise, which only the connect-failure path pays.
+    pub fn observe(&self, o: Observation) {
+        if !self.observe_on.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some((tx, waker)) = self
+            .observer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(o);
+            let _ = waker.wake();
+        }
+    }
+}
+
+/// A listening socket for one worker: SO_REUSEPORT, non-blocking, TCP_NODELAY (accepted
+/// sockets inherit it), IPv6 sockets v6-only so `[::]` and `0.0.0.0` can both be listed.
+/// `freebind`: bind even if the address is not (yet) local — the VIP of a backup.
+pub fn bind_listener(
+    addr: SocketAddr,
+    backlog: u32,
+    freebind: bool,
+) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if freebind {
+        if addr.is_ipv6() {
+            s.set_freebind_ipv6(true)?;
+        } else {
+            s.set_freebind(true)?;
+        }
+    }
+    s.set_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(s.into())
+}
+
+/// Running workers.
+pub struct Workers {
+    /// One waker per worker, to make it look at the shared flags.
+    pub wakers: Vec<Arc<Waker>>,
+    /// Thread handles; each returns how many connections it cut.
+    pub threads: Vec<JoinHandle<io::Result<u64>>>,
+}
+
+impl Workers {
+    /// Wakes every worker (after a flag change).
+    pub fn wake_all(&self) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+}
+
+/// Binds every listener for every worker, then starts the workers.
+/// `on_exit` is woken when a worker thread ends.
+pub fn start(
+    listen: &[SocketAddr],
+    backlog: u32,
+    freebind: bool,
+    n_workers: usize,
+    shared: &Arc<Shared>,
+    cfg: &WorkerConfig,
+    on_exit: Arc<Waker>,
+) -> io::Result<Workers> {
+    let mut per_worker = Vec::with_capacity(n_workers);
+    for _ in 0..n_workers {
+        let mut ls = Vec::with_capacity(listen.len());
+        for &a in listen {
+            let l = bind_listener(a, backlog, freebind)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+            ls.push(l);
+        }
+        per_worker.push(ls);
+    }
+    let mut wakers = Vec::with_capacity(n_workers);
+    let mut threads = Vec::with_capacity(n_workers);
+    for (id, ls) in per_worker.into_iter().enumerate() {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
+        let w = worker::Worker::new(id, poll, ls, Arc::clone(shared), cfg.clone())?;
+        let exit = Arc::clone(&on_exit);
+        let t = std::thread::Builder::new()
+            .name(format!("fulcrum-w{id}"))
+            .spawn(move || {
+                let r = w.run();
+                let _ = exit.wake();
+                r
+            })?;
+        wakers.push(waker);
+        threads.push(t);
+    }
+    Ok(Workers { wakers, threads })
+}

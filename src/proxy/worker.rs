@@ -1,0 +1,612 @@
+//! One proxy worker: a mio reactor that owns its listeners and its connections.
+//!
+//! Accepts clients on its own SO_REUSEPORT listeners, picks a node with its scheduler,
+//! connects without blocking (retrying another node on failure), relays both ways, and
+//! enforces connect and idle timeouts. Shares with other workers only the pool snapshot,
+//! atomic counters and a few flags in [`Shared`].
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::conn::{Conn, End, Phase};
+use super::relay::Pumped;
+use super::{Observation, Shared};
+use crate::pool::Node;
+use crate::scheduler::{Scheduler, SchedulerKind};
+
+const WAKER: Token = Token(0);
+const FIRST_CONN: usize = 1024;
+/// Worker's scratch read buffer (64 KiB reads: fewer syscalls per MiB than 16 KiB).
+const SCRATCH: usize = 64 * 1024;
+/// How long accepting pauses after descriptor exhaustion.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Housekeeping period: idle sweep, counter publication, accept resumption.
+const TICK: Duration = Duration::from_millis(100);
+/// Accepts per readiness event before yielding to other work.
+const ACCEPT_BATCH: usize = 64;
+
+fn client_token(key: usize) -> Token {
+    Token(FIRST_CONN + 2 * key)
+}
+fn server_token(key: usize) -> Token {
+    Token(FIRST_CONN + 2 * key + 1)
+}
+
+/// Settings a worker needs, copied out of the config.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Per-attempt connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Connect retries on other nodes.
+    pub retries: u32,
+    /// Global connection cap.
+    pub max_conns: u64,
+    /// splice(2) for bulk transfers.
+    pub splice: bool,
+}
+
+/// A worker's reactor and everything it owns.
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    conns: Slab<Conn>,
+    shared: Arc<Shared>,
+    cfg: WorkerConfig,
+    nodes: Arc<[Arc<Node>]>,
+    generation: u64,
+    sched: Scheduler,
+    scratch: Vec<u8>,
+    spare: Vec<Vec<u8>>,
+    /// Connect deadlines: (deadline, slab key, serial, attempt). Stale entries are skipped.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64, u32)>>,
+    /// Connections that hit the per-event cap and must be driven again.
+    redo: Vec<(usize, u64)>,
+    /// Listeners whose accept queue may still hold connections.
+    accept_more: Vec<bool>,
+    accept_paused_until: Option<Instant>,
+    last_accept_warn: Option<Instant>,
+    next_sweep: Instant,
+    serial: u64,
+    now: Instant,
+    draining: bool,
+    exclude: Vec<usize>,
+}
+
+impl Worker {
+    /// A worker over an already created `poll` (whose waker the main thread holds) and
+    /// already bound listeners.
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        std_listeners: Vec<std::net::TcpListener>,
+        shared: Arc<Shared>,
+        cfg: WorkerConfig,
+    ) -> io::Result<Worker> {
+        let mut listeners = Vec::with_capacity(std_listeners.len());
+        for (i, l) in std_listeners.into_iter().enumerate() {
+            let mut l = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut l, Token(1 + i), Interest::READABLE)?;
+            listeners.push(l);
+        }
+        let (nodes, generation) = shared.pool.snapshot();
+        let kind = shared.scheduler_kind();
+        let now = Instant::now();
+        Ok(Worker {
+            id,
+            poll,
+            accept_more: vec![true; listeners.len()],
+            listeners,
+            conns: Slab::with_capacity(1024),
+            sched: Scheduler::new(kind, Arc::clone(&shared.sched_shared)),
+            shared,
+            cfg,
+            nodes,
+            generation,
+            scratch: vec![0; SCRATCH],
+            spare: Vec::new(),
+            timers: BinaryHeap::new(),
+            redo: Vec::new(),
+            accept_paused_until: None,
+            last_accept_warn: None,
+            next_sweep: now + TICK,
+            serial: 0,
+            now,
+            draining: false,
+            exclude: Vec::new(),
+        })
+    }
+
+    /// Runs until shut down and drained (or cut). Returns how many connections were cut.
+    pub fn run(mut self) -> io::Result<u64> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if !self.redo.is_empty() || self.accept_pending() {
+                Some(Duration::ZERO)
+            } else {
+                let next = self
+                    .timers
+                    .peek()
+                    .map_or(self.next_sweep, |Reverse((t, ..))| {
+                        (*t).min(self.next_sweep)
+                    });
+                Some(next.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    Token(t) if t < FIRST_CONN => {
+                        if let Some(flag) = self.accept_more.get_mut(t - 1) {
+                            *flag = true;
+                        }
+                    }
+                    Token(t) => {
+                        let key = (t - FIRST_CONN) / 2;
+                        let server_side = (t - FIRST_CONN) % 2 == 1;
+                        self.on_conn_event(key, server_side, ev);
+                    }
+                }
+            }
+            let redo = std::mem::take(&mut self.redo);
+            for (key, serial) in redo {
+                if self.conns.get(key).is_some_and(|c| c.serial == serial) {
+                    self.drive(key);
+                }
+            }
+            self.check_shutdown();
+            if self.draining && self.conns.is_empty() {
+                return Ok(0);
+            }
+            if self.shared.cut_now.load(Ordering::Acquire) {
+                return Ok(self.cut_all());
+            }
+            self.accept_all();
+            self.fire_timers();
+            if self.now >= self.next_sweep {
+                self.sweep();
+            }
+        }
+    }
+
+    fn accept_pending(&self) -> bool {
+        !self.draining
+            && self.accept_paused_until.is_none()
+            && self.accept_more.iter().any(|&m| m)
+            && self.shared.stats.active.load(Ordering::Relaxed) < self.cfg.max_conns
+    }
+
+    fn check_shutdown(&mut self) {
+        if !self.draining && self.shared.shutdown.load(Ordering::Acquire) {
+            self.draining = true;
+            for l in &mut self.listeners {
+                let _ = self.poll.registry().deregister(l);
+            }
+            // Closing the listeners resets whatever waits in their accept queues; the
+            // kernel steers new SYNs to listeners still open (other workers, or none).
+            self.listeners.clear();
+            self.accept_more.clear();
+            debug!(target: "fulcrum::proxy", "worker={} stopped accepting, active={}", self.id, self.conns.len());
+        }
+    }
+
+    fn cut_all(&mut self) -> u64 {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let n = keys.len() as u64;
+        for k in keys {
+            self.close(k, End::Shutdown);
+        }
+        n
+    }
+
+    fn refresh_nodes(&mut self) {
+        let g = self.shared.pool.generation();
+        if g != self.generation {
+            let (nodes, g) = self.shared.pool.snapshot();
+            self.nodes = nodes;
+            self.generation = g;
+            self.sched.reset();
+        }
+        let kind = self.shared.scheduler_kind();
+        if kind != self.sched.kind() {
+            self.sched = Scheduler::new(kind, Arc::clone(&self.shared.sched_shared));
+        }
+    }
+
+    fn accept_all(&mut self) {
+        if self.draining {
+            return;
+        }
+        if let Some(until) = self.accept_paused_until {
+            if self.now < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        for i in 0..self.listeners.len() {
+            if !self.accept_more[i] {
+                continue;
+            }
+            let mut n = 0;
+            loop {
+                if n == ACCEPT_BATCH {
+                    break; // come back right after the other events
+                }
+                if self.shared.stats.active.load(Ordering::Relaxed) >= self.cfg.max_conns {
+                    // Leave clients in the kernel's accept queue; the tick retries.
+                    self.shared
+                        .stats
+                        .refused_maxconn
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.accept_paused_until = Some(self.now + TICK);
+                    return;
+                }
+                match self.listeners[i].accept() {
+                    Ok((stream, peer)) => {
+                        n += 1;
+                        self.on_accept(stream, peer);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.accept_more[i] = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.shared
+                            .stats
+                            .accept_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        match e.raw_os_error() {
+                            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                                self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
+                                if self.last_accept_warn.is_none_or(|t| {
+                                    self.now.duration_since(t) >= Duration::from_secs(1)
+                                }) {
+                                    self.last_accept_warn = Some(self.now);
+                                    warn!(target: "fulcrum::proxy",
+                                        "worker={} accept failed: {e}; pausing accept for {:?} (open connections={})",
+                                        self.id, ACCEPT_PAUSE, self.conns.len());
+                                }
+                                return;
+                            }
+                            // ECONNABORTED and friends: that client is gone, go on.
+                            _ => debug!(target: "fulcrum::proxy", "accept: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_accept(&mut self, client: TcpStream, peer: SocketAddr) {
+        self.shared.stats.total.fetch_add(1, Ordering::Relaxed);
+        if !self.shared.enabled.load(Ordering::Relaxed) {
+            self.shared
+                .stats
+                .refused_disabled
+                .fetch_add(1, Ordering::Relaxed);
+            reset(&client);
+            return;
+        }
+        self.refresh_nodes();
+        self.exclude.clear();
+        let Some(idx) = self.sched.pick(&self.nodes, &self.exclude) else {
+            self.shared.stats.no_node.fetch_add(1, Ordering::Relaxed);
+            debug!(target: "fulcrum::proxy", "client={peer} no usable node");
+            reset(&client);
+            return;
+        };
+        self.shared.stats.active.fetch_add(1, Ordering::Relaxed);
+        self.serial += 1;
+        let node = Arc::clone(&self.nodes[idx]);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut conn = Conn {
+            serial: self.serial,
+            client,
+            peer,
+            server: None,
+            node,
+            tried: Vec::new(),
+            phase: Phase::Connecting { attempt: 0 },
+            up: Default::default(),
+            down: Default::default(),
+            last_active: self.now,
+            started: self.now,
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut conn.client,
+            client_token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!(target: "fulcrum::proxy", "register client: {e}");
+            self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        entry.insert(conn);
+        self.connect(key, 0);
+    }
+
+    /// Starts connect attempt `attempt` to the connection's current node.
+    fn connect(&mut self, key: usize, attempt: u32) {
+        let deadline = self.now + self.cfg.connect_timeout;
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        c.node.counters.active.fetch_add(1, Ordering::Relaxed);
+        c.node.counters.total.fetch_add(1, Ordering::Relaxed);
+        c.phase = Phase::Connecting { attempt };
+        match TcpStream::connect(c.node.addr()) {
+            Ok(mut s) => {
+                if let Err(e) = self.poll.registry().register(
+                    &mut s,
+                    server_token(key),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    warn!(target: "fulcrum::proxy", "register node socket: {e}");
+                    self.connect_failed(key, "register");
+                    return;
+                }
+                let _ = s.set_nodelay(true);
+                c.server = Some(s);
+                self.timers
+                    .push(Reverse((deadline, key, c.serial, attempt)));
+            }
+            Err(e) => {
+                debug!(target: "fulcrum::proxy", "connect {}: {e}", c.node.addr());
+                self.connect_failed(key, "connect");
+            }
+        }
+    }
+
+    /// The current attempt failed: count it, tell health, try another node or give up.
+    fn connect_failed(&mut self, key: usize, why: &'static str) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let attempt = match c.phase {
+            Phase::Connecting { attempt } => attempt,
+            Phase::Relaying => return,
+        };
+        if let Some(mut s) = c.server.take() {
+            let _ = self.poll.registry().deregister(&mut s);
+        }
+        let node = Arc::clone(&c.node);
+        node.counters.active.fetch_sub(1, Ordering::Relaxed);
+        node.counters
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.observe(Observation::ConnectFailed {
+            node: node.addr(),
+            why,
+        });
+        c.tried.push(node.addr());
+        debug!(target: "fulcrum::proxy", "client={} node={} connect failed ({why}), attempt {}", c.peer, node.addr(), attempt + 1);
+        if attempt >= self.cfg.retries {
+            self.close(key, End::ConnectFailed);
+            return;
+        }
+        // Retry path only (rare): the tried list is copied to release the borrow.
+        let tried = c.tried.clone();
+        self.refresh_nodes();
+        self.exclude.clear();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if tried.contains(&n.addr()) {
+                self.exclude.push(i);
+            }
+        }
+        match self.sched.pick(&self.nodes, &self.exclude) {
+            Some(i) => {
+                let next = Arc::clone(&self.nodes[i]);
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.node = next;
+                }
+                self.connect(key, attempt + 1);
+            }
+            None => {
+                self.shared.stats.no_node.fetch_add(1, Ordering::Relaxed);
+                self.close(key, End::ConnectFailed);
+            }
+        }
+    }
+
+    fn on_conn_event(&mut self, key: usize, server_side: bool, ev: &mio::event::Event) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+        let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+        let hup = ev.is_read_closed() || ev.is_error();
+        if server_side {
+            c.down.src_ready |= readable;
+            c.down.src_hup |= hup;
+            c.up.dst_ready |= writable;
+        } else {
+            c.up.src_ready |= readable;
+            c.up.src_hup |= hup;
+            c.down.dst_ready |= writable;
+        }
+        if let Phase::Connecting { .. } = c.phase {
+            if !server_side {
+                return; // client data waits in its socket until the node is connected
+            }
+            let Some(s) = c.server.as_ref() else { return };
+            match s.take_error() {
+                Ok(None) => match s.peer_addr() {
+                    Ok(_) => c.phase = Phase::Relaying,
+                    // Spurious wake-up before the handshake finished.
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                    Err(_) => return self.connect_failed(key, "refused"),
+                },
+                Ok(Some(_)) | Err(_) => return self.connect_failed(key, "refused"),
+            }
+        }
+        self.drive(key);
+    }
+
+    /// Relays both directions as far as readiness allows; closes when finished or broken.
+    fn drive(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(server) = c.server.as_mut() else {
+            return;
+        };
+        let (b_up, b_down) = (c.up.bytes, c.down.bytes);
+        let splice = self.cfg.splice;
+        let up = c.up.pump(
+            &mut c.client,
+            server,
+            &mut self.scratch,
+            splice,
+            &mut self.spare,
+        );
+        let up = match up {
+            Ok(p) => p,
+            Err(_) => return self.abort(key, End::ClientError),
+        };
+        let down = c.down.pump(
+            server,
+            &mut c.client,
+            &mut self.scratch,
+            splice,
+            &mut self.spare,
+        );
+        let down = match down {
+            Ok(p) => p,
+            Err(_) => return self.abort(key, End::NodeError),
+        };
+        if c.up.bytes != b_up || c.down.bytes != b_down {
+            c.last_active = self.now;
+        }
+        if c.finished() {
+            self.close(key, End::Done);
+        } else if up == Pumped::Capped || down == Pumped::Capped {
+            self.redo.push((key, c.serial));
+        }
+    }
+
+    /// A socket error: reset both sides, so the surviving peer learns it was not a clean end.
+    fn abort(&mut self, key: usize, end: End) {
+        if let Some(c) = self.conns.get(key) {
+            reset(&c.client);
+            if let Some(s) = c.server.as_ref() {
+                reset(s);
+            }
+        }
+        self.close(key, end);
+    }
+
+    fn close(&mut self, key: usize, end: End) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut c = self.conns.remove(key);
+        c.flush_counters(&self.shared.stats);
+        if let Phase::Relaying = c.phase {
+            c.node.counters.active.fetch_sub(1, Ordering::Relaxed);
+        } else if c.server.is_some() {
+            // Closed while an attempt was in flight (idle sweep or shutdown).
+            c.node.counters.active.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let End::ConnectFailed | End::Shutdown = end {
+            reset(&c.client);
+        }
+        self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(b) = c.up.take_buffer() {
+            self.spare.push(b);
+        }
+        if let Some(b) = c.down.take_buffer() {
+            self.spare.push(b);
+        }
+        self.spare.truncate(64);
+        debug!(target: "fulcrum::proxy",
+            "client={} node={} up={} down={} duration_ms={} end={:?}",
+            c.peer, c.node.addr(), c.up.bytes, c.down.bytes,
+            self.now.saturating_duration_since(c.started).as_millis(), end);
+        // Dropping the sockets closes them; the kernel removes them from epoll.
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(Reverse((t, key, serial, attempt))) = self.timers.peek().copied() {
+            if t > self.now {
+                break;
+            }
+            self.timers.pop();
+            let stale = !self.conns.get(key).is_some_and(|c| {
+                c.serial == serial
+                    && matches!(c.phase, Phase::Connecting { attempt: a } if a == attempt)
+            });
+            if !stale {
+                self.connect_failed(key, "timeout");
+            }
+        }
+    }
+
+    fn sweep(&mut self) {
+        self.next_sweep = self.now + TICK;
+        let idle = self.cfg.idle_timeout;
+        let now = self.now;
+        let mut expired = Vec::new();
+        for (k, c) in self.conns.iter_mut() {
+            c.flush_counters(&self.shared.stats);
+            if matches!(c.phase, Phase::Relaying)
+                && now.saturating_duration_since(c.last_active) >= idle
+            {
+                expired.push(k);
+            }
+        }
+        for k in expired {
+            self.close(k, End::Idle);
+        }
+        if self.draining && !self.conns.is_empty() {
+            debug!(target: "fulcrum::proxy", "worker={} draining, {} open", self.id, self.conns.len());
+        }
+    }
+}
+
+/// Closes with RST instead of FIN: the client must see a failure, not an empty success.
+fn reset(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.conns.is_empty() {
+            info!(target: "fulcrum::proxy", "worker={} exiting with {} connections", self.id, self.conns.len());
+        }
+    }
+}
+
+/// The scheduler kinds as stored in an atomic.
+pub(super) fn kind_from_u8(v: u8) -> SchedulerKind {
+    match v {
+        1 => SchedulerKind::Wrr,
+        2 => SchedulerKind::Lc,
+        3 => SchedulerKind::Wlc,
+        _ => SchedulerKind::Rr,
+    }
+}
