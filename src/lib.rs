@@ -4,9 +4,13 @@
 //! `docs/architecture.md` for how the modules fit together.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod duration;
+pub mod ha;
+pub mod health;
 pub mod pool;
 pub mod proxy;
 pub mod scheduler;

@@ -10,32 +10,154 @@
 //! This module decides nothing: schedulers read it, health checks and the control
 //! interface write it.
 
+use std::error::Error;
 use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
-/// Operator-set state of a node (the control interface's `set state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The operator's intent for a node; independent of its health.
+///
+/// Follows HAProxy's server states: `ready` takes new flows, `drain` keeps
+/// established flows but takes no new ones, `maint` takes nothing new and is
+/// also excluded from health-driven decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AdminState {
-    /// Receives new flows.
+    /// Eligible for new flows (subject to health).
     Ready,
-    /// No new flows; existing ones finish.
+    /// Established flows continue; no new flows.
     Drain,
-    /// Maintenance: no new flows, health checks keep running, shown as such.
+    /// Under maintenance: no new flows.
     Maint,
 }
 
-/// Health as seen by checks (active probes, passive failures, the node agent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl AdminState {
+    /// Every state, in display order (used for one-hot metric families).
+    pub const ALL: [AdminState; 3] = [AdminState::Ready, AdminState::Drain, AdminState::Maint];
+
+    /// The lowercase keyword used on the wire, in JSON and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+}
+
+impl fmt::Display for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AdminState {
+    type Err = ParseKeywordError;
+
+    /// Accepts exactly `ready`, `drain` or `maint` (case-sensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ready" => Ok(AdminState::Ready),
+            "drain" => Ok(AdminState::Drain),
+            "maint" => Ok(AdminState::Maint),
+            _ => Err(ParseKeywordError::new(
+                "admin state",
+                s,
+                "ready, drain or maint",
+            )),
+        }
+    }
+}
+
+/// What the health checks (and passive failure counting) observed.
+///
+/// `warning` is the paper's "warning value": heartbeats are late, so the
+/// node is skipped for new flows but not yet declared dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HealthState {
-    /// Usable.
+    /// Passing checks.
     Up,
-    /// Failing some checks: skipped for new flows, still probed fast.
+    /// Failing or late, not yet past the fall threshold; skipped for new flows.
     Warning,
-    /// Removed from scheduling until it rises again.
+    /// Past the fall threshold; no new flows.
     Down,
 }
+
+impl HealthState {
+    /// Every state, in display order (used for one-hot metric families).
+    pub const ALL: [HealthState; 3] = [HealthState::Up, HealthState::Warning, HealthState::Down];
+
+    /// The lowercase keyword used in text, JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Up => "up",
+            HealthState::Warning => "warning",
+            HealthState::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for HealthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for HealthState {
+    type Err = ParseKeywordError;
+
+    /// Accepts exactly `up`, `warning` or `down` (case-sensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "up" => Ok(HealthState::Up),
+            "warning" => Ok(HealthState::Warning),
+            "down" => Ok(HealthState::Down),
+            _ => Err(ParseKeywordError::new(
+                "health state",
+                s,
+                "up, warning or down",
+            )),
+        }
+    }
+}
+
+/// A keyword that is not one of an enum's spellings.
+///
+/// Shared by every small keyword enum of the control interface (states,
+/// scheduler kinds) so callers match on one type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseKeywordError {
+    /// What was being parsed, e.g. `"admin state"`.
+    pub what: &'static str,
+    /// The rejected input, verbatim.
+    pub value: String,
+    /// The accepted spellings, for the message, e.g. `"ready, drain or maint"`.
+    pub expected: &'static str,
+}
+
+impl ParseKeywordError {
+    /// Builds the error for `value`, which failed to parse as `what`.
+    pub fn new(what: &'static str, value: &str, expected: &'static str) -> Self {
+        ParseKeywordError {
+            what,
+            value: value.to_owned(),
+            expected,
+        }
+    }
+}
+
+impl fmt::Display for ParseKeywordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown {} {:?} (expected {})",
+            self.what, self.value, self.expected
+        )
+    }
+}
+
+impl Error for ParseKeywordError {}
 
 impl AdminState {
     fn to_u8(self) -> u8 {
@@ -48,14 +170,6 @@ impl AdminState {
             _ => AdminState::Ready,
         }
     }
-    /// Lower-case name used in logs and the control interface.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdminState::Ready => "ready",
-            AdminState::Drain => "drain",
-            AdminState::Maint => "maint",
-        }
-    }
 }
 
 impl HealthState {
@@ -65,26 +179,6 @@ impl HealthState {
             2 => HealthState::Down,
             _ => HealthState::Up,
         }
-    }
-    /// Lower-case name used in logs and the control interface.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthState::Up => "up",
-            HealthState::Warning => "warning",
-            HealthState::Down => "down",
-        }
-    }
-}
-
-impl fmt::Display for AdminState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for HealthState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

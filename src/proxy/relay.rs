@@ -81,7 +81,9 @@ impl Half {
     }
 
     /// Moves data from `src` to `dst` until blocked, capped, or done.
-    /// `spare` hands out a recycled allocation for a pending buffer.
+    /// `spare` hands out a recycled allocation for a pending buffer. `dst_eof`: the
+    /// destination already sent its FIN, so once this direction ends too the connection
+    /// closes, and close(2) sends our FIN: the `shutdown(Write)` would be a wasted syscall.
     pub fn pump(
         &mut self,
         src: &mut TcpStream,
@@ -89,6 +91,7 @@ impl Half {
         scratch: &mut [u8],
         splice: bool,
         spare: &mut Vec<Vec<u8>>,
+        dst_eof: bool,
     ) -> io::Result<Pumped> {
         for _ in 0..MAX_ROUNDS {
             // 1. Flush what is queued for the destination.
@@ -130,8 +133,10 @@ impl Half {
             if self.read_eof {
                 if !self.write_shut {
                     self.write_shut = true;
-                    // The peer may be gone already; the other direction reports that.
-                    let _ = dst.shutdown(Shutdown::Write);
+                    if !dst_eof {
+                        // The peer may be gone already; the other direction reports that.
+                        let _ = dst.shutdown(Shutdown::Write);
+                    }
                 }
                 return Ok(Pumped::Idle);
             }

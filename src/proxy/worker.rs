@@ -455,6 +455,10 @@ impl Worker {
             }
             let Some(s) = c.server.as_ref() else { return };
             match s.take_error() {
+                // Writable without a pending error: the handshake completed. (A connecting
+                // socket only turns writable once connected or failed, so getpeername
+                // is not needed for that; it is only asked on other wake-ups.)
+                Ok(None) if ev.is_writable() => c.phase = Phase::Relaying,
                 Ok(None) => match s.peer_addr() {
                     Ok(_) => c.phase = Phase::Relaying,
                     // Spurious wake-up before the handshake finished.
@@ -477,23 +481,27 @@ impl Worker {
         };
         let (b_up, b_down) = (c.up.bytes, c.down.bytes);
         let splice = self.cfg.splice;
+        let down_eof = c.down.read_eof;
         let up = c.up.pump(
             &mut c.client,
             server,
             &mut self.scratch,
             splice,
             &mut self.spare,
+            down_eof,
         );
         let up = match up {
             Ok(p) => p,
             Err(_) => return self.abort(key, End::ClientError),
         };
+        let up_eof = c.up.read_eof;
         let down = c.down.pump(
             server,
             &mut c.client,
             &mut self.scratch,
             splice,
             &mut self.spare,
+            up_eof,
         );
         let down = match down {
             Ok(p) => p,

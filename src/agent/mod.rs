@@ -1,0 +1,6 @@
+//! The node agent (`fulcrum agent`) and its heartbeat protocol with the distributor.
+//!
+//! [`wire`] is the authenticated heartbeat format and its replay/staleness checks
+//! (sans-IO); [`run`] is the agent process itself.
+
+pub mod wire;

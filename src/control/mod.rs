@@ -1,0 +1,7 @@
+//! The runtime control interface: command grammar and application ([`command`]),
+//! copied-out views of the distributor ([`snapshot`]), text/JSON/Prometheus renderers
+//! ([`render`]), and the IO shell serving the Unix socket and HTTP ([`server`]).
+
+pub mod command;
+pub mod render;
+pub mod snapshot;

@@ -1,0 +1,976 @@
+//! Renderers from snapshots to the control interface's output formats.
+//!
+//! Pure functions from `crate::control::snapshot` values to text: an aligned
+//! node table (in the manner of `ipvsadm -L -n --stats`), `key: value` stats,
+//! compact JSON, and the Prometheus text exposition format 0.0.4. JSON and
+//! label escaping are hand-written so the crate needs no dependency.
+//!
+//! Output conventions: text renderers end every line with `\n`; JSON
+//! renderers return a single line with no trailing newline (convenient for
+//! a line protocol); Prometheus output ends with `\n` as the format requires.
+//! Nothing here reads clocks or counters: ages arrive precomputed in the
+//! snapshot, and rows keep the order the caller gives.
+
+use std::fmt::Write as _;
+
+use crate::control::snapshot::{
+    AdminState, CheckSnapshot, HealthState, NodeSnapshot, StatsSnapshot,
+};
+
+/// `Content-Type` for [`prometheus`] output served over HTTP.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Longest check detail shown in the table, in characters; JSON has it all.
+const MAX_DETAIL: usize = 60;
+
+/// Escapes `s` for use inside a JSON string literal (RFC 8259 §7), without
+/// the surrounding quotes: `"` and `\` are backslash-escaped, control
+/// characters use the short forms or `\u00XX`; everything else is kept.
+pub fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_json_escaped(&mut out, s);
+    out
+}
+
+fn push_json_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes a Prometheus label value (text format 0.0.4): `\` → `\\`,
+/// `"` → `\"`, newline → `\n`; everything else is kept.
+pub fn prom_label_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Aligned table of nodes, one row each, in the given order:
+///
+/// ```text
+/// NODE         WEIGHT  ADMIN  HEALTH  ACTIVE  TOTAL     IN   OUT  FAIL  CHECK
+/// 10.0.0.1:80      10  ready  up           3    120  12.5K  1.2M     0  ok 1.2s ago rtt 412us: connected
+/// ```
+///
+/// WEIGHT shows `effective/configured` when they differ; backup nodes carry
+/// ` (backup)` after the address; IN/OUT use binary units above 9999 bytes
+/// (`K` = 1024); CHECK is `-` before the first check. Columns are separated
+/// by two spaces and lines carry no trailing blanks. Scripts should use
+/// [`nodes_json`] instead of parsing this.
+pub fn nodes_table(nodes: &[NodeSnapshot]) -> String {
+    const HEADER: [&str; 10] = [
+        "NODE", "WEIGHT", "ADMIN", "HEALTH", "ACTIVE", "TOTAL", "IN", "OUT", "FAIL", "CHECK",
+    ];
+    // Left-aligned columns; the others are numbers, right-aligned.
+    const LEFT: [bool; 10] = [
+        true, false, true, true, false, false, false, false, false, true,
+    ];
+
+    let rows: Vec<[String; 10]> = nodes.iter().map(table_row).collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = HEADER.map(str::to_owned);
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let width = widths.get(i).copied().unwrap_or(0);
+            let pad = width.saturating_sub(cell.chars().count());
+            if LEFT.get(i).copied().unwrap_or(true) {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            } else {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn table_row(n: &NodeSnapshot) -> [String; 10] {
+    let node = if n.backup {
+        format!("{} (backup)", n.addr)
+    } else {
+        n.addr.to_string()
+    };
+    let weight = if n.effective_weight == n.weight {
+        n.weight.to_string()
+    } else {
+        format!("{}/{}", n.effective_weight, n.weight)
+    };
+    [
+        node,
+        weight,
+        n.admin.to_string(),
+        n.health.to_string(),
+        n.active.to_string(),
+        n.total.to_string(),
+        human_bytes(n.bytes_in),
+        human_bytes(n.bytes_out),
+        n.connect_failures.to_string(),
+        n.last_check
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), check_cell),
+    ]
+}
+
+fn check_cell(c: &CheckSnapshot) -> String {
+    let mut s = format!(
+        "{} {} ago",
+        if c.ok { "ok" } else { "fail" },
+        human_ms(c.age_ms)
+    );
+    if let Some(rtt) = c.rtt_us {
+        let _ = write!(s, " rtt {}", human_us(rtt));
+    }
+    if !c.detail.is_empty() {
+        s.push_str(": ");
+        push_printable(&mut s, &c.detail, MAX_DETAIL);
+    }
+    s
+}
+
+/// Appends `s` with control characters escaped (the detail may come from
+/// the network and must not break the table), cut to `max` characters.
+fn push_printable(out: &mut String, s: &str, max: usize) {
+    let mut chars = s.chars();
+    for c in chars.by_ref().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if chars.next().is_some() {
+        out.push_str("...");
+    }
+}
+
+/// Bytes as a plain number up to 9999, then rounded to one decimal with a
+/// binary unit.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if n < 10_000 {
+        return n.to_string();
+    }
+    let mut div: u64 = 1024;
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && n / div >= 1024 {
+        div *= 1024;
+        unit += 1;
+    }
+    let div = u128::from(div);
+    let tenths = (u128::from(n) * 10 + div / 2) / div;
+    format!(
+        "{}.{}{}",
+        tenths / 10,
+        tenths % 10,
+        UNITS.get(unit).copied().unwrap_or("")
+    )
+}
+
+/// Milliseconds as `850ms`, `1.2s`, `3m4s` or `2h5m`.
+fn human_ms(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{}.{}s", ms / 1000, ms % 1000 / 100),
+        60_000..=3_599_999 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+/// Microseconds as `412us`, `1.5ms` or `2.0s`.
+fn human_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us}us"),
+        1_000..=999_999 => format!("{}.{}ms", us / 1000, us % 1000 / 100),
+        _ => format!("{}.{}s", us / 1_000_000, us % 1_000_000 / 100_000),
+    }
+}
+
+/// Writes one JSON object, tracking commas. Keys are string literals in
+/// this file and need no escaping.
+struct JsonObject<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    fn open(out: &'a mut String) -> Self {
+        out.push('{');
+        JsonObject { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.out.push('"');
+        push_json_escaped(self.out, value);
+        self.out.push('"');
+    }
+
+    fn num(&mut self, key: &str, value: u64) {
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn opt_num(&mut self, key: &str, value: Option<u64>) {
+        match value {
+            Some(v) => self.num(key, v),
+            None => self.null(key),
+        }
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    fn null(&mut self, key: &str) {
+        self.key(key);
+        self.out.push_str("null");
+    }
+
+    fn close(self) {
+        self.out.push('}');
+    }
+}
+
+/// JSON array of nodes, one object each, in the given order, compact and
+/// on one line. Keys, always present, in this order:
+///
+/// `addr` (string, `"[::1]:80"` for IPv6), `weight`, `effective_weight`,
+/// `backup` (bool), `maxconn` (0 = no limit), `admin` (`"ready"`, `"drain"`,
+/// `"maint"`), `health` (`"up"`, `"warning"`, `"down"`), `active`, `total`,
+/// `bytes_in`, `bytes_out`, `connect_failures`, `last_check` (`null` or an
+/// object with `ok` (bool), `detail` (string), `age_ms`, `rtt_us` (number or
+/// `null`)). Counters are unsigned integers and may exceed 2^53.
+pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
+    let mut out = String::from("[");
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut o = JsonObject::open(&mut out);
+        o.str("addr", &n.addr.to_string());
+        o.num("weight", n.weight.into());
+        o.num("effective_weight", n.effective_weight.into());
+        o.bool("backup", n.backup);
+        o.num("maxconn", n.maxconn.into());
+        o.str("admin", n.admin.as_str());
+        o.str("health", n.health.as_str());
+        o.num("active", n.active);
+        o.num("total", n.total);
+        o.num("bytes_in", n.bytes_in);
+        o.num("bytes_out", n.bytes_out);
+        o.num("connect_failures", n.connect_failures);
+        match &n.last_check {
+            None => o.null("last_check"),
+            Some(c) => {
+                o.key("last_check");
+                let mut check = JsonObject::open(o.out);
+                check.bool("ok", c.ok);
+                check.str("detail", &c.detail);
+                check.num("age_ms", c.age_ms);
+                check.opt_num("rtt_us", c.rtt_us);
+                check.close();
+            }
+        }
+        o.close();
+    }
+    out.push(']');
+    out
+}
+
+/// Distributor stats as `key: value` lines, keys as in [`stats_json`];
+/// `ha_*` lines appear only when HA is configured (the field is `Some`).
+pub fn stats_text(s: &StatsSnapshot) -> String {
+    let mut out = String::new();
+    let mut line = |key: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "{key}: {value}");
+    };
+    line("uptime_s", &s.uptime_s);
+    line("workers", &s.workers);
+    let mut scheduler = String::new();
+    push_printable(&mut scheduler, &s.scheduler, 64);
+    line("scheduler", &scheduler);
+    line("enabled", &s.enabled);
+    line("active", &s.active);
+    line("total", &s.total);
+    line("bytes_in", &s.bytes_in);
+    line("bytes_out", &s.bytes_out);
+    line("refused_disabled", &s.refused_disabled);
+    line("refused_maxconn", &s.refused_maxconn);
+    line("no_node", &s.no_node);
+    line("connect_failures", &s.connect_failures);
+    line("accept_errors", &s.accept_errors);
+    if let Some(role) = &s.ha_role {
+        let mut clean = String::new();
+        push_printable(&mut clean, role, 64);
+        line("ha_role", &clean);
+    }
+    let optional = [
+        ("ha_epoch", s.ha_epoch),
+        ("ha_takeovers", s.ha_takeovers),
+        ("ha_peer_last_ms", s.ha_peer_last_ms),
+        ("ha_rejected", s.ha_rejected),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            line(key, &v);
+        }
+    }
+    out
+}
+
+/// Distributor stats as one compact JSON object. Keys, always present, in
+/// this order: `uptime_s`, `workers`, `scheduler` (string), `enabled`
+/// (bool), `active`, `total`, `bytes_in`, `bytes_out`, `refused_disabled`,
+/// `refused_maxconn`, `no_node`, `connect_failures`, `accept_errors`,
+/// `ha_role` (string or `null`), `ha_epoch`, `ha_takeovers`,
+/// `ha_peer_last_ms`, `ha_rejected` (numbers or `null` without HA).
+pub fn stats_json(s: &StatsSnapshot) -> String {
+    let mut out = String::new();
+    let mut o = JsonObject::open(&mut out);
+    o.num("uptime_s", s.uptime_s);
+    o.num("workers", s.workers.into());
+    o.str("scheduler", &s.scheduler);
+    o.bool("enabled", s.enabled);
+    o.num("active", s.active);
+    o.num("total", s.total);
+    o.num("bytes_in", s.bytes_in);
+    o.num("bytes_out", s.bytes_out);
+    o.num("refused_disabled", s.refused_disabled);
+    o.num("refused_maxconn", s.refused_maxconn);
+    o.num("no_node", s.no_node);
+    o.num("connect_failures", s.connect_failures);
+    o.num("accept_errors", s.accept_errors);
+    match &s.ha_role {
+        Some(role) => o.str("ha_role", role),
+        None => o.null("ha_role"),
+    }
+    o.opt_num("ha_epoch", s.ha_epoch);
+    o.opt_num("ha_takeovers", s.ha_takeovers);
+    o.opt_num("ha_peer_last_ms", s.ha_peer_last_ms);
+    o.opt_num("ha_rejected", s.ha_rejected);
+    o.close();
+    out
+}
+
+/// Writes Prometheus families; each family's `# HELP`/`# TYPE` pair is
+/// written once, immediately followed by all its samples, as 0.0.4 requires.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: &dyn std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{key}=\"{}\"", prom_label_escape(val));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// A per-node numeric family: name, type, help, and how to read the value.
+type NodeFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&NodeSnapshot) -> u64,
+);
+
+const NODE_FAMILIES: [NodeFamily; 9] = [
+    (
+        "fulcrum_node_connections_active",
+        "gauge",
+        "Connections open to the node now.",
+        |n| n.active,
+    ),
+    (
+        "fulcrum_node_connections_total",
+        "counter",
+        "Connections forwarded to the node.",
+        |n| n.total,
+    ),
+    (
+        "fulcrum_node_bytes_in_total",
+        "counter",
+        "Bytes from clients sent to the node.",
+        |n| n.bytes_in,
+    ),
+    (
+        "fulcrum_node_bytes_out_total",
+        "counter",
+        "Bytes from the node sent to clients.",
+        |n| n.bytes_out,
+    ),
+    (
+        "fulcrum_node_connect_failures_total",
+        "counter",
+        "Failed connection attempts to the node.",
+        |n| n.connect_failures,
+    ),
+    (
+        "fulcrum_node_weight",
+        "gauge",
+        "Configured weight (0 = no new flows).",
+        |n| n.weight.into(),
+    ),
+    (
+        "fulcrum_node_effective_weight",
+        "gauge",
+        "Weight the scheduler uses now.",
+        |n| n.effective_weight.into(),
+    ),
+    (
+        "fulcrum_node_backup",
+        "gauge",
+        "1 if the node is a backup node.",
+        |n| n.backup.into(),
+    ),
+    (
+        "fulcrum_node_maxconn",
+        "gauge",
+        "Connection limit of the node (0 = none).",
+        |n| n.maxconn.into(),
+    ),
+];
+
+/// Milliseconds as decimal seconds with no trailing zeros (`1500` → `1.5`).
+fn ms_as_seconds(ms: u64) -> String {
+    let frac = ms % 1000;
+    if frac == 0 {
+        return (ms / 1000).to_string();
+    }
+    let digits = format!("{frac:03}");
+    format!("{}.{}", ms / 1000, digits.trim_end_matches('0'))
+}
+
+/// Metrics in the Prometheus text exposition format 0.0.4 (serve with
+/// [`PROMETHEUS_CONTENT_TYPE`]).
+///
+/// Distributor families always appear; per-node families appear when
+/// `nodes` is non-empty, labelled `node="IP:PORT"` (`"[::1]:80"` for IPv6),
+/// nodes in the given order; `fulcrum_node_health` and `fulcrum_node_admin`
+/// are one-hot over every state (`state` label). Each `fulcrum_ha_*` family
+/// appears only when its snapshot field is `Some`; `fulcrum_ha_role` has a
+/// single sample, the current role, valued 1.
+pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
+    let mut e = Exposition { out: String::new() };
+    e.single(
+        "fulcrum_up",
+        "gauge",
+        "1 if new connections are distributed, 0 if distribution is disabled.",
+        &u8::from(stats.enabled),
+    );
+    e.single(
+        "fulcrum_uptime_seconds",
+        "gauge",
+        "Seconds since the distributor started.",
+        &stats.uptime_s,
+    );
+    e.single(
+        "fulcrum_workers",
+        "gauge",
+        "Forwarding worker threads.",
+        &stats.workers,
+    );
+    e.family(
+        "fulcrum_scheduler_info",
+        "gauge",
+        "Scheduling algorithm in use (always 1).",
+    );
+    e.sample(
+        "fulcrum_scheduler_info",
+        &[("scheduler", &stats.scheduler)],
+        &1,
+    );
+    e.single(
+        "fulcrum_connections_active",
+        "gauge",
+        "Client connections open now.",
+        &stats.active,
+    );
+    e.single(
+        "fulcrum_connections_total",
+        "counter",
+        "Client connections accepted and forwarded.",
+        &stats.total,
+    );
+    e.single(
+        "fulcrum_bytes_in_total",
+        "counter",
+        "Bytes received from clients.",
+        &stats.bytes_in,
+    );
+    e.single(
+        "fulcrum_bytes_out_total",
+        "counter",
+        "Bytes sent to clients.",
+        &stats.bytes_out,
+    );
+    e.family(
+        "fulcrum_refused_total",
+        "counter",
+        "Client connections refused, by reason.",
+    );
+    for (reason, value) in [
+        ("disabled", stats.refused_disabled),
+        ("maxconn", stats.refused_maxconn),
+        ("no_node", stats.no_node),
+    ] {
+        e.sample("fulcrum_refused_total", &[("reason", reason)], &value);
+    }
+    e.single(
+        "fulcrum_connect_failures_total",
+        "counter",
+        "Failed connection attempts to nodes.",
+        &stats.connect_failures,
+    );
+    e.single(
+        "fulcrum_accept_errors_total",
+        "counter",
+        "Errors returned by accept().",
+        &stats.accept_errors,
+    );
+
+    if !nodes.is_empty() {
+        let labels: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+        for (name, kind, help, read) in NODE_FAMILIES {
+            e.family(name, kind, help);
+            for (n, label) in nodes.iter().zip(&labels) {
+                e.sample(name, &[("node", label)], &read(n));
+            }
+        }
+        let name = "fulcrum_node_health";
+        e.family(
+            name,
+            "gauge",
+            "1 for the node's current health state, 0 for the others.",
+        );
+        for (n, label) in nodes.iter().zip(&labels) {
+            for s in HealthState::ALL {
+                let value = u8::from(n.health == s);
+                e.sample(name, &[("node", label), ("state", s.as_str())], &value);
+            }
+        }
+        let name = "fulcrum_node_admin";
+        e.family(
+            name,
+            "gauge",
+            "1 for the node's current admin state, 0 for the others.",
+        );
+        for (n, label) in nodes.iter().zip(&labels) {
+            for s in AdminState::ALL {
+                let value = u8::from(n.admin == s);
+                e.sample(name, &[("node", label), ("state", s.as_str())], &value);
+            }
+        }
+    }
+
+    if let Some(role) = &stats.ha_role {
+        e.family(
+            "fulcrum_ha_role",
+            "gauge",
+            "Current HA role of this distributor (always 1).",
+        );
+        e.sample("fulcrum_ha_role", &[("role", role)], &1);
+    }
+    if let Some(v) = stats.ha_epoch {
+        e.single("fulcrum_ha_epoch", "gauge", "HA election epoch.", &v);
+    }
+    if let Some(v) = stats.ha_takeovers {
+        e.single(
+            "fulcrum_ha_takeovers_total",
+            "counter",
+            "Times this distributor became master.",
+            &v,
+        );
+    }
+    if let Some(ms) = stats.ha_peer_last_ms {
+        e.single(
+            "fulcrum_ha_peer_heartbeat_age_seconds",
+            "gauge",
+            "Seconds since the last valid heartbeat from the peer.",
+            &ms_as_seconds(ms),
+        );
+    }
+    if let Some(v) = stats.ha_rejected {
+        e.single(
+            "fulcrum_ha_heartbeats_rejected_total",
+            "counter",
+            "Peer heartbeats rejected (authentication, replay, malformed).",
+            &v,
+        );
+    }
+    e.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes() -> Vec<NodeSnapshot> {
+        vec![
+            NodeSnapshot {
+                addr: "10.0.0.1:8080".parse().unwrap(),
+                weight: 10,
+                effective_weight: 10,
+                backup: false,
+                maxconn: 0,
+                admin: AdminState::Ready,
+                health: HealthState::Up,
+                active: 3,
+                total: 120,
+                bytes_in: 12_800,
+                bytes_out: 1_258_291,
+                connect_failures: 0,
+                last_check: Some(CheckSnapshot {
+                    ok: true,
+                    detail: "connected".into(),
+                    age_ms: 1_234,
+                    rtt_us: Some(412),
+                }),
+            },
+            NodeSnapshot {
+                addr: "[2001:db8::2]:80".parse().unwrap(),
+                weight: 5,
+                effective_weight: 2,
+                backup: true,
+                maxconn: 100,
+                admin: AdminState::Drain,
+                health: HealthState::Warning,
+                active: 0,
+                total: 7,
+                bytes_in: 42,
+                bytes_out: 0,
+                connect_failures: 2,
+                last_check: None,
+            },
+        ]
+    }
+
+    fn stats() -> StatsSnapshot {
+        StatsSnapshot {
+            uptime_s: 3600,
+            workers: 2,
+            scheduler: "wrr".into(),
+            enabled: true,
+            active: 3,
+            total: 127,
+            bytes_in: 12_842,
+            bytes_out: 1_258_291,
+            refused_disabled: 1,
+            refused_maxconn: 0,
+            no_node: 4,
+            connect_failures: 2,
+            accept_errors: 0,
+            ha_role: Some("master".into()),
+            ha_epoch: Some(7),
+            ha_takeovers: Some(1),
+            ha_peer_last_ms: Some(250),
+            ha_rejected: Some(0),
+        }
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let want = "\
+NODE                       WEIGHT  ADMIN  HEALTH   ACTIVE  TOTAL     IN   OUT  FAIL  CHECK
+10.0.0.1:8080                  10  ready  up            3    120  12.5K  1.2M     0  ok 1.2s ago rtt 412us: connected
+[2001:db8::2]:80 (backup)     2/5  drain  warning       0      7     42     0     2  -
+";
+        assert_eq!(nodes_table(&nodes()), want);
+        assert_eq!(
+            nodes_table(&[]),
+            "NODE  WEIGHT  ADMIN  HEALTH  ACTIVE  TOTAL  IN  OUT  FAIL  CHECK\n"
+        );
+    }
+
+    #[test]
+    fn table_escapes_hostile_check_detail() {
+        let mut n = nodes();
+        if let Some(c) = n[0].last_check.as_mut() {
+            c.ok = false;
+            c.detail = format!("HTTP 503\r\n{}", "x".repeat(100));
+            c.rtt_us = None;
+            c.age_ms = 61_000;
+        }
+        let table = nodes_table(&n[..1]);
+        assert_eq!(table.lines().count(), 2);
+        let want = format!("fail 1m1s ago: HTTP 503\\r\\n{}...", "x".repeat(50));
+        assert!(table.lines().nth(1).unwrap().ends_with(&want), "{table}");
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(9_999), "9999");
+        assert_eq!(human_bytes(10_000), "9.8K");
+        assert_eq!(human_bytes(5 << 30), "5.0G");
+        assert_eq!(human_bytes(u64::MAX), "16.0E");
+        assert_eq!(human_ms(999), "999ms");
+        assert_eq!(human_ms(7_250_000), "2h0m");
+        assert_eq!(human_us(1_500), "1.5ms");
+        assert_eq!(human_us(2_000_000), "2.0s");
+        assert_eq!(ms_as_seconds(250), "0.25");
+        assert_eq!(ms_as_seconds(3_000), "3");
+    }
+
+    #[test]
+    fn nodes_json_exact() {
+        let want = concat!(
+            r#"[{"addr":"10.0.0.1:8080","weight":10,"effective_weight":10,"backup":false,"#,
+            r#""maxconn":0,"admin":"ready","health":"up","active":3,"total":120,"#,
+            r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"#,
+            r#""last_check":{"ok":true,"detail":"connected","age_ms":1234,"rtt_us":412}},"#,
+            r#"{"addr":"[2001:db8::2]:80","weight":5,"effective_weight":2,"backup":true,"#,
+            r#""maxconn":100,"admin":"drain","health":"warning","active":0,"total":7,"#,
+            r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"last_check":null}]"#,
+        );
+        assert_eq!(nodes_json(&nodes()), want);
+        assert_eq!(nodes_json(&[]), "[]");
+    }
+
+    #[test]
+    fn stats_json_and_text_exact() {
+        let mut s = stats();
+        s.ha_role = None;
+        s.ha_epoch = None;
+        s.ha_takeovers = None;
+        s.ha_peer_last_ms = None;
+        s.ha_rejected = None;
+        let want = concat!(
+            r#"{"uptime_s":3600,"workers":2,"scheduler":"wrr","enabled":true,"active":3,"#,
+            r#""total":127,"bytes_in":12842,"bytes_out":1258291,"refused_disabled":1,"#,
+            r#""refused_maxconn":0,"no_node":4,"connect_failures":2,"accept_errors":0,"#,
+            r#""ha_role":null,"ha_epoch":null,"ha_takeovers":null,"ha_peer_last_ms":null,"#,
+            r#""ha_rejected":null}"#,
+        );
+        assert_eq!(stats_json(&s), want);
+        let text = "\
+uptime_s: 3600
+workers: 2
+scheduler: wrr
+enabled: true
+active: 3
+total: 127
+bytes_in: 12842
+bytes_out: 1258291
+refused_disabled: 1
+refused_maxconn: 0
+no_node: 4
+connect_failures: 2
+accept_errors: 0
+";
+        assert_eq!(stats_text(&s), text);
+        let with_ha = stats_text(&stats());
+        assert!(with_ha.starts_with(text));
+        assert_eq!(
+            &with_ha[text.len()..],
+            "ha_role: master\nha_epoch: 7\nha_takeovers: 1\nha_peer_last_ms: 250\nha_rejected: 0\n"
+        );
+        assert!(stats_json(&stats()).ends_with(
+            r#""ha_role":"master","ha_epoch":7,"ha_takeovers":1,"ha_peer_last_ms":250,"ha_rejected":0}"#
+        ));
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            json_escape("a\"b\\c\n\r\t\u{8}\u{c}\u{1}\u{1f}é€"),
+            "a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001fé€"
+        );
+        assert_eq!(json_escape("\u{7f}"), "\u{7f}");
+        assert_eq!(prom_label_escape("a\\b\"c\nd\te"), "a\\\\b\\\"c\\nd\te");
+        let mut s = stats();
+        s.scheduler = "w\"r\\r\n".into();
+        assert!(stats_json(&s).contains(r#""scheduler":"w\"r\\r\n""#));
+        assert!(prometheus(&s, &[])
+            .contains("fulcrum_scheduler_info{scheduler=\"w\\\"r\\\\r\\n\"} 1\n"));
+        assert!(stats_text(&s).contains("scheduler: w\"r\\r\\n\n"));
+    }
+
+    #[test]
+    fn prometheus_exact() {
+        let want = r#"# HELP fulcrum_up 1 if new connections are distributed, 0 if distribution is disabled.
+# TYPE fulcrum_up gauge
+fulcrum_up 1
+# HELP fulcrum_uptime_seconds Seconds since the distributor started.
+# TYPE fulcrum_uptime_seconds gauge
+fulcrum_uptime_seconds 3600
+# HELP fulcrum_workers Forwarding worker threads.
+# TYPE fulcrum_workers gauge
+fulcrum_workers 2
+# HELP fulcrum_scheduler_info Scheduling algorithm in use (always 1).
+# TYPE fulcrum_scheduler_info gauge
+fulcrum_scheduler_info{scheduler="wrr"} 1
+# HELP fulcrum_connections_active Client connections open now.
+# TYPE fulcrum_connections_active gauge
+fulcrum_connections_active 3
+# HELP fulcrum_connections_total Client connections accepted and forwarded.
+# TYPE fulcrum_connections_total counter
+fulcrum_connections_total 127
+# HELP fulcrum_bytes_in_total Bytes received from clients.
+# TYPE fulcrum_bytes_in_total counter
+fulcrum_bytes_in_total 12842
+# HELP fulcrum_bytes_out_total Bytes sent to clients.
+# TYPE fulcrum_bytes_out_total counter
+fulcrum_bytes_out_total 1258291
+# HELP fulcrum_refused_total Client connections refused, by reason.
+# TYPE fulcrum_refused_total counter
+fulcrum_refused_total{reason="disabled"} 1
+fulcrum_refused_total{reason="maxconn"} 0
+fulcrum_refused_total{reason="no_node"} 4
+# HELP fulcrum_connect_failures_total Failed connection attempts to nodes.
+# TYPE fulcrum_connect_failures_total counter
+fulcrum_connect_failures_total 2
+# HELP fulcrum_accept_errors_total Errors returned by accept().
+# TYPE fulcrum_accept_errors_total counter
+fulcrum_accept_errors_total 0
+# HELP fulcrum_node_connections_active Connections open to the node now.
+# TYPE fulcrum_node_connections_active gauge
+fulcrum_node_connections_active{node="10.0.0.1:8080"} 3
+fulcrum_node_connections_active{node="[2001:db8::2]:80"} 0
+# HELP fulcrum_node_connections_total Connections forwarded to the node.
+# TYPE fulcrum_node_connections_total counter
+fulcrum_node_connections_total{node="10.0.0.1:8080"} 120
+fulcrum_node_connections_total{node="[2001:db8::2]:80"} 7
+# HELP fulcrum_node_bytes_in_total Bytes from clients sent to the node.
+# TYPE fulcrum_node_bytes_in_total counter
+fulcrum_node_bytes_in_total{node="10.0.0.1:8080"} 12800
+fulcrum_node_bytes_in_total{node="[2001:db8::2]:80"} 42
+# HELP fulcrum_node_bytes_out_total Bytes from the node sent to clients.
+# TYPE fulcrum_node_bytes_out_total counter
+fulcrum_node_bytes_out_total{node="10.0.0.1:8080"} 1258291
+fulcrum_node_bytes_out_total{node="[2001:db8::2]:80"} 0
+# HELP fulcrum_node_connect_failures_total Failed connection attempts to the node.
+# TYPE fulcrum_node_connect_failures_total counter
+fulcrum_node_connect_failures_total{node="10.0.0.1:8080"} 0
+fulcrum_node_connect_failures_total{node="[2001:db8::2]:80"} 2
+# HELP fulcrum_node_weight Configured weight (0 = no new flows).
+# TYPE fulcrum_node_weight gauge
+fulcrum_node_weight{node="10.0.0.1:8080"} 10
+fulcrum_node_weight{node="[2001:db8::2]:80"} 5
+# HELP fulcrum_node_effective_weight Weight the scheduler uses now.
+# TYPE fulcrum_node_effective_weight gauge
+fulcrum_node_effective_weight{node="10.0.0.1:8080"} 10
+fulcrum_node_effective_weight{node="[2001:db8::2]:80"} 2
+# HELP fulcrum_node_backup 1 if the node is a backup node.
+# TYPE fulcrum_node_backup gauge
+fulcrum_node_backup{node="10.0.0.1:8080"} 0
+fulcrum_node_backup{node="[2001:db8::2]:80"} 1
+# HELP fulcrum_node_maxconn Connection limit of the node (0 = none).
+# TYPE fulcrum_node_maxconn gauge
+fulcrum_node_maxconn{node="10.0.0.1:8080"} 0
+fulcrum_node_maxconn{node="[2001:db8::2]:80"} 100
+# HELP fulcrum_node_health 1 for the node's current health state, 0 for the others.
+# TYPE fulcrum_node_health gauge
+fulcrum_node_health{node="10.0.0.1:8080",state="up"} 1
+fulcrum_node_health{node="10.0.0.1:8080",state="warning"} 0
+fulcrum_node_health{node="10.0.0.1:8080",state="down"} 0
+fulcrum_node_health{node="[2001:db8::2]:80",state="up"} 0
+fulcrum_node_health{node="[2001:db8::2]:80",state="warning"} 1
+fulcrum_node_health{node="[2001:db8::2]:80",state="down"} 0
+# HELP fulcrum_node_admin 1 for the node's current admin state, 0 for the others.
+# TYPE fulcrum_node_admin gauge
+fulcrum_node_admin{node="10.0.0.1:8080",state="ready"} 1
+fulcrum_node_admin{node="10.0.0.1:8080",state="drain"} 0
+fulcrum_node_admin{node="10.0.0.1:8080",state="maint"} 0
+fulcrum_node_admin{node="[2001:db8::2]:80",state="ready"} 0
+fulcrum_node_admin{node="[2001:db8::2]:80",state="drain"} 1
+fulcrum_node_admin{node="[2001:db8::2]:80",state="maint"} 0
+# HELP fulcrum_ha_role Current HA role of this distributor (always 1).
+# TYPE fulcrum_ha_role gauge
+fulcrum_ha_role{role="master"} 1
+# HELP fulcrum_ha_epoch HA election epoch.
+# TYPE fulcrum_ha_epoch gauge
+fulcrum_ha_epoch 7
+# HELP fulcrum_ha_takeovers_total Times this distributor became master.
+# TYPE fulcrum_ha_takeovers_total counter
+fulcrum_ha_takeovers_total 1
+# HELP fulcrum_ha_peer_heartbeat_age_seconds Seconds since the last valid heartbeat from the peer.
+# TYPE fulcrum_ha_peer_heartbeat_age_seconds gauge
+fulcrum_ha_peer_heartbeat_age_seconds 0.25
+# HELP fulcrum_ha_heartbeats_rejected_total Peer heartbeats rejected (authentication, replay, malformed).
+# TYPE fulcrum_ha_heartbeats_rejected_total counter
+fulcrum_ha_heartbeats_rejected_total 0
+"#;
+        let got = prometheus(&stats(), &nodes());
+        // Line by line first, so a mismatch names the line.
+        for (g, w) in got.lines().zip(want.lines()) {
+            assert_eq!(g, w);
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn prometheus_families_are_declared_once() {
+        let text = prometheus(&stats(), &nodes());
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert!(seen.insert(line.to_owned()), "{line}");
+        }
+        // Without HA or nodes, those families are absent entirely.
+        let bare = prometheus(&StatsSnapshot::default(), &[]);
+        assert!(!bare.contains("fulcrum_ha_") && !bare.contains("fulcrum_node_"));
+        assert!(bare.contains("\nfulcrum_up 0\n"));
+    }
+}

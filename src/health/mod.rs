@@ -1,0 +1,10 @@
+//! Failure detection: active probes, passive failures, the node agent's reports.
+//!
+//! The deciding parts are sans-IO ([`state`]: rise/warn/fall hysteresis, [`interval`]:
+//! adaptive probe interval and jitter, [`http`]: check request and status parsing);
+//! the driver that runs probes inside the control plane's event loop lives in
+//! [`checker`].
+
+pub mod http;
+pub mod interval;
+pub mod state;
