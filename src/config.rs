@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// Relay bulk data with splice(2) through a per-connection pipe once a read fills the buffer.
     #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
     pub splice: bool,
+    /// Command run (through /bin/sh -c) on every state change, with FULCRUM_* variables.
+    #[arg(long)]
+    pub notify: Option<String>,
+    /// Kill a notify command still running after this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+    pub notify_timeout: Duration,
 }
 
 fn parse_onoff(s: &str) -> Result<bool, String> {
@@ -181,6 +187,12 @@ pub struct ServeConfig {
     pub backlog: u32,
     /// Use splice(2) for bulk transfers.
     pub splice: bool,
+    /// Bind listeners with IP_FREEBIND (the address may not be local yet: a backup's VIP).
+    pub freebind: bool,
+    /// Notify command.
+    pub notify: Option<String>,
+    /// Notify command timeout.
+    pub notify_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -219,6 +231,9 @@ impl ServeConfig {
             drain_timeout: a.drain_timeout,
             backlog: a.backlog,
             splice: a.splice,
+            freebind: false,
+            notify: a.notify,
+            notify_timeout: a.notify_timeout,
         })
     }
 

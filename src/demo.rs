@@ -98,6 +98,8 @@ pub fn run(args: DemoArgs) -> io::Result<()> {
         drain_timeout: Duration::from_secs(2),
         backlog: 1024,
         splice: true,
+        notify: None,
+        notify_timeout: Duration::from_secs(10),
     };
     let cfg =
         crate::config::ServeConfig::from_args(serve_args, nofile).map_err(io::Error::other)?;

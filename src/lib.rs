@@ -5,12 +5,15 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod components;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod duration;
 pub mod ha;
 pub mod health;
+pub mod notify;
+pub mod plane;
 pub mod pool;
 pub mod proxy;
 pub mod scheduler;

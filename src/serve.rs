@@ -2,7 +2,8 @@
 //! together, and owns the process's life cycle (signals, drain, exit).
 //!
 //! The calling thread becomes the control-plane thread: a mio loop that handles signals
-//! (through a signalfd, so no async-signal-safety concerns) and worker exits. Workers are
+//! (through a signalfd, so no async-signal-safety concerns), worker exits, and the
+//! control-plane [`Component`]s (health checks, control socket, HTTP, failover). Workers are
 //! the data plane. On SIGTERM/SIGINT every worker stops accepting and the loop waits up
 //! to `--drain-timeout` for open connections to finish, then tells the workers to cut
 //! the rest; a second signal cuts at once.
@@ -20,11 +21,14 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::ServeConfig;
+use crate::notify::Notifier;
+use crate::plane::{Component, Plane, TOKEN_SPAN};
 use crate::pool::{Pool, Stats};
 use crate::proxy::{self, Shared, WorkerConfig};
 
 const SIGNAL: Token = Token(0);
-const WORKER_EXIT: Token = Token(1);
+/// Woken by workers (on exit, and with passive-health observations).
+const WAKE: Token = Token(1);
 
 /// Raises the soft descriptor limit to the hard limit; returns the soft limit in force.
 pub fn raise_nofile() -> u64 {
@@ -56,7 +60,8 @@ pub fn signal_fd() -> io::Result<SignalFd> {
 pub struct Server {
     /// What workers share (pool, counters, flags).
     pub shared: Arc<Shared>,
-    cfg: ServeConfig,
+    plane: Plane,
+    components: Vec<Box<dyn Component>>,
     poll: Poll,
     sfd: SignalFd,
     workers: proxy::Workers,
@@ -72,7 +77,8 @@ impl Server {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNAL, Interest::READABLE)?;
-        let exit_waker = Arc::new(Waker::new(poll.registry(), WORKER_EXIT)?);
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        let components = crate::components::build(&cfg, &shared, &waker)?;
         let wcfg = WorkerConfig {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
@@ -83,34 +89,54 @@ impl Server {
         let workers = proxy::start(
             &cfg.listen,
             cfg.backlog,
-            false,
+            cfg.freebind,
             cfg.workers,
             &shared,
             &wcfg,
-            exit_waker,
+            waker,
         )?;
         info!(target: "fulcrum::serve", "{}", cfg.summary());
-        Ok(Server {
-            shared,
+        let plane = Plane {
+            shared: Arc::clone(&shared),
+            notifier: Notifier::new(cfg.notify.clone(), cfg.notify_timeout),
             cfg,
+            started: Instant::now(),
+            info: Default::default(),
+            ha: None,
+            admin_log: Vec::new(),
+        };
+        let mut server = Server {
+            shared,
+            plane,
+            components,
             poll,
             sfd,
             workers,
-        })
+        };
+        for (i, c) in server.components.iter_mut().enumerate() {
+            c.register(server.poll.registry(), (i + 1) * TOKEN_SPAN)?;
+        }
+        Ok(server)
     }
 
     /// Runs the control loop until the process should exit; returns after every worker
     /// has stopped.
     pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(64);
+        let mut events = Events::with_capacity(256);
         let mut drain_deadline: Option<Instant> = None;
         loop {
+            let now = Instant::now();
+            let mut next = self.components.iter().filter_map(|c| c.deadline()).min();
+            next = next.into_iter().chain(self.plane.notifier.deadline()).min();
             // While draining, look again every 50 ms: a worker wakes us just before its
             // thread actually ends, so one wake-up may come too early to see it finished.
-            let timeout = drain_deadline.map(|d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(50))
-            });
+            if let Some(d) = drain_deadline {
+                next = Some(
+                    next.map_or(d, |n| n.min(d))
+                        .min(now + Duration::from_millis(50)),
+                );
+            }
+            let timeout = next.map(|n| n.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -118,26 +144,34 @@ impl Server {
                 return Err(e);
             }
             for ev in events.iter() {
-                if ev.token() == SIGNAL {
-                    while let Ok(Some(si)) = self.sfd.read_signal() {
-                        let name =
-                            Signal::try_from(si.ssi_signo as i32).map_or("signal", |s| s.as_str());
-                        if drain_deadline.is_none() {
-                            let active = self.shared.stats.active.load(Ordering::Relaxed);
-                            info!(target: "fulcrum::serve",
-                                "{name}: stopped accepting; draining {active} connections for up to {:?}",
-                                self.cfg.drain_timeout);
-                            self.shared.shutdown.store(true, Ordering::Release);
-                            drain_deadline = Some(Instant::now() + self.cfg.drain_timeout);
-                        } else {
-                            info!(target: "fulcrum::serve", "{name} again: closing remaining connections now");
-                            self.shared.cut_now.store(true, Ordering::Release);
+                match ev.token() {
+                    SIGNAL => self.on_signal(&mut drain_deadline),
+                    WAKE => {}
+                    Token(t) => {
+                        let i = t / TOKEN_SPAN;
+                        if let Some(c) = i.checked_sub(1).and_then(|i| self.components.get_mut(i)) {
+                            c.on_event(
+                                &mut self.plane,
+                                self.poll.registry(),
+                                t - i * TOKEN_SPAN,
+                                ev,
+                            );
                         }
-                        self.workers.wake_all();
                     }
                 }
             }
-            if drain_deadline.is_some_and(|d| Instant::now() >= d)
+            let now = Instant::now();
+            for c in self.components.iter_mut() {
+                c.on_tick(&mut self.plane, self.poll.registry(), now);
+            }
+            if !self.plane.admin_log.is_empty() {
+                let cmds = std::mem::take(&mut self.plane.admin_log);
+                for c in self.components.iter_mut() {
+                    c.on_admin(&mut self.plane, &cmds);
+                }
+            }
+            self.plane.notifier.reap(now);
+            if drain_deadline.is_some_and(|d| now >= d)
                 && !self.shared.cut_now.load(Ordering::Acquire)
             {
                 self.shared.cut_now.store(true, Ordering::Release);
@@ -146,6 +180,9 @@ impl Server {
             if self.workers.threads.iter().all(|t| t.is_finished()) {
                 break;
             }
+        }
+        for c in self.components.iter_mut() {
+            c.on_shutdown(&mut self.plane);
         }
         let mut cut = 0;
         for t in self.workers.threads.drain(..) {
@@ -159,7 +196,26 @@ impl Server {
             .stats
             .cut_at_shutdown
             .fetch_add(cut, Ordering::Relaxed);
+        self.plane.notifier.finish(Duration::from_secs(2));
         info!(target: "fulcrum::serve", "stopped; {cut} connections cut at shutdown");
         Ok(())
+    }
+
+    fn on_signal(&mut self, drain_deadline: &mut Option<Instant>) {
+        while let Ok(Some(si)) = self.sfd.read_signal() {
+            let name = Signal::try_from(si.ssi_signo as i32).map_or("signal", |s| s.as_str());
+            if drain_deadline.is_none() {
+                let active = self.shared.stats.active.load(Ordering::Relaxed);
+                info!(target: "fulcrum::serve",
+                    "{name}: stopped accepting; draining {active} connections for up to {:?}",
+                    self.plane.cfg.drain_timeout);
+                self.shared.shutdown.store(true, Ordering::Release);
+                *drain_deadline = Some(Instant::now() + self.plane.cfg.drain_timeout);
+            } else {
+                info!(target: "fulcrum::serve", "{name} again: closing remaining connections now");
+                self.shared.cut_now.store(true, Ordering::Release);
+            }
+            self.workers.wake_all();
+        }
     }
 }

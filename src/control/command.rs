@@ -71,7 +71,7 @@ wait drained ADDR [TIMEOUT]          wait until ADDR has no connections (e.g. 5s
 disable                              refuse new connections
 enable                               distribute new connections again
 help                                 this text
-ADDR is IP:PORT (IPv6 as [::1]:80); TIMEOUT is a number with ms, s or m.
+ADDR is IP:PORT (IPv6 as [::1]:80); TIMEOUT is a number with a unit: us, ms, s, m or h.
 ";
 
 /// One parsed control command.
@@ -721,8 +721,8 @@ mod tests {
                 r#"wait drained: bad timeout "5": missing unit (expected us, ms, s, m or h, e.g. 200ms)"#,
             ),
             (
-                "wait drained 1.2.3.4:80 5h",
-                r#"wait drained: bad timeout "5h": unknown unit "h" (expected ms, s or m)"#,
+                "wait drained 1.2.3.4:80 5d",
+                r#"wait drained: bad timeout "5d": unknown unit "d" (expected us, ms, s, m or h)"#,
             ),
         ];
         for (line, want) in cases {

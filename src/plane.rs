@@ -1,0 +1,97 @@
+//! The control plane: what runs beside the data-plane workers on the main thread.
+//!
+//! Health checks, the node agent receiver, the control socket, the HTTP console, failover
+//! and alerts are [`Component`]s driven by one mio loop in [`crate::serve`]. Each gets a
+//! token range and a [`Plane`]: the shared state they may read and change. Components
+//! talk to each other only through the plane (node info for display, admin changes for
+//! failover sync), never directly.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::event::Event;
+use mio::Registry;
+
+use crate::config::ServeConfig;
+use crate::control::command::Command;
+use crate::control::snapshot::CheckSnapshot;
+use crate::notify::Notifier;
+use crate::proxy::Shared;
+
+/// How many tokens each component may use (token = base + offset).
+pub const TOKEN_SPAN: usize = 1 << 24;
+
+/// Per-node information kept by the control plane for display (not needed by workers).
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    /// The last active check: ok, detail, when, round-trip time.
+    pub last_check: Option<(bool, String, Instant, Option<std::time::Duration>)>,
+    /// The node agent's last reported state, if an agent is expected.
+    pub agent: Option<String>,
+}
+
+impl NodeInfo {
+    /// The last check as a snapshot relative to `now`.
+    pub fn check_snapshot(&self, now: Instant) -> Option<CheckSnapshot> {
+        self.last_check
+            .as_ref()
+            .map(|(ok, detail, at, rtt)| CheckSnapshot {
+                ok: *ok,
+                detail: detail.clone(),
+                age_ms: now.saturating_duration_since(*at).as_millis() as u64,
+                rtt_us: rtt.map(|r| r.as_micros() as u64),
+            })
+    }
+}
+
+/// Failover status for display (filled by the HA component when configured).
+#[derive(Debug, Clone, Default)]
+pub struct HaInfo {
+    /// Current role (init/backup/master/fault).
+    pub role: String,
+    /// Current epoch.
+    pub epoch: u64,
+    /// Takeovers by this node.
+    pub takeovers: u64,
+    /// When the peer's last valid advert arrived.
+    pub peer_last: Option<Instant>,
+    /// Adverts rejected (bad MAC, replay, malformed).
+    pub rejected: u64,
+}
+
+/// What components share.
+pub struct Plane {
+    /// Worker-shared state: pool, counters, flags.
+    pub shared: Arc<Shared>,
+    /// The configuration the process started with.
+    pub cfg: ServeConfig,
+    /// Alerts (log + notify command).
+    pub notifier: Notifier,
+    /// When the process started.
+    pub started: Instant,
+    /// Display information per node.
+    pub info: HashMap<SocketAddr, NodeInfo>,
+    /// Failover status, when configured.
+    pub ha: Option<HaInfo>,
+    /// Admin changes applied locally this turn (for failover state sync).
+    pub admin_log: Vec<Command>,
+}
+
+/// A control-plane component driven by the main loop.
+pub trait Component {
+    /// Registers its sources with tokens in `[base, base + TOKEN_SPAN)`.
+    fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()>;
+    /// A readiness event for one of its tokens (`offset` = token − base).
+    fn on_event(&mut self, plane: &mut Plane, registry: &Registry, offset: usize, ev: &Event);
+    /// Called on every loop turn after events (and at its deadline).
+    fn on_tick(&mut self, plane: &mut Plane, registry: &Registry, now: Instant);
+    /// When it next needs [`Component::on_tick`] at the latest.
+    fn deadline(&self) -> Option<Instant>;
+    /// Admin changes made this turn by another component (control → failover sync).
+    fn on_admin(&mut self, _plane: &mut Plane, _cmds: &[Command]) {}
+    /// The process is shutting down (release resources such as the VIP).
+    fn on_shutdown(&mut self, _plane: &mut Plane) {}
+}
