@@ -78,6 +78,9 @@ pub struct Plane {
     pub ha: Option<HaInfo>,
     /// Admin changes applied locally this turn (for failover state sync).
     pub admin_log: Vec<Command>,
+    /// Admin changes received from the failover peer, to apply locally (the control
+    /// component applies them without echoing them into `admin_log`).
+    pub remote_admin: Vec<Command>,
 }
 
 /// A control-plane component driven by the main loop.

@@ -104,6 +104,7 @@ impl Server {
             info: Default::default(),
             ha: None,
             admin_log: Vec::new(),
+            remote_admin: Vec::new(),
         };
         let mut server = Server {
             shared,
