@@ -8,15 +8,19 @@ use std::sync::Arc;
 use mio::Waker;
 
 use crate::config::ServeConfig;
+use crate::ha::driver::HaDriver;
 use crate::plane::Component;
 use crate::proxy::Shared;
 
 /// The components for this configuration, in token order.
 pub fn build(
-    _cfg: &ServeConfig,
+    cfg: &ServeConfig,
     _shared: &Arc<Shared>,
     _waker: &Arc<Waker>,
 ) -> io::Result<Vec<Box<dyn Component>>> {
-    let list: Vec<Box<dyn Component>> = Vec::new();
+    let mut list: Vec<Box<dyn Component>> = Vec::new();
+    if let Some(ha) = &cfg.ha {
+        list.push(Box::new(HaDriver::new(ha)?));
+    }
     Ok(list)
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::duration::{format_duration, parse_duration};
+use crate::ha::config::{HaArgs, HaConfig};
 use crate::pool::NodeSpec;
 use crate::scheduler::SchedulerKind;
 
@@ -24,6 +25,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once at start: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the distributor.
@@ -85,6 +88,9 @@ pub struct ServeArgs {
     /// Kill a notify command still running after this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub notify_timeout: Duration,
+    /// Failover (primary/backup pair): on when `--vip` is given.
+    #[command(flatten)]
+    pub ha: HaArgs,
 }
 
 fn parse_onoff(s: &str) -> Result<bool, String> {
@@ -193,6 +199,8 @@ pub struct ServeConfig {
     pub notify: Option<String>,
     /// Notify command timeout.
     pub notify_timeout: Duration,
+    /// Failover, when `--vip` is given.
+    pub ha: Option<HaConfig>,
 }
 
 impl ServeConfig {
@@ -219,6 +227,7 @@ impl ServeConfig {
                 a.max_conns, nofile, derived
             );
         }
+        let ha = HaConfig::from_args(a.ha)?;
         Ok(ServeConfig {
             listen: a.listen,
             backends: a.backend,
@@ -231,9 +240,11 @@ impl ServeConfig {
             drain_timeout: a.drain_timeout,
             backlog: a.backlog,
             splice: a.splice,
-            freebind: false,
+            // A backup binds the VIP before it owns it, so takeover needs no re-bind.
+            freebind: ha.is_some(),
             notify: a.notify,
             notify_timeout: a.notify_timeout,
+            ha,
         })
     }
 

@@ -100,6 +100,7 @@ pub fn run(args: DemoArgs) -> io::Result<()> {
         splice: true,
         notify: None,
         notify_timeout: Duration::from_secs(10),
+        ha: Default::default(),
     };
     let cfg =
         crate::config::ServeConfig::from_args(serve_args, nofile).map_err(io::Error::other)?;

@@ -39,7 +39,7 @@
 //! Backup  link down                                 Fault   none
 //! Master  link down                                 Fault   ReleaseVip
 //! Fault   link up                                   Backup  arm timer (+ jitter)
-//! Master  shutdown                                  Init    SendResign, ReleaseVip
+//! Master  shutdown                                  Init    ReleaseVip, SendResign
 //! Backup  shutdown                                  Init    none
 //! Fault
 //! ```
@@ -493,17 +493,19 @@ impl Machine {
         Ok(())
     }
 
-    /// Stops the machine (RFC 5798 §6.4.3 Shutdown): a master sends a
-    /// priority-0 resign and releases the VIP. Ends in [`Role::Init`];
+    /// Stops the machine (RFC 5798 §6.4.3 Shutdown): a master releases the
+    /// VIP, then sends a priority-0 resign. Ends in [`Role::Init`];
     /// `start` may follow. (`now` is unused, kept for a uniform input API.)
     pub fn shutdown(&mut self, _now: Duration) {
         match self.state {
             State::Init => return,
             State::Master { .. } => {
                 self.change(Role::Init, Reason::Shutdown);
+                // VIP first: the resign makes a backup take over within Skew_Time,
+                // and the two must not hold the address at once.
+                self.actions.push_back(Action::ReleaseVip);
                 self.actions
                     .push_back(Action::SendResign { epoch: self.epoch });
-                self.actions.push_back(Action::ReleaseVip);
             }
             State::Backup { .. } | State::Fault => self.change(Role::Init, Reason::Shutdown),
         }
@@ -1060,8 +1062,8 @@ mod tests {
             drain(&mut m),
             [
                 changed(Role::Master, Role::Init, Reason::Shutdown),
-                Action::SendResign { epoch: 1 },
                 Action::ReleaseVip,
+                Action::SendResign { epoch: 1 },
             ]
         );
         m.shutdown(at);

@@ -1,9 +1,17 @@
 //! Primary/backup failover (VRRP-like, RFC 5798 timing).
 //!
-//! [`machine`] is the sans-IO election state machine, [`wire`] the authenticated
-//! advert format; both are tested under a virtual clock in the `sim` harness.
+//! Sans-IO cores: [`machine`] is the election state machine, [`wire`] the
+//! authenticated advert format, [`sync`] the node-set state sync; both of the first
+//! are tested under a virtual clock in the `sim` harness. The IO shell:
+//! [`driver`] (the control-plane component), [`vip`] (netlink), [`garp`]
+//! (gratuitous ARP). [`config`] holds the flags.
 
+pub mod config;
+pub mod driver;
+pub mod garp;
 pub mod machine;
 #[cfg(test)]
 mod sim;
+pub mod sync;
+pub mod vip;
 pub mod wire;

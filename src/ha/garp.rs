@@ -1,0 +1,155 @@
+//! Gratuitous ARP for a VIP that this node has just taken (RFC 826 frame, RFC 5227
+//! §3 "ARP Announcement" form).
+//!
+//! What it owns: the frame layout — built with pnet's packet types — and one
+//! non-blocking AF_PACKET socket that only sends (protocol 0: the kernel delivers it
+//! no frames, so nothing queues up unread).
+//!
+//! Request form on purpose: opcode request, sender IP = target IP = VIP, sender MAC =
+//! ours, Ethernet destination broadcast. Linux neighbours update an existing entry from
+//! it in any state; the reply form with a broadcast target MAC falls under
+//! `neigh locktime` and can be ignored (measured in the lab, see `docs/failover.md`).
+//!
+//! What it does not do: decide how many to send or when — the election machine
+//! spaces them ([`crate::ha::machine::Action::SendGarp`]).
+
+use std::io;
+use std::mem;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use pnet::packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
+use pnet::packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use pnet::util::MacAddr;
+use socket2::{Domain, Socket, Type};
+
+/// Ethernet header + ARP payload for IPv4 over Ethernet.
+const FRAME_LEN: usize = 14 + 28;
+/// Frames are padded to the Ethernet minimum (without FCS).
+pub const MIN_FRAME_LEN: usize = 60;
+
+/// Builds the request-form gratuitous ARP frame for `vip` from `mac`.
+pub fn frame(mac: MacAddr, vip: Ipv4Addr) -> [u8; MIN_FRAME_LEN] {
+    let mut buf = [0u8; MIN_FRAME_LEN];
+    {
+        // The buffer is MIN_FRAME_LEN ≥ 14 bytes, so the view always fits.
+        let Some(mut eth) = MutableEthernetPacket::new(&mut buf[..FRAME_LEN]) else {
+            return buf;
+        };
+        eth.set_destination(MacAddr::broadcast());
+        eth.set_source(mac);
+        eth.set_ethertype(EtherTypes::Arp);
+    }
+    // 28 bytes after the Ethernet header: exactly an IPv4 ARP packet.
+    if let Some(mut arp) = MutableArpPacket::new(&mut buf[14..FRAME_LEN]) {
+        arp.set_hardware_type(ArpHardwareTypes::Ethernet);
+        arp.set_protocol_type(EtherTypes::Ipv4);
+        arp.set_hw_addr_len(6);
+        arp.set_proto_addr_len(4);
+        arp.set_operation(ArpOperations::Request);
+        arp.set_sender_hw_addr(mac);
+        arp.set_sender_proto_addr(vip);
+        // RFC 5227 §2.1.1: the target hardware address is ignored; zero it.
+        arp.set_target_hw_addr(MacAddr::zero());
+        arp.set_target_proto_addr(vip);
+    }
+    buf
+}
+
+/// Sends gratuitous ARPs on one interface.
+pub struct GarpSender {
+    socket: Socket,
+    index: u32,
+    mac: MacAddr,
+}
+
+impl GarpSender {
+    /// Opens a send-only AF_PACKET socket for the interface `index` with address `mac`.
+    pub fn open(index: u32, mac: MacAddr) -> io::Result<GarpSender> {
+        // Protocol 0: this socket receives nothing (it is only for sending).
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(0.into()))?;
+        socket.set_nonblocking(true)?;
+        Ok(GarpSender { socket, index, mac })
+    }
+
+    /// The MAC put in the frames.
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// Sends one gratuitous ARP for `vip`. A full send queue is an error
+    /// (`WouldBlock`): the machine sends several, so one lost frame is tolerated.
+    pub fn send(&self, vip: Ipv4Addr) -> io::Result<()> {
+        let frame = frame(self.mac, vip);
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
+        sll.sll_ifindex = i32::try_from(self.index).unwrap_or(0);
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        // SAFETY: the buffer pointer and length describe `frame`, which lives across
+        // the call; the address pointer and length describe `sll`, a fully
+        // initialised sockaddr_ll.
+        let n = unsafe {
+            libc::sendto(
+                self.socket.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pnet::packet::arp::ArpPacket;
+    use pnet::packet::ethernet::EthernetPacket;
+    use pnet::packet::Packet;
+
+    /// 02:99:00:00:00:11 announcing 10.99.0.100.
+    static FIXTURE: [u8; 42] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // destination: broadcast
+        0x02, 0x99, 0x00, 0x00, 0x00, 0x11, // source
+        0x08, 0x06, // ARP
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, // Ethernet, IPv4, 6, 4
+        0x00, 0x01, // request
+        0x02, 0x99, 0x00, 0x00, 0x00, 0x11, // sender MAC
+        0x0a, 0x63, 0x00, 0x64, // sender IP = VIP
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // target MAC (ignored)
+        0x0a, 0x63, 0x00, 0x64, // target IP = VIP
+    ];
+
+    fn mac() -> MacAddr {
+        MacAddr::new(0x02, 0x99, 0, 0, 0, 0x11)
+    }
+
+    #[test]
+    fn frame_matches_fixture_and_is_padded() {
+        let f = frame(mac(), Ipv4Addr::new(10, 99, 0, 100));
+        assert_eq!(&f[..42], &FIXTURE[..]);
+        assert!(f[42..].iter().all(|b| *b == 0));
+        assert_eq!(f.len(), MIN_FRAME_LEN);
+    }
+
+    #[test]
+    fn frame_parses_back_as_request_form_garp() {
+        let f = frame(mac(), Ipv4Addr::new(192, 0, 2, 7));
+        let eth = EthernetPacket::new(&f).unwrap();
+        assert_eq!(eth.get_destination(), MacAddr::broadcast());
+        assert_eq!(eth.get_ethertype(), EtherTypes::Arp);
+        let arp = ArpPacket::new(eth.payload()).unwrap();
+        assert_eq!(arp.get_operation(), ArpOperations::Request);
+        assert_eq!(arp.get_sender_hw_addr(), mac());
+        assert_eq!(arp.get_sender_proto_addr(), Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(arp.get_target_proto_addr(), Ipv4Addr::new(192, 0, 2, 7));
+    }
+}
