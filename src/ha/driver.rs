@@ -72,6 +72,45 @@ impl RateLog {
     }
 }
 
+/// Why a datagram was refused.
+#[derive(Debug)]
+enum Refused {
+    /// Parse, MAC or replay check.
+    Wire(wire::WireError),
+    /// An authenticated state-sync payload that does not decode.
+    Sync(sync::SyncError),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Wire(e) => e.fmt(f),
+            Refused::Sync(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Refusals by class since the last report line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct RefusedCounts {
+    bad_mac: u64,
+    replayed: u64,
+    malformed: u64,
+    bad_sync: u64,
+}
+
+impl RefusedCounts {
+    fn count(&mut self, why: &Refused) {
+        let slot = match why {
+            Refused::Wire(wire::WireError::BadMac) => &mut self.bad_mac,
+            Refused::Wire(wire::WireError::Replayed { .. }) => &mut self.replayed,
+            Refused::Wire(_) => &mut self.malformed,
+            Refused::Sync(_) => &mut self.bad_sync,
+        };
+        *slot = slot.saturating_add(1);
+    }
+}
+
 /// The failover [`Component`].
 pub struct HaDriver {
     cfg: HaConfig,
@@ -90,6 +129,7 @@ pub struct HaDriver {
     resigned: bool,
     more_to_read: bool,
     rejected: u64,
+    refused: RefusedCounts,
     reject_log: RateLog,
     send_log: RateLog,
     link_log: RateLog,
@@ -176,6 +216,7 @@ impl HaDriver {
             resigned: false,
             more_to_read: false,
             rejected: 0,
+            refused: RefusedCounts::default(),
             reject_log: RateLog::default(),
             send_log: RateLog::default(),
             link_log: RateLog::default(),
@@ -330,11 +371,14 @@ impl HaDriver {
         }
     }
 
-    fn reject(&mut self, now: Instant, from: SocketAddr, why: &dyn std::fmt::Display) {
+    fn reject(&mut self, now: Instant, from: SocketAddr, why: Refused) {
         self.rejected = self.rejected.saturating_add(1);
-        if let Some(held) = self.reject_log.allow(now) {
+        self.refused.count(&why);
+        if self.reject_log.allow(now).is_some() {
+            let r = std::mem::take(&mut self.refused);
             warn!(target: "fulcrum::ha",
-                "datagram from {from} refused: {why} (rejected={} total, {held} more held back)", self.rejected);
+                "datagram from {from} refused: {why}; since the last report: bad_mac={} replayed={} malformed={} bad_sync={} (rejected={} total)",
+                r.bad_mac, r.replayed, r.malformed, r.bad_sync, self.rejected);
         }
     }
 
@@ -364,10 +408,10 @@ impl HaDriver {
     fn on_datagram(&mut self, plane: &mut Plane, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let advert = match wire::parse(bytes, self.cfg.key.bytes()) {
             Ok(a) => a,
-            Err(e) => return self.reject(now, from, &e),
+            Err(e) => return self.reject(now, from, Refused::Wire(e)),
         };
         if let Err(e) = self.guard.accept(&advert) {
-            return self.reject(now, from, &e);
+            return self.reject(now, from, Refused::Wire(e));
         }
         if advert.group_id != self.cfg.group || advert.node_id == self.node_id {
             return;
@@ -391,7 +435,7 @@ impl HaDriver {
     ) {
         let msg = match sync::decode(advert.payload) {
             Ok(m) => m,
-            Err(e) => return self.reject(now, from, &e),
+            Err(e) => return self.reject(now, from, Refused::Sync(e)),
         };
         let role = self.machine.role();
         if let Message::Request = msg {
@@ -422,7 +466,7 @@ impl HaDriver {
                 };
                 match sync::snapshot_states(&lines) {
                     Ok(desired) => sync::diff(&desired, &current),
-                    Err(e) => return self.reject(now, from, &e),
+                    Err(e) => return self.reject(now, from, Refused::Sync(e)),
                 }
             }
             Message::Request => return,
@@ -585,6 +629,29 @@ mod tests {
         assert_eq!(log.allow(t + Duration::from_millis(999)), None);
         assert_eq!(log.allow(t + Duration::from_millis(1000)), Some(2));
         assert_eq!(log.allow(t + Duration::from_millis(1001)), None);
+    }
+
+    #[test]
+    fn refusals_are_counted_by_class() {
+        let mut c = RefusedCounts::default();
+        c.count(&Refused::Wire(wire::WireError::BadMac));
+        c.count(&Refused::Wire(wire::WireError::Truncated));
+        c.count(&Refused::Wire(wire::WireError::Replayed {
+            node_id: 1,
+            sequence: 1,
+            highest: 2,
+        }));
+        c.count(&Refused::Sync(sync::decode(b"").unwrap_err()));
+        c.count(&Refused::Wire(wire::WireError::BadMac));
+        assert_eq!(
+            c,
+            RefusedCounts {
+                bad_mac: 2,
+                replayed: 1,
+                malformed: 1,
+                bad_sync: 1
+            }
+        );
     }
 
     #[test]
