@@ -3,22 +3,36 @@
 //! The one place that knows which [`Component`] exists; `serve` only drives the list.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use mio::Waker;
 
 use crate::config::ServeConfig;
+use crate::control::server::ControlServer;
 use crate::ha::driver::HaDriver;
+use crate::health::checker::Checker;
 use crate::plane::Component;
 use crate::proxy::Shared;
 
 /// The components for this configuration, in token order.
 pub fn build(
     cfg: &ServeConfig,
-    _shared: &Arc<Shared>,
-    _waker: &Arc<Waker>,
+    shared: &Arc<Shared>,
+    waker: &Arc<Waker>,
 ) -> io::Result<Vec<Box<dyn Component>>> {
     let mut list: Vec<Box<dyn Component>> = Vec::new();
+    // Passive health: workers report failed connects through this channel.
+    let (tx, rx) = mpsc::channel();
+    shared.set_observer(tx, Arc::clone(waker));
+    list.push(Box::new(Checker::new(cfg.health.clone(), rx)?));
+    if cfg.control.is_some() || cfg.http.is_some() {
+        let token = cfg.http_token.clone();
+        list.push(Box::new(ControlServer::new(
+            cfg.control.clone(),
+            cfg.http,
+            token,
+        )?));
+    }
     if let Some(ha) = &cfg.ha {
         list.push(Box::new(HaDriver::new(ha)?));
     }

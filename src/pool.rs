@@ -193,8 +193,9 @@ pub struct NodeSpec {
     pub backup: bool,
     /// Per-node connection limit; 0 = none.
     pub maxconn: u32,
-    /// UDP port of the node agent to expect heartbeats from, if any.
-    pub agent_port: Option<u16>,
+    /// Expect heartbeats from a node agent (`fulcrum agent`) for this node: a missing
+    /// or unhappy agent takes the node out of scheduling.
+    pub agent: bool,
 }
 
 /// Live counters of one node. Written by workers, read by stats.
@@ -225,6 +226,8 @@ pub struct Node {
     agent_ok: AtomicBool,
     /// Set once the node has been removed from the pool (in-flight flows still hold it).
     removed: AtomicBool,
+    /// Workers close this node's remaining flows (a removal reached its deadline).
+    cut: AtomicBool,
     /// Live counters.
     pub counters: NodeCounters,
 }
@@ -239,6 +242,7 @@ impl Node {
             health: AtomicU8::new(HealthState::Up as u8),
             agent_ok: AtomicBool::new(true),
             removed: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
             counters: NodeCounters::default(),
             spec,
         }
@@ -300,6 +304,14 @@ impl Node {
     /// Marks the node as removed from the pool.
     pub fn mark_removed(&self) {
         self.removed.store(true, Ordering::Relaxed);
+    }
+    /// Asks workers to close this node's remaining flows.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
+    /// Must its flows be closed?
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
     }
     /// Removed from the pool (only in-flight flows still reference it)?
     pub fn is_removed(&self) -> bool {
@@ -444,6 +456,10 @@ pub struct Stats {
     pub accept_errors: AtomicU64,
     /// Connections cut at shutdown after the drain timeout.
     pub cut_at_shutdown: AtomicU64,
+    /// Valid agent heartbeats received.
+    pub agent_accepted: AtomicU64,
+    /// Agent heartbeats rejected (bad MAC, replay, stale, malformed, unknown node).
+    pub agent_rejected: AtomicU64,
 }
 
 #[cfg(test)]
@@ -456,7 +472,7 @@ mod tests {
             weight: 1,
             backup: false,
             maxconn: 0,
-            agent_port: None,
+            agent: false,
         }
     }
 

@@ -303,6 +303,10 @@ pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
         o.num("bytes_in", n.bytes_in);
         o.num("bytes_out", n.bytes_out);
         o.num("connect_failures", n.connect_failures);
+        match &n.agent {
+            None => o.null("agent"),
+            Some(a) => o.str("agent", a),
+        }
         match &n.last_check {
             None => o.null("last_check"),
             Some(c) => {
@@ -683,6 +687,7 @@ mod tests {
                 bytes_in: 12_800,
                 bytes_out: 1_258_291,
                 connect_failures: 0,
+                agent: None,
                 last_check: Some(CheckSnapshot {
                     ok: true,
                     detail: "connected".into(),
@@ -703,6 +708,7 @@ mod tests {
                 bytes_in: 42,
                 bytes_out: 0,
                 connect_failures: 2,
+                agent: Some("overloaded".into()),
                 last_check: None,
             },
         ]
@@ -779,11 +785,11 @@ NODE                       WEIGHT  ADMIN  HEALTH   ACTIVE  TOTAL     IN   OUT  F
         let want = concat!(
             r#"[{"addr":"10.0.0.1:8080","weight":10,"effective_weight":10,"backup":false,"#,
             r#""maxconn":0,"admin":"ready","health":"up","active":3,"total":120,"#,
-            r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"#,
+            r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"agent":null,"#,
             r#""last_check":{"ok":true,"detail":"connected","age_ms":1234,"rtt_us":412}},"#,
             r#"{"addr":"[2001:db8::2]:80","weight":5,"effective_weight":2,"backup":true,"#,
             r#""maxconn":100,"admin":"drain","health":"warning","active":0,"total":7,"#,
-            r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"last_check":null}]"#,
+            r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"agent":"overloaded","last_check":null}]"#,
         );
         assert_eq!(nodes_json(&nodes()), want);
         assert_eq!(nodes_json(&[]), "[]");
