@@ -13,6 +13,8 @@
 # node "dies"; its kernel keeps the VIP, as after a crash), and the client retries
 # `curl -m 0.2` (10 ms apart) until a request succeeds through lb2. Gap = kill -> that
 # success. Every loop is bounded; prints a markdown table.
+# Debugging: KEEP_LOGS=1 keeps the lab directory (daemon logs); ONLY=LABEL ONLY_KIND=
+# fulcrum|keepalived ONLY_INT=100ms|0.1 runs a single scenario.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
