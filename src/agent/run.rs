@@ -9,6 +9,10 @@
 //!
 //! Blocking IO is fine here: this is a small process of its own, not an event loop.
 
+// The flags' doc comments are their --help text, written for a terminal
+// (`ADDR[,weight=N]`, `[::]:80`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
