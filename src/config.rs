@@ -167,7 +167,8 @@ pub struct ServeArgs {
     pub notify_timeout: Duration,
 }
 
-fn parse_check(s: &str) -> Result<CheckKind, String> {
+/// Parses `none`, `tcp`, `http` or `http:/PATH`.
+pub fn parse_check(s: &str) -> Result<CheckKind, String> {
     match s {
         "none" => Ok(CheckKind::None),
         "tcp" => Ok(CheckKind::Tcp),

@@ -73,19 +73,9 @@ pub struct AgentArgs {
 }
 
 fn parse_agent_check(s: &str) -> Result<CheckKind, String> {
-    match s {
-        "tcp" => Ok(CheckKind::Tcp),
-        "http" => Ok(CheckKind::Http { path: "/".into() }),
-        _ => match s.strip_prefix("http:") {
-            Some(p) => {
-                crate::health::http::validate_path(p)
-                    .map_err(|e| format!("bad path \"{p}\": {e}"))?;
-                Ok(CheckKind::Http { path: p.into() })
-            }
-            None => Err(format!(
-                "\"{s}\" is not a check (expected tcp, http or http:/PATH)"
-            )),
-        },
+    match crate::config::parse_check(s)? {
+        CheckKind::None => Err("the agent needs a probe: tcp, http or http:/PATH".into()),
+        k => Ok(k),
     }
 }
 
