@@ -195,7 +195,10 @@ fn add_node_under_load_gets_traffic_and_set_weight_changes_distribution() {
     assert!(load.join().unwrap() > 0);
     ctl.ok(&format!("set weight {} 3", b.addr));
     let seen = tally(addr, 40);
-    assert_eq!(seen.get("b"), Some(&30), "{seen:?}");
+    // Smooth wrr keeps its counters per worker (two here), so the total may be off by one
+    // per worker from the exact 3:1.
+    let b_got = seen.get("b").copied().unwrap_or(0);
+    assert!(b_got.abs_diff(30) <= 2, "{seen:?}");
     assert_eq!(ctl.node_field(b.addr, "weight").as_deref(), Some("3"));
 }
 

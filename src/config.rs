@@ -5,6 +5,10 @@
 //! are resolved here, once: a name that does not resolve is an error at start; a node
 //! that is down is not (health checks deal with it).
 
+// The flags' doc comments are their --help text, written for a terminal
+// (`ADDR[,weight=N]`, `[::]:80`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -167,7 +171,8 @@ pub struct ServeArgs {
     pub ha: HaArgs,
 }
 
-fn parse_check(s: &str) -> Result<CheckKind, String> {
+/// Parses `none`, `tcp`, `http` or `http:/PATH`.
+pub fn parse_check(s: &str) -> Result<CheckKind, String> {
     match s {
         "none" => Ok(CheckKind::None),
         "tcp" => Ok(CheckKind::Tcp),

@@ -303,6 +303,8 @@ pub fn stats(plane: &Plane, now: Instant) -> StatsSnapshot {
         no_node: ld(&s.no_node),
         connect_failures: ld(&s.connect_failures),
         accept_errors: ld(&s.accept_errors),
+        agent_accepted: ld(&s.agent_accepted),
+        agent_rejected: ld(&s.agent_rejected),
         ha_role: ha.map(|h| h.role.clone()),
         ha_epoch: ha.map(|h| h.epoch),
         ha_takeovers: ha.map(|h| h.takeovers),

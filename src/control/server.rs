@@ -115,61 +115,41 @@ impl ControlServer {
             }
             let entry = self.conns.vacant_entry();
             let token = Token(self.base + FIRST_CONN + entry.key());
-            let conn = if unix {
+            let accepted = if unix {
                 let Some((l, _)) = self.unix.as_ref() else {
                     return;
                 };
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        if registry
-                            .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
-                            .is_err()
-                        {
-                            continue;
-                        }
-                        let who = peer_uid(&s)
-                            .map_or("unix".to_string(), |uid| format!("unix:uid={uid}"));
-                        Conn::Unix {
-                            stream: s,
-                            who,
-                            lines: LineBuffer::new(),
-                            out: Vec::new(),
-                            waiting: None,
-                            closing: false,
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(e) => {
-                        debug!(target: "fulcrum::control", "accept: {e}");
-                        return;
-                    }
-                }
+                l.accept().map(|(s, _)| Conn::Unix {
+                    who: peer_uid(&s).map_or("unix".to_string(), |uid| format!("unix:uid={uid}")),
+                    stream: s,
+                    lines: LineBuffer::new(),
+                    out: Vec::new(),
+                    waiting: None,
+                    closing: false,
+                })
             } else {
                 let Some(l) = self.http.as_ref() else { return };
-                match l.accept() {
-                    Ok((mut s, peer)) => {
-                        if registry
-                            .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
-                            .is_err()
-                        {
-                            continue;
-                        }
-                        Conn::Http {
-                            stream: s,
-                            who: format!("http:{peer}"),
-                            inbuf: Vec::new(),
-                            out: Vec::new(),
-                            deadline: Instant::now() + HTTP_TIMEOUT,
-                            responded: false,
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(e) => {
-                        debug!(target: "fulcrum::control", "accept: {e}");
-                        return;
-                    }
+                l.accept().map(|(s, peer)| Conn::Http {
+                    stream: s,
+                    who: format!("http:{peer}"),
+                    inbuf: Vec::new(),
+                    out: Vec::new(),
+                    deadline: Instant::now() + HTTP_TIMEOUT,
+                    responded: false,
+                })
+            };
+            let mut conn = match accepted {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(target: "fulcrum::control", "accept: {e}");
+                    return;
                 }
             };
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if registry.register(conn.source(), token, interest).is_err() {
+                continue;
+            }
             entry.insert(conn);
         }
     }
@@ -318,15 +298,17 @@ impl ControlServer {
     }
 
     fn close(&mut self, registry: &Registry, key: usize) {
-        if let Some(c) = self.conns.try_remove(key) {
-            match c {
-                Conn::Unix { mut stream, .. } => {
-                    let _ = registry.deregister(&mut stream);
-                }
-                Conn::Http { mut stream, .. } => {
-                    let _ = registry.deregister(&mut stream);
-                }
-            }
+        if let Some(mut c) = self.conns.try_remove(key) {
+            let _ = registry.deregister(c.source());
+        }
+    }
+}
+
+impl Conn {
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        match self {
+            Conn::Unix { stream, .. } => stream,
+            Conn::Http { stream, .. } => stream,
         }
     }
 }

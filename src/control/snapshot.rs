@@ -94,6 +94,10 @@ pub struct StatsSnapshot {
     pub connect_failures: u64,
     /// `accept(2)` errors (e.g. descriptor exhaustion).
     pub accept_errors: u64,
+    /// Valid node-agent heartbeats received.
+    pub agent_accepted: u64,
+    /// Node-agent heartbeats rejected (bad MAC, replay, stale, malformed, unknown node).
+    pub agent_rejected: u64,
     /// HA role keyword, e.g. `"master"` or `"backup"`.
     pub ha_role: Option<String>,
     /// HA election epoch.
