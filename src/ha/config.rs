@@ -73,6 +73,8 @@ impl fmt::Debug for HaKey {
 }
 
 /// The failover flags as clap parses them (flattened into `fulcrum serve`).
+// The fields' doc comments are their --help text (`[default]`), not rustdoc links.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Args)]
 pub struct HaArgs {
     /// Virtual IPv4 address with prefix owned by the master, e.g. 10.0.0.100/24
