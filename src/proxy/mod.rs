@@ -87,6 +87,7 @@ impl Shared {
             SchedulerKind::Wrr => 1,
             SchedulerKind::Lc => 2,
             SchedulerKind::Wlc => 3,
+            SchedulerKind::Maglev => 4,
         };
         self.scheduler.store(v, Ordering::Relaxed);
     }
