@@ -3,20 +3,25 @@
 //! The one place that knows which [`Component`] exists; `serve` only drives the list.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use mio::Waker;
 
 use crate::config::ServeConfig;
+use crate::health::checker::Checker;
 use crate::plane::Component;
 use crate::proxy::Shared;
 
 /// The components for this configuration, in token order.
 pub fn build(
-    _cfg: &ServeConfig,
-    _shared: &Arc<Shared>,
-    _waker: &Arc<Waker>,
+    cfg: &ServeConfig,
+    shared: &Arc<Shared>,
+    waker: &Arc<Waker>,
 ) -> io::Result<Vec<Box<dyn Component>>> {
-    let list: Vec<Box<dyn Component>> = Vec::new();
+    let mut list: Vec<Box<dyn Component>> = Vec::new();
+    // Passive health: workers report failed connects through this channel.
+    let (tx, rx) = mpsc::channel();
+    shared.set_observer(tx, Arc::clone(waker));
+    list.push(Box::new(Checker::new(cfg.health.clone(), rx)?));
     Ok(list)
 }

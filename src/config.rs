@@ -11,6 +11,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::duration::{format_duration, parse_duration};
+use crate::health::checker::{AgentConfig, CheckKind, HealthConfig};
+use crate::health::http::StatusSet;
+use crate::health::interval::IntervalPolicy;
+use crate::health::state::Thresholds;
 use crate::pool::NodeSpec;
 use crate::scheduler::SchedulerKind;
 
@@ -30,6 +34,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run three built-in HTTP backends on loopback and a distributor on 127.0.0.1:8080.
     Demo(DemoArgs),
+    /// Run the node agent on a server node: probe the local service, report load and state.
+    Agent(crate::agent::run::AgentArgs),
 }
 
 /// `fulcrum demo` flags.
@@ -49,7 +55,8 @@ pub struct ServeArgs {
     /// Address to accept client connections on (repeatable; IPv4 or IPv6, e.g. 0.0.0.0:80, [::]:80).
     #[arg(long = "listen", required = true, value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
-    /// A server node: ADDR[,weight=N][,backup][,maxconn=N] (repeatable). ADDR is HOST:PORT.
+    /// A server node: ADDR[,weight=N][,backup][,maxconn=N][,agent] (repeatable). ADDR is HOST:PORT;
+    /// `agent`: expect heartbeats from `fulcrum agent` on that node.
     #[arg(long = "backend", required = true, value_parser = parse_backend)]
     pub backend: Vec<NodeSpec>,
     /// Scheduling algorithm: rr, wrr (smooth weighted), lc (least connections), wlc.
@@ -79,12 +86,106 @@ pub struct ServeArgs {
     /// Relay bulk data with splice(2) through a per-connection pipe once a read fills the buffer.
     #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
     pub splice: bool,
+    /// Active health check: none, tcp (connect) or http[:PATH] (GET, default path /).
+    #[arg(long, default_value = "tcp", value_parser = parse_check)]
+    pub check: CheckKind,
+    /// Probe interval of a healthy node (the lower bound of the adaptive interval).
+    #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+    pub check_interval: Duration,
+    /// Upper bound of the adaptive interval (max(rtt_now, rtt_last) × --check-multiplier).
+    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+    pub check_max_interval: Duration,
+    /// Adaptive interval factor applied to the probe round-trip time.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub check_multiplier: u32,
+    /// Interval while a node is in transition (failing, or rising) — HAProxy's fastinter.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration_arg)]
+    pub check_fast_interval: Duration,
+    /// Interval while a node is down — HAProxy's downinter.
+    #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+    pub check_down_interval: Duration,
+    /// A probe that has not finished after this long fails.
+    #[arg(long, default_value = "1s", value_parser = parse_duration_arg)]
+    pub check_timeout: Duration,
+    /// HTTP statuses that pass an http check, e.g. 2xx,3xx or 200,204,301-308.
+    #[arg(long, default_value = "2xx,3xx", value_parser = parse_statuses)]
+    pub check_status: StatusSet,
+    /// Host header of http checks [default: the node's IP].
+    #[arg(long)]
+    pub check_host: Option<String>,
+    /// Seed of the probe jitter (spreads probes of different nodes).
+    #[arg(long, default_value_t = 0)]
+    pub check_seed: u64,
+    /// Consecutive successes that bring a down node back up.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rise: u32,
+    /// Consecutive failures that make a node "warning" (skipped for new flows); = --fall for no warning level.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub warn: u32,
+    /// Consecutive failures that make a node "down" (alert).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fall: u32,
+    /// A node coming back up ramps its weight from 0 to full over this long; 0s = off.
+    #[arg(long, default_value = "0s", value_parser = parse_duration_arg)]
+    pub slow_start: Duration,
+    /// UDP address to receive node-agent heartbeats on (needed by `--backend …,agent`).
+    #[arg(long, value_parser = parse_listen)]
+    pub agent_listen: Option<SocketAddr>,
+    /// File holding the shared HMAC key of node agents.
+    #[arg(long)]
+    pub agent_key_file: Option<std::path::PathBuf>,
+    /// Heartbeat interval the agents use.
+    #[arg(long, default_value = "1s", value_parser = parse_duration_arg)]
+    pub agent_interval: Duration,
+    /// Missed heartbeats after which a node's agent counts as missing.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub agent_misses: u32,
     /// Command run (through /bin/sh -c) on every state change, with FULCRUM_* variables.
     #[arg(long)]
     pub notify: Option<String>,
     /// Kill a notify command still running after this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub notify_timeout: Duration,
+}
+
+fn parse_check(s: &str) -> Result<CheckKind, String> {
+    match s {
+        "none" => Ok(CheckKind::None),
+        "tcp" => Ok(CheckKind::Tcp),
+        "http" => Ok(CheckKind::Http { path: "/".into() }),
+        _ => match s.strip_prefix("http:") {
+            Some(path) => {
+                crate::health::http::validate_path(path)
+                    .map_err(|e| format!("bad path \"{path}\": {e}"))?;
+                Ok(CheckKind::Http {
+                    path: path.to_string(),
+                })
+            }
+            None => Err(format!(
+                "\"{s}\" is not a check (expected none, tcp, http or http:/PATH)"
+            )),
+        },
+    }
+}
+
+fn parse_statuses(s: &str) -> Result<StatusSet, String> {
+    s.parse::<StatusSet>().map_err(|e| e.to_string())
+}
+
+/// Reads a key file (HMAC key): whole file, trailing newline stripped, at least 16 bytes.
+pub fn read_key_file(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let mut key = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        key.pop();
+    }
+    if key.len() < 16 {
+        return Err(format!(
+            "{flag} {}: key is {} bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)",
+            path.display(),
+            key.len()
+        ));
+    }
+    Ok(key)
 }
 
 fn parse_onoff(s: &str) -> Result<bool, String> {
@@ -124,7 +225,7 @@ pub fn resolve(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("cannot resolve \"{s}\": no address"))
 }
 
-/// Parses `ADDR[,weight=N][,backup][,maxconn=N][,agent=PORT]`.
+/// Parses `ADDR[,weight=N][,backup][,maxconn=N][,agent]`.
 pub fn parse_backend(s: &str) -> Result<NodeSpec, String> {
     let mut parts = s.split(',');
     let addr = resolve(parts.next().unwrap_or_default())?;
@@ -133,7 +234,7 @@ pub fn parse_backend(s: &str) -> Result<NodeSpec, String> {
         weight: 1,
         backup: false,
         maxconn: 0,
-        agent_port: None,
+        agent: false,
     };
     for opt in parts {
         let (k, v) = match opt.split_once('=') {
@@ -150,11 +251,11 @@ pub fn parse_backend(s: &str) -> Result<NodeSpec, String> {
         match k {
             "weight" => spec.weight = num(256)? as u32,
             "maxconn" => spec.maxconn = num(u64::from(u32::MAX))? as u32,
-            "agent" => spec.agent_port = Some(num(65535)? as u16),
+            "agent" if v.is_none() => spec.agent = true,
             "backup" if v.is_none() => spec.backup = true,
             _ => {
                 return Err(format!(
-                    "unknown backend option \"{opt}\" (expected weight=N, backup, maxconn=N, agent=PORT)"
+                    "unknown backend option \"{opt}\" (expected weight=N, backup, maxconn=N, agent)"
                 ))
             }
         }
@@ -189,6 +290,8 @@ pub struct ServeConfig {
     pub splice: bool,
     /// Bind listeners with IP_FREEBIND (the address may not be local yet: a backup's VIP).
     pub freebind: bool,
+    /// Health checks and node agents.
+    pub health: HealthConfig,
     /// Notify command.
     pub notify: Option<String>,
     /// Notify command timeout.
@@ -219,7 +322,55 @@ impl ServeConfig {
                 a.max_conns, nofile, derived
             );
         }
+        let thresholds = Thresholds {
+            rise: a.rise,
+            warn: a.warn,
+            fall: a.fall,
+        };
+        thresholds
+            .validate()
+            .map_err(|e| format!("--warn/--fall: {e}"))?;
+        let policy = IntervalPolicy {
+            base: a.check_interval,
+            max: a.check_max_interval,
+            fast: a.check_fast_interval,
+            down: a.check_down_interval,
+            multiplier: a.check_multiplier,
+        };
+        policy
+            .validate()
+            .map_err(|e| format!("--check-*interval: {e}"))?;
+        if let Some(h) = &a.check_host {
+            crate::health::http::validate_host(h)
+                .map_err(|e| format!("--check-host \"{h}\": {e}"))?;
+        }
+        let wants_agent = a.backend.iter().any(|b| b.agent);
+        let agent = match (a.agent_listen, &a.agent_key_file) {
+            (Some(listen), Some(path)) => Some(AgentConfig {
+                listen,
+                key: read_key_file("--agent-key-file", path)?,
+                interval: a.agent_interval,
+                misses: a.agent_misses,
+            }),
+            (None, None) if !wants_agent => None,
+            (None, _) => {
+                return Err("a backend has the agent option: --agent-listen is required".into())
+            }
+            (Some(_), None) => return Err("--agent-listen needs --agent-key-file".into()),
+        };
+        let health = HealthConfig {
+            kind: a.check,
+            policy,
+            thresholds,
+            timeout: a.check_timeout,
+            statuses: a.check_status,
+            host: a.check_host,
+            seed: a.check_seed,
+            slow_start: a.slow_start,
+            agent,
+        };
         Ok(ServeConfig {
+            health,
             listen: a.listen,
             backends: a.backend,
             scheduler: a.scheduler,

@@ -11,8 +11,8 @@ use std::time::Duration;
 use log::info;
 
 use crate::config::DemoArgs;
-use crate::pool::NodeSpec;
 use crate::serve::{self, Server};
+use clap::Parser;
 
 /// Starts one demo backend on `addr` (port 0 = any); returns its address.
 pub fn spawn_backend(addr: SocketAddr, name: String) -> io::Result<SocketAddr> {
@@ -71,35 +71,42 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
 pub fn run(args: DemoArgs) -> io::Result<()> {
     let sfd = serve::signal_fd()?;
     let nofile = serve::raise_nofile();
-    let mut specs = Vec::new();
+    let mut addrs = Vec::new();
     for i in 1..=3 {
         let a = spawn_backend(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             format!("backend-{i}"),
         )?;
         info!(target: "fulcrum::demo", "backend-{i} on {a}");
-        specs.push(NodeSpec {
-            addr: a,
-            weight: 1,
-            backup: false,
-            maxconn: 0,
-            agent_port: None,
-        });
+        addrs.push(a);
     }
-    let serve_args = crate::config::ServeArgs {
-        listen: vec![args.listen],
-        backend: specs,
-        scheduler: args.scheduler,
-        workers: Some(1),
-        connect_timeout: Duration::from_secs(2),
-        idle_timeout: Duration::from_secs(300),
-        max_conns: 0,
-        retries: 2,
-        drain_timeout: Duration::from_secs(2),
-        backlog: 1024,
-        splice: true,
-        notify: None,
-        notify_timeout: Duration::from_secs(10),
+    // The demo distributor is an ordinary `serve` with every default, built from flags
+    // so it cannot drift from what `fulcrum serve` does.
+    let mut argv: Vec<String> = [
+        "fulcrum",
+        "serve",
+        "--workers",
+        "1",
+        "--drain-timeout",
+        "2s",
+        "--check-interval",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    argv.extend([
+        "--listen".to_string(),
+        args.listen.to_string(),
+        "--scheduler".into(),
+        args.scheduler.to_string(),
+    ]);
+    for a in &addrs {
+        argv.extend(["--backend".to_string(), a.to_string()]);
+    }
+    let serve_args = match crate::config::Cli::try_parse_from(&argv).map(|c| c.command) {
+        Ok(crate::config::Command::Serve(a)) => a,
+        Ok(_) => return Err(io::Error::other("demo: internal flag error")),
+        Err(e) => return Err(io::Error::other(e.to_string())),
     };
     let cfg =
         crate::config::ServeConfig::from_args(serve_args, nofile).map_err(io::Error::other)?;

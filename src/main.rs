@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             serve::Server::start(cfg, sfd)?.run()
         })(),
         Command::Demo(args) => demo::run(args),
+        Command::Agent(args) => fulcrum::agent::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -193,8 +193,9 @@ pub struct NodeSpec {
     pub backup: bool,
     /// Per-node connection limit; 0 = none.
     pub maxconn: u32,
-    /// UDP port of the node agent to expect heartbeats from, if any.
-    pub agent_port: Option<u16>,
+    /// Expect heartbeats from a node agent (`fulcrum agent`) for this node: a missing
+    /// or unhappy agent takes the node out of scheduling.
+    pub agent: bool,
 }
 
 /// Live counters of one node. Written by workers, read by stats.
@@ -444,6 +445,10 @@ pub struct Stats {
     pub accept_errors: AtomicU64,
     /// Connections cut at shutdown after the drain timeout.
     pub cut_at_shutdown: AtomicU64,
+    /// Valid agent heartbeats received.
+    pub agent_accepted: AtomicU64,
+    /// Agent heartbeats rejected (bad MAC, replay, stale, malformed, unknown node).
+    pub agent_rejected: AtomicU64,
 }
 
 #[cfg(test)]
@@ -456,7 +461,7 @@ mod tests {
             weight: 1,
             backup: false,
             maxconn: 0,
-            agent_port: None,
+            agent: false,
         }
     }
 

@@ -3,4 +3,5 @@
 //! [`wire`] is the authenticated heartbeat format and its replay/staleness checks
 //! (sans-IO); [`run`] is the agent process itself.
 
+pub mod run;
 pub mod wire;

@@ -5,6 +5,7 @@
 //! the driver that runs probes inside the control plane's event loop lives in
 //! [`checker`].
 
+pub mod checker;
 pub mod http;
 pub mod interval;
 pub mod state;
