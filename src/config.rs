@@ -389,6 +389,11 @@ impl ServeConfig {
             ModeArg::Proxy => ForwardMode::Proxy,
             ModeArg::Direct => ForwardMode::Direct(direct_config(&a)?),
         };
+        // Direct mode runs one data-plane thread (one packet socket, one flow table).
+        let workers = match mode {
+            ForwardMode::Direct(_) => 1,
+            ForwardMode::Proxy => workers,
+        };
         let max_conns = match &mode {
             // Direct mode holds no descriptor per flow: the limit is the flow table's.
             ForwardMode::Direct(d) => d.max_flows as u64,
@@ -572,6 +577,96 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("--idle-timeout"), "{e}");
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeConfig, String> {
+        let mut v = vec!["fulcrum", "serve"];
+        v.extend_from_slice(args);
+        let Command::Serve(a) = Cli::try_parse_from(v).map_err(|e| e.to_string())?.command else {
+            panic!("serve")
+        };
+        ServeConfig::from_args(a, 20_000)
+    }
+
+    #[test]
+    fn direct_mode_flags() {
+        let c = serve(&[
+            "--mode",
+            "direct",
+            "--interface",
+            "eth0",
+            "--listen",
+            "10.0.0.100:80",
+            "--backend",
+            "10.0.0.21:80",
+        ])
+        .unwrap();
+        assert_eq!(c.scheduler, SchedulerKind::Maglev, "maglev by default");
+        assert_eq!(c.workers, 1);
+        let ForwardMode::Direct(d) = &c.mode else {
+            panic!("{:?}", c.mode)
+        };
+        assert_eq!((d.interface.as_str(), d.port), ("eth0", 80));
+        assert_eq!(d.vip, std::net::Ipv4Addr::new(10, 0, 0, 100));
+        assert_eq!(d.max_flows, crate::direct::DEFAULT_MAX_FLOWS);
+        let p = serve(&["--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"]).unwrap();
+        assert_eq!(
+            (p.mode, p.scheduler),
+            (ForwardMode::Proxy, SchedulerKind::Rr)
+        );
+        for (args, needle) in [
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                ][..],
+                "--interface IFACE",
+            ),
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--interface",
+                    "eth0",
+                    "--listen",
+                    "[::1]:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                ],
+                "one IPv4 VIP:PORT",
+            ),
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--interface",
+                    "eth0",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:8080",
+                ],
+                "port must be the VIP's port",
+            ),
+            (
+                &[
+                    "--mode",
+                    "bridge",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                ],
+                "unknown mode",
+            ),
+        ] {
+            let e = serve(args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod dr_lab;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
