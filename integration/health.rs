@@ -63,6 +63,15 @@ fn get(addr: SocketAddr) -> std::io::Result<String> {
     Ok(out.lines().last().unwrap_or_default().to_string())
 }
 
+/// Waits (3 s at most) for `needle` in the distributor's log.
+fn wait_log(p: &Proc, needle: &str) {
+    assert!(
+        eventually(Duration::from_secs(3), || p.log().contains(needle)),
+        "no {needle:?} in the log:\n{}",
+        p.log()
+    );
+}
+
 fn notify_lines(path: &PathBuf) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -174,13 +183,7 @@ fn http_check_marks_500_node_down() {
     args.extend(["--check", "http:/health"]);
     let (p, addr) = start_fulcrum(&[good.addr, bad.addr], &args);
     let bad_addr = bad.addr.to_string();
-    assert!(
-        eventually(Duration::from_secs(3), || p
-            .log()
-            .contains(&format!("health {bad_addr}: warning -> down"))),
-        "log:\n{}",
-        p.log()
-    );
+    wait_log(&p, &format!("health {bad_addr}: warning -> down"));
     assert!(
         p.log().contains("bad status 500") || p.log().contains("status 500"),
         "{}",
@@ -279,47 +282,23 @@ fn agent_overload_skips_node_and_missing_heartbeats_take_it_down() {
         "info",
     );
     let a_addr = a.addr.to_string();
-    assert!(
-        eventually(Duration::from_secs(3), || p
-            .log()
-            .contains(&format!("agent {a_addr}: none -> ready"))),
-        "{}",
-        p.log()
-    );
+    wait_log(&p, &format!("agent {a_addr}: none -> ready"));
     assert_eq!(tally_names(addr, 10), (5, 5));
 
     // Overloaded: skipped.
     std::fs::write(&load, "99.0 50.0 10.0 1/100 1\n").unwrap();
-    assert!(
-        eventually(Duration::from_secs(3), || p
-            .log()
-            .contains(&format!("agent {a_addr}: ready -> overloaded"))),
-        "{}",
-        p.log()
-    );
+    wait_log(&p, &format!("agent {a_addr}: ready -> overloaded"));
     assert_eq!(tally_names(addr, 10), (0, 10));
 
     // Recovered: used again.
     std::fs::write(&load, "0.10 0.10 0.10 1/100 1\n").unwrap();
-    assert!(
-        eventually(Duration::from_secs(3), || p
-            .log()
-            .contains(&format!("agent {a_addr}: overloaded -> ready"))),
-        "{}",
-        p.log()
-    );
+    wait_log(&p, &format!("agent {a_addr}: overloaded -> ready"));
     assert_eq!(tally_names(addr, 10), (5, 5));
 
     // The agent dies: heartbeats stop, the node goes out after misses × interval.
     agent.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = agent.wait_exit(Duration::from_secs(2));
-    assert!(
-        eventually(Duration::from_secs(3), || p
-            .log()
-            .contains(&format!("agent {a_addr}: ready -> missing"))),
-        "{}",
-        p.log()
-    );
+    wait_log(&p, &format!("agent {a_addr}: ready -> missing"));
     assert_eq!(tally_names(addr, 10), (0, 10));
 }
 
@@ -373,13 +352,7 @@ fn forged_and_replayed_heartbeats_change_nothing() {
     wire::emit(&hb(AgentState::Ready, 10), real_key, &mut buf).unwrap();
     sock.send_to(&buf, agent_listen).unwrap();
     let a_addr = a.addr.to_string();
-    assert!(
-        eventually(Duration::from_secs(3), || p
-            .log()
-            .contains(&format!("agent {a_addr}: none -> ready"))),
-        "{}",
-        p.log()
-    );
+    wait_log(&p, &format!("agent {a_addr}: none -> ready"));
     let genuine = buf.clone();
     // Forged: wrong key, claims the node is down.
     wire::emit(

@@ -8,6 +8,7 @@ use std::sync::{mpsc, Arc};
 use mio::Waker;
 
 use crate::config::ServeConfig;
+use crate::control::server::ControlServer;
 use crate::health::checker::Checker;
 use crate::plane::Component;
 use crate::proxy::Shared;
@@ -23,5 +24,13 @@ pub fn build(
     let (tx, rx) = mpsc::channel();
     shared.set_observer(tx, Arc::clone(waker));
     list.push(Box::new(Checker::new(cfg.health.clone(), rx)?));
+    if cfg.control.is_some() || cfg.http.is_some() {
+        let token = cfg.http_token.clone();
+        list.push(Box::new(ControlServer::new(
+            cfg.control.clone(),
+            cfg.http,
+            token,
+        )?));
+    }
     Ok(list)
 }

@@ -5,6 +5,10 @@
 //! are resolved here, once: a name that does not resolve is an error at start; a node
 //! that is down is not (health checks deal with it).
 
+// The flags' doc comments are their --help text, written for a terminal
+// (`ADDR[,weight=N]`, `[::]:80`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -29,16 +33,16 @@ pub struct Cli {
 }
 
 /// The subcommands.
-// Parsed once at start: the size difference between variants costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the distributor.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run three built-in HTTP backends on loopback and a distributor on 127.0.0.1:8080.
     Demo(DemoArgs),
     /// Run the node agent on a server node: probe the local service, report load and state.
-    Agent(crate::agent::run::AgentArgs),
+    Agent(Box<crate::agent::run::AgentArgs>),
+    /// Send a command to a running distributor's control socket.
+    Ctl(crate::control::ctl::CtlArgs),
 }
 
 /// `fulcrum demo` flags.
@@ -154,6 +158,19 @@ pub struct ServeArgs {
     /// Missed heartbeats after which a node's agent counts as missing.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub agent_misses: u32,
+    /// Control socket (Unix domain, created 0600) for `fulcrum ctl`.
+    #[arg(long)]
+    pub control: Option<std::path::PathBuf>,
+    /// HTTP on this address (loopback!): /metrics, /api/v1/*, and the web console at /.
+    #[arg(long, value_parser = parse_listen)]
+    pub http: Option<SocketAddr>,
+    /// File holding the bearer token that allows changes through HTTP; without it the
+    /// console is read-only.
+    #[arg(long)]
+    pub http_token_file: Option<std::path::PathBuf>,
+    /// `remove node`: drain, then force-close the node's remaining flows after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub deadline: Duration,
     /// Command run (through /bin/sh -c) on every state change, with FULCRUM_* variables.
     #[arg(long)]
     pub notify: Option<String>,
@@ -162,7 +179,8 @@ pub struct ServeArgs {
     pub notify_timeout: Duration,
 }
 
-fn parse_check(s: &str) -> Result<CheckKind, String> {
+/// Parses `none`, `tcp`, `http` or `http:/PATH`.
+pub fn parse_check(s: &str) -> Result<CheckKind, String> {
     match s {
         "none" => Ok(CheckKind::None),
         "tcp" => Ok(CheckKind::Tcp),
@@ -367,6 +385,14 @@ pub struct ServeConfig {
     pub freebind: bool,
     /// Health checks and node agents.
     pub health: HealthConfig,
+    /// Control socket path.
+    pub control: Option<std::path::PathBuf>,
+    /// HTTP listen address.
+    pub http: Option<SocketAddr>,
+    /// HTTP bearer token (mutations allowed when set).
+    pub http_token: Option<String>,
+    /// How long `remove node` waits before cutting flows.
+    pub remove_deadline: Duration,
     /// Notify command.
     pub notify: Option<String>,
     /// Notify command timeout.
@@ -454,8 +480,27 @@ impl ServeConfig {
             slow_start: a.slow_start,
             agent,
         };
+        let http_token = match &a.http_token_file {
+            Some(p) if a.http.is_none() => {
+                return Err(format!("--http-token-file {} needs --http", p.display()))
+            }
+            Some(p) => Some(
+                String::from_utf8(read_key_file("--http-token-file", p)?)
+                    .map_err(|_| format!("--http-token-file {}: not UTF-8", p.display()))?,
+            ),
+            None => None,
+        };
+        if let Some(h) = a.http {
+            if !h.ip().is_loopback() {
+                log::warn!(target: "fulcrum::config", "--http {h} is not a loopback address: protect it (firewall, token)");
+            }
+        }
         Ok(ServeConfig {
             health,
+            control: a.control,
+            http: a.http,
+            http_token,
+            remove_deadline: a.deadline,
             listen: a.listen,
             backends: a.backend,
             scheduler: a.scheduler.unwrap_or(match mode {
@@ -585,7 +630,7 @@ mod tests {
         let Command::Serve(a) = Cli::try_parse_from(v).map_err(|e| e.to_string())?.command else {
             panic!("serve")
         };
-        ServeConfig::from_args(a, 20_000)
+        ServeConfig::from_args(*a, 20_000)
     }
 
     #[test]
@@ -685,7 +730,7 @@ mod tests {
         let Command::Serve(a) = cli.command else {
             panic!("serve")
         };
-        let c = ServeConfig::from_args(a, 20_000).unwrap();
+        let c = ServeConfig::from_args(*a, 20_000).unwrap();
         assert_eq!(c.max_conns, (20_000 - 64 - 16) / 2);
     }
 }

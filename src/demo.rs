@@ -104,7 +104,7 @@ pub fn run(args: DemoArgs) -> io::Result<()> {
         argv.extend(["--backend".to_string(), a.to_string()]);
     }
     let serve_args = match crate::config::Cli::try_parse_from(&argv).map(|c| c.command) {
-        Ok(crate::config::Command::Serve(a)) => a,
+        Ok(crate::config::Command::Serve(a)) => *a,
         Ok(_) => return Err(io::Error::other("demo: internal flag error")),
         Err(e) => return Err(io::Error::other(e.to_string())),
     };

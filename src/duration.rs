@@ -120,6 +120,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 /// unit that divides it: `250ms`, `2s`, `5m`, `20us`, `1500ns` → `1.5us`.
 pub fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
     for (unit, scale) in [
         ("h", 3_600_000_000_000u128),
         ("m", 60_000_000_000),

@@ -226,6 +226,8 @@ pub struct Node {
     agent_ok: AtomicBool,
     /// Set once the node has been removed from the pool (in-flight flows still hold it).
     removed: AtomicBool,
+    /// Workers close this node's remaining flows (a removal reached its deadline).
+    cut: AtomicBool,
     /// Live counters.
     pub counters: NodeCounters,
 }
@@ -240,6 +242,7 @@ impl Node {
             health: AtomicU8::new(HealthState::Up as u8),
             agent_ok: AtomicBool::new(true),
             removed: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
             counters: NodeCounters::default(),
             spec,
         }
@@ -301,6 +304,14 @@ impl Node {
     /// Marks the node as removed from the pool.
     pub fn mark_removed(&self) {
         self.removed.store(true, Ordering::Relaxed);
+    }
+    /// Asks workers to close this node's remaining flows.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
+    /// Must its flows be closed?
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
     }
     /// Removed from the pool (only in-flight flows still reference it)?
     pub fn is_removed(&self) -> bool {

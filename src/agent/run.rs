@@ -9,6 +9,10 @@
 //!
 //! Blocking IO is fine here: this is a small process of its own, not an event loop.
 
+// The flags' doc comments are their --help text, written for a terminal
+// (`ADDR[,weight=N]`, `[::]:80`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
@@ -69,19 +73,9 @@ pub struct AgentArgs {
 }
 
 fn parse_agent_check(s: &str) -> Result<CheckKind, String> {
-    match s {
-        "tcp" => Ok(CheckKind::Tcp),
-        "http" => Ok(CheckKind::Http { path: "/".into() }),
-        _ => match s.strip_prefix("http:") {
-            Some(p) => {
-                crate::health::http::validate_path(p)
-                    .map_err(|e| format!("bad path \"{p}\": {e}"))?;
-                Ok(CheckKind::Http { path: p.into() })
-            }
-            None => Err(format!(
-                "\"{s}\" is not a check (expected tcp, http or http:/PATH)"
-            )),
-        },
+    match crate::config::parse_check(s)? {
+        CheckKind::None => Err("the agent needs a probe: tcp, http or http:/PATH".into()),
+        k => Ok(k),
     }
 }
 

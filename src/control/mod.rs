@@ -3,5 +3,8 @@
 //! ([`render`]), and the IO shell serving the Unix socket and HTTP ([`server`]).
 
 pub mod command;
+pub mod ctl;
+pub mod exec;
 pub mod render;
+pub mod server;
 pub mod snapshot;

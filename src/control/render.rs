@@ -303,6 +303,10 @@ pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
         o.num("bytes_in", n.bytes_in);
         o.num("bytes_out", n.bytes_out);
         o.num("connect_failures", n.connect_failures);
+        match &n.agent {
+            None => o.null("agent"),
+            Some(a) => o.str("agent", a),
+        }
         match &n.last_check {
             None => o.null("last_check"),
             Some(c) => {
@@ -343,6 +347,8 @@ pub fn stats_text(s: &StatsSnapshot) -> String {
     line("no_node", &s.no_node);
     line("connect_failures", &s.connect_failures);
     line("accept_errors", &s.accept_errors);
+    line("agent_accepted", &s.agent_accepted);
+    line("agent_rejected", &s.agent_rejected);
     if let Some(role) = &s.ha_role {
         let mut clean = String::new();
         push_printable(&mut clean, role, 64);
@@ -384,6 +390,8 @@ pub fn stats_json(s: &StatsSnapshot) -> String {
     o.num("no_node", s.no_node);
     o.num("connect_failures", s.connect_failures);
     o.num("accept_errors", s.accept_errors);
+    o.num("agent_accepted", s.agent_accepted);
+    o.num("agent_rejected", s.agent_rejected);
     match &s.ha_role {
         Some(role) => o.str("ha_role", role),
         None => o.null("ha_role"),
@@ -591,6 +599,18 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
         "Errors returned by accept().",
         &stats.accept_errors,
     );
+    e.single(
+        "fulcrum_agent_heartbeats_accepted_total",
+        "counter",
+        "Valid node-agent heartbeats received.",
+        &stats.agent_accepted,
+    );
+    e.single(
+        "fulcrum_agent_heartbeats_rejected_total",
+        "counter",
+        "Node-agent heartbeats rejected (bad MAC, replay, stale, malformed, unknown node).",
+        &stats.agent_rejected,
+    );
 
     if !nodes.is_empty() {
         let labels: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
@@ -683,6 +703,7 @@ mod tests {
                 bytes_in: 12_800,
                 bytes_out: 1_258_291,
                 connect_failures: 0,
+                agent: None,
                 last_check: Some(CheckSnapshot {
                     ok: true,
                     detail: "connected".into(),
@@ -703,6 +724,7 @@ mod tests {
                 bytes_in: 42,
                 bytes_out: 0,
                 connect_failures: 2,
+                agent: Some("overloaded".into()),
                 last_check: None,
             },
         ]
@@ -723,6 +745,8 @@ mod tests {
             no_node: 4,
             connect_failures: 2,
             accept_errors: 0,
+            agent_accepted: 9,
+            agent_rejected: 1,
             ha_role: Some("master".into()),
             ha_epoch: Some(7),
             ha_takeovers: Some(1),
@@ -779,11 +803,11 @@ NODE                       WEIGHT  ADMIN  HEALTH   ACTIVE  TOTAL     IN   OUT  F
         let want = concat!(
             r#"[{"addr":"10.0.0.1:8080","weight":10,"effective_weight":10,"backup":false,"#,
             r#""maxconn":0,"admin":"ready","health":"up","active":3,"total":120,"#,
-            r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"#,
+            r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"agent":null,"#,
             r#""last_check":{"ok":true,"detail":"connected","age_ms":1234,"rtt_us":412}},"#,
             r#"{"addr":"[2001:db8::2]:80","weight":5,"effective_weight":2,"backup":true,"#,
             r#""maxconn":100,"admin":"drain","health":"warning","active":0,"total":7,"#,
-            r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"last_check":null}]"#,
+            r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"agent":"overloaded","last_check":null}]"#,
         );
         assert_eq!(nodes_json(&nodes()), want);
         assert_eq!(nodes_json(&[]), "[]");
@@ -801,6 +825,7 @@ NODE                       WEIGHT  ADMIN  HEALTH   ACTIVE  TOTAL     IN   OUT  F
             r#"{"uptime_s":3600,"workers":2,"scheduler":"wrr","enabled":true,"active":3,"#,
             r#""total":127,"bytes_in":12842,"bytes_out":1258291,"refused_disabled":1,"#,
             r#""refused_maxconn":0,"no_node":4,"connect_failures":2,"accept_errors":0,"#,
+            r#""agent_accepted":9,"agent_rejected":1,"#,
             r#""ha_role":null,"ha_epoch":null,"ha_takeovers":null,"ha_peer_last_ms":null,"#,
             r#""ha_rejected":null}"#,
         );
@@ -819,6 +844,8 @@ refused_maxconn: 0
 no_node: 4
 connect_failures: 2
 accept_errors: 0
+agent_accepted: 9
+agent_rejected: 1
 ";
         assert_eq!(stats_text(&s), text);
         let with_ha = stats_text(&stats());
@@ -885,6 +912,12 @@ fulcrum_connect_failures_total 2
 # HELP fulcrum_accept_errors_total Errors returned by accept().
 # TYPE fulcrum_accept_errors_total counter
 fulcrum_accept_errors_total 0
+# HELP fulcrum_agent_heartbeats_accepted_total Valid node-agent heartbeats received.
+# TYPE fulcrum_agent_heartbeats_accepted_total counter
+fulcrum_agent_heartbeats_accepted_total 9
+# HELP fulcrum_agent_heartbeats_rejected_total Node-agent heartbeats rejected (bad MAC, replay, stale, malformed, unknown node).
+# TYPE fulcrum_agent_heartbeats_rejected_total counter
+fulcrum_agent_heartbeats_rejected_total 1
 # HELP fulcrum_node_connections_active Connections open to the node now.
 # TYPE fulcrum_node_connections_active gauge
 fulcrum_node_connections_active{node="10.0.0.1:8080"} 3

@@ -58,6 +58,9 @@ pub struct NodeSnapshot {
     pub connect_failures: u64,
     /// The last active check, if one has completed.
     pub last_check: Option<CheckSnapshot>,
+    /// The node agent's last reported state (`ready`, `drain`, `overloaded`, `down`,
+    /// `missing`), if an agent is expected for this node.
+    pub agent: Option<String>,
 }
 
 /// A copied-out view of the whole distributor.
@@ -91,6 +94,10 @@ pub struct StatsSnapshot {
     pub connect_failures: u64,
     /// `accept(2)` errors (e.g. descriptor exhaustion).
     pub accept_errors: u64,
+    /// Valid node-agent heartbeats received.
+    pub agent_accepted: u64,
+    /// Node-agent heartbeats rejected (bad MAC, replay, stale, malformed, unknown node).
+    pub agent_rejected: u64,
     /// HA role keyword, e.g. `"master"` or `"backup"`.
     pub ha_role: Option<String>,
     /// HA election epoch.

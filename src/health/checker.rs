@@ -240,14 +240,20 @@ impl Checker {
         }
     }
 
-    fn start_probe(&mut self, registry: &Registry, addr: SocketAddr, now: Instant) {
+    fn start_probe(
+        &mut self,
+        plane: &mut Plane,
+        registry: &Registry,
+        addr: SocketAddr,
+        now: Instant,
+    ) {
         let entry = self.probes.vacant_entry();
         let key = entry.key();
         let mut stream = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(_) => {
                 // Could not even start (descriptor exhaustion, no route): a failure now.
-                self.finish(None, addr, Err(FailReason::ConnectError), now, now);
+                self.finish(plane, addr, Err(FailReason::ConnectError), now, now);
                 return;
             }
         };
@@ -259,7 +265,7 @@ impl Checker {
             )
             .is_err()
         {
-            self.finish(None, addr, Err(FailReason::ConnectError), now, now);
+            self.finish(plane, addr, Err(FailReason::ConnectError), now, now);
             return;
         }
         entry.insert(Probe {
@@ -349,10 +355,10 @@ impl Checker {
         }
     }
 
-    /// Records a probe outcome (and frees the probe) — the one place checks end.
+    /// Records a probe outcome — the one place checks end.
     fn finish(
         &mut self,
-        plane: Option<&mut Plane>,
+        plane: &mut Plane,
         addr: SocketAddr,
         outcome: Result<(), FailReason>,
         started: Instant,
@@ -380,22 +386,16 @@ impl Checker {
             c.rtt_last = rtt;
         }
         c.next_at = now + c.jitter.jitter(interval);
-        if let Some(plane) = plane {
-            let detail = match &outcome {
-                Ok(()) => match &self.cfg.kind {
-                    CheckKind::Http { .. } => "http ok".to_string(),
-                    _ => "tcp ok".to_string(),
-                },
-                Err(r) => r.to_string(),
-            };
-            plane.info.entry(addr).or_default().last_check =
-                Some((outcome.is_ok(), detail, now, rtt));
-            if let Some(tr) = transition {
-                apply_transition(plane, c, &tr, now, self.cfg.slow_start);
-            }
-        } else if let Some(tr) = transition {
-            // No plane at hand (probe could not start): apply without display info.
-            c.node.set_health(tr.to);
+        let detail = match &outcome {
+            Ok(()) => match &self.cfg.kind {
+                CheckKind::Http { .. } => "http ok".to_string(),
+                _ => "tcp ok".to_string(),
+            },
+            Err(r) => r.to_string(),
+        };
+        plane.info.entry(addr).or_default().last_check = Some((outcome.is_ok(), detail, now, rtt));
+        if let Some(tr) = transition {
+            apply_transition(plane, c, &tr, now, self.cfg.slow_start);
         }
     }
 
@@ -630,7 +630,7 @@ impl Component for Checker {
         if let Some(outcome) = self.advance(key, ev) {
             if let Some((addr, started)) = self.probes.get(key).map(|p| (p.node, p.started)) {
                 self.drop_probe(registry, key);
-                self.finish(Some(plane), addr, outcome, started, now);
+                self.finish(plane, addr, outcome, started, now);
             }
         }
     }
@@ -659,7 +659,7 @@ impl Component for Checker {
             } else {
                 FailReason::CheckTimeout
             };
-            self.finish(Some(plane), addr, Err(r), started, now);
+            self.finish(plane, addr, Err(r), started, now);
         }
         if self.cfg.kind != CheckKind::None {
             let due: Vec<SocketAddr> = self
@@ -669,7 +669,7 @@ impl Component for Checker {
                 .map(|(a, _)| *a)
                 .collect();
             for addr in due {
-                self.start_probe(registry, addr, now);
+                self.start_probe(plane, registry, addr, now);
             }
         }
         self.check_agents(plane, now);
@@ -719,4 +719,70 @@ pub fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::NodeSpec;
+
+    fn check(weight: u32, agent_pct: Option<u8>) -> NodeCheck {
+        let node = Arc::new(Node::new(NodeSpec {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            weight,
+            backup: false,
+            maxconn: 0,
+            agent: agent_pct.is_some(),
+        }));
+        NodeCheck {
+            node,
+            tracker: HealthTracker::new(Thresholds::DEFAULT, Health::Up).unwrap(),
+            jitter: Jitter::new(0, 0),
+            next_at: Instant::now(),
+            probe: None,
+            rtt_last: None,
+            up_since: None,
+            agent: agent_pct.map(|p| AgentView {
+                liveness: Liveness::new(Duration::from_secs(1), 3),
+                state: Some(AgentState::Ready),
+                missing: false,
+                weight_pct: Some(p),
+            }),
+        }
+    }
+
+    #[test]
+    fn slow_start_ramps_weight_linearly_then_stops() {
+        let ss = Duration::from_secs(10);
+        let mut c = check(100, None);
+        let t0 = Instant::now();
+        c.up_since = Some(t0);
+        update_weight(&mut c, t0, ss);
+        assert_eq!(c.node.effective_weight(), 1, "never 0 while ramping");
+        update_weight(&mut c, t0 + Duration::from_secs(5), ss);
+        assert_eq!(c.node.effective_weight(), 50);
+        update_weight(&mut c, t0 + Duration::from_secs(10), ss);
+        assert_eq!(c.node.effective_weight(), 100);
+        assert!(c.up_since.is_none(), "ramp over");
+    }
+
+    #[test]
+    fn agent_percentage_scales_but_never_exceeds_weight() {
+        let mut c = check(10, Some(50));
+        update_weight(&mut c, Instant::now(), Duration::ZERO);
+        assert_eq!(c.node.effective_weight(), 5);
+        let mut c = check(10, Some(100));
+        update_weight(&mut c, Instant::now(), Duration::ZERO);
+        assert_eq!(c.node.effective_weight(), 10);
+        let mut c = check(1, Some(10));
+        update_weight(&mut c, Instant::now(), Duration::ZERO);
+        assert_eq!(
+            c.node.effective_weight(),
+            1,
+            "a positive percentage keeps the node usable"
+        );
+        let mut c = check(10, Some(0));
+        update_weight(&mut c, Instant::now(), Duration::ZERO);
+        assert_eq!(c.node.effective_weight(), 0);
+    }
 }

@@ -40,6 +40,8 @@ pub enum End {
     ConnectFailed,
     /// Cut at shutdown after `--drain-timeout`.
     Shutdown,
+    /// Its node was removed and the removal deadline passed.
+    Cut,
 }
 
 /// A client connection and its node connection.

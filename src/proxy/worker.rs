@@ -552,7 +552,7 @@ impl Worker {
             // Closed while an attempt was in flight (idle sweep or shutdown).
             c.node.counters.active.fetch_sub(1, Ordering::Relaxed);
         }
-        if let End::ConnectFailed | End::Shutdown = end {
+        if let End::ConnectFailed | End::Shutdown | End::Cut = end {
             reset(&c.client);
         }
         self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
@@ -593,14 +593,16 @@ impl Worker {
         let mut expired = Vec::new();
         for (k, c) in self.conns.iter_mut() {
             c.flush_counters(&self.shared.stats);
-            if matches!(c.phase, Phase::Relaying)
+            if c.node.is_cut() {
+                expired.push((k, End::Cut));
+            } else if matches!(c.phase, Phase::Relaying)
                 && now.saturating_duration_since(c.last_active) >= idle
             {
-                expired.push(k);
+                expired.push((k, End::Idle));
             }
         }
-        for k in expired {
-            self.close(k, End::Idle);
+        for (k, end) in expired {
+            self.close(k, end);
         }
         if self.draining && !self.conns.is_empty() {
             debug!(target: "fulcrum::proxy", "worker={} draining, {} open", self.id, self.conns.len());

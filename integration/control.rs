@@ -1,0 +1,415 @@
+//! End-to-end tests of the control interface: the real binary, `fulcrum ctl`, the Unix
+//! socket, HTTP on loopback.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Ctl {
+    sock: PathBuf,
+}
+
+impl Ctl {
+    /// Runs `fulcrum ctl --socket S ARGS…`: (exit code, stdout, stderr).
+    fn run(&self, args: &str) -> (i32, String, String) {
+        let out = Command::new(bin())
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.sock)
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+    fn ok(&self, args: &str) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "ctl {args}: {err}");
+        out
+    }
+    /// `show nodes --json`, as (addr → object text) using a minimal field scan.
+    fn node_field(&self, addr: SocketAddr, field: &str) -> Option<String> {
+        let json = self.ok("show nodes --json");
+        json_field(&json, addr, field)
+    }
+}
+
+/// Extracts `"field":value` of the object whose "addr" is `addr` from the nodes JSON.
+fn json_field(json: &str, addr: SocketAddr, field: &str) -> Option<String> {
+    let start = json.find(&format!("\"addr\":\"{addr}\""))?;
+    let obj = &json[start..];
+    let obj = &obj[..obj.find('}').unwrap_or(obj.len())];
+    let key = format!("\"{field}\":");
+    let v = &obj[obj.find(&key)? + key.len()..];
+    let end = v.find([',', '}']).unwrap_or(v.len());
+    Some(v[..end].trim_matches('"').to_string())
+}
+
+fn sock_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "fulcrum-ctl-{tag}-{}-{}.sock",
+        std::process::id(),
+        free_port()
+    ))
+}
+
+fn start(backends: &[SocketAddr], tag: &str, extra: &[&str]) -> (Proc, SocketAddr, Ctl) {
+    let sock = sock_path(tag);
+    let s = sock.to_str().unwrap().to_string();
+    let mut args = vec!["--control", s.as_str(), "--workers", "2"];
+    args.extend_from_slice(extra);
+    let (p, addr) = start_fulcrum(backends, &args);
+    assert!(eventually(Duration::from_secs(3), || sock.exists()));
+    (p, addr, Ctl { sock })
+}
+
+fn tally(addr: SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        *seen
+            .entry(fetch(addr).unwrap().trim().to_string())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn socket_is_0600_and_table_and_json_parse() {
+    let a = Backend::start(says("a"));
+    let (_p, addr, ctl) = start(&[a.addr], "perm", &[]);
+    let mode = std::fs::metadata(&ctl.sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // start_fulcrum's readiness probe was one connection already; count from here.
+    let t0: u64 = ctl.node_field(a.addr, "total").unwrap().parse().unwrap();
+    fetch(addr).unwrap();
+    let t1 = (t0 + 1).to_string();
+    let table = ctl.ok("show nodes");
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&header[..4], &["NODE", "WEIGHT", "ADMIN", "HEALTH"]);
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[0], a.addr.to_string());
+    assert_eq!((row[2], row[3]), ("ready", "up"));
+    let total_col = header.iter().position(|h| *h == "TOTAL").unwrap();
+    assert_eq!(row[total_col], t1);
+    let json = ctl.ok("show nodes --json");
+    assert!(
+        json.trim_start().starts_with('[') && json.trim_end().ends_with(']'),
+        "{json}"
+    );
+    assert_eq!(json_field(&json, a.addr, "total"), Some(t1.clone()));
+    assert_eq!(json_field(&json, a.addr, "admin").as_deref(), Some("ready"));
+    let stats = ctl.ok("show stats --json");
+    assert!(stats.contains(&format!("\"total\":{t1}")), "{stats}");
+    assert!(ctl.ok("show config").contains("scheduler: rr"));
+    // Exit codes: refused = 1, unreachable = 2.
+    let (code, _, err) = ctl.run("set weight 127.0.0.1:1 5");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("error:"), "{err}");
+    let gone = Ctl {
+        sock: sock_path("missing"),
+    };
+    assert_eq!(gone.run("show nodes").0, 2);
+}
+
+#[test]
+fn malformed_commands_get_errors_and_connection_stays_usable() {
+    let a = Backend::start(says("a"));
+    let (_p, _addr, ctl) = start(&[a.addr], "malformed", &[]);
+    let s = UnixStream::connect(&ctl.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut reply = || {
+        let mut body = String::new();
+        loop {
+            let mut l = String::new();
+            assert!(r.read_line(&mut l).unwrap() > 0, "connection closed");
+            if l == "\n" {
+                return body;
+            }
+            body.push_str(&l);
+        }
+    };
+    for (line, needle) in [
+        ("shwo nodes", "unknown command"),
+        ("set weight 127.0.0.1:80 abc", "abc"),
+        ("add node", "missing"),
+        ("enable now", "now"),
+        ("set state 127.0.0.1:9 sleepy", "sleepy"),
+    ] {
+        writeln!(w, "{line}").unwrap();
+        let body = reply();
+        assert!(
+            body.starts_with("error:") && body.contains(needle),
+            "{line}: {body}"
+        );
+    }
+    // An oversized line is refused without being buffered, and the next one works.
+    let huge = "x".repeat(100_000);
+    writeln!(w, "{huge}").unwrap();
+    assert!(reply().contains("error: line longer than"));
+    writeln!(w, "show stats --json").unwrap();
+    assert!(reply().starts_with('{'));
+}
+
+#[test]
+fn add_node_under_load_gets_traffic_and_set_weight_changes_distribution() {
+    let a = Backend::start(says("a"));
+    let b = Backend::start(says("b"));
+    let (_p, addr, ctl) = start(&[a.addr], "add", &["--scheduler", "wrr"]);
+    // Load in the background while the node is added.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut n = 0;
+            let end = Instant::now() + Duration::from_secs(10);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                fetch(addr).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    thread::sleep(Duration::from_millis(100));
+    assert!(ctl.ok(&format!("add node {}", b.addr)).contains("added"));
+    assert!(
+        eventually(Duration::from_secs(3), || b.count() > 5),
+        "new node got no traffic"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(load.join().unwrap() > 0);
+    ctl.ok(&format!("set weight {} 3", b.addr));
+    let seen = tally(addr, 40);
+    // Smooth wrr keeps its counters per worker (two here), so the total may be off by one
+    // per worker from the exact 3:1.
+    let b_got = seen.get("b").copied().unwrap_or(0);
+    assert!(b_got.abs_diff(30) <= 2, "{seen:?}");
+    assert_eq!(ctl.node_field(b.addr, "weight").as_deref(), Some("3"));
+}
+
+#[test]
+fn drain_maint_ready_and_disable_enable() {
+    let a = Backend::start(says("a"));
+    let b = Backend::start(|mut s: TcpStream| {
+        // b holds its flow until the client leaves, then says goodbye.
+        let mut buf = [0u8; 1];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"b\n");
+    });
+    let (_p, addr, ctl) = start(&[a.addr, b.addr], "states", &[]);
+    // One long flow to b.
+    let mut held = None;
+    for _ in 0..4 {
+        let s = TcpStream::connect(addr).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        if b.count() == 1 && held.is_none() {
+            held = Some(s);
+        }
+    }
+    let mut held = held.expect("a flow to b");
+    for state in ["drain", "maint"] {
+        assert!(ctl
+            .ok(&format!("set state {} {state}", b.addr))
+            .contains(state));
+        let before = b.count();
+        for _ in 0..6 {
+            assert_eq!(fetch(addr).unwrap().trim(), "a");
+        }
+        assert_eq!(b.count(), before, "{state}: no new flows to b");
+        assert_eq!(ctl.node_field(b.addr, "admin").as_deref(), Some(state));
+    }
+    ctl.ok(&format!("set state {} ready", b.addr));
+    // disable: new connections refused, the existing one keeps working.
+    ctl.ok("disable");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 8];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        Ok(n) => panic!("disabled but got {n} bytes"),
+    }
+    held.write_all(b"x").unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = String::new();
+    held.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "b\n", "existing flow kept working while disabled");
+    ctl.ok("enable");
+    ctl.ok(&format!("set state {} drain", b.addr)); // b's handler waits for input
+    assert_eq!(
+        tally(addr, 2).get("a"),
+        Some(&2),
+        "enable restores distribution"
+    );
+}
+
+#[test]
+fn remove_node_drains_inflight_transfer_then_disappears() {
+    const N: usize = 2 << 20;
+    let a = Backend::start(says("a"));
+    // b trickles 2 MiB over ~1 s.
+    let b = Backend::start(|mut s: TcpStream| {
+        let data = pattern(5, N);
+        for c in data.chunks(N / 10) {
+            if s.write_all(c).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (_p, addr, ctl) = start(&[b.addr, a.addr], "remove", &["--scheduler", "rr"]);
+    // Round-robin alternates: one of two connections is b's transfer.
+    let (mut s, first) = (0..2)
+        .find_map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut first = [0u8; 16];
+            s.read_exact(&mut first).ok().map(|_| (s, first))
+        })
+        .expect("a transfer from b");
+    assert!(ctl
+        .ok(&format!("remove node {}", b.addr))
+        .contains("draining"));
+    let before = b.count();
+    for _ in 0..5 {
+        assert_eq!(fetch(addr).unwrap().trim(), "a");
+    }
+    assert_eq!(b.count(), before, "no new flows to a node being removed");
+    // wait drained returns once the transfer ends (well before its 10 s timeout).
+    let waiter = {
+        let sock = ctl.sock.clone();
+        let b_addr = b.addr;
+        thread::spawn(move || Ctl { sock }.run(&format!("wait drained {b_addr} 10s")))
+    };
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let mut got = first.to_vec();
+    got.extend_from_slice(&rest);
+    assert_eq!(
+        sha256(&got),
+        sha256(&pattern(5, N)),
+        "in-flight transfer completes byte-exact"
+    );
+    drop(s);
+    let (code, out, err) = waiter.join().unwrap();
+    assert!(
+        code == 0 || err.contains("no node"),
+        "wait drained: {code} {out} {err}"
+    );
+    assert!(eventually(Duration::from_secs(3), || !ctl
+        .ok("show nodes")
+        .contains(&b.addr.to_string())));
+}
+
+#[test]
+fn wait_drained_times_out_while_a_flow_is_open() {
+    let b = Backend::start(|mut s: TcpStream| {
+        let mut buf = [0u8; 1];
+        let _ = s.read(&mut buf);
+    });
+    let (_p, addr, ctl) = start(&[b.addr], "wait", &[]);
+    let held = TcpStream::connect(addr).unwrap();
+    assert!(eventually(Duration::from_secs(2), || ctl
+        .node_field(b.addr, "active")
+        .as_deref()
+        == Some("1")));
+    let t0 = Instant::now();
+    let (code, _, err) = ctl.run(&format!("wait drained {} 300ms", b.addr));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("timeout"), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    held.shutdown(Shutdown::Both).unwrap();
+    drop(held);
+    let (code, out, err) = ctl.run(&format!("wait drained {} 5s", b.addr));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("drained"));
+}
+
+#[test]
+fn refuses_to_start_on_a_non_socket_path() {
+    let path = sock_path("file");
+    std::fs::write(&path, "precious").unwrap();
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "127.0.0.1:1",
+            "--control",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn http_metrics_and_api() {
+    let a = Backend::start(says("a"));
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let (_p, addr, _ctl) = start(&[a.addr], "http", &["--http", &http]);
+    fetch(addr).unwrap();
+    let get = |path: &str| {
+        let mut s = TcpStream::connect(&http).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let m = get("/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(
+        m.contains("# TYPE fulcrum_connections_total counter"),
+        "{m}"
+    );
+    let n = get("/api/v1/nodes");
+    assert!(
+        n.contains("application/json") && n.contains(&format!("\"addr\":\"{}\"", a.addr)),
+        "{n}"
+    );
+    // The metric and the JSON API agree on the node's total.
+    let body = &n[n.find("\r\n\r\n").unwrap() + 4..];
+    let total = json_field(body, a.addr, "total").unwrap();
+    assert!(total.parse::<u64>().unwrap() >= 1);
+    let m = get("/metrics");
+    assert!(
+        m.contains(&format!(
+            "fulcrum_node_connections_total{{node=\"{}\"}} {total}",
+            a.addr
+        )),
+        "{m}"
+    );
+    assert!(get("/").contains("<html"));
+    assert!(get("/nope").starts_with("HTTP/1.1 404"));
+    // No token file: read-only.
+    let mut s = TcpStream::connect(&http).unwrap();
+    write!(
+        s,
+        "POST /api/v1/command HTTP/1.1\r\nContent-Length: 7\r\n\r\ndisable"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert_eq!(fetch(addr).unwrap().trim(), "a", "still enabled");
+}
