@@ -171,6 +171,7 @@ impl Director {
         let ip = ipv4_of(node).ok_or(DropReason::NoNeighbour)?;
         match self.neigh.lookup(ip) {
             Some(mac) => {
+                node.counters.packets_in.fetch_add(1, Ordering::Relaxed);
                 node.counters
                     .bytes_in
                     .fetch_add(u64::from(ip_len), Ordering::Relaxed);
@@ -309,6 +310,7 @@ mod tests {
         assert_eq!(a.mac, MACS[a.node]);
         assert_eq!(ns[a.node].active(), 1);
         assert_eq!(ns[a.node].counters.bytes_in.load(Ordering::Relaxed), 6 * 60);
+        assert_eq!(ns[a.node].counters.packets_in.load(Ordering::Relaxed), 6);
         d.decide(&pkt(1, FIN | ACK)).unwrap();
         assert_eq!(ns[a.node].active(), 0);
         assert_eq!(d.flows().state(&pkt(1, 0).tuple), Some(FlowState::Closing));
