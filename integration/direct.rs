@@ -413,7 +413,7 @@ fn malformed_frames_are_dropped_and_counted_never_forwarded() {
 }
 
 #[test]
-fn startup_refuses_local_vip_and_ip_forward_with_one_line() {
+fn startup_refuses_ip_forward_no_cap_net_raw_local_vip_down_interface() {
     let _g = serial();
     let lab = Lab::up("e");
     let args = [
@@ -443,6 +443,17 @@ fn startup_refuses_local_vip_and_ip_forward_with_one_line() {
     lab.sysctl("lb1", "net.ipv4.ip_forward", "1");
     assert!(run("ip_forward").contains("ip_forward=0"));
     lab.sysctl("lb1", "net.ipv4.ip_forward", "0");
+    // Without CAP_NET_RAW (dropped from the bounding set, so the exec'd binary lacks it).
+    let mut v = vec!["setpriv", "--bounding-set", "-net_raw", common::bin()];
+    v.extend_from_slice(&args);
+    let p = lab.spawn("lb1", &v, &[]);
+    assert_eq!(
+        lab.wait(p, Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        lab.log(p)
+    );
+    assert!(lab.log(p).contains("needs CAP_NET_RAW"), "{}", lab.log(p));
     let ns = lab.ns("lb1");
     let o = std::process::Command::new("ip")
         .args(["-n", &ns, "addr", "add", "10.99.0.100/32", "dev", "lo"])
