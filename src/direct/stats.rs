@@ -217,6 +217,102 @@ impl DirectStats {
         DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
     }
 
+    /// The main counters as `(name, value)`, in a stable order (for `show stats`).
+    pub fn fields(&self) -> [(&'static str, u64); 12] {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("direct_rx_frames", l(&self.rx_frames)),
+            ("direct_rx_bytes", l(&self.rx_bytes)),
+            ("direct_tx_packets", l(&self.tx_packets)),
+            ("direct_tx_bytes", l(&self.tx_bytes)),
+            ("direct_csum_completed", l(&self.csum_completed)),
+            ("direct_arp_replies", l(&self.arp_replies)),
+            ("direct_arp_requests", l(&self.arp_requests)),
+            ("direct_garps", l(&self.garps)),
+            ("direct_flows", l(&self.flows)),
+            ("direct_flows_created", l(&self.flows_created)),
+            ("direct_flows_evicted", l(&self.flows_evicted)),
+            ("direct_drops", self.total_drops()),
+        ]
+    }
+
+    /// Prometheus families of direct mode (appended to `/metrics` in that mode).
+    pub fn prometheus(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let families: [(&str, &str, &str, u64); 9] = [
+            (
+                "fulcrum_direct_frames_received_total",
+                "counter",
+                "Frames received on the interface.",
+                l(&self.rx_frames),
+            ),
+            (
+                "fulcrum_direct_packets_forwarded_total",
+                "counter",
+                "Packets forwarded to nodes.",
+                l(&self.tx_packets),
+            ),
+            (
+                "fulcrum_direct_bytes_forwarded_total",
+                "counter",
+                "IPv4 bytes forwarded to nodes.",
+                l(&self.tx_bytes),
+            ),
+            (
+                "fulcrum_direct_checksums_completed_total",
+                "counter",
+                "Partial TCP checksums completed in userspace.",
+                l(&self.csum_completed),
+            ),
+            (
+                "fulcrum_direct_arp_replies_total",
+                "counter",
+                "ARP replies sent for the VIP.",
+                l(&self.arp_replies),
+            ),
+            (
+                "fulcrum_direct_garps_total",
+                "counter",
+                "Gratuitous ARPs sent for the VIP.",
+                l(&self.garps),
+            ),
+            (
+                "fulcrum_direct_flows",
+                "gauge",
+                "Flows in the flow table.",
+                l(&self.flows),
+            ),
+            (
+                "fulcrum_direct_flows_created_total",
+                "counter",
+                "Flows created.",
+                l(&self.flows_created),
+            ),
+            (
+                "fulcrum_direct_flows_evicted_total",
+                "counter",
+                "Flows evicted from a full table.",
+                l(&self.flows_evicted),
+            ),
+        ];
+        for (name, kind, help, v) in families {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            );
+        }
+        out.push_str("# HELP fulcrum_direct_drops_total Frames not forwarded, by reason.\n# TYPE fulcrum_direct_drops_total counter\n");
+        for r in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "fulcrum_direct_drops_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.drops(r)
+            );
+        }
+    }
+
     /// One `key=value` line of the main counters, for logs.
     pub fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
