@@ -413,3 +413,31 @@ fn http_metrics_and_api() {
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
     assert_eq!(fetch(addr).unwrap().trim(), "a", "still enabled");
 }
+
+#[test]
+fn several_commands_on_one_connection_stay_in_step() {
+    let a = Backend::start(says("a"));
+    let (_p, _addr, ctl) = start(&[a.addr], "pipeline", &[]);
+    let mut s = UnixStream::connect(&ctl.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Pipelined: every kind of reply, then a marker command whose reply must come last.
+    s.write_all(b"show nodes\nshow stats\nshow config\nhelp\nbogus\nshow stats --json\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut replies = Vec::new();
+    let mut cur = String::new();
+    while replies.len() < 6 {
+        let mut l = String::new();
+        assert!(r.read_line(&mut l).unwrap() > 0);
+        if l == "\n" {
+            replies.push(std::mem::take(&mut cur));
+        } else {
+            cur.push_str(&l);
+        }
+    }
+    assert!(replies[0].starts_with("NODE"), "{replies:?}");
+    assert!(replies[1].starts_with("uptime_s:"), "{replies:?}");
+    assert!(replies[2].starts_with("listen:"), "{replies:?}");
+    assert!(replies[4].starts_with("error:"), "{replies:?}");
+    assert!(replies[5].starts_with('{'), "{replies:?}");
+}

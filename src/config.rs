@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::direct::DirectConfig;
 use crate::duration::{format_duration, parse_duration};
 use crate::ha::config::{HaArgs, HaConfig};
 use crate::health::checker::{AgentConfig, CheckKind, HealthConfig};
@@ -66,9 +67,21 @@ pub struct ServeArgs {
     /// `agent`: expect heartbeats from `fulcrum agent` on that node.
     #[arg(long = "backend", required = true, value_parser = parse_backend)]
     pub backend: Vec<NodeSpec>,
-    /// Scheduling algorithm: rr, wrr (smooth weighted), lc (least connections), wlc.
-    #[arg(long, default_value = "rr", value_parser = parse_scheduler)]
-    pub scheduler: SchedulerKind,
+    /// Scheduling algorithm: rr, wrr (smooth weighted), lc (least connections), wlc, maglev
+    /// (consistent hash) [default: rr in proxy mode, maglev in direct mode].
+    #[arg(long, value_parser = parse_scheduler)]
+    pub scheduler: Option<SchedulerKind>,
+    /// Forwarding mode: proxy (terminate TCP and relay) or direct (rewrite Ethernet frames
+    /// toward the node, which answers the client itself; see docs/direct-routing.md).
+    #[arg(long, default_value = "proxy", value_parser = parse_mode)]
+    pub mode: ModeArg,
+    /// Network interface: in direct mode, where frames for the VIP arrive and leave; with
+    /// --vip (failover), where the VIP is added and gratuitous ARPs are sent.
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Seed of the maglev hash; distributors that share a VIP must use the same seed.
+    #[arg(long, default_value_t = 0)]
+    pub hash_seed: u64,
     /// Worker threads, each with its own event loop and SO_REUSEPORT listener [default: CPUs].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
@@ -224,6 +237,63 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeArg {
+    /// Proxy mode.
+    Proxy,
+    /// Direct-routing mode.
+    Direct,
+}
+
+fn parse_mode(s: &str) -> Result<ModeArg, String> {
+    match s {
+        "proxy" => Ok(ModeArg::Proxy),
+        "direct" => Ok(ModeArg::Direct),
+        _ => Err(format!("unknown mode \"{s}\" (expected proxy or direct)")),
+    }
+}
+
+/// How the distributor forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardMode {
+    /// Terminate client connections and relay to nodes.
+    Proxy,
+    /// Rewrite frames at layer 2 toward the nodes (direct routing).
+    Direct(DirectConfig),
+}
+
+/// Validates the direct-mode part of the flags: one IPv4 VIP:PORT, an interface, IPv4
+/// nodes on the VIP's port.
+fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
+    let interface = a
+        .interface
+        .clone()
+        .ok_or("--mode direct needs --interface IFACE (where frames for the VIP arrive)")?;
+    let (vip, port) = match a.listen.as_slice() {
+        [SocketAddr::V4(v)] => (*v.ip(), v.port()),
+        _ => {
+            let l: Vec<String> = a.listen.iter().map(|l| l.to_string()).collect();
+            return Err(
+                crate::direct::startup::StartupError::ListenNotIpv4(l.join(" ")).to_string(),
+            );
+        }
+    };
+    crate::direct::startup::check_nodes(&interface, &[], port, &a.backend)
+        .map_err(|e| e.to_string())?;
+    let max_flows = match a.max_conns {
+        0 => crate::direct::DEFAULT_MAX_FLOWS,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    Ok(DirectConfig {
+        interface,
+        vip,
+        port,
+        max_flows,
+        timeouts: crate::direct::timeouts(a.idle_timeout),
+    })
+}
+
 fn parse_scheduler(s: &str) -> Result<SchedulerKind, String> {
     s.parse()
 }
@@ -296,6 +366,10 @@ pub struct ServeConfig {
     pub backends: Vec<NodeSpec>,
     /// Initial scheduler.
     pub scheduler: SchedulerKind,
+    /// Proxy or direct routing.
+    pub mode: ForwardMode,
+    /// Seed of the maglev hash.
+    pub hash_seed: u64,
     /// Worker threads.
     pub workers: usize,
     /// Connect timeout per attempt.
@@ -344,19 +418,35 @@ impl ServeConfig {
         // plus a reserve for listeners, health checks and the control interface.
         let reserve = 64 + 8 * workers as u64;
         let derived = nofile.saturating_sub(reserve) / 2;
-        let max_conns = if a.max_conns == 0 {
-            derived.max(1)
-        } else {
-            a.max_conns
+        let mode = match a.mode {
+            ModeArg::Proxy => ForwardMode::Proxy,
+            ModeArg::Direct => ForwardMode::Direct(direct_config(&a)?),
         };
-        if a.max_conns > derived {
+        // Direct mode runs one data-plane thread (one packet socket, one flow table).
+        let workers = match mode {
+            ForwardMode::Direct(_) => 1,
+            ForwardMode::Proxy => workers,
+        };
+        let max_conns = match &mode {
+            // Direct mode holds no descriptor per flow: the limit is the flow table's.
+            ForwardMode::Direct(d) => d.max_flows as u64,
+            ForwardMode::Proxy if a.max_conns == 0 => derived.max(1),
+            ForwardMode::Proxy => a.max_conns,
+        };
+        if mode == ForwardMode::Proxy && a.max_conns > derived {
             log::warn!(
                 target: "fulcrum::config",
                 "--max-conns {} exceeds what the descriptor limit {} allows (about {}); accept will pause at exhaustion",
                 a.max_conns, nofile, derived
             );
         }
-        let ha = HaConfig::from_args(a.ha)?;
+        let ha = HaConfig::from_args(a.ha, a.interface.clone())?;
+        if ha.is_some() && matches!(mode, ForwardMode::Direct(_)) {
+            // Direct mode must never have the VIP as a local address (the kernel would
+            // answer every SYN with a reset); its takeover needs the data plane to start
+            // answering ARP instead, which is not wired up yet.
+            return Err("--vip (failover) is not supported with --mode direct yet".into());
+        }
         let thresholds = Thresholds {
             rise: a.rise,
             warn: a.warn,
@@ -427,7 +517,12 @@ impl ServeConfig {
             remove_deadline: a.deadline,
             listen: a.listen,
             backends: a.backend,
-            scheduler: a.scheduler,
+            scheduler: a.scheduler.unwrap_or(match mode {
+                ForwardMode::Proxy => SchedulerKind::Rr,
+                ForwardMode::Direct(_) => SchedulerKind::Maglev,
+            }),
+            mode,
+            hash_seed: a.hash_seed,
             workers,
             connect_timeout: a.connect_timeout,
             idle_timeout: a.idle_timeout,
@@ -462,8 +557,12 @@ impl ServeConfig {
                 s
             })
             .collect();
+        let mode = match &self.mode {
+            ForwardMode::Proxy => "proxy".to_string(),
+            ForwardMode::Direct(d) => format!("direct interface={}", d.interface),
+        };
         format!(
-            "listening on {} -> {} nodes [{}] scheduler={} workers={} max_conns={} connect_timeout={} idle_timeout={} retries={}",
+            "mode={mode} listening on {} -> {} nodes [{}] scheduler={} workers={} max_conns={} connect_timeout={} idle_timeout={} retries={}",
             listen.join(","),
             nodes.len(),
             nodes.join(" "),
@@ -539,6 +638,96 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("--idle-timeout"), "{e}");
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeConfig, String> {
+        let mut v = vec!["fulcrum", "serve"];
+        v.extend_from_slice(args);
+        let Command::Serve(a) = Cli::try_parse_from(v).map_err(|e| e.to_string())?.command else {
+            panic!("serve")
+        };
+        ServeConfig::from_args(*a, 20_000)
+    }
+
+    #[test]
+    fn direct_mode_flags() {
+        let c = serve(&[
+            "--mode",
+            "direct",
+            "--interface",
+            "eth0",
+            "--listen",
+            "10.0.0.100:80",
+            "--backend",
+            "10.0.0.21:80",
+        ])
+        .unwrap();
+        assert_eq!(c.scheduler, SchedulerKind::Maglev, "maglev by default");
+        assert_eq!(c.workers, 1);
+        let ForwardMode::Direct(d) = &c.mode else {
+            panic!("{:?}", c.mode)
+        };
+        assert_eq!((d.interface.as_str(), d.port), ("eth0", 80));
+        assert_eq!(d.vip, std::net::Ipv4Addr::new(10, 0, 0, 100));
+        assert_eq!(d.max_flows, crate::direct::DEFAULT_MAX_FLOWS);
+        let p = serve(&["--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"]).unwrap();
+        assert_eq!(
+            (p.mode, p.scheduler),
+            (ForwardMode::Proxy, SchedulerKind::Rr)
+        );
+        for (args, needle) in [
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                ][..],
+                "--interface IFACE",
+            ),
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--interface",
+                    "eth0",
+                    "--listen",
+                    "[::1]:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                ],
+                "one IPv4 VIP:PORT",
+            ),
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--interface",
+                    "eth0",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:8080",
+                ],
+                "port must be the VIP's port",
+            ),
+            (
+                &[
+                    "--mode",
+                    "bridge",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                ],
+                "unknown mode",
+            ),
+        ] {
+            let e = serve(args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod components;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod direct;
 pub mod duration;
 pub mod ha;
 pub mod health;

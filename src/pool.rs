@@ -209,6 +209,8 @@ pub struct NodeCounters {
     pub bytes_in: AtomicU64,
     /// Bytes relayed node → client.
     pub bytes_out: AtomicU64,
+    /// Packets forwarded client → node (direct mode; replies bypass the distributor).
+    pub packets_in: AtomicU64,
     /// Connect attempts that failed (refused, timed out).
     pub connect_failures: AtomicU64,
 }

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::config::ServeConfig;
+use crate::config::{ForwardMode, ServeConfig};
 use crate::notify::Notifier;
 use crate::plane::{Component, Plane, TOKEN_SPAN};
 use crate::pool::{Pool, Stats};
@@ -86,15 +86,19 @@ impl Server {
             max_conns: cfg.max_conns,
             splice: cfg.splice,
         };
-        let workers = proxy::start(
-            &cfg.listen,
-            cfg.backlog,
-            cfg.freebind,
-            cfg.workers,
-            &shared,
-            &wcfg,
-            waker,
-        )?;
+        shared.sched_shared.set_seed(cfg.hash_seed);
+        let workers = match &cfg.mode {
+            ForwardMode::Proxy => proxy::start(
+                &cfg.listen,
+                cfg.backlog,
+                cfg.freebind,
+                cfg.workers,
+                &shared,
+                &wcfg,
+                waker,
+            )?,
+            ForwardMode::Direct(d) => crate::direct::start(d, &cfg.backends, &shared, waker)?,
+        };
         info!(target: "fulcrum::serve", "{}", cfg.summary());
         let plane = Plane {
             shared: Arc::clone(&shared),

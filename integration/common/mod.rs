@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod dr_lab;
 pub mod netlab;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -20,7 +20,7 @@
 //! remove node ADDR
 //! set weight ADDR 0..=256
 //! set state ADDR ready|drain|maint
-//! set scheduler rr|wrr|lc|wlc
+//! set scheduler rr|wrr|lc|wlc|maglev
 //! wait drained ADDR [TIMEOUT]        TIMEOUT: 200ms, 2s, 1.5s, 1m
 //! disable | enable | help
 //! ```
@@ -66,7 +66,7 @@ add node ADDR [weight N] [backup]    add a node (weight 0..=256, default 1)
 remove node ADDR                     stop new flows, remove once idle
 set weight ADDR N                    set weight 0..=256 (0 = no new flows)
 set state ADDR ready|drain|maint     set the admin state
-set scheduler rr|wrr|lc|wlc          switch the scheduling algorithm
+set scheduler rr|wrr|lc|wlc|maglev   switch the scheduling algorithm
 wait drained ADDR [TIMEOUT]          wait until ADDR has no connections (e.g. 5s)
 disable                              refuse new connections
 enable                               distribute new connections again
@@ -325,7 +325,7 @@ impl fmt::Display for ParseError {
             ),
             ParseError::BadScheduler { command, value } => write!(
                 f,
-                "{command}: bad scheduler {} (expected rr, wrr, lc or wlc)",
+                "{command}: bad scheduler {} (expected rr, wrr, lc, wlc or maglev)",
                 Echo(value)
             ),
             ParseError::BadTimeout { command, error } => write!(
@@ -713,8 +713,8 @@ mod tests {
                 r#"set state: bad state "Maint" (expected ready, drain or maint)"#,
             ),
             (
-                "set scheduler maglev",
-                r#"set scheduler: bad scheduler "maglev" (expected rr, wrr, lc or wlc)"#,
+                "set scheduler maglevv",
+                r#"set scheduler: bad scheduler "maglevv" (expected rr, wrr, lc, wlc or maglev)"#,
             ),
             (
                 "wait drained 1.2.3.4:80 5",

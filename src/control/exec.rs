@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use log::info;
 
+use crate::config::ForwardMode;
 use crate::control::command::{self, apply, Command, Effect, NodeEntry, NodeTable};
 use crate::control::render;
 use crate::control::snapshot::{NodeSnapshot, StatsSnapshot};
@@ -123,14 +124,7 @@ impl Executor {
                     render::nodes_table(&nodes)
                 })
             }
-            Command::ShowStats { json } => {
-                let s = stats(plane, now);
-                Reply::ok(if *json {
-                    render::stats_json(&s)
-                } else {
-                    render::stats_text(&s)
-                })
-            }
+            Command::ShowStats { json } => Reply::ok(stats_reply(plane, now, *json)),
             Command::ShowConfig { json } => Reply::ok(config(plane, *json)),
             Command::Help => Reply::ok(command::HELP.trim_end()),
             Command::WaitDrained { addr, timeout } => {
@@ -313,6 +307,40 @@ pub fn stats(plane: &Plane, now: Instant) -> StatsSnapshot {
             .map(|t| now.saturating_duration_since(t).as_millis() as u64),
         ha_rejected: ha.map(|h| h.rejected),
     }
+}
+
+/// `show stats` in text or JSON; in direct mode with the data plane's counters added.
+pub fn stats_reply(plane: &Plane, now: Instant, json: bool) -> String {
+    let s = stats(plane, now);
+    let mut out = if json {
+        render::stats_json(&s)
+    } else {
+        render::stats_text(&s)
+    };
+    if let ForwardMode::Direct(_) = plane.cfg.mode {
+        let fields = plane.shared.direct.stats.fields();
+        if json {
+            out.pop(); // the closing brace
+            for (k, v) in fields {
+                let _ = write!(out, ",\"{k}\":{v}");
+            }
+            out.push('}');
+        } else {
+            for (k, v) in fields {
+                let _ = writeln!(out, "{k}: {v}");
+            }
+        }
+    }
+    out
+}
+
+/// `/metrics`: Prometheus text, with direct mode's families in that mode.
+pub fn metrics(plane: &Plane, now: Instant) -> String {
+    let mut out = render::prometheus(&stats(plane, now), &nodes(plane, now));
+    if let ForwardMode::Direct(_) = plane.cfg.mode {
+        plane.shared.direct.stats.prometheus(&mut out);
+    }
+    out
 }
 
 /// `show config`: the running configuration.

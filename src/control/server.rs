@@ -356,9 +356,11 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
         .map(|c| c.uid())
 }
 
+/// Appends a reply: its lines, then the empty line that ends every reply. Blank lines
+/// inside a body would end it early, so trailing ones are trimmed and inner ones dropped.
 fn push_reply(out: &mut Vec<u8>, r: &Reply) {
-    out.extend_from_slice(r.body.as_bytes());
-    if !r.body.is_empty() {
+    for line in r.body.lines().filter(|l| !l.trim().is_empty()) {
+        out.extend_from_slice(line.as_bytes());
         out.push(b'\n');
     }
     out.push(b'\n');
@@ -485,7 +487,7 @@ fn route(
     match (method, path) {
         ("GET", "/") | ("GET", "/index.html") => response(200, "text/html; charset=utf-8", CONSOLE),
         ("GET", "/metrics") => {
-            let body = render::prometheus(&exec::stats(plane, now), &exec::nodes(plane, now));
+            let body = exec::metrics(plane, now);
             response(200, render::PROMETHEUS_CONTENT_TYPE, &body)
         }
         ("GET", "/api/v1/nodes") => response(
@@ -496,7 +498,7 @@ fn route(
         ("GET", "/api/v1/stats") => response(
             200,
             "application/json",
-            &render::stats_json(&exec::stats(plane, now)),
+            &exec::stats_reply(plane, now, true),
         ),
         ("GET", "/api/v1/console") => response(
             200,

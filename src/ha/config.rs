@@ -1,8 +1,8 @@
 //! Failover flags of `fulcrum serve` and their validation into one [`HaConfig`].
 //!
-//! What it owns: the clap definitions of `--vip`, `--interface`, `--peer`, `--ha-port`,
+//! What it owns: the clap definitions of `--vip`, `--peer`, `--ha-port`,
 //! `--priority`, `--advert-interval`, `--preempt`/`--no-preempt`, `--ha-key-file` and
-//! `--ha-group`, the value parsers (each error names the value; clap adds the flag and
+//! `--ha-group` (`--interface` is `serve`'s own, shared with direct mode), the value parsers (each error names the value; clap adds the flag and
 //! exits with code 2), and the cross-flag rules (`--vip` needs `--interface`, `--peer`
 //! and `--ha-key-file`, enforced by clap's `requires`).
 //!
@@ -81,9 +81,6 @@ pub struct HaArgs {
     /// (repeatable). Turns failover on; needs --interface, --peer and --ha-key-file.
     #[arg(long = "vip", value_parser = parse_vip, requires_all = ["interface", "peer", "ha_key_file"])]
     pub vip: Vec<Vip>,
-    /// Interface the VIPs are added to and gratuitous ARPs are sent on.
-    #[arg(long, value_parser = parse_interface, requires = "vip")]
-    pub interface: Option<String>,
     /// Failover peer to send adverts to: IP or IP:PORT (repeatable; unicast).
     #[arg(long = "peer", value_parser = parse_peer, requires = "vip")]
     pub peer: Vec<PeerArg>,
@@ -117,7 +114,6 @@ impl Default for HaArgs {
     fn default() -> Self {
         HaArgs {
             vip: Vec::new(),
-            interface: None,
             peer: Vec::new(),
             ha_port: DEFAULT_HA_PORT,
             priority: 100,
@@ -154,16 +150,16 @@ pub struct HaConfig {
 }
 
 impl HaConfig {
-    /// The failover configuration, or `None` when no `--vip` was given. Clap has
-    /// already enforced the flags `--vip` requires; a missing one here is reported
-    /// naming the flag anyway.
-    pub fn from_args(a: HaArgs) -> Result<Option<HaConfig>, String> {
+    /// The failover configuration, or `None` when no `--vip` was given. `interface` is
+    /// `serve`'s `--interface` (shared with direct mode). Clap has already enforced the
+    /// flags `--vip` requires; a missing one here is reported naming the flag anyway.
+    pub fn from_args(a: HaArgs, interface: Option<String>) -> Result<Option<HaConfig>, String> {
         if a.vip.is_empty() {
             return Ok(None);
         }
-        let interface = a
-            .interface
-            .ok_or("--vip requires --interface IFACE (where the VIP is added)")?;
+        let interface =
+            interface.ok_or("--vip requires --interface IFACE (where the VIP is added)")?;
+        let interface = parse_interface(&interface).map_err(|e| format!("--interface {e}"))?;
         let key = a
             .ha_key_file
             .ok_or("--vip requires --ha-key-file PATH (the shared HMAC key)")?;
@@ -392,7 +388,7 @@ mod tests {
         }
     }
 
-    fn serve(extra: &[&str]) -> Result<HaArgs, clap::Error> {
+    fn serve(extra: &[&str]) -> Result<Box<crate::config::ServeArgs>, clap::Error> {
         use clap::Parser;
         let mut argv = vec![
             "fulcrum",
@@ -407,7 +403,7 @@ mod tests {
         let crate::config::Command::Serve(a) = cli.command else {
             panic!("serve")
         };
-        Ok(a.ha)
+        Ok(a)
     }
 
     fn key_file() -> String {
@@ -419,7 +415,7 @@ mod tests {
     #[test]
     fn cli_defaults_and_full_set() {
         let a = serve(&[]).unwrap();
-        assert_eq!(HaConfig::from_args(a), Ok(None));
+        assert_eq!(HaConfig::from_args(a.ha, a.interface), Ok(None));
         let key = key_file();
         let a = serve(&[
             "--vip",
@@ -441,7 +437,7 @@ mod tests {
             "7",
         ])
         .unwrap();
-        let c = HaConfig::from_args(a).unwrap().unwrap();
+        let c = HaConfig::from_args(a.ha, a.interface).unwrap().unwrap();
         assert_eq!(c.interface, "eth0");
         assert_eq!(
             c.peers,
@@ -468,7 +464,12 @@ mod tests {
             "--preempt",
         ])
         .unwrap();
-        assert!(HaConfig::from_args(a).unwrap().unwrap().preempt);
+        assert!(
+            HaConfig::from_args(a.ha, a.interface)
+                .unwrap()
+                .unwrap()
+                .preempt
+        );
         let _ = std::fs::remove_file(&key);
     }
 
@@ -520,7 +521,7 @@ mod tests {
                 .collect(),
                 vec!["--ha-key-file", "/nonexistent/k"],
             ),
-            (vec!["--interface".into(), "eth0".into()], vec!["--vip"]),
+            (vec!["--peer".into(), "10.0.0.1".into()], vec!["--vip"]),
         ] {
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             let e = serve(&argv).unwrap_err();

@@ -53,6 +53,8 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Drain time is over: close what is left.
     pub cut_now: AtomicBool,
+    /// Direct mode's counters and switches (idle in proxy mode).
+    pub direct: Arc<crate::direct::DirectShared>,
     observer: Mutex<Option<(Sender<Observation>, Arc<Waker>)>>,
     observe_on: AtomicBool,
 }
@@ -68,6 +70,7 @@ impl Shared {
             enabled: AtomicBool::new(true),
             shutdown: AtomicBool::new(false),
             cut_now: AtomicBool::new(false),
+            direct: Arc::default(),
             observer: Mutex::new(None),
             observe_on: AtomicBool::new(false),
         };
@@ -87,6 +90,7 @@ impl Shared {
             SchedulerKind::Wrr => 1,
             SchedulerKind::Lc => 2,
             SchedulerKind::Wlc => 3,
+            SchedulerKind::Maglev => 4,
         };
         self.scheduler.store(v, Ordering::Relaxed);
     }

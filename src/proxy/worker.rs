@@ -309,7 +309,19 @@ impl Worker {
         }
         self.refresh_nodes();
         self.exclude.clear();
-        let Some(idx) = self.sched.pick(&self.nodes, &self.exclude) else {
+        // Hashing schedulers (Maglev) key on the client address: source affinity.
+        let mut key = [0u8; 16];
+        let key = match peer.ip() {
+            std::net::IpAddr::V4(ip) => {
+                key[..4].copy_from_slice(&ip.octets());
+                &key[..4]
+            }
+            std::net::IpAddr::V6(ip) => {
+                key.copy_from_slice(&ip.octets());
+                &key[..]
+            }
+        };
+        let Some(idx) = self.sched.pick_hashed(&self.nodes, key) else {
             self.shared.stats.no_node.fetch_add(1, Ordering::Relaxed);
             debug!(target: "fulcrum::proxy", "client={peer} no usable node");
             reset(&client);
@@ -617,6 +629,7 @@ pub(super) fn kind_from_u8(v: u8) -> SchedulerKind {
         1 => SchedulerKind::Wrr,
         2 => SchedulerKind::Lc,
         3 => SchedulerKind::Wlc,
+        4 => SchedulerKind::Maglev,
         _ => SchedulerKind::Rr,
     }
 }

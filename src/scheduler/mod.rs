@@ -11,18 +11,26 @@
 //!
 //! Schedulers hold per-worker state (sequence position, smooth-weight counters) and are
 //! told to [`Scheduler::reset`] when the node set or weights change.
+//!
+//! [`Maglev`] is the one hashing algorithm: [`Scheduler::pick_hashed`] gives it a flow key
+//! (the 5-tuple in direct mode, the client address in proxy mode) and the same key maps
+//! to the same node on every distributor that has the same node set. The other
+//! algorithms ignore the key.
 
 mod lc;
+mod maglev;
 mod rr;
 mod wrr;
 
 pub use lc::LeastConn;
+pub use maglev::{Maglev, TableSizeError, DEFAULT_TABLE_SIZE};
 pub use rr::RoundRobin;
 pub use wrr::SmoothWeighted;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::pool::Node;
@@ -37,6 +45,11 @@ pub trait Candidate {
     fn weight(&self) -> u32;
     /// Flows open to it right now, across all workers.
     fn active(&self) -> u64;
+    /// A stable identity for consistent hashing: the same node must have the same
+    /// identity on every distributor. `None`: the node's position in the list is used.
+    fn identity(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 impl Candidate for Node {
@@ -51,6 +64,9 @@ impl Candidate for Node {
     }
     fn active(&self) -> u64 {
         Node::active(self)
+    }
+    fn identity(&self) -> Option<SocketAddr> {
+        Some(self.addr())
     }
 }
 
@@ -67,6 +83,9 @@ impl<T: Candidate> Candidate for Arc<T> {
     fn active(&self) -> u64 {
         (**self).active()
     }
+    fn identity(&self) -> Option<SocketAddr> {
+        (**self).identity()
+    }
 }
 
 /// The algorithm names accepted by `--scheduler` and `set scheduler`.
@@ -80,6 +99,8 @@ pub enum SchedulerKind {
     Lc,
     /// Weighted least connections.
     Wlc,
+    /// Maglev consistent hashing (default in direct mode).
+    Maglev,
 }
 
 impl SchedulerKind {
@@ -90,6 +111,7 @@ impl SchedulerKind {
             SchedulerKind::Wrr => "wrr",
             SchedulerKind::Lc => "lc",
             SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Maglev => "maglev",
         }
     }
 }
@@ -108,18 +130,33 @@ impl FromStr for SchedulerKind {
             "wrr" => Ok(SchedulerKind::Wrr),
             "lc" => Ok(SchedulerKind::Lc),
             "wlc" => Ok(SchedulerKind::Wlc),
+            "maglev" => Ok(SchedulerKind::Maglev),
             _ => Err(format!(
-                "unknown scheduler \"{s}\" (expected rr, wrr, lc or wlc)"
+                "unknown scheduler \"{s}\" (expected rr, wrr, lc, wlc or maglev)"
             )),
         }
     }
 }
 
 /// State shared by the schedulers of all workers: the round-robin cursor, so that
-/// round-robin is exact across workers rather than per worker.
+/// round-robin is exact across workers rather than per worker, and the hash seed.
 #[derive(Debug, Default)]
 pub struct Shared {
     cursor: AtomicUsize,
+    seed: AtomicU64,
+}
+
+impl Shared {
+    /// The seed of hashing schedulers (Maglev). Distributors that must agree on the
+    /// flow → node mapping (a failover pair) need the same seed.
+    pub fn seed(&self) -> u64 {
+        self.seed.load(Ordering::Relaxed)
+    }
+
+    /// Sets the hash seed; schedulers created afterwards use it.
+    pub fn set_seed(&self, seed: u64) {
+        self.seed.store(seed, Ordering::Relaxed);
+    }
 }
 
 /// Any scheduler, statically dispatched.
@@ -131,6 +168,8 @@ pub enum Scheduler {
     Wrr(SmoothWeighted),
     /// See [`LeastConn`] (also weighted).
     Lc(LeastConn),
+    /// See [`Maglev`]. Boxed: its tables are large and rarely moved.
+    Maglev(Box<Maglev>),
 }
 
 impl Scheduler {
@@ -141,6 +180,7 @@ impl Scheduler {
             SchedulerKind::Wrr => Scheduler::Wrr(SmoothWeighted::default()),
             SchedulerKind::Lc => Scheduler::Lc(LeastConn::new(false)),
             SchedulerKind::Wlc => Scheduler::Lc(LeastConn::new(true)),
+            SchedulerKind::Maglev => Scheduler::Maglev(Box::new(Maglev::new(shared.seed()))),
         }
     }
 
@@ -151,6 +191,7 @@ impl Scheduler {
             Scheduler::Wrr(_) => SchedulerKind::Wrr,
             Scheduler::Lc(l) if l.weighted() => SchedulerKind::Wlc,
             Scheduler::Lc(_) => SchedulerKind::Lc,
+            Scheduler::Maglev(_) => SchedulerKind::Maglev,
         }
     }
 
@@ -161,6 +202,28 @@ impl Scheduler {
             Scheduler::Rr(s) => s.pick(nodes, tier),
             Scheduler::Wrr(s) => s.pick(nodes, tier),
             Scheduler::Lc(s) => s.pick(nodes, tier),
+            Scheduler::Maglev(s) => s.pick(nodes, tier),
+        }
+    }
+
+    /// Picks a node index for a new flow identified by `key` (flow-key bytes). Maglev
+    /// hashes the key, so the same key gets the same node while that node is usable; the
+    /// other algorithms ignore it and behave as [`Scheduler::pick`].
+    pub fn pick_hashed<N: Candidate>(&mut self, nodes: &[N], key: &[u8]) -> Option<usize> {
+        let tier = Tier::choose(nodes, &[])?;
+        match self {
+            Scheduler::Maglev(s) => s.pick_hashed(nodes, tier, key),
+            Scheduler::Rr(s) => s.pick(nodes, tier),
+            Scheduler::Wrr(s) => s.pick(nodes, tier),
+            Scheduler::Lc(s) => s.pick(nodes, tier),
+        }
+    }
+
+    /// The Maglev state, when this is Maglev (direct mode's stateless lookups).
+    pub fn maglev_mut(&mut self) -> Option<&mut Maglev> {
+        match self {
+            Scheduler::Maglev(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -243,6 +306,7 @@ pub(crate) mod tests {
             SchedulerKind::Wrr,
             SchedulerKind::Lc,
             SchedulerKind::Wlc,
+            SchedulerKind::Maglev,
         ]
         .into_iter()
         .map(|k| Scheduler::new(k, Arc::default()))
@@ -321,20 +385,45 @@ pub(crate) mod tests {
     fn contract_weights_respected_over_many_picks() {
         // Equal-weight algorithms spread evenly; weighted ones follow 3:1.
         for mut s in all_kinds() {
+            if s.kind() == SchedulerKind::Maglev {
+                // Exempt: Maglev follows weights statistically (hash of the flow key),
+                // not within ±2 of 400 picks; `maglev::tests::weights_respected_within_tolerance`
+                // checks it over 60 000 keys within 3 %.
+                continue;
+            }
             let mut nodes = vec![t(3), t(1)];
             let got = picks(&mut s, &mut nodes, 400, true);
             let a = got.iter().filter(|&&i| i == 0).count();
             let expect = match s.kind() {
                 SchedulerKind::Rr | SchedulerKind::Lc => 200,
                 SchedulerKind::Wrr | SchedulerKind::Wlc => 300,
+                SchedulerKind::Maglev => unreachable!("skipped above"),
             };
             assert!(a.abs_diff(expect) <= 2, "{:?}: {a} of 400", s.kind());
         }
     }
 
     #[test]
+    fn contract_hashed_pick_never_picks_ineligible() {
+        for mut s in all_kinds() {
+            let mut nodes = vec![t(1), t(3), t(1), t(2)];
+            nodes[1].ok = false;
+            nodes[3].backup = true;
+            for k in 0u32..200 {
+                let i = s.pick_hashed(&nodes, &k.to_be_bytes()).unwrap();
+                assert!(i == 0 || i == 2, "{:?} picked {i}", s.kind());
+            }
+            nodes[0].ok = false;
+            nodes[2].ok = false;
+            assert_eq!(s.pick_hashed(&nodes, b"k"), Some(3), "{:?}", s.kind());
+            nodes[3].ok = false;
+            assert_eq!(s.pick_hashed(&nodes, b"k"), None, "{:?}", s.kind());
+        }
+    }
+
+    #[test]
     fn kind_names_round_trip() {
-        for k in ["rr", "wrr", "lc", "wlc"] {
+        for k in ["rr", "wrr", "lc", "wlc", "maglev"] {
             assert_eq!(k.parse::<SchedulerKind>().unwrap().as_str(), k);
         }
         assert!("maglevv"

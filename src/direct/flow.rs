@@ -1,0 +1,574 @@
+//! The flow table: which node each client TCP connection goes to.
+//!
+//! Keyed by the 5-tuple of the client → VIP direction (the only direction a direct-mode
+//! distributor sees). An entry is created on a SYN (and, with Maglev, on any packet of an
+//! unknown flow — the director decides that, not this table) and moves through three
+//! states, each with its own timeout measured from the flow's last packet:
+//!
+//! | state      | entered on                         | expires after        |
+//! |------------|------------------------------------|----------------------|
+//! | `HalfOpen` | a SYN                              | `Timeouts::half_open` |
+//! | `Open`     | the first packet without SYN       | `Timeouts::idle`      |
+//! | `Closing`  | a FIN or RST from the client       | `Timeouts::linger`    |
+//!
+//! The linger keeps the last ACKs of a close (and any half-closed transfer, whose ACKs
+//! refresh it) on the same node. Because a timeout is constant per state, each state's
+//! entries form a list in last-packet order: touching moves an entry to the tail, expiry
+//! pops from the head — O(1) per packet, no scan. Entries live in a pre-allocated slab and
+//! the index is a pre-sized hash map, so a packet never allocates.
+//!
+//! **When the table is full** (`capacity` entries), a new flow first evicts the oldest
+//! `Closing` entry, then the oldest `HalfOpen` one (a SYN flood fills the table with
+//! half-open entries; evicting them is the SYN-cache answer, and a real client's next
+//! packet still finds its node under Maglev). If every entry is `Open`, the new flow is
+//! refused with [`Full`]: established connections are never broken to make room. The
+//! director then routes Maglev packets statelessly (same node, no entry) and drops the
+//! SYN for the other schedulers (counted as `table_full`).
+//!
+//! Least-connections reads each node's `counters.active`, which this table keeps equal to
+//! the number of its `HalfOpen` + `Open` entries; the pool-wide `Stats::active` likewise.
+//! Pure logic: time comes in as `now`.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::pool::{Node, Stats};
+
+/// TCP flag bits (RFC 9293 §3.1).
+pub mod tcp_flags {
+    /// FIN: no more data from sender.
+    pub const FIN: u8 = 0x01;
+    /// SYN: synchronise sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// RST: reset the connection.
+    pub const RST: u8 = 0x04;
+    /// ACK: acknowledgment field significant.
+    pub const ACK: u8 = 0x10;
+}
+
+/// A TCP flow as seen arriving at the VIP: client address and port, VIP and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FiveTuple {
+    /// Client address.
+    pub src: Ipv4Addr,
+    /// Destination (the VIP).
+    pub dst: Ipv4Addr,
+    /// Client port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol number (6 for TCP).
+    pub proto: u8,
+}
+
+impl FiveTuple {
+    /// The bytes Maglev hashes: src, dst, sport, dport (big-endian), proto. Every
+    /// distributor must use this exact layout to agree on the mapping.
+    pub fn key(&self) -> [u8; 13] {
+        let mut k = [0u8; 13];
+        k[0..4].copy_from_slice(&self.src.octets());
+        k[4..8].copy_from_slice(&self.dst.octets());
+        k[8..10].copy_from_slice(&self.sport.to_be_bytes());
+        k[10..12].copy_from_slice(&self.dport.to_be_bytes());
+        k[12] = self.proto;
+        k
+    }
+}
+
+/// Per-state timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A flow that has only sent SYNs.
+    pub half_open: Duration,
+    /// An established flow without packets.
+    pub idle: Duration,
+    /// After the client's FIN or RST.
+    pub linger: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            half_open: Duration::from_secs(30),
+            idle: Duration::from_secs(300),
+            linger: Duration::from_secs(4),
+        }
+    }
+}
+
+/// State of a flow (see the module table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowState {
+    /// Only SYNs seen.
+    HalfOpen = 0,
+    /// Established.
+    Open = 1,
+    /// FIN or RST seen; lingering.
+    Closing = 2,
+}
+
+impl FlowState {
+    fn counts_as_active(self) -> bool {
+        self != FlowState::Closing
+    }
+    /// The state after a packet with `flags`.
+    fn next(self, flags: u8) -> FlowState {
+        use tcp_flags::*;
+        if flags & (FIN | RST) != 0 {
+            FlowState::Closing
+        } else if self == FlowState::HalfOpen && flags & SYN == 0 {
+            FlowState::Open
+        } else {
+            self
+        }
+    }
+}
+
+/// The table is full of established flows: the new flow was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+const NIL: usize = usize::MAX;
+
+#[derive(Debug)]
+struct Entry {
+    tuple: FiveTuple,
+    node: Arc<Node>,
+    /// The node's position in the pool snapshot when the flow was created.
+    slot: usize,
+    state: FlowState,
+    last: Instant,
+    prev: usize,
+    next: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: usize,
+    tail: usize,
+}
+
+/// What [`FlowTable::expire`] and removals report, for counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// Entries removed.
+    pub count: u64,
+}
+
+/// The flow table (see the module documentation).
+#[derive(Debug)]
+pub struct FlowTable {
+    index: HashMap<FiveTuple, usize>,
+    slab: Slab<Entry>,
+    lists: [List; 3],
+    capacity: usize,
+    timeouts: Timeouts,
+    stats: Arc<Stats>,
+}
+
+impl FlowTable {
+    /// A table for up to `capacity` flows (at least 1), memory reserved up front.
+    /// `stats` receives the pool-wide open-flow count.
+    pub fn new(capacity: usize, timeouts: Timeouts, stats: Arc<Stats>) -> Self {
+        let capacity = capacity.max(1);
+        FlowTable {
+            index: HashMap::with_capacity(capacity),
+            slab: Slab::with_capacity(capacity),
+            lists: [List {
+                head: NIL,
+                tail: NIL,
+            }; 3],
+            capacity,
+            timeouts,
+            stats,
+        }
+    }
+
+    /// Flows in the table, all states.
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Is the table empty?
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    /// The configured capacity.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// State of a flow, if known (tests, diagnostics).
+    pub fn state(&self, t: &FiveTuple) -> Option<FlowState> {
+        self.index.get(t).map(|&k| self.slab[k].state)
+    }
+
+    /// A packet of a known flow: updates its state from `flags` and its last-packet
+    /// time, and returns its node and the node's snapshot position at creation.
+    /// `None`: unknown flow — or a SYN on a closing flow, which is the client reusing
+    /// the tuple for a new connection: the old entry is removed so the caller picks
+    /// again.
+    pub fn touch(&mut self, t: &FiveTuple, flags: u8, now: Instant) -> Option<(&Arc<Node>, usize)> {
+        let k = *self.index.get(t)?;
+        let old = self.slab[k].state;
+        if old == FlowState::Closing && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
+            self.remove_key(k);
+            return None;
+        }
+        let new = old.next(flags);
+        self.unlink(k);
+        {
+            let e = &mut self.slab[k];
+            e.state = new;
+            e.last = now;
+        }
+        self.link_tail(k);
+        if old.counts_as_active() && !new.counts_as_active() {
+            self.count_active(k, false);
+        }
+        let e = &self.slab[k];
+        Some((&e.node, e.slot))
+    }
+
+    /// Records a new flow to `node` (at position `slot` of the pool snapshot) in the
+    /// state `flags` imply (a SYN: half-open; anything else: open; FIN/RST: closing).
+    /// Evicts per the module's policy when full. Returns how many entries were evicted,
+    /// or [`Full`].
+    pub fn insert(
+        &mut self,
+        t: FiveTuple,
+        node: Arc<Node>,
+        slot: usize,
+        flags: u8,
+        now: Instant,
+    ) -> Result<u64, Full> {
+        if self.index.contains_key(&t) {
+            self.remove(&t);
+        }
+        let mut evicted = 0;
+        if self.slab.len() >= self.capacity {
+            let victim = [FlowState::Closing, FlowState::HalfOpen]
+                .into_iter()
+                .map(|s| self.lists[s as usize].head)
+                .find(|&h| h != NIL)
+                .ok_or(Full)?;
+            self.remove_key(victim);
+            evicted = 1;
+        }
+        let state = if flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
+            FlowState::HalfOpen
+        } else {
+            FlowState::Open.next(flags)
+        };
+        node.counters.total.fetch_add(1, Ordering::Relaxed);
+        self.stats.total.fetch_add(1, Ordering::Relaxed);
+        let k = self.slab.insert(Entry {
+            tuple: t,
+            node,
+            slot,
+            state,
+            last: now,
+            prev: NIL,
+            next: NIL,
+        });
+        self.index.insert(t, k);
+        self.link_tail(k);
+        if state.counts_as_active() {
+            self.count_active(k, true);
+        }
+        Ok(evicted)
+    }
+
+    /// Removes a flow; returns whether it existed.
+    pub fn remove(&mut self, t: &FiveTuple) -> bool {
+        match self.index.get(t) {
+            Some(&k) => {
+                self.remove_key(k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes up to `budget` flows whose state's timeout has passed at `now`; returns
+    /// how many were removed. Bounded so one call never stalls the data plane.
+    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
+        let mut n = 0;
+        for s in [FlowState::HalfOpen, FlowState::Open, FlowState::Closing] {
+            let timeout = match s {
+                FlowState::HalfOpen => self.timeouts.half_open,
+                FlowState::Open => self.timeouts.idle,
+                FlowState::Closing => self.timeouts.linger,
+            };
+            while n < budget {
+                let h = self.lists[s as usize].head;
+                if h == NIL || now.saturating_duration_since(self.slab[h].last) < timeout {
+                    break;
+                }
+                self.remove_key(h);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Earliest time at which some flow expires, if any.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        [FlowState::HalfOpen, FlowState::Open, FlowState::Closing]
+            .into_iter()
+            .filter_map(|s| {
+                let h = self.lists[s as usize].head;
+                (h != NIL).then(|| {
+                    self.slab[h].last
+                        + match s {
+                            FlowState::HalfOpen => self.timeouts.half_open,
+                            FlowState::Open => self.timeouts.idle,
+                            FlowState::Closing => self.timeouts.linger,
+                        }
+                })
+            })
+            .min()
+    }
+
+    /// Removes every flow (shutdown); returns how many were open or half-open.
+    pub fn clear(&mut self) -> u64 {
+        let keys: Vec<usize> = self.slab.iter().map(|(k, _)| k).collect();
+        let mut active = 0;
+        for k in keys {
+            if self.slab[k].state.counts_as_active() {
+                active += 1;
+            }
+            self.remove_key(k);
+        }
+        active
+    }
+
+    fn remove_key(&mut self, k: usize) {
+        self.unlink(k);
+        let e = self.slab.remove(k);
+        self.index.remove(&e.tuple);
+        if e.state.counts_as_active() {
+            e.node.counters.active.fetch_sub(1, Ordering::Relaxed);
+            self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn count_active(&self, k: usize, up: bool) {
+        let node = &self.slab[k].node;
+        if up {
+            node.counters.active.fetch_add(1, Ordering::Relaxed);
+            self.stats.active.fetch_add(1, Ordering::Relaxed);
+        } else {
+            node.counters.active.fetch_sub(1, Ordering::Relaxed);
+            self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn unlink(&mut self, k: usize) {
+        let (prev, next, s) = {
+            let e = &self.slab[k];
+            (e.prev, e.next, e.state as usize)
+        };
+        if prev == NIL {
+            self.lists[s].head = next;
+        } else {
+            self.slab[prev].next = next;
+        }
+        if next == NIL {
+            self.lists[s].tail = prev;
+        } else {
+            self.slab[next].prev = prev;
+        }
+        let e = &mut self.slab[k];
+        e.prev = NIL;
+        e.next = NIL;
+    }
+
+    fn link_tail(&mut self, k: usize) {
+        let s = self.slab[k].state as usize;
+        let tail = self.lists[s].tail;
+        self.slab[k].prev = tail;
+        self.slab[k].next = NIL;
+        if tail == NIL {
+            self.lists[s].head = k;
+        } else {
+            self.slab[tail].next = k;
+        }
+        self.lists[s].tail = k;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_flags::*;
+    use super::*;
+    use crate::pool::NodeSpec;
+
+    fn node(last: u8) -> Arc<Node> {
+        Arc::new(Node::new(NodeSpec {
+            addr: ([10, 0, 0, last], 80).into(),
+            weight: 1,
+            backup: false,
+            maxconn: 0,
+            agent: false,
+        }))
+    }
+
+    fn tuple(sport: u16) -> FiveTuple {
+        FiveTuple {
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 100),
+            sport,
+            dport: 80,
+            proto: 6,
+        }
+    }
+
+    fn table(cap: usize) -> (FlowTable, Arc<Stats>) {
+        let stats = Arc::new(Stats::default());
+        (
+            FlowTable::new(cap, Timeouts::default(), Arc::clone(&stats)),
+            stats,
+        )
+    }
+
+    #[test]
+    fn key_layout_is_fixed() {
+        assert_eq!(
+            tuple(0x1234).key(),
+            [192, 0, 2, 1, 10, 0, 0, 100, 0x12, 0x34, 0, 80, 6]
+        );
+    }
+
+    #[test]
+    fn lifecycle_and_active_counts() {
+        let (mut t, stats) = table(8);
+        let n = node(1);
+        let now = Instant::now();
+        t.insert(tuple(1), Arc::clone(&n), 0, SYN, now).unwrap();
+        assert_eq!(t.state(&tuple(1)), Some(FlowState::HalfOpen));
+        assert_eq!(n.active(), 1);
+        assert_eq!(stats.active.load(Ordering::Relaxed), 1);
+        // Retransmitted SYN: still half-open.
+        t.touch(&tuple(1), SYN, now).unwrap();
+        assert_eq!(t.state(&tuple(1)), Some(FlowState::HalfOpen));
+        t.touch(&tuple(1), ACK, now).unwrap();
+        assert_eq!(t.state(&tuple(1)), Some(FlowState::Open));
+        assert_eq!(n.active(), 1);
+        t.touch(&tuple(1), FIN | ACK, now).unwrap();
+        assert_eq!(t.state(&tuple(1)), Some(FlowState::Closing));
+        assert_eq!(n.active(), 0, "closing flows do not count for lc");
+        assert_eq!(stats.active.load(Ordering::Relaxed), 0);
+        // The last ACK still finds the node.
+        assert!(Arc::ptr_eq(t.touch(&tuple(1), ACK, now).unwrap().0, &n));
+        assert_eq!(t.state(&tuple(1)), Some(FlowState::Closing));
+        assert_eq!(n.counters.total.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.total.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn timeouts_per_state_from_last_packet() {
+        let (mut t, _) = table(8);
+        let n = node(1);
+        let t0 = Instant::now();
+        let to = t.timeouts();
+        t.insert(tuple(1), Arc::clone(&n), 0, SYN, t0).unwrap(); // half-open
+        t.insert(tuple(2), Arc::clone(&n), 0, ACK, t0).unwrap(); // open
+        t.insert(tuple(3), Arc::clone(&n), 0, SYN, t0).unwrap();
+        t.touch(&tuple(3), RST, t0).unwrap(); // closing
+        assert_eq!(t.next_expiry(), Some(t0 + to.linger));
+        assert_eq!(t.expire(t0 + to.linger - Duration::from_millis(1), 100), 0);
+        assert_eq!(t.expire(t0 + to.linger, 100), 1);
+        assert_eq!(t.state(&tuple(3)), None);
+        // A packet refreshes the open flow.
+        t.touch(&tuple(2), ACK, t0 + to.half_open).unwrap();
+        assert_eq!(t.expire(t0 + to.half_open, 100), 1);
+        assert_eq!(t.state(&tuple(1)), None);
+        assert_eq!(t.expire(t0 + to.idle, 100), 0, "refreshed at half_open");
+        assert_eq!(t.expire(t0 + to.half_open + to.idle, 100), 1);
+        assert!(t.is_empty());
+        assert_eq!(n.active(), 0);
+    }
+
+    #[test]
+    fn expire_respects_budget() {
+        let (mut t, _) = table(100);
+        let n = node(1);
+        let t0 = Instant::now();
+        for p in 0..50 {
+            t.insert(tuple(p), Arc::clone(&n), 0, SYN, t0).unwrap();
+        }
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(t.expire(later, 20), 20);
+        assert_eq!(t.len(), 30);
+        assert_eq!(t.expire(later, 1000), 30);
+        assert_eq!(n.active(), 0);
+    }
+
+    #[test]
+    fn full_table_evicts_closing_then_half_open_never_open() {
+        let (mut t, stats) = table(3);
+        let (a, b) = (node(1), node(2));
+        let now = Instant::now();
+        t.insert(tuple(1), Arc::clone(&a), 0, ACK, now).unwrap(); // open
+        t.insert(tuple(2), Arc::clone(&a), 0, SYN, now).unwrap(); // half-open
+        t.insert(tuple(3), Arc::clone(&b), 0, ACK, now).unwrap(); // open
+        t.touch(&tuple(3), FIN, now).unwrap(); // closing
+        assert_eq!(t.insert(tuple(4), Arc::clone(&b), 0, SYN, now), Ok(1));
+        assert_eq!(t.state(&tuple(3)), None, "closing evicted first");
+        assert_eq!(t.insert(tuple(5), Arc::clone(&b), 0, SYN, now), Ok(1));
+        assert_eq!(t.state(&tuple(2)), None, "then the oldest half-open");
+        assert_eq!(t.insert(tuple(6), Arc::clone(&b), 0, SYN, now), Ok(1));
+        assert_eq!(t.state(&tuple(4)), None);
+        // Now: open(1), half-open(5), half-open(6). Make them all open.
+        t.touch(&tuple(5), ACK, now).unwrap();
+        t.touch(&tuple(6), ACK, now).unwrap();
+        assert_eq!(t.insert(tuple(7), Arc::clone(&b), 0, SYN, now), Err(Full));
+        assert_eq!(t.len(), 3);
+        assert_eq!(a.active() + b.active(), 3);
+        assert_eq!(stats.active.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn syn_on_closing_flow_starts_over() {
+        let (mut t, _) = table(4);
+        let a = node(1);
+        let now = Instant::now();
+        t.insert(tuple(1), Arc::clone(&a), 0, SYN, now).unwrap();
+        assert!(t.touch(&tuple(1), SYN, now).is_some(), "retransmitted SYN");
+        t.touch(&tuple(1), ACK, now).unwrap();
+        t.touch(&tuple(1), FIN | ACK, now).unwrap();
+        assert!(
+            t.touch(&tuple(1), SYN, now).is_none(),
+            "new connection, same tuple"
+        );
+        assert!(t.is_empty());
+        assert_eq!(a.active(), 0);
+    }
+
+    #[test]
+    fn reinsert_same_tuple_replaces() {
+        let (mut t, _) = table(4);
+        let (a, b) = (node(1), node(2));
+        let now = Instant::now();
+        t.insert(tuple(1), Arc::clone(&a), 0, ACK, now).unwrap();
+        t.touch(&tuple(1), FIN, now).unwrap();
+        t.insert(tuple(1), Arc::clone(&b), 0, SYN, now).unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(Arc::ptr_eq(t.touch(&tuple(1), ACK, now).unwrap().0, &b));
+        assert_eq!((a.active(), b.active()), (0, 1));
+        assert_eq!(t.clear(), 1);
+        assert_eq!(b.active(), 0);
+    }
+}

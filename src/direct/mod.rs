@@ -1,0 +1,146 @@
+//! Direct-routing mode (`fulcrum serve --mode direct`): LVS-DR from userspace.
+//!
+//! The data path, for a client connecting to `VIP:PORT`:
+//!
+//! ```text
+//!  client ──ARP "who has VIP?"──▶ distributor   (arp: we answer with our MAC)
+//!  client ──SYN to VIP, dst MAC = ours──▶ distributor
+//!        AF_PACKET socket (socket) → frame::process → director: flow table + scheduler
+//!        (Maglev hashes the 5-tuple) + neighbour table (node MACs learned by ARP)
+//!        → rewrite dst MAC = node, src MAC = ours; complete a partial TCP checksum
+//!  distributor ──same IP packet──▶ node        (node holds the VIP on lo, arp_ignore=1)
+//!  node ──SYN-ACK from VIP, straight──▶ client (the distributor never sees replies)
+//! ```
+//!
+//! The distributor only touches client → server frames, and only their Ethernet header
+//! (plus the TCP checksum when the kernel left it partial): no TCP state, no copy of the
+//! payload, replies bypass it. Hence the topology limits: nodes on the same L2 segment,
+//! the same port on the nodes as on the VIP, IPv4.
+//!
+//! Modules: [`frame`] (pure per-frame verdict), [`arp`] (responder, neighbour table,
+//! frame builders), [`flow`] (flow table), [`director`] (the stateful decider), [`stats`]
+//! (counters and switches shared with the control plane), [`socket`] (the AF_PACKET
+//! socket), [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the
+//! mio thread). Health checks, the control interface and stats are the control plane's
+//! components acting on the shared pool, exactly as in proxy mode.
+//!
+//! What this mode deliberately does not do: IPv6, VLAN tags, IP options, fragments, or
+//! re-segmenting GRO/TSO super-frames (they are dropped and counted: turn GRO/LRO off on
+//! the interface; a real wire never carries them).
+
+pub mod arp;
+pub mod director;
+pub mod flow;
+pub mod frame;
+pub mod socket;
+pub mod startup;
+pub mod stats;
+pub mod worker;
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::{Poll, Waker};
+
+pub use stats::{DirectControl, DirectStats, DropReason};
+
+use crate::proxy::{Shared, Workers};
+use crate::scheduler::Scheduler;
+
+/// What the direct-mode data plane shares with the control plane.
+#[derive(Debug, Default)]
+pub struct DirectShared {
+    /// Counters (packets, bytes, ARP, flows, drops by reason).
+    pub stats: DirectStats,
+    /// Switches (answer ARP, announce).
+    pub control: DirectControl,
+}
+
+/// Direct-mode settings, validated from the flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectConfig {
+    /// Interface the VIP's frames arrive on and leave by.
+    pub interface: String,
+    /// The virtual IP.
+    pub vip: Ipv4Addr,
+    /// The service port.
+    pub port: u16,
+    /// Flow table capacity.
+    pub max_flows: usize,
+    /// Flow timeouts.
+    pub timeouts: flow::Timeouts,
+}
+
+/// Default flow-table capacity (about 40 MiB with its index).
+pub const DEFAULT_MAX_FLOWS: usize = 262_144;
+/// Socket receive buffer: bursts of a few thousand full-size frames.
+const RCVBUF: usize = 8 << 20;
+
+/// Checks the host, opens the socket and starts the direct-mode worker thread.
+/// Errors are one line for the operator (see [`startup`]).
+pub fn start(
+    cfg: &DirectConfig,
+    nodes: &[crate::pool::NodeSpec],
+    shared: &Arc<Shared>,
+    on_exit: Arc<Waker>,
+) -> io::Result<Workers> {
+    let (iface, all) = startup::interface(&cfg.interface).map_err(io::Error::other)?;
+    startup::check(&iface, &all, cfg.vip, cfg.port, nodes).map_err(io::Error::other)?;
+    match startup::offloads_merging(&iface.name) {
+        Some((gro, lro)) if gro || lro => warn!(target: "fulcrum::direct",
+            "interface={} gro={} lro={}: merged super-frames cannot be forwarded and will be dropped (counted as oversize); run: ethtool -K {} gro off lro off",
+            iface.name, gro, lro, iface.name),
+        _ => {}
+    }
+    let sock = socket::PacketSocket::open(iface.index, cfg.vip, RCVBUF)
+        .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+    if !sock.ignores_outgoing {
+        warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
+    }
+    let (nodes, _) = shared.pool.snapshot();
+    let now = Instant::now();
+    let director = director::Director::new(
+        nodes,
+        Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared)),
+        flow::FlowTable::new(cfg.max_flows, cfg.timeouts, Arc::clone(&shared.stats)),
+        arp::NeighbourTiming::default(),
+        Arc::clone(&shared.direct),
+        Arc::clone(&shared.stats),
+        now,
+    );
+    let local = frame::Local {
+        mac: iface.mac,
+        vip: cfg.vip,
+        port: cfg.port,
+        max_frame: iface.mtu + 14,
+        answer_arp: true,
+    };
+    info!(target: "fulcrum::direct",
+        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?}",
+        iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle);
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
+    let w = worker::Worker::new(poll, sock, Arc::clone(shared), director, local, iface.ipv4)?;
+    let t = std::thread::Builder::new()
+        .name("fulcrum-direct".into())
+        .spawn(move || {
+            let r = w.run();
+            let _ = on_exit.wake();
+            r
+        })?;
+    Ok(Workers {
+        wakers: vec![waker],
+        threads: vec![t],
+    })
+}
+
+/// Flow timeouts for an idle timeout chosen by the operator.
+pub fn timeouts(idle: Duration) -> flow::Timeouts {
+    flow::Timeouts {
+        idle,
+        ..flow::Timeouts::default()
+    }
+}

@@ -1,0 +1,391 @@
+//! Direct mode's counters: frames seen, packets and bytes forwarded, ARP activity, flow
+//! table events, and drops by reason.
+//!
+//! Written by the direct-mode worker with relaxed atomic adds (one thread writes, so
+//! they are uncontended), read by stats and metrics through [`DirectStats`] in
+//! `proxy::Shared::direct`. Per-node packets and bytes go to the pool's
+//! [`crate::pool::NodeCounters`] (`bytes_in`), connections per node to its `active` and
+//! `total` counters, as in proxy mode. This file decides nothing.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Why a received frame was not forwarded. Every variant has a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than the headers it claims (Ethernet, IPv4, TCP, ARP).
+    Truncated,
+    /// IPv4 total length or TCP data offset inconsistent with the frame.
+    BadLength,
+    /// IPv4 version is not 4 or header length below 20 bytes.
+    BadHeader,
+    /// IPv4 header checksum wrong.
+    BadChecksum,
+    /// An IPv4 fragment (MF set or non-zero offset): no ports to route on.
+    Fragment,
+    /// IPv4 options present (not supported; also a classic evasion vector).
+    IpOptions,
+    /// Neither IPv4 nor ARP (or a VLAN-tagged frame).
+    NotIpv4,
+    /// IPv4 but not TCP.
+    NotTcp,
+    /// IPv4 to another address than the VIP.
+    NotForVip,
+    /// TCP to the VIP but another port than the service's.
+    WrongPort,
+    /// Not addressed to our MAC (broadcast, multicast, another host's).
+    NotForUs,
+    /// Source MAC is ours: a frame we sent, seen again.
+    OwnFrame,
+    /// Packet type OUTGOING: another socket's transmission on this host (NOTES #7).
+    Outgoing,
+    /// Longer than MTU + 14: a GRO/TSO super-frame we cannot send (NOTES #3).
+    Oversize,
+    /// Source address that no client can have (multicast, broadcast, zero, loopback, the VIP).
+    Martian,
+    /// ARP with the wrong hardware/protocol type or lengths, or an unknown opcode.
+    ArpMalformed,
+    /// ARP not for the VIP and not from a node.
+    ArpIgnored,
+    /// Another host claims the VIP in ARP (a peer distributor took over, or a misconfigured node).
+    VipConflict,
+    /// A new flow and no node is usable.
+    NoNode,
+    /// The chosen node's MAC address is not known yet (an ARP request is on its way).
+    NoNeighbour,
+    /// Not a SYN, flow unknown, and the scheduler cannot route statelessly (not Maglev).
+    NoFlow,
+    /// A new flow, the flow table is full and the scheduler cannot route statelessly.
+    TableFull,
+    /// A new flow while distribution is disabled.
+    Disabled,
+    /// A new flow while shutting down.
+    Draining,
+    /// The send itself failed (queue full, interface gone).
+    SendFailed,
+}
+
+impl DropReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 25;
+
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Truncated,
+        DropReason::BadLength,
+        DropReason::BadHeader,
+        DropReason::BadChecksum,
+        DropReason::Fragment,
+        DropReason::IpOptions,
+        DropReason::NotIpv4,
+        DropReason::NotTcp,
+        DropReason::NotForVip,
+        DropReason::WrongPort,
+        DropReason::NotForUs,
+        DropReason::OwnFrame,
+        DropReason::Outgoing,
+        DropReason::Oversize,
+        DropReason::Martian,
+        DropReason::ArpMalformed,
+        DropReason::ArpIgnored,
+        DropReason::VipConflict,
+        DropReason::NoNode,
+        DropReason::NoNeighbour,
+        DropReason::NoFlow,
+        DropReason::TableFull,
+        DropReason::Disabled,
+        DropReason::Draining,
+        DropReason::SendFailed,
+    ];
+
+    /// Position in [`DropReason::ALL`] and in the counter array.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The snake_case name used in logs, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::BadLength => "bad_length",
+            DropReason::BadHeader => "bad_header",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::Fragment => "fragment",
+            DropReason::IpOptions => "ip_options",
+            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::NotTcp => "not_tcp",
+            DropReason::NotForVip => "not_for_vip",
+            DropReason::WrongPort => "wrong_port",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::OwnFrame => "own_frame",
+            DropReason::Outgoing => "outgoing",
+            DropReason::Oversize => "oversize",
+            DropReason::Martian => "martian",
+            DropReason::ArpMalformed => "arp_malformed",
+            DropReason::ArpIgnored => "arp_ignored",
+            DropReason::VipConflict => "vip_conflict",
+            DropReason::NoNode => "no_node",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::NoFlow => "no_flow",
+            DropReason::TableFull => "table_full",
+            DropReason::Disabled => "disabled",
+            DropReason::Draining => "draining",
+            DropReason::SendFailed => "send_failed",
+        }
+    }
+
+    /// Is this drop a sign of a malformed or hostile frame (as opposed to ordinary
+    /// traffic that is simply not ours, or a local condition)?
+    pub fn is_malformed(self) -> bool {
+        matches!(
+            self,
+            DropReason::Truncated
+                | DropReason::BadLength
+                | DropReason::BadHeader
+                | DropReason::BadChecksum
+                | DropReason::Fragment
+                | DropReason::IpOptions
+                | DropReason::Martian
+                | DropReason::ArpMalformed
+        )
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counters of the direct-mode data plane, shared with the control plane.
+#[derive(Debug, Default)]
+pub struct DirectStats {
+    /// Frames received on the interface (after the socket filter).
+    pub rx_frames: AtomicU64,
+    /// Bytes of those frames.
+    pub rx_bytes: AtomicU64,
+    /// Packets forwarded to nodes.
+    pub tx_packets: AtomicU64,
+    /// Bytes forwarded to nodes (IPv4 packet length, Ethernet header excluded).
+    pub tx_bytes: AtomicU64,
+    /// Partial TCP checksums completed in userspace (`TP_STATUS_CSUMNOTREADY`).
+    pub csum_completed: AtomicU64,
+    /// ARP replies sent for the VIP.
+    pub arp_replies: AtomicU64,
+    /// ARP requests sent to resolve nodes.
+    pub arp_requests: AtomicU64,
+    /// Gratuitous ARPs sent for the VIP.
+    pub garps: AtomicU64,
+    /// Flows created.
+    pub flows_created: AtomicU64,
+    /// Flows removed (closed after linger, idle, evicted).
+    pub flows_removed: AtomicU64,
+    /// Flows in the table now (all states).
+    pub flows: AtomicU64,
+    /// Flows evicted to make room (oldest closing or half-open first).
+    pub flows_evicted: AtomicU64,
+    /// Packets routed by Maglev without a flow entry because the table was full.
+    pub stateless: AtomicU64,
+    /// Receive-loop batches that hit their cap (more frames were waiting).
+    pub batch_cap_hits: AtomicU64,
+    drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl DirectStats {
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&self, r: DropReason) {
+        self.drops[r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops counted for one reason.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r.index()].load(Ordering::Relaxed)
+    }
+
+    /// Every reason with a non-zero count, as `(name, count)`.
+    pub fn nonzero_drops(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.drops(*r)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total_drops(&self) -> u64 {
+        DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
+    }
+
+    /// The main counters as `(name, value)`, in a stable order (for `show stats`).
+    pub fn fields(&self) -> [(&'static str, u64); 12] {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("direct_rx_frames", l(&self.rx_frames)),
+            ("direct_rx_bytes", l(&self.rx_bytes)),
+            ("direct_tx_packets", l(&self.tx_packets)),
+            ("direct_tx_bytes", l(&self.tx_bytes)),
+            ("direct_csum_completed", l(&self.csum_completed)),
+            ("direct_arp_replies", l(&self.arp_replies)),
+            ("direct_arp_requests", l(&self.arp_requests)),
+            ("direct_garps", l(&self.garps)),
+            ("direct_flows", l(&self.flows)),
+            ("direct_flows_created", l(&self.flows_created)),
+            ("direct_flows_evicted", l(&self.flows_evicted)),
+            ("direct_drops", self.total_drops()),
+        ]
+    }
+
+    /// Prometheus families of direct mode (appended to `/metrics` in that mode).
+    pub fn prometheus(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let families: [(&str, &str, &str, u64); 9] = [
+            (
+                "fulcrum_direct_frames_received_total",
+                "counter",
+                "Frames received on the interface.",
+                l(&self.rx_frames),
+            ),
+            (
+                "fulcrum_direct_packets_forwarded_total",
+                "counter",
+                "Packets forwarded to nodes.",
+                l(&self.tx_packets),
+            ),
+            (
+                "fulcrum_direct_bytes_forwarded_total",
+                "counter",
+                "IPv4 bytes forwarded to nodes.",
+                l(&self.tx_bytes),
+            ),
+            (
+                "fulcrum_direct_checksums_completed_total",
+                "counter",
+                "Partial TCP checksums completed in userspace.",
+                l(&self.csum_completed),
+            ),
+            (
+                "fulcrum_direct_arp_replies_total",
+                "counter",
+                "ARP replies sent for the VIP.",
+                l(&self.arp_replies),
+            ),
+            (
+                "fulcrum_direct_garps_total",
+                "counter",
+                "Gratuitous ARPs sent for the VIP.",
+                l(&self.garps),
+            ),
+            (
+                "fulcrum_direct_flows",
+                "gauge",
+                "Flows in the flow table.",
+                l(&self.flows),
+            ),
+            (
+                "fulcrum_direct_flows_created_total",
+                "counter",
+                "Flows created.",
+                l(&self.flows_created),
+            ),
+            (
+                "fulcrum_direct_flows_evicted_total",
+                "counter",
+                "Flows evicted from a full table.",
+                l(&self.flows_evicted),
+            ),
+        ];
+        for (name, kind, help, v) in families {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            );
+        }
+        out.push_str("# HELP fulcrum_direct_drops_total Frames not forwarded, by reason.\n# TYPE fulcrum_direct_drops_total counter\n");
+        for r in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "fulcrum_direct_drops_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.drops(r)
+            );
+        }
+    }
+
+    /// One `key=value` line of the main counters, for logs.
+    pub fn summary(&self) -> String {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = format!(
+            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} stateless={}",
+            l(&self.rx_frames),
+            l(&self.tx_packets),
+            l(&self.tx_bytes),
+            l(&self.csum_completed),
+            l(&self.flows),
+            l(&self.flows_created),
+            l(&self.arp_replies),
+            l(&self.arp_requests),
+            l(&self.garps),
+            l(&self.stateless),
+        );
+        for (name, n) in self.nonzero_drops() {
+            s.push_str(&format!(" drop_{name}={n}"));
+        }
+        s
+    }
+}
+
+/// Switches of the direct-mode data plane that other components may flip: the failover
+/// component (answer ARP for the VIP only while master; announce on takeover).
+#[derive(Debug)]
+pub struct DirectControl {
+    /// Answer ARP requests for the VIP (false on a standby distributor).
+    pub answer_arp: AtomicBool,
+    /// Incremented to ask the worker for a burst of gratuitous ARPs (takeover).
+    pub announce: AtomicU64,
+}
+
+impl Default for DirectControl {
+    fn default() -> Self {
+        DirectControl {
+            answer_arp: AtomicBool::new(true),
+            announce: AtomicU64::new(0),
+        }
+    }
+}
+
+impl DirectControl {
+    /// Asks the worker to send a burst of gratuitous ARPs for the VIP.
+    pub fn request_announce(&self) {
+        self.announce.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_indexed_in_order_and_named_uniquely() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r}");
+        }
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn counting_and_summary() {
+        let s = DirectStats::default();
+        s.drop(DropReason::Fragment);
+        s.drop(DropReason::Fragment);
+        s.drop(DropReason::NoNode);
+        assert_eq!(s.drops(DropReason::Fragment), 2);
+        assert_eq!(s.total_drops(), 3);
+        assert_eq!(s.nonzero_drops(), vec![("fragment", 2), ("no_node", 1)]);
+        assert!(s.summary().ends_with("drop_fragment=2 drop_no_node=1"));
+    }
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# direct.sh -- benchmark of fulcrum's direct-routing mode in a network-namespace lab.
+#
+# Builds its own lab (namespaces fdb<PID>-*: bridge, client, lb1, srv1, srv2; VIP on the
+# nodes' lo with arp_ignore=1/arp_announce=2, as in netlab/lab.sh), starts nginx on the
+# nodes and `fulcrum serve --mode direct` on lb1, then runs each workload twice:
+#   via  = client -> VIP -> fulcrum (lb1) -> node, replies node -> client
+#   node = client -> srv1 straight (the same traffic without a distributor)
+# Workloads (wrk and iperf3 from the client namespace):
+#   close : new connection per request (Connection: close)      -> connections/s
+#   ka    : keep-alive requests, 50 connections                  -> requests/s
+#   bulk  : iperf3 upload, one node behind fulcrum               -> Gbit/s
+# For each run: packets/s forwarded (lb1 eth0 TX delta; for `node`, srv1 eth0 RX delta)
+# and fulcrum's on-CPU time (all threads, /proc/PID/task/*/schedstat) per second and per
+# forwarded packet. Medians of --reps runs. Client offloads stay on; for `bulk` the
+# bridge port toward lb1 has TSO/GSO/tx-csum off (`lab.sh wire lb1`: what a real wire
+# does to super-frames, which fulcrum cannot forward).
+#
+# Usage: tools/bench/direct.sh [--reps N] [--duration S] [--bin PATH] [-o FILE]
+# Needs root, wrk, iperf3, nginx, ethtool, iproute2. Every process it starts is ended by
+# PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
+set -euo pipefail
+
+REPS=3
+DUR=5
+BIN=""
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) REPS=$2; shift 2 ;;
+    --duration) DUR=$2; shift 2 ;;
+    --bin) BIN=$2; shift 2 ;;
+    -o) OUT=$2; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+[ -n "$BIN" ] || BIN="$ROOT/target/release/fulcrum"
+[ -x "$BIN" ] || { echo "no fulcrum binary at $BIN (cargo build --release)" >&2; exit 1; }
+for t in wrk iperf3 nginx ethtool ip; do
+  command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
+done
+
+P="fdb$$"
+TMP=$(mktemp -d "/tmp/$P.XXXX")
+VIP=10.99.0.100
+HOSTS="client lb1 srv1 srv2"
+declare -A IP=([client]=10.99.0.10 [lb1]=10.99.0.11 [srv1]=10.99.0.21 [srv2]=10.99.0.22)
+declare -A MAC=([client]=02:99:00:00:00:10 [lb1]=02:99:00:00:00:11 [srv1]=02:99:00:00:00:21 [srv2]=02:99:00:00:00:22)
+PIDS=()
+
+log() { printf '[direct.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
+nsx() { local h=$1; shift; ip netns exec "$P-$h" "$@"; }
+
+cleanup() {
+  set +e
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for h in br $HOSTS; do
+    ip netns list | awk '{print $1}' | grep -qx "$P-$h" || continue
+    for p in $(ip netns pids "$P-$h" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$P-$h"
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+lab_up() {
+  ip netns add "$P-br"
+  ip -n "$P-br" link set lo up
+  ip -n "$P-br" link add br0 type bridge stp_state 0 mcast_snooping 0
+  ip -n "$P-br" link set br0 up
+  nsx br sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null || true
+  for h in $HOSTS; do
+    ip netns add "$P-$h"
+    for kv in net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+              net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+              net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 \
+              "net.ipv4.ip_local_port_range=1024 65000" net.ipv4.tcp_tw_reuse=1; do
+      nsx "$h" sysctl -qw "$kv"
+    done
+    ip -n "$P-br" link add "p-$h" type veth peer name eth0 netns "$P-$h"
+    ip -n "$P-$h" link set eth0 address "${MAC[$h]}"
+    ip -n "$P-br" link set "p-$h" master br0
+    ip -n "$P-br" link set "p-$h" up
+    ip -n "$P-$h" link set lo up
+    ip -n "$P-$h" link set eth0 up
+    ip -n "$P-$h" addr add "${IP[$h]}/24" dev eth0
+  done
+  for h in srv1 srv2; do
+    nsx "$h" sysctl -qw net.ipv4.conf.all.arp_ignore=1
+    nsx "$h" sysctl -qw net.ipv4.conf.all.arp_announce=2
+    ip -n "$P-$h" addr add "$VIP/32" dev lo
+  done
+}
+
+nginx_up() {
+  local h=$1 d="$TMP/$1"
+  mkdir -p "$d"
+  cat > "$d/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 60;
+  client_body_temp_path $d/b; proxy_temp_path $d/p; fastcgi_temp_path $d/f; uwsgi_temp_path $d/u; scgi_temp_path $d/s;
+  server { listen 80 backlog=4096; location / { return 200 "$h\n"; } } }
+EOF
+  # `ip netns exec` execs the command, so $! is the server's own PID (a shell function
+  # in the background would give a subshell's).
+  ip netns exec "$P-$h" nginx -c "$d/nginx.conf" -e "$d/error.log" & PIDS+=($!)
+  ip netns exec "$P-$h" iperf3 -s -p 5201 >/dev/null 2>&1 & PIDS+=($!)
+}
+
+FUL=""
+fulcrum_up() { # backends...
+  local args=(serve --mode direct --interface eth0 --listen "$VIP:$1" --check none --drain-timeout 1s)
+  shift
+  for b in "$@"; do args+=(--backend "$b"); done
+  RUST_LOG=warn ip netns exec "$P-lb1" "$BIN" "${args[@]}" >>"$TMP/fulcrum.log" 2>&1 & FUL=$!
+  PIDS+=("$FUL")
+  sleep 0.5
+  kill -0 "$FUL" || { cat "$TMP/fulcrum.log" >&2; exit 1; }
+}
+fulcrum_down() {
+  kill "$FUL" 2>/dev/null
+  for _ in $(seq 50); do kill -0 "$FUL" 2>/dev/null || break; sleep 0.1; done
+  wait "$FUL" 2>/dev/null || true
+  FUL=""
+}
+
+# user-mode CPU of a process in nanoseconds (utime, clock ticks)
+user_ns() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print int($12 * 1e9 / hz) }' /proc/"$1"/stat; }
+# on-CPU nanoseconds of every thread of a process
+cpu_ns() { local t s=0; for t in /proc/"$1"/task/*/schedstat; do s=$((s + $(cut -d' ' -f1 "$t"))); done; echo "$s"; }
+# interface packet counters: "rx tx"
+pkts() { local d=/sys/class/net/eth0/statistics; nsx "$1" sh -c "echo \$(cat $d/rx_packets) \$(cat $d/tx_packets)"; }
+
+# run WORKLOAD TARGET(via|node) -> "rate pps cpu_pct us_per_pkt user_us_per_pkt"
+run_one() {
+  local w=$1 target=$2 host
+  if [ "$target" = via ]; then host=$VIP; else host=${IP[srv1]}; fi
+  local meter=lb1 col=2
+  [ "$target" = node ] && meter=srv1 col=1
+  local p0 p1 c0=0 c1=0 u0=0 u1=0 t0 t1 out rate
+  p0=$(pkts $meter | cut -d' ' -f$col)
+  [ -n "$FUL" ] && c0=$(cpu_ns "$FUL") && u0=$(user_ns "$FUL")
+  t0=$(date +%s%N)
+  case $w in
+    close) out=$(nsx client wrk -t1 -c50 -d"${DUR}s" -H 'Connection: close' "http://$host/" 2>&1)
+           rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
+    ka)    out=$(nsx client wrk -t1 -c50 -d"${DUR}s" "http://$host/" 2>&1)
+           rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
+    bulk)  out=$(nsx client iperf3 -c "$host" -p 5201 -t "$DUR" -f m 2>&1)
+           rate=$(awk '/sender/ {print $7/1000}' <<<"$out") ;;
+  esac
+  t1=$(date +%s%N)
+  p1=$(pkts $meter | cut -d' ' -f$col)
+  [ -n "$FUL" ] && c1=$(cpu_ns "$FUL") && u1=$(user_ns "$FUL")
+  local secs pkts cpu
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print (b-a)/1e9}')
+  pkts=$((p1 - p0))
+  cpu=$((c1 - c0))
+  [ -n "$rate" ] || { log "$w $target failed: $out"; rate=0; }
+  awk -v r="$rate" -v p="$pkts" -v s="$secs" -v c="$cpu" -v u="$((u1 - u0))" 'BEGIN {
+    pps = p / s; printf "%s %.0f %.1f %s %s\n", r, pps, 100 * c / 1e9 / s,
+      (p > 0 && c > 0) ? sprintf("%.2f", c / 1e3 / p) : "-", (p > 0 && c > 0) ? sprintf("%.2f", u / 1e3 / p) : "-" }'
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+log "lab $P up"
+lab_up
+nginx_up srv1
+nginx_up srv2
+sleep 0.5
+RESULTS="$TMP/results"
+: > "$RESULTS"
+for w in close ka bulk; do
+  if [ "$w" = bulk ]; then
+    ip netns exec "$P-br" ethtool -K p-lb1 tx off tso off gso off >/dev/null 2>&1 || true
+    fulcrum_up 5201 "${IP[srv1]}:5201"
+  else
+    fulcrum_up 80 "${IP[srv1]}:80" "${IP[srv2]}:80"
+  fi
+  nsx client curl -s --max-time 3 -o /dev/null "http://$VIP/" || true
+  for target in via node; do
+    for r in $(seq "$REPS"); do
+      nsx client ip neigh flush dev eth0 2>/dev/null || true
+      res=$(run_one $w $target)
+      log "$w $target rep $r: $res"
+      echo "$w $target $res" >> "$RESULTS"
+    done
+  done
+  fulcrum_down
+done
+
+unit() { case $1 in close) echo "connections/s" ;; ka) echo "requests/s" ;; bulk) echo "Gbit/s" ;; esac; }
+{
+  echo "| workload | path | rate (median) | unit | packets/s | fulcrum CPU % | CPU µs/packet (all) | of which user µs/packet |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|"
+  for w in close ka bulk; do
+    for target in via node; do
+      sel() { awk -v w=$w -v t=$target -v k="$1" '$1==w && $2==t {print $k}' "$RESULTS"; }
+      rate=$(sel 3 | median); pps=$(sel 4 | median); cpu=$(sel 5 | median)
+      us=$( [ "$target" = via ] && sel 6 | median || echo "-")
+      uu=$( [ "$target" = via ] && sel 7 | median || echo "-")
+      [ "$target" = node ] && cpu="-"
+      label=$([ "$target" = via ] && echo "client → VIP → fulcrum → node" || echo "client → node (no distributor)")
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$w" "$label" "$rate" "$(unit $w)" "$pps" "$cpu" "$us" "$uu"
+    done
+  done
+  echo
+  echo "reps=$REPS duration=${DUR}s; packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
+  echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
+  echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
+} | tee "${OUT:-/dev/null}"
