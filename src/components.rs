@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc};
 
 use mio::Waker;
 
-use crate::config::ServeConfig;
+use crate::config::{ForwardMode, ServeConfig};
 use crate::control::server::ControlServer;
 use crate::ha::driver::HaDriver;
 use crate::health::checker::Checker;
@@ -34,7 +34,11 @@ pub fn build(
         )?));
     }
     if let Some(ha) = &cfg.ha {
-        list.push(Box::new(HaDriver::new(ha)?));
+        let direct = match cfg.mode {
+            ForwardMode::Direct(_) => Some(Arc::clone(&shared.direct)),
+            ForwardMode::Proxy => None,
+        };
+        list.push(Box::new(HaDriver::new(ha, direct)?));
     }
     Ok(list)
 }

@@ -441,11 +441,15 @@ impl ServeConfig {
             );
         }
         let ha = HaConfig::from_args(a.ha, a.interface.clone())?;
-        if ha.is_some() && matches!(mode, ForwardMode::Direct(_)) {
-            // Direct mode must never have the VIP as a local address (the kernel would
-            // answer every SYN with a reset); its takeover needs the data plane to start
-            // answering ARP instead, which is not wired up yet.
-            return Err("--vip (failover) is not supported with --mode direct yet".into());
+        if let (Some(h), ForwardMode::Direct(d)) = (&ha, &mode) {
+            // In direct mode the VIP is never a local address: failover switches the
+            // data plane's ARP answering instead, so the VIP must be the one it serves.
+            if h.vips.len() != 1 || h.vips[0].addr != d.vip {
+                return Err(format!(
+                    "--vip: in direct mode give exactly the --listen VIP ({}) with its prefix",
+                    d.vip
+                ));
+            }
         }
         let thresholds = Thresholds {
             rise: a.rise,

@@ -25,6 +25,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, error, info, warn, Level};
@@ -32,6 +33,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
 use crate::control::command::Command;
+use crate::direct::DirectShared;
 use crate::ha::config::HaConfig;
 use crate::ha::garp::GarpSender;
 use crate::ha::machine::{self, Action, Machine, Reason, Role};
@@ -111,8 +113,18 @@ impl RefusedCounts {
     }
 }
 
+/// Who makes this node the VIP's owner on the wire.
+enum VipHolder {
+    /// Proxy mode: the VIP is a local address (added and removed through netlink).
+    Local,
+    /// Direct mode: the VIP must never be local; the data plane answers ARP for it
+    /// while this node is master, and stays silent otherwise.
+    DataPlane(Arc<DirectShared>),
+}
+
 /// The failover [`Component`].
 pub struct HaDriver {
+    holder: VipHolder,
     cfg: HaConfig,
     machine: Machine,
     node_id: u32,
@@ -141,7 +153,8 @@ pub struct HaDriver {
 impl HaDriver {
     /// Looks up the interface, derives the node id from its own IPv4 address, opens
     /// the sockets and removes a VIP left over by a previous run.
-    pub fn new(cfg: &HaConfig) -> io::Result<HaDriver> {
+    /// `direct`: the direct-mode data plane's switches, in direct mode.
+    pub fn new(cfg: &HaConfig, direct: Option<Arc<DirectShared>>) -> io::Result<HaDriver> {
         let iface = pnet::datalink::interfaces()
             .into_iter()
             .find(|i| i.name == cfg.interface)
@@ -168,7 +181,20 @@ impl HaDriver {
         let node_id = u32::from(node_ip);
         let mut netlink = Netlink::open(iface.index)
             .map_err(|e| io::Error::new(e.kind(), format!("netlink: {e}")))?;
-        for v in &cfg.vips {
+        let holder = match direct {
+            Some(d) => {
+                // Start silent: a backup must not answer ARP for the VIP.
+                d.control.answer_arp.store(false, Ordering::Release);
+                VipHolder::DataPlane(d)
+            }
+            None => VipHolder::Local,
+        };
+        let local_vips: &[_] = if matches!(holder, VipHolder::Local) {
+            &cfg.vips
+        } else {
+            &[]
+        };
+        for v in local_vips {
             match netlink.remove(*v) {
                 Ok(Change::Done) => warn!(target: "fulcrum::ha",
                     "removed vip={v} left on {} by a previous run (starting as backup)", cfg.interface),
@@ -198,6 +224,7 @@ impl HaDriver {
         info!(target: "fulcrum::ha", "{} node_id={node_ip} mac={mac}", cfg.summary());
         let now = Instant::now();
         Ok(HaDriver {
+            holder,
             cfg: cfg.clone(),
             machine,
             node_id,
@@ -256,6 +283,8 @@ impl HaDriver {
                         self.send(&advert, now);
                     }
                 }
+                Action::AcquireVip if self.answer_arp(true) => {}
+                Action::ReleaseVip if self.answer_arp(false) => {}
                 Action::AcquireVip => {
                     for v in self.cfg.vips.clone() {
                         match self.netlink.add(v) {
@@ -294,6 +323,18 @@ impl HaDriver {
                 }
             }
         }
+    }
+
+    /// Direct mode: switches the data plane's ARP answering for the VIP; returns false in
+    /// proxy mode (the VIP is then a local address).
+    fn answer_arp(&self, on: bool) -> bool {
+        let VipHolder::DataPlane(d) = &self.holder else {
+            return false;
+        };
+        d.control.answer_arp.store(on, Ordering::Release);
+        info!(target: "fulcrum::ha", "data plane {} ARP for the VIP on {}",
+            if on { "answers" } else { "stopped answering" }, self.cfg.interface);
+        true
     }
 
     fn role_changed(
