@@ -209,20 +209,9 @@ fn parse_statuses(s: &str) -> Result<StatusSet, String> {
     s.parse::<StatusSet>().map_err(|e| e.to_string())
 }
 
-/// Reads a key file (HMAC key): whole file, trailing newline stripped, at least 16 bytes.
+/// Reads a key file (rules in [`crate::keyfile`]); errors name the flag and the file.
 pub fn read_key_file(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let mut key = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
-    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        key.pop();
-    }
-    if key.len() < 16 {
-        return Err(format!(
-            "{flag} {}: key is {} bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)",
-            path.display(),
-            key.len()
-        ));
-    }
-    Ok(key)
+    crate::keyfile::read(path).map_err(|e| format!("{flag} {e}"))
 }
 
 fn parse_onoff(s: &str) -> Result<bool, String> {

@@ -13,6 +13,7 @@ pub mod direct;
 pub mod duration;
 pub mod ha;
 pub mod health;
+pub mod keyfile;
 pub mod notify;
 pub mod plane;
 pub mod pool;

@@ -25,11 +25,7 @@ use crate::ha::machine;
 /// if 5800 is taken on your hosts.
 pub const DEFAULT_HA_PORT: u16 = 5800;
 
-/// Shortest accepted HMAC key, in bytes (a 128-bit secret).
-pub const MIN_KEY_LEN: usize = 16;
-
-/// Largest accepted key file, in bytes (a key, not a document).
-pub const MAX_KEY_LEN: usize = 4096;
+pub use crate::keyfile::{MAX_KEY_LEN, MIN_KEY_LEN};
 
 /// One virtual address with its prefix length (`10.0.0.100/24`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -281,37 +277,9 @@ pub fn parse_advert_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Reads and checks a key file: at least [`MIN_KEY_LEN`] bytes after dropping one
-/// trailing newline (`\n` or `\r\n`), at most [`MAX_KEY_LEN`].
+/// Reads and checks the failover key file (rules in [`crate::keyfile`]).
 pub fn read_key_file(path: &str) -> Result<HaKey, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("\"{path}\": {e}"))?;
-    if meta.len() > MAX_KEY_LEN as u64 + 2 {
-        return Err(format!(
-            "\"{path}\": {} bytes is not a key (at most {MAX_KEY_LEN})",
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("\"{path}\": {e}"))?;
-    key_from_bytes(bytes).map_err(|e| format!("\"{path}\": {e}"))
-}
-
-fn key_from_bytes(mut bytes: Vec<u8>) -> Result<HaKey, String> {
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-    }
-    if bytes.len() < MIN_KEY_LEN {
-        return Err(format!(
-            "key is {} bytes, need at least {MIN_KEY_LEN} (e.g. `head -c 32 /dev/urandom | base64 > FILE`)",
-            bytes.len()
-        ));
-    }
-    if bytes.len() > MAX_KEY_LEN {
-        return Err(format!("key is longer than {MAX_KEY_LEN} bytes"));
-    }
-    Ok(HaKey(bytes))
+    crate::keyfile::read(std::path::Path::new(path)).map(HaKey)
 }
 
 #[cfg(test)]
@@ -551,17 +519,15 @@ mod tests {
 
     #[test]
     fn key_rules() {
-        assert!(key_from_bytes(b"0123456789abcdef\n".to_vec()).is_ok());
+        assert!(crate::keyfile::check(b"0123456789abcdef\n".to_vec()).is_ok());
         assert_eq!(
-            key_from_bytes(b"0123456789abcdef\r\n".to_vec())
-                .unwrap()
-                .bytes(),
+            crate::keyfile::check(b"0123456789abcdef\r\n".to_vec()).unwrap(),
             b"0123456789abcdef"
         );
-        let e = key_from_bytes(b"short\n".to_vec()).unwrap_err();
+        let e = crate::keyfile::check(b"short\n".to_vec()).unwrap_err();
         assert!(e.contains("5 bytes") && e.contains("16"), "{e}");
-        assert!(key_from_bytes(vec![b'k'; MAX_KEY_LEN + 1]).is_err());
-        let k = key_from_bytes(vec![b'k'; 32]).unwrap();
+        assert!(crate::keyfile::check(vec![b'k'; MAX_KEY_LEN + 1]).is_err());
+        let k = HaKey(crate::keyfile::check(vec![b'k'; 32]).unwrap());
         assert!(!format!("{k:?}").contains("kkkk"));
         let e = read_key_file("/nonexistent/fulcrum-key").unwrap_err();
         assert!(e.contains("/nonexistent/fulcrum-key"), "{e}");
