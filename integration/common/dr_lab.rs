@@ -12,9 +12,12 @@
 //! with `arp_ignore=1`/`arp_announce=2`. Offloads are left as the kernel sets them: the
 //! client sends partial checksums, as on a real veth/virtio host.
 //!
-//! [`Lab`]'s `Drop` ends every process it started by PID (SIGTERM, then SIGKILL), then any
-//! straggler inside its namespaces (by PID, from `ip netns pids`), then deletes the
-//! namespaces — also when a test panics. Traffic stays inside these namespaces.
+//! The namespaces themselves are a [`super::topology::Topology`] (shared with the
+//! failover lab); this lab adds the VIP on the nodes' `lo` and its helpers. [`Lab`]'s
+//! `Drop` ends every process it started by PID (SIGTERM, then SIGKILL); then the
+//! topology's drop kills any straggler inside its namespaces (by PID, from `ip netns
+//! pids`) and deletes them — also when a test panics. Traffic stays inside these
+//! namespaces.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -26,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::topology::{self, Topology};
 use super::Proc;
 
 /// The VIP.
@@ -66,23 +70,16 @@ pub struct Lab {
     /// Scratch directory (configs, logs).
     pub dir: PathBuf,
     procs: Mutex<Vec<Proc>>,
+    /// Declared last: dropped after `Drop::drop` has ended the processes.
+    topo: Topology,
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    topology::run(args[0], &args[1..])
 }
 
 fn must(args: &[&str]) {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    topology::must(args[0], &args[1..]);
 }
 
 impl Lab {
@@ -93,74 +90,17 @@ impl Lab {
         let dir = std::env::temp_dir().join(&prefix);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("lab dir");
+        let hosts: Vec<(&str, std::net::Ipv4Addr, &str)> = HOSTS
+            .iter()
+            .map(|(h, addr, mac)| (*h, addr.parse().expect("lab address"), *mac))
+            .collect();
+        let topo = Topology::new(&prefix, &hosts);
         let lab = Lab {
             prefix,
             dir,
             procs: Mutex::new(Vec::new()),
+            topo,
         };
-        // From here on, Drop cleans up whatever was created.
-        let br = lab.ns("br");
-        must(&["ip", "netns", "add", &br]);
-        must(&["ip", "-n", &br, "link", "set", "lo", "up"]);
-        must(&[
-            "ip",
-            "-n",
-            &br,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "mcast_snooping",
-            "0",
-        ]);
-        must(&["ip", "-n", &br, "link", "set", "br0", "up"]);
-        // With br_netfilter loaded (it is here) the bridge validates IPv4 headers and
-        // silently drops bad checksums and lengths: a real switch does not. Off, so the
-        // malformed-frame test reaches the distributor.
-        for k in ["iptables", "ip6tables", "arptables"] {
-            let _ = lab.exec(
-                "br",
-                &["sysctl", "-qw", &format!("net.bridge.bridge-nf-call-{k}=0")],
-            );
-        }
-        for (h, addr, mac) in HOSTS {
-            let ns = lab.ns(h);
-            must(&["ip", "netns", "add", &ns]);
-            for (k, v) in [
-                ("net.ipv6.conf.all.disable_ipv6", "1"),
-                ("net.ipv6.conf.default.disable_ipv6", "1"),
-                ("net.ipv4.ip_forward", "0"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-                ("net.ipv4.conf.all.arp_ignore", "0"),
-                ("net.ipv4.conf.all.arp_announce", "0"),
-            ] {
-                lab.sysctl(h, k, v);
-            }
-            let port = format!("p-{h}");
-            must(&[
-                "ip", "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &ns,
-            ]);
-            must(&["ip", "-n", &ns, "link", "set", "eth0", "address", mac]);
-            must(&["ip", "-n", &br, "link", "set", &port, "master", "br0"]);
-            must(&["ip", "-n", &br, "link", "set", &port, "up"]);
-            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-            must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ]);
-        }
         for h in ["srv1", "srv2"] {
             lab.sysctl(h, "net.ipv4.conf.all.arp_ignore", "1");
             lab.sysctl(h, "net.ipv4.conf.all.arp_announce", "2");
@@ -480,26 +420,10 @@ impl Drop for Lab {
                 thread::sleep(Duration::from_millis(20));
             }
         }
-        // Proc's own Drop SIGKILLs and reaps whatever is left.
+        // Proc's own Drop SIGKILLs and reaps whatever is left; then `topo` drops:
+        // stragglers inside the namespaces, and the namespaces themselves.
         procs.clear();
-        let names: Vec<String> = std::iter::once("br")
-            .chain(HOSTS.iter().map(|h| h.0))
-            .map(|h| self.ns(h))
-            .collect();
-        for ns in &names {
-            let o = run(&["ip", "netns", "pids", ns]);
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        }
-        for ns in &names {
-            let _ = run(&["ip", "netns", "del", ns]);
-        }
+        drop(procs);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod dr_lab;
 pub mod netlab;
+pub mod topology;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

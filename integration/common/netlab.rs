@@ -6,9 +6,11 @@
 //! started. Names carry a short id made of the test process's PID and a counter, so
 //! concurrent or leftover runs never clash. Nothing is created in the root namespace.
 //!
-//! Teardown is a guard: [`Lab`]'s `Drop` — which also runs when a test panics — kills
-//! every process it started by PID (SIGKILL), then any straggler still inside one of
-//! its namespaces (`ip netns pids`), deletes the namespaces and the directory. Commands
+//! The namespaces, veths, bridge and sysctls are a [`super::topology::Topology`], shared
+//! with the direct-routing lab. Teardown is a guard: [`Lab`]'s `Drop` — which also runs
+//! when a test panics — kills every process it started by PID (SIGKILL) and removes the
+//! directory; then the topology's own drop kills any straggler still inside one of its
+//! namespaces (`ip netns pids`) and deletes the namespaces. Commands
 //! run inside a host with `ip netns exec`, which execs, so the child's PID is the real
 //! process. [`Lab::enter`] moves only the calling thread into a namespace (setns),
 //! for clients written in Rust.
@@ -31,18 +33,8 @@ use nix::unistd::Pid;
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// One host of the lab.
-#[derive(Debug, Clone)]
-pub struct Host {
-    /// Short name (`lb1`).
-    pub name: String,
-    /// Namespace name (unique to this lab).
-    pub ns: String,
-    /// Address on `eth0`.
-    pub ip: Ipv4Addr,
-    /// MAC of `eth0`.
-    pub mac: String,
-}
+use super::topology::Topology;
+pub use super::topology::{run, Host};
 
 /// A process started in the lab; its stdout+stderr are collected.
 pub struct LabProc {
@@ -64,30 +56,9 @@ pub struct Lab {
     pub id: String,
     /// Temporary directory for configs, keys, logs.
     pub dir: PathBuf,
-    br: String,
-    hosts: Vec<Host>,
     children: Vec<Child>,
-}
-
-/// Runs a command to completion (bounded by the command itself), returning its output.
-pub fn run(prog: &str, args: &[&str]) -> Output {
-    Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"))
-}
-
-/// Runs a command that must succeed.
-pub fn must(prog: &str, args: &[&str]) -> String {
-    let out = run(prog, args);
-    assert!(
-        out.status.success(),
-        "{prog} {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    /// Declared last: dropped after `Drop::drop` has ended the children.
+    topo: Topology,
 }
 
 /// Whether this process may create namespaces (root).
@@ -107,90 +78,32 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("fulcrum-lab-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("lab dir");
-        let br = format!("{id}-br");
-        let mut lab = Lab {
-            id: id.clone(),
+        let spec: Vec<(&str, Ipv4Addr, String)> = hosts
+            .iter()
+            .map(|(name, last)| {
+                (
+                    *name,
+                    Ipv4Addr::new(10, 99, 0, *last),
+                    format!("02:99:00:00:00:{last:02x}"),
+                )
+            })
+            .collect();
+        let spec: Vec<(&str, Ipv4Addr, &str)> = spec
+            .iter()
+            .map(|(n, ip, m)| (*n, *ip, m.as_str()))
+            .collect();
+        let topo = Topology::new(&id, &spec);
+        Lab {
+            id,
             dir,
-            br: br.clone(),
-            hosts: Vec::new(),
             children: Vec::new(),
-        };
-        // From here on, a failure panics and Drop cleans up what exists.
-        must("ip", &["netns", "add", &br]);
-        must("ip", &["-n", &br, "link", "set", "lo", "up"]);
-        must(
-            "ip",
-            &[
-                "-n",
-                &br,
-                "link",
-                "add",
-                "br0",
-                "type",
-                "bridge",
-                "stp_state",
-                "0",
-                "mcast_snooping",
-                "0",
-            ],
-        );
-        must("ip", &["-n", &br, "link", "set", "br0", "up"]);
-        for (name, last) in hosts {
-            let ns = format!("{id}-{name}");
-            lab.hosts.push(Host {
-                name: name.to_string(),
-                ns: ns.clone(),
-                ip: Ipv4Addr::new(10, 99, 0, *last),
-                mac: format!("02:99:00:00:00:{last:02x}"),
-            });
-            must("ip", &["netns", "add", &ns]);
-            for kv in [
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-                "net.ipv4.ip_forward=0",
-                "net.ipv4.conf.all.rp_filter=0",
-                "net.ipv4.conf.default.rp_filter=0",
-                "net.ipv4.conf.all.arp_ignore=0",
-                "net.ipv4.conf.all.arp_announce=0",
-            ] {
-                must("ip", &["netns", "exec", &ns, "sysctl", "-qw", kv]);
-            }
-            let port = format!("p-{name}");
-            must(
-                "ip",
-                &[
-                    "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                    "netns", &ns,
-                ],
-            );
-            let h = lab.hosts.last().cloned().expect("just pushed");
-            must("ip", &["-n", &ns, "link", "set", "eth0", "address", &h.mac]);
-            must("ip", &["-n", &br, "link", "set", &port, "master", "br0"]);
-            must("ip", &["-n", &br, "link", "set", &port, "up"]);
-            must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-            must("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-            must(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "addr",
-                    "add",
-                    &format!("{}/24", h.ip),
-                    "dev",
-                    "eth0",
-                ],
-            );
+            topo,
         }
-        lab
     }
 
     /// The host called `name`.
     pub fn host(&self, name: &str) -> &Host {
-        self.hosts
-            .iter()
-            .find(|h| h.name == name)
-            .unwrap_or_else(|| panic!("no host {name} in the lab"))
+        self.topo.host(name)
     }
 
     /// Namespace of `name`.
@@ -360,28 +273,13 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // 1) every process we started, by PID.
+        // Every process we started, by PID; then `topo` drops: stragglers inside the
+        // namespaces, and the namespaces themselves.
         for c in &mut self.children {
             if let Ok(None) = c.try_wait() {
                 let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
             }
             let _ = c.wait();
-        }
-        // 2) stragglers inside our namespaces (children of our children).
-        let all: Vec<String> = std::iter::once(self.br.clone())
-            .chain(self.hosts.iter().map(|h| h.ns.clone()))
-            .collect();
-        for ns in &all {
-            let out = run("ip", &["netns", "pids", ns]);
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
-        }
-        // 3) the namespaces (their veths, and with them br0, go too), then the files.
-        for ns in &all {
-            let _ = run("ip", &["netns", "del", ns]);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
