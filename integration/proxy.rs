@@ -468,3 +468,28 @@ fn descriptor_exhaustion_pauses_accept_and_recovers() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn second_distributor_on_the_same_port_is_refused() {
+    let b = Backend::start(says("a"));
+    let (p, addr) = start_fulcrum(&[b.addr], &["--workers", "2"]);
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--backend",
+            &b.addr.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another process listens"), "{err}");
+    assert_eq!(
+        fetch(addr).unwrap().trim(),
+        "a",
+        "the first one is unaffected"
+    );
+    drop(p);
+}

@@ -150,6 +150,39 @@ pub fn bind_listener(
     Ok(s.into())
 }
 
+/// Fails if something already listens on `addr`. SO_REUSEPORT would otherwise let a
+/// second distributor started by the same user share the port silently, each getting
+/// part of the traffic. A probe bound without SO_REUSEPORT (SO_REUSEADDR only, which
+/// tolerates TIME_WAIT but not a listener) tells; it is closed at once.
+fn ensure_no_listener(addr: SocketAddr, freebind: bool) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(()); // an ephemeral port: nothing can hold it yet
+    }
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if freebind {
+        if addr.is_ipv6() {
+            s.set_freebind_ipv6(true)?;
+        } else {
+            s.set_freebind(true)?;
+        }
+    }
+    s.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(e.kind(), "address in use (another process listens on it)")
+        } else {
+            e
+        }
+    })
+}
+
 /// Running workers.
 pub struct Workers {
     /// One waker per worker, to make it look at the shared flags.
@@ -178,6 +211,10 @@ pub fn start(
     cfg: &WorkerConfig,
     on_exit: Arc<Waker>,
 ) -> io::Result<Workers> {
+    for &a in listen {
+        ensure_no_listener(a, freebind)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+    }
     let mut per_worker = Vec::with_capacity(n_workers);
     for _ in 0..n_workers {
         let mut ls = Vec::with_capacity(listen.len());
