@@ -78,6 +78,10 @@ pub struct Worker {
     accept_more: Vec<bool>,
     accept_paused_until: Option<Instant>,
     last_accept_warn: Option<Instant>,
+    /// Clients whose node socket could not be created for want of a descriptor:
+    /// (slab key, serial, attempt, give-up time). Retried every tick; the node is not
+    /// blamed, since the shortage is ours.
+    fd_wait: Vec<(usize, u64, u32, Instant)>,
     next_sweep: Instant,
     serial: u64,
     now: Instant,
@@ -122,6 +126,7 @@ impl Worker {
             redo: Vec::new(),
             accept_paused_until: None,
             last_accept_warn: None,
+            fd_wait: Vec::new(),
             next_sweep: now + TICK,
             serial: 0,
             now,
@@ -184,6 +189,7 @@ impl Worker {
             self.fire_timers();
             if self.now >= self.next_sweep {
                 self.sweep();
+                self.retry_fd_wait();
             }
         }
     }
@@ -191,6 +197,7 @@ impl Worker {
     fn accept_pending(&self) -> bool {
         !self.draining
             && self.accept_paused_until.is_none()
+            && self.fd_wait.is_empty()
             && self.accept_more.iter().any(|&m| m)
             && self.shared.stats.active.load(Ordering::Relaxed) < self.cfg.max_conns
     }
@@ -233,8 +240,8 @@ impl Worker {
     }
 
     fn accept_all(&mut self) {
-        if self.draining {
-            return;
+        if self.draining || !self.fd_wait.is_empty() {
+            return; // clients already accepted get the next free descriptors first
         }
         if let Some(until) = self.accept_paused_until {
             if self.now < until {
@@ -275,22 +282,12 @@ impl Worker {
                             .stats
                             .accept_errors
                             .fetch_add(1, Ordering::Relaxed);
-                        match e.raw_os_error() {
-                            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                                self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
-                                if self.last_accept_warn.is_none_or(|t| {
-                                    self.now.duration_since(t) >= Duration::from_secs(1)
-                                }) {
-                                    self.last_accept_warn = Some(self.now);
-                                    warn!(target: "fulcrum::proxy",
-                                        "worker={} accept failed: {e}; pausing accept for {:?} (open connections={})",
-                                        self.id, ACCEPT_PAUSE, self.conns.len());
-                                }
-                                return;
-                            }
-                            // ECONNABORTED and friends: that client is gone, go on.
-                            _ => debug!(target: "fulcrum::proxy", "accept: {e}"),
+                        if is_local_shortage(&e) {
+                            self.out_of_descriptors("accept", &e);
+                            return;
                         }
+                        // ECONNABORTED and friends: that client is gone, go on.
+                        debug!(target: "fulcrum::proxy", "accept: {e}");
                     }
                 }
             }
@@ -360,7 +357,12 @@ impl Worker {
 
     /// Starts connect attempt `attempt` to the connection's current node.
     fn connect(&mut self, key: usize, attempt: u32) {
-        let deadline = self.now + self.cfg.connect_timeout;
+        self.connect_until(key, attempt, self.now + self.cfg.connect_timeout);
+    }
+
+    /// [`Self::connect`] with the attempt's deadline given: a retry after a descriptor
+    /// shortage keeps the deadline of the first try.
+    fn connect_until(&mut self, key: usize, attempt: u32, deadline: Instant) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -383,9 +385,60 @@ impl Worker {
                 self.timers
                     .push(Reverse((deadline, key, c.serial, attempt)));
             }
+            Err(e) if is_local_shortage(&e) => {
+                // Our descriptors (or memory) ran out, not the node: undo the count, keep
+                // the client waiting, and stop taking new clients for a moment.
+                c.node.counters.active.fetch_sub(1, Ordering::Relaxed);
+                c.node.counters.total.fetch_sub(1, Ordering::Relaxed);
+                self.fd_wait.push((key, c.serial, attempt, deadline));
+                // Counted as a connect failure of the distributor, not of the node.
+                self.shared
+                    .stats
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.out_of_descriptors("node socket", &e);
+            }
             Err(e) => {
                 debug!(target: "fulcrum::proxy", "connect {}: {e}", c.node.addr());
                 self.connect_failed(key, "connect");
+            }
+        }
+    }
+
+    /// Descriptor or memory exhaustion: pause accepting for [`ACCEPT_PAUSE`] and say so,
+    /// at most once a second.
+    fn out_of_descriptors(&mut self, what: &str, e: &io::Error) {
+        self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
+        if self
+            .last_accept_warn
+            .is_none_or(|t| self.now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last_accept_warn = Some(self.now);
+            warn!(target: "fulcrum::proxy",
+                "worker={} {what} failed: {e}; pausing accept for {:?} (open connections={}, waiting for a descriptor={})",
+                self.id, ACCEPT_PAUSE, self.conns.len(), self.fd_wait.len());
+        }
+    }
+
+    /// Retries the node sockets that could not be created; gives up (client reset, node
+    /// not blamed) once a client has waited its connect timeout.
+    fn retry_fd_wait(&mut self) {
+        if self.fd_wait.is_empty() {
+            return;
+        }
+        for (key, serial, attempt, give_up) in std::mem::take(&mut self.fd_wait) {
+            let waiting = self.conns.get(key).is_some_and(|c| {
+                c.serial == serial
+                    && c.server.is_none()
+                    && matches!(c.phase, Phase::Connecting { attempt: a } if a == attempt)
+            });
+            if !waiting {
+                continue;
+            }
+            if self.now >= give_up {
+                self.close(key, End::ConnectFailed);
+            } else {
+                self.connect_until(key, attempt, give_up);
             }
         }
     }
@@ -608,6 +661,14 @@ impl Worker {
             debug!(target: "fulcrum::proxy", "worker={} draining, {} open", self.id, self.conns.len());
         }
     }
+}
+
+/// Errors that mean this process (or host) is out of descriptors or socket memory.
+fn is_local_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Closes with RST instead of FIN: the client must see a failure, not an empty success.
