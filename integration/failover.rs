@@ -466,12 +466,25 @@ fn forgeries(lb1_node_id: u32) -> Vec<Vec<u8>> {
     out
 }
 
-/// Sends every datagram to lb2 every 20 ms for `total` from the attacker namespace.
+/// Sends every datagram to lb2 every 20 ms for `total` from the attacker namespace,
+/// twice: from the attacker's own address, and with lb1's address forged as the source
+/// (IP_TRANSPARENT lets a root socket send from an address that is not local), as
+/// anyone on the segment can.
 fn attack(ns: &str, datagrams: Vec<Vec<u8>>, total: Duration) -> usize {
     let ns = ns.to_string();
     thread::spawn(move || {
         enter_ns(&ns);
-        let sock = UdpSocket::bind(("10.99.0.30", 0)).expect("attacker socket");
+        let own = UdpSocket::bind(("10.99.0.30", 0)).expect("attacker socket");
+        let spoofed = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .expect("attacker socket");
+        spoofed.set_ip_transparent(true).expect("IP_TRANSPARENT");
+        let lb1: SocketAddr = "10.99.0.11:0".parse().unwrap();
+        spoofed.bind(&lb1.into()).expect("bind lb1's address");
+        let spoofed = UdpSocket::from(spoofed);
         let end = Instant::now() + total;
         let mut sent = 0;
         for _ in 0..1000 {
@@ -479,8 +492,10 @@ fn attack(ns: &str, datagrams: Vec<Vec<u8>>, total: Duration) -> usize {
                 break;
             }
             for d in &datagrams {
-                if sock.send_to(d, ("10.99.0.12", HA_PORT)).is_ok() {
-                    sent += 1;
+                for sock in [&own, &spoofed] {
+                    if sock.send_to(d, ("10.99.0.12", HA_PORT)).is_ok() {
+                        sent += 1;
+                    }
                 }
             }
             thread::sleep(Duration::from_millis(20));
@@ -548,6 +563,10 @@ fn forged_and_replayed_adverts_cannot_take_the_vip() {
     assert_eq!(role_changes(&log, "master"), 1, "lb2:\n{log}");
     assert_eq!(role_changes(&log, "backup"), 1, "lb2 stepped down:\n{log}");
     assert!(pair.holds_vip("lb2"));
+    assert!(
+        refused(&log, "unknown_source=") > 0,
+        "no stranger refused:\n{log}"
+    );
     assert!(refused(&log, "replayed=") > 0, "no replay refused:\n{log}");
     assert!(refused(&log, "bad_mac=") > 0, "no forgery refused:\n{log}");
     assert!(requests(&pair.lab.ns("client"), 5)

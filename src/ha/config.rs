@@ -77,7 +77,8 @@ pub struct HaArgs {
     /// (repeatable). Turns failover on; needs --interface, --peer and --ha-key-file.
     #[arg(long = "vip", value_parser = parse_vip, requires_all = ["interface", "peer", "ha_key_file"])]
     pub vip: Vec<Vip>,
-    /// Failover peer to send adverts to: IP or IP:PORT (repeatable; unicast).
+    /// Failover peer: adverts go to it and are accepted only from its address. IP or
+    /// IP:PORT (repeatable; unicast).
     #[arg(long = "peer", value_parser = parse_peer, requires = "vip")]
     pub peer: Vec<PeerArg>,
     /// UDP port adverts are sent to and received on.
@@ -374,10 +375,16 @@ mod tests {
         Ok(a)
     }
 
+    /// Written once per test process and never removed: tests run in parallel threads,
+    /// and rewriting or removing the file while another test reads it fails that test.
     fn key_file() -> String {
-        let path = std::env::temp_dir().join(format!("fulcrum-ha-key-{}", std::process::id()));
-        std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
-        path.display().to_string()
+        static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PATH.get_or_init(|| {
+            let path = std::env::temp_dir().join(format!("fulcrum-ha-key-{}", std::process::id()));
+            std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+            path.display().to_string()
+        })
+        .clone()
     }
 
     #[test]
@@ -438,7 +445,6 @@ mod tests {
                 .unwrap()
                 .preempt
         );
-        let _ = std::fs::remove_file(&key);
     }
 
     #[test]
@@ -514,7 +520,6 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("at least 16"), "{e}");
         let _ = std::fs::remove_file(&short);
-        let _ = std::fs::remove_file(&key);
     }
 
     #[test]

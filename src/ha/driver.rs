@@ -5,7 +5,8 @@
 //! the VIPs ([`crate::ha::vip`]), the AF_PACKET socket for gratuitous ARP
 //! ([`crate::ha::garp`]) and the state-sync reassembly ([`crate::ha::sync`]).
 //!
-//! Per datagram: [`wire::parse`] (MAC first) → [`ReplayGuard::accept`] → state sync or
+//! Per datagram: source address among the `--peer`s (as keepalived checks its unicast
+//! peers; cheap, before any hashing) → [`wire::parse`] (MAC first) → [`ReplayGuard::accept`] → state sync or
 //! [`Machine::peer_advert`] → [`Machine::on_advert`]. Anything refused is counted in
 //! [`HaInfo::rejected`] and logged at most once per second; nothing read from the
 //! network can panic here. The machine's actions are carried out in the order it
@@ -77,6 +78,8 @@ impl RateLog {
 /// Why a datagram was refused.
 #[derive(Debug)]
 enum Refused {
+    /// The source address is not one of the configured peers.
+    UnknownSource,
     /// Parse, MAC or replay check.
     Wire(wire::WireError),
     /// An authenticated state-sync payload that does not decode.
@@ -86,6 +89,7 @@ enum Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Refused::UnknownSource => f.write_str("source is not a configured --peer"),
             Refused::Wire(e) => e.fmt(f),
             Refused::Sync(e) => e.fmt(f),
         }
@@ -95,6 +99,7 @@ impl std::fmt::Display for Refused {
 /// Refusals by class since the last report line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct RefusedCounts {
+    unknown_source: u64,
     bad_mac: u64,
     replayed: u64,
     malformed: u64,
@@ -104,6 +109,7 @@ struct RefusedCounts {
 impl RefusedCounts {
     fn count(&mut self, why: &Refused) {
         let slot = match why {
+            Refused::UnknownSource => &mut self.unknown_source,
             Refused::Wire(wire::WireError::BadMac) => &mut self.bad_mac,
             Refused::Wire(wire::WireError::Replayed { .. }) => &mut self.replayed,
             Refused::Wire(_) => &mut self.malformed,
@@ -418,8 +424,8 @@ impl HaDriver {
         if self.reject_log.allow(now).is_some() {
             let r = std::mem::take(&mut self.refused);
             warn!(target: "fulcrum::ha",
-                "datagram from {from} refused: {why}; since the last report: bad_mac={} replayed={} malformed={} bad_sync={} (rejected={} total)",
-                r.bad_mac, r.replayed, r.malformed, r.bad_sync, self.rejected);
+                "datagram from {from} refused: {why}; since the last report: unknown_source={} bad_mac={} replayed={} malformed={} bad_sync={} (rejected={} total)",
+                r.unknown_source, r.bad_mac, r.replayed, r.malformed, r.bad_sync, self.rejected);
         }
     }
 
@@ -447,6 +453,11 @@ impl HaDriver {
     }
 
     fn on_datagram(&mut self, plane: &mut Plane, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        // Addresses can be forged on a shared segment, so this is a filter, not the
+        // authentication (the MAC is); it keeps strangers' datagrams away from HMAC.
+        if !self.cfg.peers.iter().any(|p| p.ip() == from.ip()) {
+            return self.reject(now, from, Refused::UnknownSource);
+        }
         let advert = match wire::parse(bytes, self.cfg.key.bytes()) {
             Ok(a) => a,
             Err(e) => return self.reject(now, from, Refused::Wire(e)),
@@ -675,6 +686,7 @@ mod tests {
     #[test]
     fn refusals_are_counted_by_class() {
         let mut c = RefusedCounts::default();
+        c.count(&Refused::UnknownSource);
         c.count(&Refused::Wire(wire::WireError::BadMac));
         c.count(&Refused::Wire(wire::WireError::Truncated));
         c.count(&Refused::Wire(wire::WireError::Replayed {
@@ -687,6 +699,7 @@ mod tests {
         assert_eq!(
             c,
             RefusedCounts {
+                unknown_source: 1,
                 bad_mac: 2,
                 replayed: 1,
                 malformed: 1,
