@@ -285,6 +285,21 @@ fn remove_node_drains_inflight_transfer_then_disappears() {
     assert!(ctl
         .ok(&format!("remove node {}", b.addr))
         .contains("draining"));
+    let row = ctl
+        .ok("show nodes")
+        .lines()
+        .find(|l| l.starts_with(&b.addr.to_string()))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(row.contains("removing"), "shown as removing: {row}");
+    let json = ctl.ok("show nodes --json");
+    assert!(
+        json.contains(&format!(
+            r#""addr":"{}","weight":1,"effective_weight":1,"backup":false,"maxconn":0,"admin":"drain","removing":true"#,
+            b.addr
+        )),
+        "{json}"
+    );
     let before = b.count();
     for _ in 0..5 {
         assert_eq!(fetch(addr).unwrap().trim(), "a");

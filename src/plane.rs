@@ -31,6 +31,8 @@ pub struct NodeInfo {
     pub last_check: Option<(bool, String, Instant, Option<std::time::Duration>)>,
     /// The node agent's last reported state, if an agent is expected.
     pub agent: Option<String>,
+    /// `remove node` was run: draining, leaves the pool once idle or at its deadline.
+    pub removing: bool,
 }
 
 impl NodeInfo {

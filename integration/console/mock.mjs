@@ -32,7 +32,7 @@ if (opts.readOnly) opts.token = null;
 const started = Date.now();
 const stats = { scheduler: 'rr', enabled: true, total: 0, refused_disabled: 0, no_node: 0 };
 const node = (addr, weight, extra = {}) => ({
-  addr, weight, effective_weight: weight, backup: false, maxconn: 0, admin: 'ready', health: 'up',
+  addr, weight, effective_weight: weight, backup: false, maxconn: 0, admin: 'ready', removing: false, health: 'up',
   agent: null, active: 0, total: 0, bytes_in: 0, bytes_out: 0, connect_failures: 0,
   checkedAt: Date.now(), check: { ok: true, detail: 'connected', rtt_us: 180 }, ...extra,
 });

@@ -179,6 +179,7 @@ impl Executor {
                     .find(*addr)
                     .ok_or_else(|| format!("no node {addr}"))?;
                 node.set_admin(AdminState::Drain);
+                plane.info.entry(*addr).or_default().removing = true;
                 let deadline = now + plane.cfg.remove_deadline;
                 self.removing.push((*addr, deadline));
                 Ok(format!(
@@ -273,6 +274,7 @@ pub fn nodes(plane: &Plane, now: Instant) -> Vec<NodeSnapshot> {
                 connect_failures: c.connect_failures.load(Ordering::Relaxed),
                 last_check: info.and_then(|i| i.check_snapshot(now)),
                 agent: info.and_then(|i| i.agent.clone()),
+                removing: info.is_some_and(|i| i.removing),
             }
         })
         .collect()

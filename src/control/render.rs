@@ -131,7 +131,11 @@ fn table_row(n: &NodeSnapshot) -> [String; 10] {
     [
         node,
         weight,
-        n.admin.to_string(),
+        if n.removing {
+            "removing".to_owned() // admin is drain until the node leaves the pool
+        } else {
+            n.admin.to_string()
+        },
         n.health.to_string(),
         n.active.to_string(),
         n.total.to_string(),
@@ -280,7 +284,8 @@ impl<'a> JsonObject<'a> {
 ///
 /// `addr` (string, `"[::1]:80"` for IPv6), `weight`, `effective_weight`,
 /// `backup` (bool), `maxconn` (0 = no limit), `admin` (`"ready"`, `"drain"`,
-/// `"maint"`), `health` (`"up"`, `"warning"`, `"down"`), `active`, `total`,
+/// `"maint"`), `removing` (bool: `remove node` ran; `admin` is `"drain"` until the node
+/// leaves the pool), `health` (`"up"`, `"warning"`, `"down"`), `active`, `total`,
 /// `bytes_in`, `bytes_out`, `connect_failures`, `last_check` (`null` or an
 /// object with `ok` (bool), `detail` (string), `age_ms`, `rtt_us` (number or
 /// `null`)). Counters are unsigned integers and may exceed 2^53.
@@ -297,6 +302,7 @@ pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
         o.bool("backup", n.backup);
         o.num("maxconn", n.maxconn.into());
         o.str("admin", n.admin.as_str());
+        o.bool("removing", n.removing);
         o.str("health", n.health.as_str());
         o.num("active", n.active);
         o.num("total", n.total);
@@ -697,6 +703,7 @@ mod tests {
                 backup: false,
                 maxconn: 0,
                 admin: AdminState::Ready,
+                removing: false,
                 health: HealthState::Up,
                 active: 3,
                 total: 120,
@@ -718,6 +725,7 @@ mod tests {
                 backup: true,
                 maxconn: 100,
                 admin: AdminState::Drain,
+                removing: true,
                 health: HealthState::Warning,
                 active: 0,
                 total: 7,
@@ -758,9 +766,9 @@ mod tests {
     #[test]
     fn table_is_aligned() {
         let want = "\
-NODE                       WEIGHT  ADMIN  HEALTH   ACTIVE  TOTAL     IN   OUT  FAIL  CHECK
-10.0.0.1:8080                  10  ready  up            3    120  12.5K  1.2M     0  ok 1.2s ago rtt 412us: connected
-[2001:db8::2]:80 (backup)     2/5  drain  warning       0      7     42     0     2  -
+NODE                       WEIGHT  ADMIN     HEALTH   ACTIVE  TOTAL     IN   OUT  FAIL  CHECK
+10.0.0.1:8080                  10  ready     up            3    120  12.5K  1.2M     0  ok 1.2s ago rtt 412us: connected
+[2001:db8::2]:80 (backup)     2/5  removing  warning       0      7     42     0     2  -
 ";
         assert_eq!(nodes_table(&nodes()), want);
         assert_eq!(
@@ -802,11 +810,11 @@ NODE                       WEIGHT  ADMIN  HEALTH   ACTIVE  TOTAL     IN   OUT  F
     fn nodes_json_exact() {
         let want = concat!(
             r#"[{"addr":"10.0.0.1:8080","weight":10,"effective_weight":10,"backup":false,"#,
-            r#""maxconn":0,"admin":"ready","health":"up","active":3,"total":120,"#,
+            r#""maxconn":0,"admin":"ready","removing":false,"health":"up","active":3,"total":120,"#,
             r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"agent":null,"#,
             r#""last_check":{"ok":true,"detail":"connected","age_ms":1234,"rtt_us":412}},"#,
             r#"{"addr":"[2001:db8::2]:80","weight":5,"effective_weight":2,"backup":true,"#,
-            r#""maxconn":100,"admin":"drain","health":"warning","active":0,"total":7,"#,
+            r#""maxconn":100,"admin":"drain","removing":true,"health":"warning","active":0,"total":7,"#,
             r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"agent":"overloaded","last_check":null}]"#,
         );
         assert_eq!(nodes_json(&nodes()), want);

@@ -44,6 +44,8 @@ pub struct NodeSnapshot {
     pub maxconn: u32,
     /// Operator intent.
     pub admin: AdminState,
+    /// Being removed (`remove node`): `admin` is drain until it leaves the pool.
+    pub removing: bool,
     /// Observed health.
     pub health: HealthState,
     /// Connections open now.
