@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # direct.sh -- benchmark of fulcrum's direct-routing mode in a network-namespace lab.
 #
-# Builds its own lab (namespaces fdb<PID>-*: bridge, client, lb1, srv1, srv2; VIP on the
+# Builds its own lab (tools/bench/lab.sh; namespaces fdb<PID>-*: bridge, client, lb1, srv1, srv2; VIP on the
 # nodes' lo with arp_ignore=1/arp_announce=2, as in netlab/lab.sh), starts nginx on the
 # nodes and `fulcrum serve --mode direct` on lb1, then runs each workload twice:
 #   via  = client -> VIP -> fulcrum (lb1) -> node, replies node -> client
@@ -42,58 +42,34 @@ for t in wrk iperf3 nginx ethtool ip; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
 done
 
-P="fdb$$"
-TMP=$(mktemp -d "/tmp/$P.XXXX")
+LAB="fdb$$"
+TMP=$(mktemp -d "/tmp/$LAB.XXXX")
 VIP=10.99.0.100
 HOSTS="client lb1 srv1 srv2"
 declare -A IP=([client]=10.99.0.10 [lb1]=10.99.0.11 [srv1]=10.99.0.21 [srv2]=10.99.0.22)
 declare -A MAC=([client]=02:99:00:00:00:10 [lb1]=02:99:00:00:00:11 [srv1]=02:99:00:00:00:21 [srv2]=02:99:00:00:00:22)
 PIDS=()
+. "$ROOT/tools/bench/lab.sh"
 
 log() { printf '[direct.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
-nsx() { local h=$1; shift; ip netns exec "$P-$h" "$@"; }
 
 cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   sleep 0.5
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for h in br $HOSTS; do
-    ip netns list | awk '{print $1}' | grep -qx "$P-$h" || continue
-    for p in $(ip netns pids "$P-$h" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    ip netns del "$P-$h"
-  done
+  lab_down
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-lab_up() {
-  ip netns add "$P-br"
-  ip -n "$P-br" link set lo up
-  ip -n "$P-br" link add br0 type bridge stp_state 0 mcast_snooping 0
-  ip -n "$P-br" link set br0 up
-  nsx br sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null || true
-  for h in $HOSTS; do
-    ip netns add "$P-$h"
-    for kv in net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
-              net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
-              net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 \
-              "net.ipv4.ip_local_port_range=1024 65000" net.ipv4.tcp_tw_reuse=1; do
-      nsx "$h" sysctl -qw "$kv"
-    done
-    ip -n "$P-br" link add "p-$h" type veth peer name eth0 netns "$P-$h"
-    ip -n "$P-$h" link set eth0 address "${MAC[$h]}"
-    ip -n "$P-br" link set "p-$h" master br0
-    ip -n "$P-br" link set "p-$h" up
-    ip -n "$P-$h" link set lo up
-    ip -n "$P-$h" link set eth0 up
-    ip -n "$P-$h" addr add "${IP[$h]}/24" dev eth0
-  done
+lab_up_direct() {
+  lab_up "net.ipv4.ip_local_port_range=1024 65000" net.ipv4.tcp_tw_reuse=1
   for h in srv1 srv2; do
     nsx "$h" sysctl -qw net.ipv4.conf.all.arp_ignore=1
     nsx "$h" sysctl -qw net.ipv4.conf.all.arp_announce=2
-    ip -n "$P-$h" addr add "$VIP/32" dev lo
+    ip -n "$(ns "$h")" addr add "$VIP/32" dev lo
   done
 }
 
@@ -109,8 +85,8 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 60;
 EOF
   # `ip netns exec` execs the command, so $! is the server's own PID (a shell function
   # in the background would give a subshell's).
-  ip netns exec "$P-$h" nginx -c "$d/nginx.conf" -e "$d/error.log" & PIDS+=($!)
-  ip netns exec "$P-$h" iperf3 -s -p 5201 >/dev/null 2>&1 & PIDS+=($!)
+  ip netns exec "$(ns "$h")" nginx -c "$d/nginx.conf" -e "$d/error.log" & PIDS+=($!)
+  ip netns exec "$(ns "$h")" iperf3 -s -p 5201 >/dev/null 2>&1 & PIDS+=($!)
 }
 
 FUL=""
@@ -118,7 +94,7 @@ fulcrum_up() { # backends...
   local args=(serve --mode direct --interface eth0 --listen "$VIP:$1" --check none --drain-timeout 1s)
   shift
   for b in "$@"; do args+=(--backend "$b"); done
-  RUST_LOG=warn ip netns exec "$P-lb1" "$BIN" "${args[@]}" >>"$TMP/fulcrum.log" 2>&1 & FUL=$!
+  RUST_LOG=warn ip netns exec "$(ns lb1)" "$BIN" "${args[@]}" >>"$TMP/fulcrum.log" 2>&1 & FUL=$!
   PIDS+=("$FUL")
   sleep 0.5
   kill -0 "$FUL" || { cat "$TMP/fulcrum.log" >&2; exit 1; }
@@ -170,8 +146,8 @@ run_one() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-log "lab $P up"
-lab_up
+log "lab $LAB up"
+lab_up_direct
 nginx_up srv1
 nginx_up srv2
 sleep 0.5
@@ -179,7 +155,7 @@ RESULTS="$TMP/results"
 : > "$RESULTS"
 for w in close ka bulk; do
   if [ "$w" = bulk ]; then
-    ip netns exec "$P-br" ethtool -K p-lb1 tx off tso off gso off >/dev/null 2>&1 || true
+    nsx br ethtool -K p-lb1 tx off tso off gso off >/dev/null 2>&1 || true
     fulcrum_up 5201 "${IP[srv1]}:5201"
   else
     fulcrum_up 80 "${IP[srv1]}:80" "${IP[srv2]}:80"

@@ -3,7 +3,7 @@
 #
 #   tools/bench/failover.sh [RUNS]        (root; RUNS per scenario, default 3, at most 10)
 #
-# Lab (network namespaces named fb<PID>-*, created here and always deleted on exit):
+# Lab (tools/bench/lab.sh; namespaces fb<PID>-*, created here and always deleted on exit):
 # client 10.99.0.10, lb1 .11 (priority 200), lb2 .12 (priority 100), srv1 .21 (nginx),
 # VIP 10.99.0.100/24 — addresses that exist only inside these namespaces.
 # Scenario fulcrum: `fulcrum serve --vip ...` on lb1 and lb2 (proxy on VIP:80).
@@ -27,55 +27,25 @@ done
 BIN=target/release/fulcrum
 [ -x $BIN ] || cargo build --release --quiet
 
-ID=fb$$
+LAB=fb$$
 DIR=$(mktemp -d /tmp/fulcrum-failover-bench.XXXXXX)
 VIP=10.99.0.100
 HOSTS="client lb1 lb2 srv1"
 declare -A IP=([client]=10.99.0.10 [lb1]=10.99.0.11 [lb2]=10.99.0.12 [srv1]=10.99.0.21)
 declare -A MAC=([client]=02:99:00:00:00:10 [lb1]=02:99:00:00:00:11 [lb2]=02:99:00:00:00:12 [srv1]=02:99:00:00:00:21)
-PIDS=()
-
-ns() { echo "$ID-$1"; }
-nsx() { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
-
-kill_ns() { # every process in one namespace, by PID
-  local n; n=$(ns "$1")
-  for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-  for _ in $(seq 50); do [ -z "$(ip netns pids "$n" 2>/dev/null)" ] && return 0; sleep 0.02; done
-}
+PIDS=() # started with `ip netns exec CMD &`, which execs: $! is CMD's own PID
+. tools/bench/lab.sh
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  for h in br $HOSTS; do
-    ip netns list | awk '{print $1}' | grep -qx "$(ns $h)" || continue
-    kill_ns "$h"
-    ip netns del "$(ns $h)"
-  done
+  wait "${PIDS[@]}" 2>/dev/null || true # reap them quietly
+  lab_down
   if [ -n "${KEEP_LOGS:-}" ]; then echo "logs kept in $DIR" >&2; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 
 up() {
-  ip netns add "$(ns br)"
-  ip -n "$(ns br)" link set lo up
-  ip -n "$(ns br)" link add br0 type bridge stp_state 0 mcast_snooping 0
-  ip -n "$(ns br)" link set br0 up
-  for h in $HOSTS; do
-    local n; n=$(ns $h)
-    ip netns add "$n"
-    for kv in net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
-              net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
-              net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0; do
-      ip netns exec "$n" sysctl -qw "$kv"
-    done
-    ip -n "$(ns br)" link add "p-$h" type veth peer name eth0 netns "$n"
-    ip -n "$n" link set eth0 address "${MAC[$h]}"
-    ip -n "$(ns br)" link set "p-$h" master br0
-    ip -n "$(ns br)" link set "p-$h" up
-    ip -n "$n" link set lo up
-    ip -n "$n" link set eth0 up
-    ip -n "$n" addr add "${IP[$h]}/24" dev eth0
-  done
+  lab_up
   mkdir -p "$DIR/nginx"
   cat >"$DIR/nginx/nginx.conf" <<EOF
 daemon off; master_process off; worker_processes 1; pid $DIR/nginx/nginx.pid;
@@ -85,13 +55,13 @@ http { access_log off; client_body_temp_path $DIR/nginx/b; proxy_temp_path $DIR/
   fastcgi_temp_path $DIR/nginx/f; uwsgi_temp_path $DIR/nginx/u; scgi_temp_path $DIR/nginx/s;
   server { listen ${IP[srv1]}:80; location / { return 200 "srv1\n"; } } }
 EOF
-  nsx srv1 nginx -p "$DIR/nginx" -e "$DIR/nginx/error.log" -c "$DIR/nginx/nginx.conf" &
+  ip netns exec "$(ns srv1)" nginx -p "$DIR/nginx" -e "$DIR/nginx/error.log" -c "$DIR/nginx/nginx.conf" &
   PIDS+=($!)
   head -c 32 /dev/urandom | base64 >"$DIR/ha.key"
 }
 
 start_fulcrum_ha() { # lb priority peer interval
-  nsx "$1" env RUST_LOG=info $BIN serve --listen $VIP:80 --backend ${IP[srv1]}:80 --workers 1 \
+  ip netns exec "$(ns "$1")" env RUST_LOG=info $BIN serve --listen $VIP:80 --backend ${IP[srv1]}:80 --workers 1 \
     --vip $VIP/24 --interface eth0 --peer "$3" --ha-key-file "$DIR/ha.key" --priority "$2" \
     --advert-interval "$4" >>"$DIR/$1.log" 2>&1 &
   PIDS+=($!)
@@ -115,10 +85,10 @@ vrrp_instance VI_1 {
   virtual_ipaddress { $VIP/24 dev eth0 }
 }
 EOF
-  nsx "$1" keepalived -n -l -P -f "$conf" -p "$DIR/ka-$1.pid" -r "$DIR/ka-$1-vrrp.pid" \
+  ip netns exec "$(ns "$1")" keepalived -n -l -P -f "$conf" -p "$DIR/ka-$1.pid" -r "$DIR/ka-$1-vrrp.pid" \
     -c "$DIR/ka-$1-chk.pid" -b "$DIR/ka-$1-bfd.pid" >>"$DIR/$1.log" 2>&1 &
   PIDS+=($!)
-  nsx "$1" env RUST_LOG=warn $BIN serve --listen 0.0.0.0:80 --backend ${IP[srv1]}:80 --workers 1 \
+  ip netns exec "$(ns "$1")" env RUST_LOG=warn $BIN serve --listen 0.0.0.0:80 --backend ${IP[srv1]}:80 --workers 1 \
     >>"$DIR/$1-proxy.log" 2>&1 &
   PIDS+=($!)
 }
