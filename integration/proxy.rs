@@ -286,6 +286,7 @@ fn bad_flags_exit_2_naming_flag_and_value() {
         ),
         (&["--listen", "127.0.0.1"], &["--listen", "127.0.0.1"]),
         (&["--workers", "0"], &["--workers", "0"]),
+        (&["--send-proxy", "v3"], &["--send-proxy", "v3"]),
     ];
     for (extra, needles) in cases {
         let mut args = vec![
@@ -504,4 +505,140 @@ fn second_distributor_on_the_same_port_is_refused() {
         "the first one is unaffected"
     );
     drop(p);
+}
+
+/// nginx on loopback whose listener requires the PROXY protocol; it answers with the
+/// client address and port the header carried, and the server address it names.
+struct ProxyProtocolNginx {
+    child: std::process::Child,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+}
+
+impl ProxyProtocolNginx {
+    fn start() -> ProxyProtocolNginx {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("fulcrum-ppng-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
+             http {{\n  log_format checks '$http_user_agent';\n  access_log {d}/access.log checks;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             server {{\n    listen 127.0.0.1:{port} proxy_protocol;\n    keepalive_timeout 0;\n\
+             location / {{ default_type text/plain; return 200 \"$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port\\n\"; }}\n  }}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx (apt-get install nginx)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || TcpStream::connect(addr).is_ok()),
+            "nginx did not listen on {addr}"
+        );
+        ProxyProtocolNginx { child, addr, dir }
+    }
+
+    /// Requests nginx served to fulcrum's HTTP health check.
+    fn checks_served(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("fulcrum-check"))
+            .count()
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyProtocolNginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One HTTP/1.0 GET through `addr` from a socket bound to `from` (port chosen by the
+/// kernel); returns the body and the client port used.
+fn get_from(from: std::net::IpAddr, addr: SocketAddr) -> (String, u16) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut s = TcpStream::from(s);
+    let port = s.local_addr().unwrap().port();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (body, port)
+}
+
+#[test]
+fn send_proxy_tells_nginx_the_client_address_and_checks_pass() {
+    for version in ["v1", "v2"] {
+        let ng = ProxyProtocolNginx::start();
+        // HTTP checks every 100 ms; with warn=1 a single refused check would show.
+        let (p, addr) = start_fulcrum(
+            &[ng.addr],
+            &[
+                "--send-proxy",
+                version,
+                "--check",
+                "http:/",
+                "--check-interval",
+                "100ms",
+                "--warn",
+                "1",
+                "--fall",
+                "2",
+            ],
+        );
+        let client_ip: std::net::IpAddr = "127.0.0.7".parse().unwrap();
+        for _ in 0..3 {
+            let (body, port) = get_from(client_ip, addr);
+            assert_eq!(
+                body.trim(),
+                format!("127.0.0.7 {port} 127.0.0.1 {}", addr.port()),
+                "{version}: the node sees the client, not the distributor; nginx:\n{}",
+                ng.error_log()
+            );
+        }
+        // Checks, each with a LOCAL header first, reach nginx's HTTP stage and pass.
+        assert!(
+            eventually(Duration::from_secs(5), || ng.checks_served() >= 5),
+            "{version}: {} checks served; nginx:\n{}\nfulcrum:\n{}",
+            ng.checks_served(),
+            ng.error_log(),
+            p.log()
+        );
+        let log = p.log();
+        assert!(
+            !log.contains("warning") && !log.contains("down"),
+            "{version}: health checks failed:\n{log}"
+        );
+        assert!(
+            !ng.error_log().contains("broken header"),
+            "{version}: nginx refused a header:\n{}",
+            ng.error_log()
+        );
+        assert!(log.contains(&format!("send_proxy={version}")), "{log}");
+    }
 }

@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// Relay bulk data with splice(2) through a per-connection pipe once a read fills the buffer.
     #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
     pub splice: bool,
+    /// Send each node a PROXY protocol header (v1 text or v2 binary) before the client's
+    /// data, so it sees the client's address; HTTP checks then send a LOCAL header.
+    #[arg(long, value_name = "v1|v2", value_parser = crate::proxy::proxy_protocol::parse_version)]
+    pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
     /// Active health check: none, tcp (connect) or http[:PATH] (GET, default path /).
     #[arg(long, default_value = "tcp", value_parser = parse_check)]
     pub check: CheckKind,
@@ -259,6 +263,13 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
         .interface
         .clone()
         .ok_or("--mode direct needs --interface IFACE (where frames for the VIP arrive)")?;
+    if a.send_proxy.is_some() {
+        return Err(
+            "--send-proxy is for proxy mode: in direct mode the node receives the \
+                    client's own packets and sees its address"
+                .into(),
+        );
+    }
     let (vip, port) = match a.listen.as_slice() {
         [SocketAddr::V4(v)] => (*v.ip(), v.port()),
         _ => {
@@ -375,6 +386,8 @@ pub struct ServeConfig {
     pub backlog: u32,
     /// Use splice(2) for bulk transfers.
     pub splice: bool,
+    /// PROXY protocol header sent to nodes (proxy mode).
+    pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
     /// Bind listeners with IP_FREEBIND (the address may not be local yet: a backup's VIP).
     pub freebind: bool,
     /// Health checks and node agents.
@@ -486,6 +499,7 @@ impl ServeConfig {
             seed: a.check_seed,
             slow_start: a.slow_start,
             agent,
+            send_proxy: a.send_proxy,
         };
         let http_token = match &a.http_token_file {
             Some(p) if a.http.is_none() => {
@@ -524,6 +538,7 @@ impl ServeConfig {
             drain_timeout: a.drain_timeout,
             backlog: a.backlog,
             splice: a.splice,
+            send_proxy: a.send_proxy,
             // A backup binds the VIP before it owns it, so takeover needs no re-bind.
             freebind: ha.is_some(),
             notify: a.notify,
@@ -551,7 +566,10 @@ impl ServeConfig {
             })
             .collect();
         let mode = match &self.mode {
-            ForwardMode::Proxy => "proxy".to_string(),
+            ForwardMode::Proxy => match self.send_proxy {
+                Some(v) => format!("proxy send_proxy={v}"),
+                None => "proxy".to_string(),
+            },
             ForwardMode::Direct(d) => format!("direct interface={}", d.interface),
         };
         format!(
@@ -665,8 +683,24 @@ mod tests {
         assert_eq!(d.max_flows, crate::direct::DEFAULT_MAX_FLOWS);
         let p = serve(&["--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"]).unwrap();
         assert_eq!(
-            (p.mode, p.scheduler),
-            (ForwardMode::Proxy, SchedulerKind::Rr)
+            (p.mode, p.scheduler, p.send_proxy),
+            (ForwardMode::Proxy, SchedulerKind::Rr, None)
+        );
+        let p = serve(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--backend",
+            "127.0.0.1:2",
+            "--send-proxy",
+            "v1",
+        ])
+        .unwrap();
+        assert_eq!(
+            (p.send_proxy, p.health.send_proxy),
+            (
+                Some(crate::proxy::proxy_protocol::Version::V1),
+                Some(crate::proxy::proxy_protocol::Version::V1)
+            )
         );
         for (args, needle) in [
             (
@@ -716,6 +750,21 @@ mod tests {
                     "10.0.0.21:80",
                 ],
                 "unknown mode",
+            ),
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--interface",
+                    "eth0",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                    "--send-proxy",
+                    "v2",
+                ],
+                "--send-proxy is for proxy mode",
             ),
         ] {
             let e = serve(args).unwrap_err();

@@ -85,6 +85,7 @@ impl Server {
             retries: cfg.retries,
             max_conns: cfg.max_conns,
             splice: cfg.splice,
+            send_proxy: cfg.send_proxy,
         };
         shared.sched_shared.set_seed(cfg.hash_seed);
         let workers = match &cfg.mode {

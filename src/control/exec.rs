@@ -365,6 +365,10 @@ fn config(plane: &Plane, json: bool) -> String {
         ("drain_timeout", format_duration(c.drain_timeout)),
         ("deadline", format_duration(c.remove_deadline)),
         ("splice", c.splice.to_string()),
+        (
+            "send_proxy",
+            c.send_proxy.map_or("off", |v| v.as_str()).to_owned(),
+        ),
         ("check", check),
         ("check_interval", format_duration(c.health.policy.base)),
         ("check_max_interval", format_duration(c.health.policy.max)),

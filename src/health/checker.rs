@@ -79,6 +79,8 @@ pub struct HealthConfig {
     pub slow_start: Duration,
     /// Node agents, if any.
     pub agent: Option<AgentConfig>,
+    /// Nodes expect a PROXY protocol header: HTTP checks send a LOCAL one first.
+    pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
 }
 
 /// Longest HTTP response head read from a check (the status line must fit).
@@ -284,6 +286,7 @@ impl Checker {
     fn advance(&mut self, key: usize, ev: &Event) -> Option<Result<(), FailReason>> {
         let host = self.cfg.host.clone();
         let kind = self.cfg.kind.clone();
+        let send_proxy = self.cfg.send_proxy;
         let p = self.probes.get_mut(key)?;
         loop {
             match &mut p.state {
@@ -305,6 +308,9 @@ impl Checker {
                         CheckKind::Http { path } => {
                             let host = host.clone().unwrap_or_else(|| p.node.ip().to_string());
                             let mut req = Vec::with_capacity(96 + path.len());
+                            if let Some(v) = send_proxy {
+                                crate::proxy::proxy_protocol::local(v, &mut req);
+                            }
                             build_request(path, &host, &mut req);
                             p.state = ProbeState::Sending { req, written: 0 };
                         }

@@ -8,6 +8,7 @@
 
 pub mod conn;
 pub mod pipe;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod worker;
 

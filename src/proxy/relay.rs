@@ -75,6 +75,17 @@ impl Half {
         self.pending.is_some() || self.pipe.as_ref().is_some_and(|p| p.queued > 0)
     }
 
+    /// Queues bytes of our own (a PROXY protocol header) to go to the destination before
+    /// anything read from the source. Only before the first read: nothing may be pending.
+    /// `write` appends them to a (recycled) buffer.
+    pub fn queue_first(&mut self, write: impl FnOnce(&mut Vec<u8>), spare: &mut Vec<Vec<u8>>) {
+        debug_assert!(self.pending.is_none() && self.bytes == 0);
+        let mut buf = spare.pop().unwrap_or_default();
+        buf.clear();
+        write(&mut buf);
+        self.pending = Some(Pending { buf, pos: 0 });
+    }
+
     /// Gives back the pending buffer's allocation (for reuse), if any.
     pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
         self.pending.take().map(|p| p.buf)

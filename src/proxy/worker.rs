@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{Conn, End, Phase};
+use super::proxy_protocol;
 use super::relay::Pumped;
 use super::{Observation, Shared};
 use crate::pool::Node;
@@ -55,6 +56,8 @@ pub struct WorkerConfig {
     pub max_conns: u64,
     /// splice(2) for bulk transfers.
     pub splice: bool,
+    /// PROXY protocol header to send each node before the client's data.
+    pub send_proxy: Option<proxy_protocol::Version>,
 }
 
 /// A worker's reactor and everything it owns.
@@ -531,6 +534,17 @@ impl Worker {
                     Err(_) => return self.connect_failed(key, "refused"),
                 },
                 Ok(Some(_)) | Err(_) => return self.connect_failed(key, "refused"),
+            }
+            if let Some(version) = self.cfg.send_proxy {
+                // The address the client reached (the VIP), as the node should see it.
+                let Ok(dst) = c.client.local_addr() else {
+                    return self.abort(key, End::ClientError);
+                };
+                let client = c.peer;
+                c.up.queue_first(
+                    |buf| proxy_protocol::header(version, client, dst, buf),
+                    &mut self.spare,
+                );
             }
         }
         self.drive(key);
