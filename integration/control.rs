@@ -211,14 +211,28 @@ fn drain_maint_ready_and_disable_enable() {
         let _ = s.read(&mut buf);
         let _ = s.write_all(b"b\n");
     });
-    let (_p, addr, ctl) = start(&[a.addr, b.addr], "states", &[]);
-    // One long flow to b.
+    // No health probes: they would count as connections to b.
+    let (_p, addr, ctl) = start(&[a.addr, b.addr], "states", &["--check", "none"]);
+    // One long flow to b: a answers at once, b stays silent until the client writes.
+    // (Telling them apart by what the connection itself receives, not by b's counter,
+    // which may lag behind under load.)
     let mut held = None;
     for _ in 0..4 {
-        let s = TcpStream::connect(addr).unwrap();
-        thread::sleep(Duration::from_millis(50));
-        if b.count() == 1 && held.is_none() {
-            held = Some(s);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 2];
+        match s.read(&mut buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                held = Some(s);
+                break;
+            }
+            _ => continue, // a's "a\n" (or its close): not b's flow
         }
     }
     let mut held = held.expect("a flow to b");
@@ -272,7 +286,12 @@ fn remove_node_drains_inflight_transfer_then_disappears() {
             thread::sleep(Duration::from_millis(100));
         }
     });
-    let (_p, addr, ctl) = start(&[b.addr, a.addr], "remove", &["--scheduler", "rr"]);
+    // No health probes: they would count as connections to b.
+    let (_p, addr, ctl) = start(
+        &[b.addr, a.addr],
+        "remove",
+        &["--scheduler", "rr", "--check", "none"],
+    );
     // Round-robin alternates: one of two connections is b's transfer.
     let (mut s, first) = (0..2)
         .find_map(|_| {

@@ -642,3 +642,154 @@ fn send_proxy_tells_nginx_the_client_address_and_checks_pass() {
         assert!(log.contains(&format!("send_proxy={version}")), "{log}");
     }
 }
+
+/// One request of the reload test's load: sends `g`, expects `a` back.
+fn small_request(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut out = String::new();
+    s.write_all(b"g").is_ok() && s.read_to_string(&mut out).is_ok() && out == "a"
+}
+
+#[test]
+fn reload_hands_listeners_over_without_losing_a_connection() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const BIG: usize = 1 << 20;
+    // `b` first: a 1 MiB reply trickled over ~1 s (in flight during the reload);
+    // anything else: "a".
+    let backend = Backend::start(|mut s: TcpStream| {
+        let mut first = [0u8; 1];
+        if s.read_exact(&mut first).is_err() {
+            return;
+        }
+        if first[0] == b'b' {
+            for c in pattern(9, BIG).chunks(BIG / 10) {
+                if s.write_all(c).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        } else {
+            let _ = s.write_all(b"a");
+        }
+    });
+    let sock = std::env::temp_dir().join(format!(
+        "fulcrum-reload-{}-{}.sock",
+        std::process::id(),
+        free_port()
+    ));
+    let sock_s = sock.display().to_string();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let addr: SocketAddr = listen.parse().unwrap();
+    let be = backend.addr.to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let base = [
+        "serve",
+        "--listen",
+        &listen,
+        "--backend",
+        &be,
+        "--control",
+        &sock_s,
+        "--http",
+        &http,
+    ];
+    let mut old_args = base.to_vec();
+    old_args.extend(["--workers", "2"]);
+    let mut old = spawn(&old_args, "info");
+    wait_listening(addr, &old);
+    // The in-flight transfer through the old process.
+    let mut big = TcpStream::connect(addr).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    big.write_all(b"b").unwrap();
+    let mut got = vec![0u8; 1000];
+    big.read_exact(&mut got).unwrap();
+    let reader = thread::spawn(move || {
+        let mut rest = Vec::new();
+        big.read_to_end(&mut rest).map(|_| rest)
+    });
+    // Load: two clients, back-to-back requests, bounded in count and time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+            thread::spawn(move || {
+                let end = std::time::Instant::now() + Duration::from_secs(20);
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::Relaxed) || std::time::Instant::now() > end {
+                        break;
+                    }
+                    let r = if small_request(addr) { &ok } else { &failed };
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let before = ok.load(Ordering::Relaxed);
+    let mut new_args = base.to_vec();
+    new_args.extend(["--workers", "1", "--listeners-from", &sock_s]);
+    let new = spawn(&new_args, "info");
+    // The old process drains (the transfer ends after ~1 s) and exits 0.
+    assert_eq!(
+        old.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "old:\n{}\nnew:\n{}",
+        old.log(),
+        new.log()
+    );
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    got.extend_from_slice(&reader.join().unwrap().unwrap());
+    assert_eq!(
+        sha256(&got),
+        sha256(&pattern(9, BIG)),
+        "the in-flight transfer completes byte-exact"
+    );
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("reload under load: {ok} requests, {failed} failed");
+    assert_eq!(failed, 0, "{ok} ok; new:\n{}", new.log());
+    assert!(ok > before + 20, "load kept running: {before} -> {ok}");
+    assert!(
+        old.log().contains("handed over 2 listening sockets"),
+        "{}",
+        old.log()
+    );
+    assert!(
+        new.log().contains("took 2 listening sockets"),
+        "{}",
+        new.log()
+    );
+    // The socket path is now the new process's (the old one did not remove it at exit).
+    let out = Command::new(bin())
+        .args(["ctl", "--socket", &sock_s, "show", "stats"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("workers: 1"));
+    assert!(small_request(addr));
+    // --http was shared with the old process while it drained, and is served now.
+    let mut h = TcpStream::connect(&http).unwrap();
+    h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    h.write_all(b"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    let _ = h.read_to_string(&mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.contains("\"workers\":1"),
+        "{resp}"
+    );
+    drop(new);
+    let _ = std::fs::remove_file(&sock);
+}

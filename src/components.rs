@@ -31,6 +31,7 @@ pub fn build(
             cfg.control.clone(),
             cfg.http,
             token,
+            cfg.listeners_from.as_deref(),
         )?));
     }
     if let Some(ha) = &cfg.ha {

@@ -167,6 +167,10 @@ pub struct ServeArgs {
     /// Control socket (Unix domain, created 0600) for `fulcrum ctl`.
     #[arg(long)]
     pub control: Option<std::path::PathBuf>,
+    /// Zero-downtime reload: take the listening sockets of the fulcrum serving this
+    /// control socket, start, then tell it to drain and exit (proxy mode, no --vip).
+    #[arg(long, value_name = "CONTROL_SOCKET")]
+    pub listeners_from: Option<std::path::PathBuf>,
     /// HTTP on this address (loopback!): /metrics, /api/v1/*, and the web console at /.
     #[arg(long, value_parser = parse_listen)]
     pub http: Option<SocketAddr>,
@@ -394,6 +398,8 @@ pub struct ServeConfig {
     pub health: HealthConfig,
     /// Control socket path.
     pub control: Option<std::path::PathBuf>,
+    /// Reload: the running process's control socket to take the listeners from.
+    pub listeners_from: Option<std::path::PathBuf>,
     /// HTTP listen address.
     pub http: Option<SocketAddr>,
     /// HTTP bearer token (mutations allowed when set).
@@ -511,6 +517,21 @@ impl ServeConfig {
             ),
             None => None,
         };
+        if let Some(from) = &a.listeners_from {
+            if !matches!(a.mode, ModeArg::Proxy) {
+                return Err(format!(
+                    "--listeners-from {}: reload hands over proxy-mode listeners; direct mode has none",
+                    from.display()
+                ));
+            }
+            if ha.is_some() {
+                return Err(format!(
+                    "--listeners-from {}: not with --vip (the old process would resign the VIP to the \
+                     peer); reload a failover pair by failing over to the peer instead",
+                    from.display()
+                ));
+            }
+        }
         if let Some(h) = a.http {
             if !h.ip().is_loopback() {
                 log::warn!(target: "fulcrum::config", "--http {h} is not a loopback address: protect it (firewall, token)");
@@ -519,6 +540,7 @@ impl ServeConfig {
         Ok(ServeConfig {
             health,
             control: a.control,
+            listeners_from: a.listeners_from,
             http: a.http,
             http_token,
             remove_deadline: a.deadline,
@@ -766,10 +788,50 @@ mod tests {
                 ],
                 "--send-proxy is for proxy mode",
             ),
+            (
+                &[
+                    "--mode",
+                    "direct",
+                    "--interface",
+                    "eth0",
+                    "--listen",
+                    "10.0.0.100:80",
+                    "--backend",
+                    "10.0.0.21:80",
+                    "--listeners-from",
+                    "/run/fulcrum.sock",
+                ],
+                "direct mode has none",
+            ),
         ] {
             let e = serve(args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn reload_refused_with_failover() {
+        let key = std::env::temp_dir().join(format!("fulcrum-cfg-key-{}", std::process::id()));
+        std::fs::write(&key, "0123456789abcdef0123\n").unwrap();
+        let e = serve(&[
+            "--listen",
+            "10.0.0.100:80",
+            "--backend",
+            "10.0.0.21:80",
+            "--vip",
+            "10.0.0.100/24",
+            "--interface",
+            "eth0",
+            "--peer",
+            "10.0.0.12",
+            "--ha-key-file",
+            &key.display().to_string(),
+            "--listeners-from",
+            "/run/fulcrum.sock",
+        ])
+        .unwrap_err();
+        assert!(e.contains("not with --vip"), "{e}");
+        let _ = std::fs::remove_file(&key);
     }
 
     #[test]

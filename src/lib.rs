@@ -18,5 +18,6 @@ pub mod notify;
 pub mod plane;
 pub mod pool;
 pub mod proxy;
+pub mod reload;
 pub mod scheduler;
 pub mod serve;

@@ -83,6 +83,12 @@ pub struct Plane {
     /// Admin changes received from the failover peer, to apply locally (the control
     /// component applies them without echoing them into `admin_log`).
     pub remote_admin: Vec<Command>,
+    /// Duplicates of the proxy listeners, handed to a new process on `expose listeners`
+    /// (zero-downtime reload). Dropped when draining starts, so a listener no process
+    /// accepts on does not linger with SYNs queueing on it.
+    pub listeners: Vec<std::os::fd::OwnedFd>,
+    /// `shutdown` ran on the control socket: drain and exit, as on SIGTERM.
+    pub stop_requested: bool,
 }
 
 /// A control-plane component driven by the main loop.

@@ -78,6 +78,11 @@ impl Server {
         poll.registry()
             .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNAL, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        // A reload takes the running process's listeners before anything binds.
+        let handover = match &cfg.listeners_from {
+            Some(path) => Some(crate::reload::take_listeners(path)?),
+            None => None,
+        };
         let components = crate::components::build(&cfg, &shared, &waker)?;
         let wcfg = WorkerConfig {
             connect_timeout: cfg.connect_timeout,
@@ -88,11 +93,22 @@ impl Server {
             send_proxy: cfg.send_proxy,
         };
         shared.sched_shared.set_seed(cfg.hash_seed);
-        let workers = match &cfg.mode {
+        let (handover, inherited) = match handover {
+            Some(mut h) => {
+                let ls = std::mem::take(&mut h.listeners);
+                info!(target: "fulcrum::serve", "reload: took {} listening sockets from the running process", ls.len());
+                (Some(h), ls)
+            }
+            None => (None, Vec::new()),
+        };
+        let mut workers = match &cfg.mode {
             ForwardMode::Proxy => proxy::start(
-                &cfg.listen,
-                cfg.backlog,
-                cfg.freebind,
+                proxy::ListenSpec {
+                    addrs: &cfg.listen,
+                    backlog: cfg.backlog,
+                    freebind: cfg.freebind,
+                    inherited,
+                },
                 cfg.workers,
                 &shared,
                 &wcfg,
@@ -110,6 +126,8 @@ impl Server {
             ha: None,
             admin_log: Vec::new(),
             remote_admin: Vec::new(),
+            listeners: std::mem::take(&mut workers.listener_fds),
+            stop_requested: false,
         };
         let mut server = Server {
             shared,
@@ -121,6 +139,18 @@ impl Server {
         };
         for (i, c) in server.components.iter_mut().enumerate() {
             c.register(server.poll.registry(), (i + 1) * TOKEN_SPAN)?;
+        }
+        // Serving now: the predecessor may stop. If it cannot be told, both serve the
+        // same sockets until the operator stops it (SIGTERM); nothing is lost either way.
+        if let Some(h) = handover {
+            match h.stop_old() {
+                Ok(reply) => {
+                    info!(target: "fulcrum::serve", "reload: the previous process answered: {reply}")
+                }
+                Err(e) => {
+                    warn!(target: "fulcrum::serve", "reload: could not tell the previous process to stop ({e}); stop it with SIGTERM")
+                }
+            }
         }
         Ok(server)
     }
@@ -177,6 +207,9 @@ impl Server {
                 }
             }
             self.plane.notifier.reap(now);
+            if self.plane.stop_requested && drain_deadline.is_none() {
+                self.begin_drain("shutdown command", &mut drain_deadline);
+            }
             if drain_deadline.is_some_and(|d| now >= d)
                 && !self.shared.cut_now.load(Ordering::Acquire)
             {
@@ -211,17 +244,25 @@ impl Server {
         while let Ok(Some(si)) = self.sfd.read_signal() {
             let name = Signal::try_from(si.ssi_signo as i32).map_or("signal", |s| s.as_str());
             if drain_deadline.is_none() {
-                let active = self.shared.stats.active.load(Ordering::Relaxed);
-                info!(target: "fulcrum::serve",
-                    "{name}: stopped accepting; draining {active} connections for up to {:?}",
-                    self.plane.cfg.drain_timeout);
-                self.shared.shutdown.store(true, Ordering::Release);
-                *drain_deadline = Some(Instant::now() + self.plane.cfg.drain_timeout);
+                self.begin_drain(name, drain_deadline);
             } else {
                 info!(target: "fulcrum::serve", "{name} again: closing remaining connections now");
                 self.shared.cut_now.store(true, Ordering::Release);
+                self.workers.wake_all();
             }
-            self.workers.wake_all();
         }
+    }
+
+    /// Stops accepting (workers close their listeners; so do the hand-over duplicates)
+    /// and starts the `--drain-timeout` clock.
+    fn begin_drain(&mut self, why: &str, drain_deadline: &mut Option<Instant>) {
+        let active = self.shared.stats.active.load(Ordering::Relaxed);
+        info!(target: "fulcrum::serve",
+            "{why}: stopped accepting; draining {active} connections for up to {:?}",
+            self.plane.cfg.drain_timeout);
+        self.plane.listeners.clear();
+        self.shared.shutdown.store(true, Ordering::Release);
+        *drain_deadline = Some(Instant::now() + self.plane.cfg.drain_timeout);
+        self.workers.wake_all();
     }
 }

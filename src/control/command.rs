@@ -70,6 +70,8 @@ set scheduler rr|wrr|lc|wlc|maglev   switch the scheduling algorithm
 wait drained ADDR [TIMEOUT]          wait until ADDR has no connections (e.g. 5s)
 disable                              refuse new connections
 enable                               distribute new connections again
+shutdown                             drain and exit, as on SIGTERM (control socket only)
+expose listeners                     hand the listeners to a reloading process (socket only)
 help                                 this text
 ADDR is IP:PORT (IPv6 as [::1]:80); TIMEOUT is a number with a unit: us, ms, s, m or h.
 ";

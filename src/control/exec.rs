@@ -31,7 +31,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn ok(body: impl Into<String>) -> Reply {
+    /// A success with this text.
+    pub fn ok(body: impl Into<String>) -> Reply {
         Reply {
             ok: true,
             body: body.into(),

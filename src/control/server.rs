@@ -12,9 +12,14 @@
 //! `GET /api/v1/console`, `GET /` (the console page), `POST /api/v1/command` (a command
 //! line as the body; needs `Authorization: Bearer TOKEN` — without `--http-token-file`
 //! the console is read-only).
+//!
+//! Two process commands exist on the Unix socket only, outside the command grammar (they
+//! act on the process, not on the node set, and are never synced to a failover peer):
+//! `expose listeners` hands the proxy listeners to a reloading process
+//! ([`crate::reload`]) and `shutdown` drains and exits as SIGTERM does.
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -65,7 +70,9 @@ enum Conn {
 
 /// The control component.
 pub struct ControlServer {
-    unix: Option<(UnixListener, PathBuf)>,
+    /// The Unix listener, its path, and the (device, inode) it was created as: at exit
+    /// the path is removed only if it is still ours (a reload's successor re-creates it).
+    unix: Option<(UnixListener, PathBuf, (u64, u64))>,
     http: Option<TcpListener>,
     token: Option<String>,
     conns: Slab<Conn>,
@@ -76,19 +83,27 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds the Unix socket (0600) and the HTTP listener as configured.
+    /// Binds the Unix socket (0600) and the HTTP listener as configured. `reload_from`:
+    /// the control socket of the process this one replaces; if it is `unix_path`, that
+    /// path is taken over (the old process keeps serving its accepted connections on
+    /// the unlinked inode), and the HTTP address may be shared with it while it drains.
     pub fn new(
         unix_path: Option<PathBuf>,
         http: Option<std::net::SocketAddr>,
         token: Option<String>,
+        reload_from: Option<&std::path::Path>,
     ) -> io::Result<Self> {
         let unix = match unix_path {
-            Some(p) => Some((bind_unix(&p)?, p)),
+            Some(p) => {
+                let l = bind_unix(&p, reload_from == Some(p.as_path()))?;
+                let meta = std::fs::symlink_metadata(&p)?;
+                Some((l, p, (meta.dev(), meta.ino())))
+            }
             None => None,
         };
         let http = match http {
             Some(a) => Some(
-                TcpListener::bind(a)
+                bind_http(a, reload_from.is_some())
                     .map_err(|e| io::Error::new(e.kind(), format!("--http {a}: {e}")))?,
             ),
             None => None,
@@ -116,7 +131,7 @@ impl ControlServer {
             let entry = self.conns.vacant_entry();
             let token = Token(self.base + FIRST_CONN + entry.key());
             let accepted = if unix {
-                let Some((l, _)) = self.unix.as_ref() else {
+                let Some((l, ..)) = self.unix.as_ref() else {
                     return;
                 };
                 l.accept().map(|(s, _)| Conn::Unix {
@@ -195,6 +210,28 @@ impl ControlServer {
                             crate::control::command::MAX_LINE
                         )),
                         Err(e) => Reply::error(e),
+                        Ok(l) if l.trim() == crate::reload::SHUTDOWN => {
+                            plane.stop_requested = true;
+                            warn!(target: "fulcrum::control", "{who}: shutdown");
+                            Reply::ok(format!(
+                                "stopping: draining {} connections for up to {}",
+                                plane
+                                    .shared
+                                    .stats
+                                    .active
+                                    .load(std::sync::atomic::Ordering::Relaxed),
+                                crate::duration::format_duration(plane.cfg.drain_timeout)
+                            ))
+                        }
+                        Ok(l) if l.trim() == crate::reload::EXPOSE => {
+                            match expose_listeners(plane, stream, out) {
+                                Ok(n) => {
+                                    warn!(target: "fulcrum::control", "{who}: handed over {n} listening sockets (reload)");
+                                    continue;
+                                }
+                                Err(e) => Reply::error(e),
+                            }
+                        }
                         Ok(l) => match self.exec.execute(plane, &l, who, true, now) {
                             Outcome::Reply(r) => r,
                             Outcome::Wait { addr, deadline } => {
@@ -315,13 +352,69 @@ impl Conn {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        if let Some((_, p)) = &self.unix {
-            let _ = std::fs::remove_file(p);
+        if let Some((_, p, id)) = &self.unix {
+            let ours = std::fs::symlink_metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == *id);
+            if ours {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }
 
-fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+/// Answers `expose listeners`: `listeners N` with the N listener descriptors attached.
+/// Only with nothing else queued for this client, so the descriptors ride on the first
+/// byte of their own reply.
+fn expose_listeners(
+    plane: &Plane,
+    stream: &mut UnixStream,
+    out: &mut Vec<u8>,
+) -> Result<usize, String> {
+    use std::os::fd::AsRawFd;
+    if plane.listeners.is_empty() {
+        return Err("no listeners to hand over (direct mode, or already draining)".into());
+    }
+    if plane.listeners.len() > crate::reload::MAX_LISTENERS {
+        return Err(format!(
+            "{} listeners, more than one hand-over carries ({})",
+            plane.listeners.len(),
+            crate::reload::MAX_LISTENERS
+        ));
+    }
+    if !flush(stream, out) || !out.is_empty() {
+        return Err("earlier replies are still queued; send this on a fresh connection".into());
+    }
+    let fds: Vec<std::os::fd::RawFd> = plane.listeners.iter().map(|f| f.as_raw_fd()).collect();
+    let reply = format!("listeners {}\n\n", fds.len());
+    let sent = crate::reload::send_listeners(stream.as_raw_fd(), reply.as_bytes(), &fds)
+        .map_err(|e| format!("sending the listeners: {e}"))?;
+    if sent == 0 {
+        return Err("sending the listeners: nothing sent".into());
+    }
+    out.extend_from_slice(&reply.as_bytes()[sent..]);
+    Ok(fds.len())
+}
+
+/// The HTTP listener, with SO_REUSEPORT so that a reloading successor can bind the same
+/// address while this process drains. Outside a reload, a probe first refuses an address
+/// another process listens on (SO_REUSEPORT alone would let two share it silently).
+fn bind_http(a: std::net::SocketAddr, reload: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if !reload {
+        crate::proxy::ensure_no_listener(a, false)?;
+    }
+    let s = Socket::new(
+        Domain::for_address(a),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&a.into())?;
+    s.listen(128)?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
+fn bind_unix(path: &std::path::Path, replace: bool) -> io::Result<UnixListener> {
     let err = |m: String| {
         io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -334,10 +427,10 @@ fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
                 "exists and is not a socket; refusing to replace it".into()
             ));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if !replace && std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(err("another process is serving this socket".into()));
         }
-        std::fs::remove_file(path)?; // a stale socket from a previous run
+        std::fs::remove_file(path)?; // stale, or (reload) the predecessor's
     }
     // Created with umask 0177 so it is never reachable by others, even briefly.
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
@@ -546,7 +639,7 @@ fn route(
 impl Component for ControlServer {
     fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
         self.base = base;
-        if let Some((l, _)) = self.unix.as_mut() {
+        if let Some((l, ..)) = self.unix.as_mut() {
             registry.register(l, Token(base + UNIX_LISTENER), Interest::READABLE)?;
         }
         if let Some(l) = self.http.as_mut() {

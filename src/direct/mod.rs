@@ -134,6 +134,7 @@ pub fn start(
     Ok(Workers {
         wakers: vec![waker],
         threads: vec![t],
+        listener_fds: Vec::new(),
     })
 }
 

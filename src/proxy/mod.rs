@@ -155,7 +155,7 @@ pub fn bind_listener(
 /// second distributor started by the same user share the port silently, each getting
 /// part of the traffic. A probe bound without SO_REUSEPORT (SO_REUSEADDR only, which
 /// tolerates TIME_WAIT but not a listener) tells; it is closed at once.
-fn ensure_no_listener(addr: SocketAddr, freebind: bool) -> io::Result<()> {
+pub(crate) fn ensure_no_listener(addr: SocketAddr, freebind: bool) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(()); // an ephemeral port: nothing can hold it yet
     }
@@ -190,6 +190,8 @@ pub struct Workers {
     pub wakers: Vec<Arc<Waker>>,
     /// Thread handles; each returns how many connections it cut.
     pub threads: Vec<JoinHandle<io::Result<u64>>>,
+    /// Duplicates of every listener (proxy mode), for a reload's hand-over.
+    pub listener_fds: Vec<std::os::fd::OwnedFd>,
 }
 
 impl Workers {
@@ -201,30 +203,74 @@ impl Workers {
     }
 }
 
+/// Where and how to listen.
+pub struct ListenSpec<'a> {
+    /// `--listen` addresses.
+    pub addrs: &'a [SocketAddr],
+    /// listen(2) backlog.
+    pub backlog: u32,
+    /// IP_FREEBIND (a backup binds its VIP before owning it).
+    pub freebind: bool,
+    /// Listening sockets handed over by a reload (see [`start`]).
+    pub inherited: Vec<std::net::TcpListener>,
+}
+
 /// Binds every listener for every worker, then starts the workers.
 /// `on_exit` is woken when a worker thread ends.
+///
+/// `listen.inherited`: listening sockets handed over by the process this one replaces (see
+/// [`crate::reload`]). They are used for their addresses instead of new ones, spread
+/// over the workers (worker `i` takes the `i`-th; extra ones go round-robin, since a
+/// socket left unaccepted would strand its queue); a worker without one binds its own.
+/// Inherited sockets whose address is not in `listen` are closed.
 pub fn start(
-    listen: &[SocketAddr],
-    backlog: u32,
-    freebind: bool,
+    listen: ListenSpec<'_>,
     n_workers: usize,
     shared: &Arc<Shared>,
     cfg: &WorkerConfig,
     on_exit: Arc<Waker>,
 ) -> io::Result<Workers> {
-    for &a in listen {
-        ensure_no_listener(a, freebind)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+    let ListenSpec {
+        addrs: listen,
+        backlog,
+        freebind,
+        inherited,
+    } = listen;
+    let mut handed: Vec<(SocketAddr, Vec<std::net::TcpListener>)> =
+        listen.iter().map(|&a| (a, Vec::new())).collect();
+    for l in inherited {
+        let at = l.local_addr()?;
+        match handed.iter_mut().find(|(a, _)| *a == at) {
+            Some((_, v)) => v.push(l),
+            None => log::warn!(target: "fulcrum::proxy",
+                "inherited listener {at} is not in --listen: closed (connections queued on it are reset)"),
+        }
     }
-    let mut per_worker = Vec::with_capacity(n_workers);
-    for _ in 0..n_workers {
-        let mut ls = Vec::with_capacity(listen.len());
-        for &a in listen {
+    for (a, v) in &handed {
+        if v.is_empty() {
+            ensure_no_listener(*a, freebind)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+        }
+    }
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n_workers)
+        .map(|_| Vec::with_capacity(listen.len()))
+        .collect();
+    for (a, v) in handed {
+        let n_inherited = v.len();
+        for (j, l) in v.into_iter().enumerate() {
+            per_worker[j % n_workers].push(l);
+        }
+        for ls in per_worker.iter_mut().skip(n_inherited) {
             let l = bind_listener(a, backlog, freebind)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
             ls.push(l);
         }
-        per_worker.push(ls);
+    }
+    let mut listener_fds = Vec::new();
+    for ls in &per_worker {
+        for l in ls {
+            listener_fds.push(std::os::fd::OwnedFd::from(l.try_clone()?));
+        }
     }
     let mut wakers = Vec::with_capacity(n_workers);
     let mut threads = Vec::with_capacity(n_workers);
@@ -243,5 +289,9 @@ pub fn start(
         wakers.push(waker);
         threads.push(t);
     }
-    Ok(Workers { wakers, threads })
+    Ok(Workers {
+        wakers,
+        threads,
+        listener_fds,
+    })
 }
