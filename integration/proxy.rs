@@ -793,3 +793,59 @@ fn reload_hands_listeners_over_without_losing_a_connection() {
     drop(new);
     let _ = std::fs::remove_file(&sock);
 }
+
+#[test]
+fn max_conns_per_source_resets_the_extra_connection_of_one_client_only() {
+    // The backend holds each connection until the client closes it.
+    let b = Backend::start(|mut s: TcpStream| {
+        let mut buf = [0u8; 64];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {
+            let _ = s.write_all(b"k");
+        }
+    });
+    let (p, addr) = start_fulcrum(
+        &[b.addr],
+        &[
+            "--max-conns-per-source",
+            "3",
+            "--workers",
+            "2",
+            "--check",
+            "none",
+        ],
+    );
+    // A connection counts as open once the backend answers through it.
+    let open_from = |ip: &str| -> std::io::Result<TcpStream> {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.bind(&SocketAddr::new(ip.parse().unwrap(), 0).into())?;
+        s.connect(&addr.into())?;
+        let mut s = TcpStream::from(s);
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"x")?;
+        let mut k = [0u8; 1];
+        s.read_exact(&mut k)?;
+        Ok(s)
+    };
+    // wait_listening's probe may still be counted for 127.0.0.1: use other addresses.
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| open_from("127.0.0.11").expect("three are allowed"))
+        .collect();
+    assert!(
+        open_from("127.0.0.11").is_err(),
+        "the fourth from the same address is reset"
+    );
+    let other = open_from("127.0.0.12").expect("another client is unaffected");
+    // Closing one frees its slot (the close is seen by the worker shortly after).
+    held.pop();
+    assert!(
+        eventually(Duration::from_secs(3), || open_from("127.0.0.11")
+            .map(|s| held.push(s))
+            .is_ok()),
+        "a slot frees up after a close"
+    );
+    assert_eq!(held.len(), 3);
+    let ctl_stats = p.log();
+    assert!(ctl_stats.contains("max_conns_per_source=3"), "{ctl_stats}");
+    drop(other);
+    drop(held);
+}

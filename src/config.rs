@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Maximum concurrent client connections; 0 = derived from the descriptor limit.
     #[arg(long, default_value_t = 0)]
     pub max_conns: u64,
+    /// At most N open connections from one client address (0 = no limit); more are
+    /// reset at once and counted (refused_per_source). Proxy mode.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_conns_per_source: u32,
     /// On a failed connect, try this many other nodes (never the one that just failed).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
     pub retries: u32,
@@ -267,6 +271,12 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
         .interface
         .clone()
         .ok_or("--mode direct needs --interface IFACE (where frames for the VIP arrive)")?;
+    if a.max_conns_per_source > 0 {
+        return Err(
+            "--max-conns-per-source is for proxy mode (direct mode has no per-source table yet)"
+                .into(),
+        );
+    }
     if a.send_proxy.is_some() {
         return Err(
             "--send-proxy is for proxy mode: in direct mode the node receives the \
@@ -390,6 +400,8 @@ pub struct ServeConfig {
     pub backlog: u32,
     /// Use splice(2) for bulk transfers.
     pub splice: bool,
+    /// Open connections allowed per client address; `None` = no limit.
+    pub max_conns_per_source: Option<u32>,
     /// PROXY protocol header sent to nodes (proxy mode).
     pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
     /// Bind listeners with IP_FREEBIND (the address may not be local yet: a backup's VIP).
@@ -561,6 +573,7 @@ impl ServeConfig {
             backlog: a.backlog,
             splice: a.splice,
             send_proxy: a.send_proxy,
+            max_conns_per_source: (a.max_conns_per_source > 0).then_some(a.max_conns_per_source),
             // A backup binds the VIP before it owns it, so takeover needs no re-bind.
             freebind: ha.is_some(),
             notify: a.notify,
@@ -588,10 +601,16 @@ impl ServeConfig {
             })
             .collect();
         let mode = match &self.mode {
-            ForwardMode::Proxy => match self.send_proxy {
-                Some(v) => format!("proxy send_proxy={v}"),
-                None => "proxy".to_string(),
-            },
+            ForwardMode::Proxy => {
+                let mut m = "proxy".to_string();
+                if let Some(v) = self.send_proxy {
+                    m.push_str(&format!(" send_proxy={v}"));
+                }
+                if let Some(n) = self.max_conns_per_source {
+                    m.push_str(&format!(" max_conns_per_source={n}"));
+                }
+                m
+            }
             ForwardMode::Direct(d) => format!("direct interface={}", d.interface),
         };
         format!(

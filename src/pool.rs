@@ -450,6 +450,8 @@ pub struct Stats {
     pub refused_disabled: AtomicU64,
     /// Accepts deferred because `--max-conns` was reached.
     pub refused_maxconn: AtomicU64,
+    /// Connections reset because their address had `--max-conns-per-source` open.
+    pub refused_per_source: AtomicU64,
     /// Connections closed because no node could take them.
     pub no_node: AtomicU64,
     /// Failed connect attempts to nodes.

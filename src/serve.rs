@@ -73,7 +73,9 @@ impl Server {
     pub fn start(cfg: ServeConfig, sfd: SignalFd) -> io::Result<Server> {
         let pool = Arc::new(Pool::new(&cfg.backends));
         let stats = Arc::new(Stats::default());
-        let shared = Arc::new(Shared::new(pool, stats, cfg.scheduler));
+        let shared = Arc::new(
+            Shared::new(pool, stats, cfg.scheduler).with_source_limit(cfg.max_conns_per_source),
+        );
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNAL, Interest::READABLE)?;

@@ -51,7 +51,7 @@ function statsJson() {
   return {
     uptime_s: Math.floor((Date.now() - started) / 1000), workers: 2, scheduler: stats.scheduler,
     enabled: stats.enabled, active: sum('active'), total: stats.total, bytes_in: sum('bytes_in'),
-    bytes_out: sum('bytes_out'), refused_disabled: stats.refused_disabled, refused_maxconn: 0,
+    bytes_out: sum('bytes_out'), refused_disabled: stats.refused_disabled, refused_maxconn: 0, refused_per_source: 0,
     no_node: stats.no_node, connect_failures: sum('connect_failures'), accept_errors: 0,
     ha_role: null, ha_epoch: null, ha_takeovers: null, ha_peer_last_ms: null, ha_rejected: null,
   };

@@ -297,6 +297,7 @@ pub fn stats(plane: &Plane, now: Instant) -> StatsSnapshot {
         bytes_out: ld(&s.bytes_out),
         refused_disabled: ld(&s.refused_disabled),
         refused_maxconn: ld(&s.refused_maxconn),
+        refused_per_source: ld(&s.refused_per_source),
         no_node: ld(&s.no_node),
         connect_failures: ld(&s.connect_failures),
         accept_errors: ld(&s.accept_errors),
@@ -360,6 +361,10 @@ fn config(plane: &Plane, json: bool) -> String {
         ("scheduler", plane.shared.scheduler_kind().to_string()),
         ("workers", c.workers.to_string()),
         ("max_conns", c.max_conns.to_string()),
+        (
+            "max_conns_per_source",
+            c.max_conns_per_source.unwrap_or(0).to_string(),
+        ),
         ("connect_timeout", format_duration(c.connect_timeout)),
         ("idle_timeout", format_duration(c.idle_timeout)),
         ("retries", c.retries.to_string()),

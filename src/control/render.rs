@@ -350,6 +350,7 @@ pub fn stats_text(s: &StatsSnapshot) -> String {
     line("bytes_out", &s.bytes_out);
     line("refused_disabled", &s.refused_disabled);
     line("refused_maxconn", &s.refused_maxconn);
+    line("refused_per_source", &s.refused_per_source);
     line("no_node", &s.no_node);
     line("connect_failures", &s.connect_failures);
     line("accept_errors", &s.accept_errors);
@@ -377,7 +378,7 @@ pub fn stats_text(s: &StatsSnapshot) -> String {
 /// Distributor stats as one compact JSON object. Keys, always present, in
 /// this order: `uptime_s`, `workers`, `scheduler` (string), `enabled`
 /// (bool), `active`, `total`, `bytes_in`, `bytes_out`, `refused_disabled`,
-/// `refused_maxconn`, `no_node`, `connect_failures`, `accept_errors`,
+/// `refused_maxconn`, `refused_per_source`, `no_node`, `connect_failures`, `accept_errors`,
 /// `ha_role` (string or `null`), `ha_epoch`, `ha_takeovers`,
 /// `ha_peer_last_ms`, `ha_rejected` (numbers or `null` without HA).
 pub fn stats_json(s: &StatsSnapshot) -> String {
@@ -393,6 +394,7 @@ pub fn stats_json(s: &StatsSnapshot) -> String {
     o.num("bytes_out", s.bytes_out);
     o.num("refused_disabled", s.refused_disabled);
     o.num("refused_maxconn", s.refused_maxconn);
+    o.num("refused_per_source", s.refused_per_source);
     o.num("no_node", s.no_node);
     o.num("connect_failures", s.connect_failures);
     o.num("accept_errors", s.accept_errors);
@@ -589,6 +591,7 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
     for (reason, value) in [
         ("disabled", stats.refused_disabled),
         ("maxconn", stats.refused_maxconn),
+        ("per_source", stats.refused_per_source),
         ("no_node", stats.no_node),
     ] {
         e.sample("fulcrum_refused_total", &[("reason", reason)], &value);
@@ -750,6 +753,7 @@ mod tests {
             bytes_out: 1_258_291,
             refused_disabled: 1,
             refused_maxconn: 0,
+            refused_per_source: 3,
             no_node: 4,
             connect_failures: 2,
             accept_errors: 0,
@@ -832,7 +836,7 @@ NODE                       WEIGHT  ADMIN     HEALTH   ACTIVE  TOTAL     IN   OUT
         let want = concat!(
             r#"{"uptime_s":3600,"workers":2,"scheduler":"wrr","enabled":true,"active":3,"#,
             r#""total":127,"bytes_in":12842,"bytes_out":1258291,"refused_disabled":1,"#,
-            r#""refused_maxconn":0,"no_node":4,"connect_failures":2,"accept_errors":0,"#,
+            r#""refused_maxconn":0,"refused_per_source":3,"no_node":4,"connect_failures":2,"accept_errors":0,"#,
             r#""agent_accepted":9,"agent_rejected":1,"#,
             r#""ha_role":null,"ha_epoch":null,"ha_takeovers":null,"ha_peer_last_ms":null,"#,
             r#""ha_rejected":null}"#,
@@ -849,6 +853,7 @@ bytes_in: 12842
 bytes_out: 1258291
 refused_disabled: 1
 refused_maxconn: 0
+refused_per_source: 3
 no_node: 4
 connect_failures: 2
 accept_errors: 0
@@ -913,6 +918,7 @@ fulcrum_bytes_out_total 1258291
 # TYPE fulcrum_refused_total counter
 fulcrum_refused_total{reason="disabled"} 1
 fulcrum_refused_total{reason="maxconn"} 0
+fulcrum_refused_total{reason="per_source"} 3
 fulcrum_refused_total{reason="no_node"} 4
 # HELP fulcrum_connect_failures_total Failed connection attempts to nodes.
 # TYPE fulcrum_connect_failures_total counter

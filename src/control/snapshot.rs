@@ -90,6 +90,8 @@ pub struct StatsSnapshot {
     pub refused_disabled: u64,
     /// Connections refused because every eligible node was at its maxconn.
     pub refused_maxconn: u64,
+    /// Connections reset because their address had `--max-conns-per-source` open.
+    pub refused_per_source: u64,
     /// Connections refused because no node was eligible at all.
     pub no_node: u64,
     /// Connection attempts to nodes that failed (all nodes).

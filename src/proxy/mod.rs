@@ -10,6 +10,7 @@ pub mod conn;
 pub mod pipe;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod source_limit;
 pub mod worker;
 
 use std::io;
@@ -56,6 +57,8 @@ pub struct Shared {
     pub cut_now: AtomicBool,
     /// Direct mode's counters and switches (idle in proxy mode).
     pub direct: Arc<crate::direct::DirectShared>,
+    /// `--max-conns-per-source`, when set.
+    pub source_limit: Option<source_limit::SourceLimit>,
     observer: Mutex<Option<(Sender<Observation>, Arc<Waker>)>>,
     observe_on: AtomicBool,
 }
@@ -72,11 +75,18 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             cut_now: AtomicBool::new(false),
             direct: Arc::default(),
+            source_limit: None,
             observer: Mutex::new(None),
             observe_on: AtomicBool::new(false),
         };
         s.set_scheduler_kind(kind);
         s
+    }
+
+    /// Limits open connections per client address (before the state is shared).
+    pub fn with_source_limit(mut self, max: Option<u32>) -> Self {
+        self.source_limit = max.map(source_limit::SourceLimit::new);
+        self
     }
 
     /// The scheduler workers should use.

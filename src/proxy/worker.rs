@@ -327,6 +327,17 @@ impl Worker {
             reset(&client);
             return;
         };
+        if let Some(l) = &self.shared.source_limit {
+            if !l.try_acquire(peer.ip()) {
+                self.shared
+                    .stats
+                    .refused_per_source
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(target: "fulcrum::proxy", "client={peer} refused: {} open from this address", l.max());
+                reset(&client);
+                return;
+            }
+        }
         self.shared.stats.active.fetch_add(1, Ordering::Relaxed);
         self.serial += 1;
         let node = Arc::clone(&self.nodes[idx]);
@@ -352,6 +363,9 @@ impl Worker {
         ) {
             warn!(target: "fulcrum::proxy", "register client: {e}");
             self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+            if let Some(l) = &self.shared.source_limit {
+                l.release(peer.ip());
+            }
             return;
         }
         entry.insert(conn);
@@ -623,6 +637,9 @@ impl Worker {
             reset(&c.client);
         }
         self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(l) = &self.shared.source_limit {
+            l.release(c.peer.ip());
+        }
         if let Some(b) = c.up.take_buffer() {
             self.spare.push(b);
         }
