@@ -701,6 +701,41 @@ fn reload_hands_listeners_over_without_losing_a_connection() {
     old_args.extend(["--workers", "2"]);
     let mut old = spawn(&old_args, "info");
     wait_listening(addr, &old);
+    // A reload that fails to start (one more --listen, on a busy port) leaves the old
+    // process untouched: still serving, its control socket still at its path.
+    let busy = backend.addr.to_string();
+    let mut failed_args = base.to_vec();
+    failed_args.extend(["--listen", &busy, "--listeners-from", &sock_s]);
+    let mut failed = spawn(&failed_args, "info");
+    assert_eq!(
+        failed.wait_exit(Duration::from_secs(5)),
+        Some(1),
+        "{}",
+        failed.log()
+    );
+    assert!(small_request(addr));
+    let ctl_ok = |want: &str| {
+        let out = Command::new(bin())
+            .args(["ctl", "--socket", &sock_s, "show", "stats"])
+            .output()
+            .unwrap();
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(want)
+    };
+    assert!(
+        ctl_ok("workers: 2"),
+        "the old process's control socket survived"
+    );
+    let dir = sock.parent().unwrap();
+    let stem = sock.file_name().unwrap().to_string_lossy().to_string();
+    let staged = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with(&stem) && n != stem
+        })
+        .count();
+    assert_eq!(staged, 0, "no staging socket left behind");
     // The in-flight transfer through the old process.
     let mut big = TcpStream::connect(addr).unwrap();
     big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -768,16 +803,7 @@ fn reload_hands_listeners_over_without_losing_a_connection() {
         new.log()
     );
     // The socket path is now the new process's (the old one did not remove it at exit).
-    let out = Command::new(bin())
-        .args(["ctl", "--socket", &sock_s, "show", "stats"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("workers: 1"));
+    assert!(ctl_ok("workers: 1"), "new:\n{}", new.log());
     assert!(small_request(addr));
     // --http was shared with the old process while it drained, and is served now.
     let mut h = TcpStream::connect(&http).unwrap();

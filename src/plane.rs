@@ -105,4 +105,9 @@ pub trait Component {
     fn on_admin(&mut self, _plane: &mut Plane, _cmds: &[Command]) {}
     /// The process is shutting down (release resources such as the VIP).
     fn on_shutdown(&mut self, _plane: &mut Plane) {}
+    /// Every component and worker started: publish what waited for that (a reload's
+    /// control socket path).
+    fn on_started(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -142,6 +142,11 @@ impl Server {
         for (i, c) in server.components.iter_mut().enumerate() {
             c.register(server.poll.registry(), (i + 1) * TOKEN_SPAN)?;
         }
+        for c in server.components.iter_mut() {
+            if let Err(e) = c.on_started() {
+                warn!(target: "fulcrum::serve", "{e}");
+            }
+        }
         // Serving now: the predecessor may stop. If it cannot be told, both serve the
         // same sockets until the operator stops it (SIGTERM); nothing is lost either way.
         if let Some(h) = handover {

@@ -73,6 +73,9 @@ pub struct ControlServer {
     /// The Unix listener, its path, and the (device, inode) it was created as: at exit
     /// the path is removed only if it is still ours (a reload's successor re-creates it).
     unix: Option<(UnixListener, PathBuf, (u64, u64))>,
+    /// Reload: the socket was bound at a staging path and is renamed onto this one once
+    /// the process has started, so a failed start leaves the predecessor's path alone.
+    publish_to: Option<PathBuf>,
     http: Option<TcpListener>,
     token: Option<String>,
     conns: Slab<Conn>,
@@ -84,20 +87,31 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds the Unix socket (0600) and the HTTP listener as configured. `reload_from`:
-    /// the control socket of the process this one replaces; if it is `unix_path`, that
-    /// path is taken over (the old process keeps serving its accepted connections on
-    /// the unlinked inode), and the HTTP address may be shared with it while it drains.
+    /// the control socket of the process this one replaces. If it is `unix_path`, the
+    /// socket is bound at a staging path and renamed over it once everything started
+    /// ([`Component::on_started`]; the old process keeps serving the connections it
+    /// accepted on its now-unlinked inode). The HTTP address may be shared with the old
+    /// process while it drains.
     pub fn new(
         unix_path: Option<PathBuf>,
         http: Option<std::net::SocketAddr>,
         token: Option<String>,
         reload_from: Option<&std::path::Path>,
     ) -> io::Result<Self> {
+        let mut publish_to = None;
         let unix = match unix_path {
             Some(p) => {
-                let l = bind_unix(&p, reload_from == Some(p.as_path()))?;
-                let meta = std::fs::symlink_metadata(&p)?;
-                Some((l, p, (meta.dev(), meta.ino())))
+                let at = if reload_from == Some(p.as_path()) {
+                    let mut staged = p.clone().into_os_string();
+                    staged.push(format!(".new-{}", std::process::id()));
+                    publish_to = Some(p);
+                    PathBuf::from(staged)
+                } else {
+                    p
+                };
+                let l = bind_unix(&at)?;
+                let meta = std::fs::symlink_metadata(&at)?;
+                Some((l, at, (meta.dev(), meta.ino())))
             }
             None => None,
         };
@@ -116,6 +130,7 @@ impl ControlServer {
             exec: Executor::default(),
             base: 0,
             paused: false,
+            publish_to,
         })
     }
 
@@ -414,7 +429,7 @@ fn bind_http(a: std::net::SocketAddr, reload: bool) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(s.into()))
 }
 
-fn bind_unix(path: &std::path::Path, replace: bool) -> io::Result<UnixListener> {
+fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
     let err = |m: String| {
         io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -427,10 +442,10 @@ fn bind_unix(path: &std::path::Path, replace: bool) -> io::Result<UnixListener> 
                 "exists and is not a socket; refusing to replace it".into()
             ));
         }
-        if !replace && std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(err("another process is serving this socket".into()));
         }
-        std::fs::remove_file(path)?; // stale, or (reload) the predecessor's
+        std::fs::remove_file(path)?; // a stale socket from a previous run
     }
     // Created with umask 0177 so it is never reachable by others, even briefly.
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
@@ -696,6 +711,17 @@ impl Component for ControlServer {
             self.accept(registry, true);
             self.accept(registry, false);
         }
+    }
+
+    fn on_started(&mut self) -> io::Result<()> {
+        let (Some(to), Some((_, at, _))) = (self.publish_to.take(), self.unix.as_mut()) else {
+            return Ok(());
+        };
+        // rename(2) replaces the predecessor's path atomically; the inode stays ours.
+        std::fs::rename(&*at, &to)
+            .map_err(|e| io::Error::new(e.kind(), format!("--control {}: {e}", to.display())))?;
+        *at = to;
+        Ok(())
     }
 
     fn deadline(&self) -> Option<Instant> {
