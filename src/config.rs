@@ -792,39 +792,32 @@ mod tests {
                 ],
                 "unknown mode",
             ),
-            (
-                &[
-                    "--mode",
-                    "direct",
-                    "--interface",
-                    "eth0",
-                    "--listen",
-                    "10.0.0.100:80",
-                    "--backend",
-                    "10.0.0.21:80",
-                    "--send-proxy",
-                    "v2",
-                ],
-                "--send-proxy is for proxy mode",
-            ),
-            (
-                &[
-                    "--mode",
-                    "direct",
-                    "--interface",
-                    "eth0",
-                    "--listen",
-                    "10.0.0.100:80",
-                    "--backend",
-                    "10.0.0.21:80",
-                    "--listeners-from",
-                    "/run/fulcrum.sock",
-                ],
-                "direct mode has none",
-            ),
         ] {
             let e = serve(args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        // Proxy-mode-only flags, added to a valid direct-mode command line.
+        for (extra, needle) in [
+            (["--send-proxy", "v2"], "--send-proxy is for proxy mode"),
+            (["--listeners-from", "/run/f.sock"], "direct mode has none"),
+            (
+                ["--max-conns-per-source", "5"],
+                "--max-conns-per-source is for proxy mode",
+            ),
+        ] {
+            let mut args = vec![
+                "--mode",
+                "direct",
+                "--interface",
+                "eth0",
+                "--listen",
+                "10.0.0.100:80",
+                "--backend",
+                "10.0.0.21:80",
+            ];
+            args.extend(extra);
+            let e = serve(&args).unwrap_err();
+            assert!(e.contains(needle), "{extra:?}: {e}");
         }
     }
 
