@@ -413,20 +413,11 @@ fn expose_listeners(
 /// address while this process drains. Outside a reload, a probe first refuses an address
 /// another process listens on (SO_REUSEPORT alone would let two share it silently).
 fn bind_http(a: std::net::SocketAddr, reload: bool) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
     if !reload {
         crate::proxy::ensure_no_listener(a, false)?;
     }
-    let s = Socket::new(
-        Domain::for_address(a),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.bind(&a.into())?;
-    s.listen(128)?;
-    Ok(TcpListener::from_std(s.into()))
+    let l = crate::proxy::bind_listener(a, 128, false)?;
+    Ok(TcpListener::from_std(l))
 }
 
 fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
