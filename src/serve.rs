@@ -81,9 +81,14 @@ impl Server {
             .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNAL, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         // A reload takes the running process's listeners before anything binds.
-        let handover = match &cfg.listeners_from {
-            Some(path) => Some(crate::reload::take_listeners(path)?),
-            None => None,
+        let (handover, inherited) = match &cfg.listeners_from {
+            Some(path) => {
+                let mut h = crate::reload::take_listeners(path)?;
+                let ls = std::mem::take(&mut h.listeners);
+                info!(target: "fulcrum::serve", "reload: took {} listening sockets from the running process", ls.len());
+                (Some(h), ls)
+            }
+            None => (None, Vec::new()),
         };
         let components = crate::components::build(&cfg, &shared, &waker)?;
         let wcfg = WorkerConfig {
@@ -95,14 +100,6 @@ impl Server {
             send_proxy: cfg.send_proxy,
         };
         shared.sched_shared.set_seed(cfg.hash_seed);
-        let (handover, inherited) = match handover {
-            Some(mut h) => {
-                let ls = std::mem::take(&mut h.listeners);
-                info!(target: "fulcrum::serve", "reload: took {} listening sockets from the running process", ls.len());
-                (Some(h), ls)
-            }
-            None => (None, Vec::new()),
-        };
         let mut workers = match &cfg.mode {
             ForwardMode::Proxy => proxy::start(
                 proxy::ListenSpec {

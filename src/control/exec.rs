@@ -156,6 +156,12 @@ impl Executor {
         now: Instant,
     ) -> Result<String, String> {
         let shared = &plane.shared;
+        let find = |addr: std::net::SocketAddr| {
+            shared
+                .pool
+                .find(addr)
+                .ok_or_else(|| format!("no node {addr}"))
+        };
         match effect {
             Effect::None => Ok("ok".into()),
             Effect::Added(e) => {
@@ -175,10 +181,7 @@ impl Executor {
                 ))
             }
             Effect::Removing(addr) => {
-                let node = shared
-                    .pool
-                    .find(*addr)
-                    .ok_or_else(|| format!("no node {addr}"))?;
+                let node = find(*addr)?;
                 node.set_admin(AdminState::Drain);
                 plane.info.entry(*addr).or_default().removing = true;
                 let deadline = now + plane.cfg.remove_deadline;
@@ -190,19 +193,13 @@ impl Executor {
                 ))
             }
             Effect::WeightSet { addr, old, new } => {
-                let node = shared
-                    .pool
-                    .find(*addr)
-                    .ok_or_else(|| format!("no node {addr}"))?;
+                let node = find(*addr)?;
                 node.set_weight(*new);
                 shared.pool.bump();
                 Ok(format!("node {addr} weight {old} -> {new}"))
             }
             Effect::StateSet { addr, old, new } => {
-                let node = shared
-                    .pool
-                    .find(*addr)
-                    .ok_or_else(|| format!("no node {addr}"))?;
+                let node = find(*addr)?;
                 node.set_admin(*new);
                 Ok(format!("node {addr} state {old} -> {new}"))
             }

@@ -138,27 +138,28 @@ pub fn bind_listener(
     backlog: u32,
     freebind: bool,
 ) -> io::Result<std::net::TcpListener> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
+    let s = tcp_socket(addr, Type::STREAM.nonblocking().cloexec(), freebind)?;
     s.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    if freebind {
-        if addr.is_ipv6() {
-            s.set_freebind_ipv6(true)?;
-        } else {
-            s.set_freebind(true)?;
-        }
-    }
     s.set_nodelay(true)?;
     s.bind(&addr.into())?;
     s.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(s.into())
+}
+
+/// A TCP socket for `addr` as both the listeners and the probe want it: SO_REUSEADDR,
+/// IPv6 v6-only, and IP_FREEBIND when asked.
+fn tcp_socket(addr: SocketAddr, ty: Type, freebind: bool) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), ty, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+        if freebind {
+            s.set_freebind_ipv6(true)?;
+        }
+    } else if freebind {
+        s.set_freebind(true)?;
+    }
+    Ok(s)
 }
 
 /// Fails if something already listens on `addr`. SO_REUSEPORT would otherwise let a
@@ -169,22 +170,7 @@ pub(crate) fn ensure_no_listener(addr: SocketAddr, freebind: bool) -> io::Result
     if addr.port() == 0 {
         return Ok(()); // an ephemeral port: nothing can hold it yet
     }
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    if freebind {
-        if addr.is_ipv6() {
-            s.set_freebind_ipv6(true)?;
-        } else {
-            s.set_freebind(true)?;
-        }
-    }
+    let s = tcp_socket(addr, Type::STREAM.cloexec(), freebind)?;
     s.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(e.kind(), "address in use (another process listens on it)")

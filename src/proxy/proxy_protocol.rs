@@ -59,16 +59,9 @@ pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest header either version produces (v2 with IPv6 addresses).
 pub const MAX_LEN: usize = 16 + 36;
 
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// Appends the header of a connection from `client` to `dst` (the address it reached).
 pub fn header(version: Version, client: SocketAddr, dst: SocketAddr, out: &mut Vec<u8>) {
-    let (src_ip, dst_ip) = (unmapped(client.ip()), unmapped(dst.ip()));
+    let (src_ip, dst_ip) = (client.ip().to_canonical(), dst.ip().to_canonical());
     match version {
         Version::V1 => {
             use std::io::Write;

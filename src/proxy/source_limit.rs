@@ -21,13 +21,6 @@ pub struct SourceLimit {
     shards: Box<[Mutex<HashMap<IpAddr, u32>>]>,
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 impl SourceLimit {
     /// At most `max` (≥ 1) open connections per client address.
     pub fn new(max: u32) -> SourceLimit {
@@ -58,7 +51,7 @@ impl SourceLimit {
     /// Counts a new connection from `ip`; false (nothing counted) when `ip` already has
     /// the maximum open.
     pub fn try_acquire(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         let mut m = self.shard(ip).lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(ip).or_insert(0);
         if *n >= self.max {
@@ -70,7 +63,7 @@ impl SourceLimit {
 
     /// A connection from `ip` counted by [`Self::try_acquire`] has closed.
     pub fn release(&self, ip: IpAddr) {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         let mut m = self.shard(ip).lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = m.get_mut(&ip) {
             *n = n.saturating_sub(1);
@@ -82,7 +75,7 @@ impl SourceLimit {
 
     /// Open connections counted for `ip`.
     pub fn open(&self, ip: IpAddr) -> u32 {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         let m = self.shard(ip).lock().unwrap_or_else(|e| e.into_inner());
         m.get(&ip).copied().unwrap_or(0)
     }
