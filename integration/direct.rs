@@ -270,6 +270,7 @@ fn maglev_long_lived_connection_survives_failover_to_second_distributor() {
     // every 100 ms; only the master answers ARP for the VIP.
     let key = std::env::temp_dir().join(format!("fulcrum-dr-ha-{}.key", std::process::id()));
     std::fs::write(&key, "direct-failover-test-key-0123456789\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let key_s = key.to_str().unwrap().to_string();
     let vip = format!("{VIP}/24");
     let ha = |prio: &'static str, peer: &'static str| -> Vec<String> {

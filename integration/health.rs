@@ -231,6 +231,7 @@ fn distributor_starts_serving_at_once_with_an_unreachable_node() {
 fn key_file(dir: &TempDir) -> PathBuf {
     let k = dir.path("agent.key");
     std::fs::write(&k, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&k, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     k
 }
 

@@ -7,17 +7,20 @@ use std::sync::{mpsc, Arc};
 
 use mio::Waker;
 
-use crate::config::{ForwardMode, ServeConfig};
+use crate::config::ServeConfig;
 use crate::control::server::ControlServer;
+use crate::direct::DirectShared;
 use crate::ha::driver::HaDriver;
 use crate::health::checker::Checker;
 use crate::plane::Component;
-use crate::proxy::Shared;
+use crate::runtime::Shared;
 
-/// The components for this configuration, in token order.
+/// The components for this configuration, in token order. `direct`: direct mode's
+/// counters and switches, which failover drives in that mode.
 pub fn build(
     cfg: &ServeConfig,
     shared: &Arc<Shared>,
+    direct: Option<&Arc<DirectShared>>,
     waker: &Arc<Waker>,
 ) -> io::Result<Vec<Box<dyn Component>>> {
     let mut list: Vec<Box<dyn Component>> = Vec::new();
@@ -26,7 +29,11 @@ pub fn build(
     shared.set_observer(tx, Arc::clone(waker));
     list.push(Box::new(Checker::new(cfg.health.clone(), rx)?));
     if cfg.control.is_some() || cfg.http.is_some() {
-        let token = cfg.http_token.clone();
+        // The token stays in memory as text only inside the server, which never logs it.
+        let token = cfg
+            .http_token
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(t.bytes()).into_owned());
         list.push(Box::new(ControlServer::new(
             cfg.control.clone(),
             cfg.http,
@@ -35,11 +42,7 @@ pub fn build(
         )?));
     }
     if let Some(ha) = &cfg.ha {
-        let direct = match cfg.mode {
-            ForwardMode::Direct(_) => Some(Arc::clone(&shared.direct)),
-            ForwardMode::Proxy => None,
-        };
-        list.push(Box::new(HaDriver::new(ha, direct)?));
+        list.push(Box::new(HaDriver::new(ha, direct.cloned())?));
     }
     Ok(list)
 }

@@ -9,42 +9,21 @@
 // (`ADDR[,weight=N]`, `[::]:80`), not rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
+pub use crate::addr::{parse_listen, resolve};
 use crate::direct::DirectConfig;
 use crate::duration::{format_duration, parse_duration};
 use crate::ha::config::{HaArgs, HaConfig};
-use crate::health::checker::{AgentConfig, CheckKind, HealthConfig};
+use crate::health::config::{parse_check, AgentConfig, CheckKind, HealthConfig};
 use crate::health::http::StatusSet;
 use crate::health::interval::IntervalPolicy;
 use crate::health::state::Thresholds;
 use crate::pool::NodeSpec;
 use crate::scheduler::SchedulerKind;
-
-/// fulcrum: a Layer-4 TCP connection distributor.
-#[derive(Debug, Parser)]
-#[command(name = "fulcrum", version, about, long_about = None)]
-pub struct Cli {
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the distributor.
-    Serve(Box<ServeArgs>),
-    /// Run three built-in HTTP backends on loopback and a distributor on 127.0.0.1:8080.
-    Demo(DemoArgs),
-    /// Run the node agent on a server node: probe the local service, report load and state.
-    Agent(Box<crate::agent::run::AgentArgs>),
-    /// Send a command to a running distributor's control socket.
-    Ctl(crate::control::ctl::CtlArgs),
-}
 
 /// `fulcrum demo` flags.
 #[derive(Debug, Args)]
@@ -196,34 +175,8 @@ pub struct ServeArgs {
     pub ha: HaArgs,
 }
 
-/// Parses `none`, `tcp`, `http` or `http:/PATH`.
-pub fn parse_check(s: &str) -> Result<CheckKind, String> {
-    match s {
-        "none" => Ok(CheckKind::None),
-        "tcp" => Ok(CheckKind::Tcp),
-        "http" => Ok(CheckKind::Http { path: "/".into() }),
-        _ => match s.strip_prefix("http:") {
-            Some(path) => {
-                crate::health::http::validate_path(path)
-                    .map_err(|e| format!("bad path \"{path}\": {e}"))?;
-                Ok(CheckKind::Http {
-                    path: path.to_string(),
-                })
-            }
-            None => Err(format!(
-                "\"{s}\" is not a check (expected none, tcp, http or http:/PATH)"
-            )),
-        },
-    }
-}
-
 fn parse_statuses(s: &str) -> Result<StatusSet, String> {
     s.parse::<StatusSet>().map_err(|e| e.to_string())
-}
-
-/// Reads a key file (rules in [`crate::keyfile`]); errors name the flag and the file.
-pub fn read_key_file(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
-    crate::keyfile::read(path).map_err(|e| format!("{flag} {e}"))
 }
 
 fn parse_onoff(s: &str) -> Result<bool, String> {
@@ -312,27 +265,6 @@ fn parse_scheduler(s: &str) -> Result<SchedulerKind, String> {
     s.parse()
 }
 
-/// Parses a listen address (a literal IP:PORT; names are not resolved for listeners).
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("\"{s}\" is not IP:PORT (IPv6 as [::1]:80)"))
-}
-
-/// Resolves HOST:PORT to one address (the first the resolver returns).
-pub fn resolve(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse() {
-        return Ok(a);
-    }
-    if !s.contains(':') {
-        return Err(format!("\"{s}\" has no port (expected HOST:PORT)"));
-    }
-    let mut it = s
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve \"{s}\": {e}"))?;
-    it.next()
-        .ok_or_else(|| format!("cannot resolve \"{s}\": no address"))
-}
-
 /// Parses `ADDR[,weight=N][,backup][,maxconn=N][,agent]`.
 pub fn parse_backend(s: &str) -> Result<NodeSpec, String> {
     let mut parts = s.split(',');
@@ -414,8 +346,8 @@ pub struct ServeConfig {
     pub listeners_from: Option<std::path::PathBuf>,
     /// HTTP listen address.
     pub http: Option<SocketAddr>,
-    /// HTTP bearer token (mutations allowed when set).
-    pub http_token: Option<String>,
+    /// HTTP bearer token (mutations allowed when set); UTF-8.
+    pub http_token: Option<crate::secret::Secret>,
     /// How long `remove node` waits before cutting flows.
     pub remove_deadline: Duration,
     /// Notify command.
@@ -497,7 +429,7 @@ impl ServeConfig {
         let agent = match (a.agent_listen, &a.agent_key_file) {
             (Some(listen), Some(path)) => Some(AgentConfig {
                 listen,
-                key: read_key_file("--agent-key-file", path)?,
+                key: crate::secret::read("--agent-key-file", path)?,
                 interval: a.agent_interval,
                 misses: a.agent_misses,
             }),
@@ -523,10 +455,13 @@ impl ServeConfig {
             Some(p) if a.http.is_none() => {
                 return Err(format!("--http-token-file {} needs --http", p.display()))
             }
-            Some(p) => Some(
-                String::from_utf8(read_key_file("--http-token-file", p)?)
-                    .map_err(|_| format!("--http-token-file {}: not UTF-8", p.display()))?,
-            ),
+            Some(p) => {
+                let t = crate::secret::read("--http-token-file", p)?;
+                if std::str::from_utf8(t.bytes()).is_err() {
+                    return Err(format!("--http-token-file \"{}\": not UTF-8", p.display()));
+                }
+                Some(t)
+            }
             None => None,
         };
         if let Some(from) = &a.listeners_from {
@@ -628,9 +563,27 @@ impl ServeConfig {
     }
 }
 
+/// A parser of `fulcrum serve …` alone, for unit tests of the flags (the real command
+/// line, with every subcommand, is [`crate::cli`]'s, above this module).
+#[cfg(test)]
+#[derive(Debug, clap::Parser)]
+#[command(name = "fulcrum")]
+pub(crate) struct TestCli {
+    #[command(subcommand)]
+    pub(crate) command: TestCommand,
+}
+
+/// The one subcommand [`TestCli`] knows.
+#[cfg(test)]
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TestCommand {
+    Serve(Box<ServeArgs>),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn backend_options() {
@@ -659,7 +612,7 @@ mod tests {
 
     #[test]
     fn cli_parses_durations_and_rejects_bad() {
-        let cli = Cli::try_parse_from([
+        let cli = TestCli::try_parse_from([
             "fulcrum",
             "serve",
             "--listen",
@@ -672,12 +625,10 @@ mod tests {
             "1m",
         ])
         .unwrap();
-        let Command::Serve(a) = cli.command else {
-            panic!("serve")
-        };
+        let TestCommand::Serve(a) = cli.command;
         assert_eq!(a.connect_timeout, Duration::from_millis(200));
         assert_eq!(a.idle_timeout, Duration::from_secs(60));
-        let e = Cli::try_parse_from([
+        let e = TestCli::try_parse_from([
             "fulcrum",
             "serve",
             "--listen",
@@ -695,9 +646,9 @@ mod tests {
     fn serve(args: &[&str]) -> Result<ServeConfig, String> {
         let mut v = vec!["fulcrum", "serve"];
         v.extend_from_slice(args);
-        let Command::Serve(a) = Cli::try_parse_from(v).map_err(|e| e.to_string())?.command else {
-            panic!("serve")
-        };
+        let TestCommand::Serve(a) = TestCli::try_parse_from(v)
+            .map_err(|e| e.to_string())?
+            .command;
         ServeConfig::from_args(*a, 20_000)
     }
 
@@ -824,7 +775,7 @@ mod tests {
     #[test]
     fn reload_refused_with_failover() {
         let key = std::env::temp_dir().join(format!("fulcrum-cfg-key-{}", std::process::id()));
-        std::fs::write(&key, "0123456789abcdef0123\n").unwrap();
+        crate::secret::write_private(&key, "0123456789abcdef0123\n");
         let e = serve(&[
             "--listen",
             "10.0.0.100:80",
@@ -848,7 +799,7 @@ mod tests {
 
     #[test]
     fn max_conns_derived_from_nofile() {
-        let cli = Cli::try_parse_from([
+        let cli = TestCli::try_parse_from([
             "fulcrum",
             "serve",
             "--listen",
@@ -859,9 +810,7 @@ mod tests {
             "2",
         ])
         .unwrap();
-        let Command::Serve(a) = cli.command else {
-            panic!("serve")
-        };
+        let TestCommand::Serve(a) = cli.command;
         let c = ServeConfig::from_args(*a, 20_000).unwrap();
         assert_eq!(c.max_conns, (20_000 - 64 - 16) / 2);
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use log::info;
 
 use crate::config::DemoArgs;
-use crate::serve::{self, Server};
+use crate::serve::Server;
 use clap::Parser;
 
 /// Starts one demo backend on `addr` (port 0 = any); returns its address.
@@ -69,8 +69,8 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
 
 /// Runs the demo until Ctrl-C.
 pub fn run(args: DemoArgs) -> io::Result<()> {
-    let sfd = serve::signal_fd()?;
-    let nofile = serve::raise_nofile();
+    let sfd = crate::sys::signal::signal_fd()?;
+    let nofile = crate::sys::limits::raise_nofile();
     let mut addrs = Vec::new();
     for i in 1..=3 {
         let a = spawn_backend(
@@ -103,8 +103,8 @@ pub fn run(args: DemoArgs) -> io::Result<()> {
     for a in &addrs {
         argv.extend(["--backend".to_string(), a.to_string()]);
     }
-    let serve_args = match crate::config::Cli::try_parse_from(&argv).map(|c| c.command) {
-        Ok(crate::config::Command::Serve(a)) => *a,
+    let serve_args = match crate::cli::Cli::try_parse_from(&argv).map(|c| c.command) {
+        Ok(crate::cli::CliCommand::Serve(a)) => *a,
         Ok(_) => return Err(io::Error::other("demo: internal flag error")),
         Err(e) => return Err(io::Error::other(e.to_string())),
     };

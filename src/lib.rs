@@ -4,7 +4,9 @@
 //! `docs/architecture.md` for how the modules fit together.
 #![warn(missing_docs)]
 
+pub mod addr;
 pub mod agent;
+pub mod cli;
 pub mod components;
 pub mod config;
 pub mod control;
@@ -13,11 +15,14 @@ pub mod direct;
 pub mod duration;
 pub mod ha;
 pub mod health;
-pub mod keyfile;
 pub mod notify;
 pub mod plane;
 pub mod pool;
 pub mod proxy;
 pub mod reload;
+pub mod runtime;
 pub mod scheduler;
+pub mod secret;
 pub mod serve;
+pub mod sys;
+pub mod time;

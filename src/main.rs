@@ -4,28 +4,29 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use fulcrum::config::{Cli, Command, ServeConfig};
-use fulcrum::{demo, serve};
+use fulcrum::cli::{Cli, CliCommand};
+use fulcrum::config::ServeConfig;
+use fulcrum::{demo, serve, sys};
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits 2 with clap's one-line error on bad flags
-    if let Command::Ctl(args) = cli.command {
+    if let CliCommand::Ctl(args) = cli.command {
         return ExitCode::from(fulcrum::control::ctl::run(args));
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
     let result = match cli.command {
-        Command::Serve(args) => (|| {
+        CliCommand::Serve(args) => (|| {
             // Signals first: every thread started later inherits the blocked mask.
-            let sfd = serve::signal_fd()?;
-            let nofile = serve::raise_nofile();
+            let sfd = sys::signal::signal_fd()?;
+            let nofile = sys::limits::raise_nofile();
             let cfg = ServeConfig::from_args(*args, nofile).map_err(std::io::Error::other)?;
             serve::Server::start(cfg, sfd)?.run()
         })(),
-        Command::Demo(args) => demo::run(args),
-        Command::Agent(args) => fulcrum::agent::run::run(*args),
-        Command::Ctl(_) => Ok(()), // handled above, before logging is set up
+        CliCommand::Demo(args) => demo::run(args),
+        CliCommand::Agent(args) => fulcrum::agent::run::run(*args),
+        CliCommand::Ctl(_) => Ok(()), // handled above, before logging is set up
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

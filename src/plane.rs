@@ -17,9 +17,9 @@ use mio::Registry;
 
 use crate::config::ServeConfig;
 use crate::control::command::Command;
-use crate::control::snapshot::CheckSnapshot;
+use crate::direct::DirectShared;
 use crate::notify::Notifier;
-use crate::proxy::Shared;
+use crate::runtime::Shared;
 
 /// How many tokens each component may use (token = base + offset).
 pub const TOKEN_SPAN: usize = 1 << 24;
@@ -33,20 +33,6 @@ pub struct NodeInfo {
     pub agent: Option<String>,
     /// `remove node` was run: draining, leaves the pool once idle or at its deadline.
     pub removing: bool,
-}
-
-impl NodeInfo {
-    /// The last check as a snapshot relative to `now`.
-    pub fn check_snapshot(&self, now: Instant) -> Option<CheckSnapshot> {
-        self.last_check
-            .as_ref()
-            .map(|(ok, detail, at, rtt)| CheckSnapshot {
-                ok: *ok,
-                detail: detail.clone(),
-                age_ms: now.saturating_duration_since(*at).as_millis() as u64,
-                rtt_us: rtt.map(|r| r.as_micros() as u64),
-            })
-    }
 }
 
 /// Failover status for display (filled by the HA component when configured).
@@ -68,6 +54,8 @@ pub struct HaInfo {
 pub struct Plane {
     /// Worker-shared state: pool, counters, flags.
     pub shared: Arc<Shared>,
+    /// Direct mode's counters and switches (direct mode only).
+    pub direct: Option<Arc<DirectShared>>,
     /// The configuration the process started with.
     pub cfg: ServeConfig,
     /// Alerts (log + notify command).

@@ -17,44 +17,20 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 
 use crate::config::{ForwardMode, ServeConfig};
+use crate::direct::DirectShared;
 use crate::notify::Notifier;
 use crate::plane::{Component, Plane, TOKEN_SPAN};
 use crate::pool::{Pool, Stats};
-use crate::proxy::{self, Shared, WorkerConfig};
+use crate::proxy::{self, WorkerConfig};
+use crate::runtime::{Shared, Workers};
+use crate::sys::signal::{self, Request};
 
 const SIGNAL: Token = Token(0);
 /// Woken by workers (on exit, and with passive-health observations).
 const WAKE: Token = Token(1);
-
-/// Raises the soft descriptor limit to the hard limit; returns the soft limit in force.
-pub fn raise_nofile() -> u64 {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) => {
-            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Err(_) => 1024,
-    }
-}
-
-/// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns later) and returns a
-/// signalfd that reports them.
-pub fn signal_fd() -> io::Result<SignalFd> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block().map_err(io::Error::from)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(io::Error::from)
-}
 
 /// A running distributor, before its control loop runs.
 pub struct Server {
@@ -64,18 +40,20 @@ pub struct Server {
     components: Vec<Box<dyn Component>>,
     poll: Poll,
     sfd: SignalFd,
-    workers: proxy::Workers,
+    workers: Workers,
 }
 
 impl Server {
     /// Binds listeners and starts the workers. Signals must already be blocked (call
-    /// [`signal_fd`] first, before any other thread starts) — `sfd` is its result.
+    /// [`signal::signal_fd`] first, before any other thread starts) — `sfd` is its result.
     pub fn start(cfg: ServeConfig, sfd: SignalFd) -> io::Result<Server> {
         let pool = Arc::new(Pool::new(&cfg.backends));
         let stats = Arc::new(Stats::default());
-        let shared = Arc::new(
-            Shared::new(pool, stats, cfg.scheduler).with_source_limit(cfg.max_conns_per_source),
-        );
+        let shared = Arc::new(Shared::new(pool, stats, cfg.scheduler));
+        let mut direct = match cfg.mode {
+            ForwardMode::Direct(_) => Some(Arc::new(DirectShared::default())),
+            ForwardMode::Proxy => None,
+        };
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut SourceFd(&sfd.as_raw_fd()), SIGNAL, Interest::READABLE)?;
@@ -90,7 +68,7 @@ impl Server {
             }
             None => (None, Vec::new()),
         };
-        let components = crate::components::build(&cfg, &shared, &waker)?;
+        let components = crate::components::build(&cfg, &shared, direct.as_ref(), &waker)?;
         let wcfg = WorkerConfig {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
@@ -98,6 +76,9 @@ impl Server {
             max_conns: cfg.max_conns,
             splice: cfg.splice,
             send_proxy: cfg.send_proxy,
+            source_limit: cfg
+                .max_conns_per_source
+                .map(|n| Arc::new(proxy::source_limit::SourceLimit::new(n))),
         };
         shared.sched_shared.set_seed(cfg.hash_seed);
         let mut workers = match &cfg.mode {
@@ -113,11 +94,15 @@ impl Server {
                 &wcfg,
                 waker,
             )?,
-            ForwardMode::Direct(d) => crate::direct::start(d, &cfg.backends, &shared, waker)?,
+            ForwardMode::Direct(d) => {
+                let counters = direct.get_or_insert_with(Default::default);
+                crate::direct::start(d, &cfg.backends, &shared, counters, waker)?
+            }
         };
         info!(target: "fulcrum::serve", "{}", cfg.summary());
         let plane = Plane {
             shared: Arc::clone(&shared),
+            direct,
             notifier: Notifier::new(cfg.notify.clone(), cfg.notify_timeout),
             cfg,
             started: Instant::now(),
@@ -245,14 +230,18 @@ impl Server {
     }
 
     fn on_signal(&mut self, drain_deadline: &mut Option<Instant>) {
-        while let Ok(Some(si)) = self.sfd.read_signal() {
-            let name = Signal::try_from(si.ssi_signo as i32).map_or("signal", |s| s.as_str());
-            if drain_deadline.is_none() {
-                self.begin_drain(name, drain_deadline);
-            } else {
-                info!(target: "fulcrum::serve", "{name} again: closing remaining connections now");
-                self.shared.cut_now.store(true, Ordering::Release);
-                self.workers.wake_all();
+        while let Some(sig) = signal::next(&mut self.sfd) {
+            let name = sig.name;
+            match sig.request {
+                Request::Stop if drain_deadline.is_none() => self.begin_drain(name, drain_deadline),
+                Request::Stop => {
+                    info!(target: "fulcrum::serve", "{name} again: closing remaining connections now");
+                    self.shared.cut_now.store(true, Ordering::Release);
+                    self.workers.wake_all();
+                }
+                Request::Reload => info!(target: "fulcrum::serve",
+                    "{name}: configuration from flags only, nothing to re-read; still serving (change flags without a drop with --listeners-from)"),
+                Request::Ignore => info!(target: "fulcrum::serve", "{name}: ignored (no meaning)"),
             }
         }
     }

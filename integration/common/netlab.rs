@@ -203,6 +203,9 @@ impl Lab {
     pub fn write(&self, file: &str, contents: &str) -> PathBuf {
         let p = self.dir.join(file);
         std::fs::write(&p, contents).expect("write lab file");
+        // Lab files include secrets, which fulcrum refuses unless private (0600).
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod lab file");
         p
     }
 

@@ -16,68 +16,18 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use log::{info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::agent::config::AgentArgs;
 use crate::agent::wire::{self, AgentState, Heartbeat};
-use crate::config::{parse_listen, read_key_file, resolve};
-use crate::duration::parse_duration;
-use crate::health::checker::{wall_ms, CheckKind};
+use crate::health::config::CheckKind;
 use crate::health::http::{build_request, parse_status, StatusSet};
-
-/// `fulcrum agent` flags.
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// The local service to probe and report on (HOST:PORT); also the default node id.
-    #[arg(long, value_parser = resolve)]
-    pub service: SocketAddr,
-    /// Distributor's agent address (its --agent-listen), repeatable (primary and backup).
-    #[arg(long = "distributor", required = true, value_parser = parse_listen)]
-    pub distributors: Vec<SocketAddr>,
-    /// File holding the shared HMAC key (same as the distributor's --agent-key-file).
-    #[arg(long)]
-    pub key_file: PathBuf,
-    /// Node id sent in heartbeats; must equal the node's address in the distributor's
-    /// --backend list [default: --service].
-    #[arg(long)]
-    pub node_id: Option<String>,
-    /// Probe of the local service: tcp or http[:PATH].
-    #[arg(long, default_value = "tcp", value_parser = parse_agent_check)]
-    pub check: CheckKind,
-    /// HTTP statuses that pass an http probe.
-    #[arg(long, default_value = "2xx,3xx", value_parser = |s: &str| s.parse::<StatusSet>().map_err(|e| e.to_string()))]
-    pub check_status: StatusSet,
-    /// Probe timeout.
-    #[arg(long, default_value = "1s", value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
-    pub check_timeout: Duration,
-    /// Heartbeat interval (the distributor's --agent-interval must match).
-    #[arg(long, default_value = "1s", value_parser = |s: &str| parse_duration(s).map_err(|e| e.to_string()))]
-    pub interval: Duration,
-    /// Report "overloaded" when the 1-minute load average per CPU exceeds this.
-    #[arg(long, default_value_t = 2.0)]
-    pub overload: f64,
-    /// Where the load average is read from (first field).
-    #[arg(long, default_value = "/proc/loadavg")]
-    pub loadavg_file: PathBuf,
-    /// While this file exists, report "drain" (no new flows; existing ones finish).
-    #[arg(long)]
-    pub drain_file: Option<PathBuf>,
-    /// Also report a weight percentage that falls as load rises past half the overload
-    /// threshold (never above the configured weight).
-    #[arg(long)]
-    pub dynamic_weight: bool,
-}
-
-fn parse_agent_check(s: &str) -> Result<CheckKind, String> {
-    match crate::config::parse_check(s)? {
-        CheckKind::None => Err("the agent needs a probe: tcp, http or http:/PATH".into()),
-        k => Ok(k),
-    }
-}
+use crate::sys::signal::{self, Request};
+use crate::time::wall_ms;
 
 /// Probes the local service once; returns the round-trip time on success.
 pub fn probe(
@@ -162,8 +112,8 @@ pub fn weight_pct(load: f64, overload: f64) -> u8 {
 
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(a: AgentArgs) -> io::Result<()> {
-    let sfd = crate::serve::signal_fd()?;
-    let key = read_key_file("--key-file", &a.key_file).map_err(io::Error::other)?;
+    let mut sfd = signal::signal_fd()?;
+    let key = crate::secret::read("--key-file", &a.key_file).map_err(io::Error::other)?;
     let node_id = a.node_id.clone().unwrap_or_else(|| a.service.to_string());
     if node_id.is_empty() || node_id.len() > wire::MAX_NODE_ID_LEN {
         return Err(io::Error::other(format!(
@@ -211,7 +161,7 @@ pub fn run(a: AgentArgs) -> io::Result<()> {
             probe_rtt: probed.ok(),
             weight_pct: a.dynamic_weight.then(|| weight_pct(load, a.overload)),
         };
-        match wire::emit(&hb, &key, &mut buf) {
+        match wire::emit(&hb, key.bytes(), &mut buf) {
             Ok(()) => {
                 for d in &a.distributors {
                     if let Err(e) = sock.send_to(&buf, d) {
@@ -226,8 +176,13 @@ pub fn run(a: AgentArgs) -> io::Result<()> {
         let ms = PollTimeout::from(rest.as_millis().min(60_000) as u16);
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if poll(&mut fds, ms).unwrap_or(0) > 0 {
-            info!(target: "fulcrum::agent", "stopping");
-            return Ok(());
+            while let Some(sig) = signal::next(&mut sfd) {
+                if sig.request == Request::Stop {
+                    info!(target: "fulcrum::agent", "{}: stopping", sig.name);
+                    return Ok(());
+                }
+                info!(target: "fulcrum::agent", "{}: ignored (the agent has nothing to reload)", sig.name);
+            }
         }
     }
 }

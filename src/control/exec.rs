@@ -13,10 +13,9 @@ use std::time::Instant;
 
 use log::info;
 
-use crate::config::ForwardMode;
 use crate::control::command::{self, apply, Command, Effect, NodeEntry, NodeTable};
 use crate::control::render;
-use crate::control::snapshot::{NodeSnapshot, StatsSnapshot};
+use crate::control::snapshot::{CheckSnapshot, NodeSnapshot, StatsSnapshot};
 use crate::duration::format_duration;
 use crate::plane::Plane;
 use crate::pool::{AdminState, NodeSpec};
@@ -246,6 +245,18 @@ impl Executor {
     }
 }
 
+/// A node's last check as a snapshot relative to `now`.
+fn check_snapshot(info: &crate::plane::NodeInfo, now: Instant) -> Option<CheckSnapshot> {
+    info.last_check
+        .as_ref()
+        .map(|(ok, detail, at, rtt)| CheckSnapshot {
+            ok: *ok,
+            detail: detail.clone(),
+            age_ms: now.saturating_duration_since(*at).as_millis() as u64,
+            rtt_us: rtt.map(|r| r.as_micros() as u64),
+        })
+}
+
 /// Per-node snapshots, in pool order.
 pub fn nodes(plane: &Plane, now: Instant) -> Vec<NodeSnapshot> {
     plane
@@ -270,7 +281,7 @@ pub fn nodes(plane: &Plane, now: Instant) -> Vec<NodeSnapshot> {
                 bytes_in: c.bytes_in.load(Ordering::Relaxed),
                 bytes_out: c.bytes_out.load(Ordering::Relaxed),
                 connect_failures: c.connect_failures.load(Ordering::Relaxed),
-                last_check: info.and_then(|i| i.check_snapshot(now)),
+                last_check: info.and_then(|i| check_snapshot(i, now)),
                 agent: info.and_then(|i| i.agent.clone()),
                 removing: info.is_some_and(|i| i.removing),
             }
@@ -318,8 +329,8 @@ pub fn stats_reply(plane: &Plane, now: Instant, json: bool) -> String {
     } else {
         render::stats_text(&s)
     };
-    if let ForwardMode::Direct(_) = plane.cfg.mode {
-        let fields = plane.shared.direct.stats.fields();
+    if let Some(direct) = &plane.direct {
+        let fields = direct.stats.fields();
         if json {
             out.pop(); // the closing brace
             for (k, v) in fields {
@@ -338,8 +349,8 @@ pub fn stats_reply(plane: &Plane, now: Instant, json: bool) -> String {
 /// `/metrics`: Prometheus text, with direct mode's families in that mode.
 pub fn metrics(plane: &Plane, now: Instant) -> String {
     let mut out = render::prometheus(&stats(plane, now), &nodes(plane, now));
-    if let ForwardMode::Direct(_) = plane.cfg.mode {
-        plane.shared.direct.stats.prometheus(&mut out);
+    if let Some(direct) = &plane.direct {
+        direct.stats.prometheus(&mut out);
     }
     out
 }
@@ -349,9 +360,9 @@ fn config(plane: &Plane, json: bool) -> String {
     let c = &plane.cfg;
     let listen: Vec<String> = c.listen.iter().map(|a| a.to_string()).collect();
     let check = match &c.health.kind {
-        crate::health::checker::CheckKind::None => "none".to_string(),
-        crate::health::checker::CheckKind::Tcp => "tcp".to_string(),
-        crate::health::checker::CheckKind::Http { path } => format!("http:{path}"),
+        crate::health::config::CheckKind::None => "none".to_string(),
+        crate::health::config::CheckKind::Tcp => "tcp".to_string(),
+        crate::health::config::CheckKind::Http { path } => format!("http:{path}"),
     };
     let fields: Vec<(&str, String)> = vec![
         ("listen", listen.join(",")),

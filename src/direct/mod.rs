@@ -45,19 +45,10 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use mio::{Poll, Waker};
 
-pub use stats::{DirectControl, DirectStats, DropReason};
+pub use stats::{DirectControl, DirectShared, DirectStats, DropReason};
 
-use crate::proxy::{Shared, Workers};
+use crate::runtime::{Shared, Workers};
 use crate::scheduler::Scheduler;
-
-/// What the direct-mode data plane shares with the control plane.
-#[derive(Debug, Default)]
-pub struct DirectShared {
-    /// Counters (packets, bytes, ARP, flows, drops by reason).
-    pub stats: DirectStats,
-    /// Switches (answer ARP, announce).
-    pub control: DirectControl,
-}
 
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,12 +70,14 @@ pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// Socket receive buffer: bursts of a few thousand full-size frames.
 const RCVBUF: usize = 8 << 20;
 
-/// Checks the host, opens the socket and starts the direct-mode worker thread.
+/// Checks the host, opens the socket and starts the direct-mode worker thread, which
+/// reports into `direct` (shared with the control plane's stats and failover).
 /// Errors are one line for the operator (see [`startup`]).
 pub fn start(
     cfg: &DirectConfig,
     nodes: &[crate::pool::NodeSpec],
     shared: &Arc<Shared>,
+    direct: &Arc<DirectShared>,
     on_exit: Arc<Waker>,
 ) -> io::Result<Workers> {
     let (iface, all) = startup::interface(&cfg.interface).map_err(io::Error::other)?;
@@ -107,7 +100,7 @@ pub fn start(
         Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared)),
         flow::FlowTable::new(cfg.max_flows, cfg.timeouts, Arc::clone(&shared.stats)),
         arp::NeighbourTiming::default(),
-        Arc::clone(&shared.direct),
+        Arc::clone(direct),
         Arc::clone(&shared.stats),
         now,
     );
@@ -123,7 +116,15 @@ pub fn start(
         iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle);
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
-    let w = worker::Worker::new(poll, sock, Arc::clone(shared), director, local, iface.ipv4)?;
+    let w = worker::Worker::new(
+        poll,
+        sock,
+        Arc::clone(shared),
+        Arc::clone(direct),
+        director,
+        local,
+        iface.ipv4,
+    )?;
     let t = std::thread::Builder::new()
         .name("fulcrum-direct".into())
         .spawn(move || {

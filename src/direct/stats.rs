@@ -2,13 +2,22 @@
 //! table events, and drops by reason.
 //!
 //! Written by the direct-mode worker with relaxed atomic adds (one thread writes, so
-//! they are uncontended), read by stats and metrics through [`DirectStats`] in
-//! `proxy::Shared::direct`. Per-node packets and bytes go to the pool's
+//! they are uncontended), read by stats and metrics through [`DirectShared`], which the
+//! serve loop creates and hands to the worker, the control plane and failover. Per-node packets and bytes go to the pool's
 //! [`crate::pool::NodeCounters`] (`bytes_in`), connections per node to its `active` and
 //! `total` counters, as in proxy mode. This file decides nothing.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What the direct-mode data plane shares with the control plane.
+#[derive(Debug, Default)]
+pub struct DirectShared {
+    /// Counters (packets, bytes, ARP, flows, drops by reason).
+    pub stats: DirectStats,
+    /// Switches (answer ARP, announce).
+    pub control: DirectControl,
+}
 
 /// Why a received frame was not forwarded. Every variant has a counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -28,7 +28,7 @@ use super::frame::{self, Local, Verdict};
 use super::socket::PacketSocket;
 use super::stats::DropReason;
 use super::DirectShared;
-use crate::proxy::Shared;
+use crate::runtime::Shared;
 use crate::scheduler::{Scheduler, SchedulerKind};
 
 /// Woken by the control plane (flag changes).
@@ -78,6 +78,7 @@ impl Worker {
         poll: Poll,
         sock: PacketSocket,
         shared: Arc<Shared>,
+        direct: Arc<DirectShared>,
         director: Director,
         local: Local,
         our_ip: Option<Ipv4Addr>,
@@ -87,7 +88,6 @@ impl Worker {
         let now = Instant::now();
         let generation = shared.pool.generation();
         let kind = director.scheduler().kind();
-        let direct = Arc::clone(&shared.direct);
         Ok(Worker {
             poll,
             sock,

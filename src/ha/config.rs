@@ -25,7 +25,7 @@ use crate::ha::machine;
 /// if 5800 is taken on your hosts.
 pub const DEFAULT_HA_PORT: u16 = 5800;
 
-pub use crate::keyfile::{MAX_KEY_LEN, MIN_KEY_LEN};
+use crate::secret::Secret;
 
 /// One virtual address with its prefix length (`10.0.0.100/24`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,23 +49,6 @@ pub struct PeerArg {
     pub addr: Ipv4Addr,
     /// The port given with the address, if any.
     pub port: Option<u16>,
-}
-
-/// The shared HMAC-SHA256 key, read from `--ha-key-file`. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct HaKey(Vec<u8>);
-
-impl HaKey {
-    /// The key bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for HaKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HaKey({} bytes, redacted)", self.0.len())
-    }
 }
 
 /// The failover flags as clap parses them (flattened into `fulcrum serve`).
@@ -100,7 +83,7 @@ pub struct HaArgs {
     /// File holding the shared HMAC-SHA256 key (at least 16 bytes; one trailing
     /// newline is ignored). Same file on both nodes.
     #[arg(long, value_parser = read_key_file)]
-    pub ha_key_file: Option<HaKey>,
+    pub ha_key_file: Option<Secret>,
     /// Failover group id (VRRP's VRID): adverts of other groups are ignored.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub ha_group: u16,
@@ -141,7 +124,7 @@ pub struct HaConfig {
     /// Preempt a lower-priority master.
     pub preempt: bool,
     /// HMAC key.
-    pub key: HaKey,
+    pub key: Secret,
     /// Group id.
     pub group: u16,
 }
@@ -278,9 +261,9 @@ pub fn parse_advert_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Reads and checks the failover key file (rules in [`crate::keyfile`]).
-pub fn read_key_file(path: &str) -> Result<HaKey, String> {
-    crate::keyfile::read(std::path::Path::new(path)).map(HaKey)
+/// Reads and checks the failover key file (rules in [`crate::secret`]).
+pub fn read_key_file(path: &str) -> Result<Secret, String> {
+    crate::secret::read_file(std::path::Path::new(path))
 }
 
 #[cfg(test)]
@@ -368,10 +351,8 @@ mod tests {
             "127.0.0.1:2",
         ];
         argv.extend_from_slice(extra);
-        let cli = crate::config::Cli::try_parse_from(argv)?;
-        let crate::config::Command::Serve(a) = cli.command else {
-            panic!("serve")
-        };
+        let cli = crate::config::TestCli::try_parse_from(argv)?;
+        let crate::config::TestCommand::Serve(a) = cli.command;
         Ok(a)
     }
 
@@ -381,7 +362,7 @@ mod tests {
         static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         PATH.get_or_init(|| {
             let path = std::env::temp_dir().join(format!("fulcrum-ha-key-{}", std::process::id()));
-            std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+            crate::secret::write_private(&path, "0123456789abcdef0123\n");
             path.display().to_string()
         })
         .clone()
@@ -506,7 +487,7 @@ mod tests {
             }
         }
         let short = std::env::temp_dir().join(format!("fulcrum-ha-short-{}", std::process::id()));
-        std::fs::write(&short, "tooshort").unwrap();
+        crate::secret::write_private(&short, "tooshort");
         let e = serve(&[
             "--vip",
             "10.99.0.100/24",
@@ -523,17 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn key_rules() {
-        assert!(crate::keyfile::check(b"0123456789abcdef\n".to_vec()).is_ok());
-        assert_eq!(
-            crate::keyfile::check(b"0123456789abcdef\r\n".to_vec()).unwrap(),
-            b"0123456789abcdef"
-        );
-        let e = crate::keyfile::check(b"short\n".to_vec()).unwrap_err();
-        assert!(e.contains("5 bytes") && e.contains("16"), "{e}");
-        assert!(crate::keyfile::check(vec![b'k'; MAX_KEY_LEN + 1]).is_err());
-        let k = HaKey(crate::keyfile::check(vec![b'k'; 32]).unwrap());
-        assert!(!format!("{k:?}").contains("kkkk"));
+    fn missing_key_file_is_named() {
         let e = read_key_file("/nonexistent/fulcrum-key").unwrap_err();
         assert!(e.contains("/nonexistent/fulcrum-key"), "{e}");
     }

@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver as ObsReceiver;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use log::{debug, Level};
 use mio::event::Event;
@@ -22,66 +22,15 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::agent::wire::{self, AgentState, Liveness};
-use crate::health::http::{build_request, parse_status, StatusSet};
-use crate::health::interval::{IntervalPolicy, Jitter};
-use crate::health::state::{FailReason, Health, HealthTracker, Reason, Thresholds, Transition};
+use crate::health::config::{CheckKind, HealthConfig};
+use crate::health::http::{build_request, parse_status};
+use crate::health::interval::Jitter;
+use crate::health::state::{FailReason, Health, HealthTracker, Reason, Transition};
 use crate::notify::Alert;
 use crate::plane::{Component, Plane};
 use crate::pool::Node;
-use crate::proxy::Observation;
-
-/// What an active check does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckKind {
-    /// No active checks (passive failures are then ignored too: nothing would bring a
-    /// node back).
-    None,
-    /// TCP connect.
-    Tcp,
-    /// HTTP/1.1 GET of `path`, status in the expected set.
-    Http {
-        /// Request path, e.g. `/health`.
-        path: String,
-    },
-}
-
-/// Node-agent settings on the distributor side.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// UDP address heartbeats arrive on.
-    pub listen: SocketAddr,
-    /// Shared HMAC key.
-    pub key: Vec<u8>,
-    /// Interval the agents send at.
-    pub interval: Duration,
-    /// Missed heartbeats before a node's agent counts as missing.
-    pub misses: u32,
-}
-
-/// Health-check settings (from `--check*`, `--rise/--warn/--fall`, `--slow-start`, `--agent-*`).
-#[derive(Debug, Clone)]
-pub struct HealthConfig {
-    /// Probe kind.
-    pub kind: CheckKind,
-    /// Intervals (adaptive, fast, down).
-    pub policy: IntervalPolicy,
-    /// Rise/warn/fall.
-    pub thresholds: Thresholds,
-    /// Probe timeout.
-    pub timeout: Duration,
-    /// Expected HTTP statuses.
-    pub statuses: StatusSet,
-    /// HTTP Host header; default the node's IP.
-    pub host: Option<String>,
-    /// Jitter seed.
-    pub seed: u64,
-    /// Ramp-up time of a node coming back up; zero = off.
-    pub slow_start: Duration,
-    /// Node agents, if any.
-    pub agent: Option<AgentConfig>,
-    /// Nodes expect a PROXY protocol header: HTTP checks send a LOCAL one first.
-    pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
-}
+use crate::runtime::Observation;
+use crate::time::wall_ms;
 
 /// Longest HTTP response head read from a check (the status line must fit).
 const MAX_HEAD: usize = 512;
@@ -443,7 +392,7 @@ impl Checker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            let hb = match wire::parse(&self.buf[..n], &acfg.key) {
+            let hb = match wire::parse(&self.buf[..n], acfg.key.bytes()) {
                 Ok(hb) => hb,
                 Err(e) => {
                     reject(plane, &mut self.last_reject_log, now, from, &e.to_string());
@@ -720,16 +669,10 @@ impl Component for Checker {
     }
 }
 
-/// Wall-clock milliseconds since the UNIX epoch (for heartbeat timestamps).
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::state::Thresholds;
     use crate::pool::NodeSpec;
 
     fn check(weight: u32, agent_pct: Option<u8>) -> NodeCheck {

@@ -4,7 +4,8 @@
 //! One [`worker::Worker`] per thread, each with its own mio reactor and its own
 //! SO_REUSEPORT listener per listen address (the kernel spreads new connections across
 //! them). This module creates the listeners (so bind errors surface at start, before any
-//! thread runs) and the workers, and holds [`Shared`]: what every worker reads.
+//! thread runs) and the workers; what they share with the control plane is
+//! [`crate::runtime::Shared`].
 
 pub mod conn;
 pub mod pipe;
@@ -15,120 +16,13 @@ pub mod worker;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use mio::{Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::pool::{Pool, Stats};
-use crate::scheduler::{self, SchedulerKind};
+use crate::runtime::{Shared, Workers};
 pub use worker::WorkerConfig;
-
-/// What workers report to the control plane (passive health detection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observation {
-    /// A connect to `node` failed (refused, timed out).
-    ConnectFailed {
-        /// The node.
-        node: SocketAddr,
-        /// Short reason.
-        why: &'static str,
-    },
-}
-
-/// State every worker reads; written by the control plane.
-#[derive(Debug)]
-pub struct Shared {
-    /// The nodes.
-    pub pool: Arc<Pool>,
-    /// Global counters.
-    pub stats: Arc<Stats>,
-    /// Cross-worker scheduler state (round-robin cursor).
-    pub sched_shared: Arc<scheduler::Shared>,
-    scheduler: AtomicU8,
-    /// Distribution switched on (`enable`/`disable`).
-    pub enabled: AtomicBool,
-    /// Stop accepting and drain.
-    pub shutdown: AtomicBool,
-    /// Drain time is over: close what is left.
-    pub cut_now: AtomicBool,
-    /// Direct mode's counters and switches (idle in proxy mode).
-    pub direct: Arc<crate::direct::DirectShared>,
-    /// `--max-conns-per-source`, when set.
-    pub source_limit: Option<source_limit::SourceLimit>,
-    observer: Mutex<Option<(Sender<Observation>, Arc<Waker>)>>,
-    observe_on: AtomicBool,
-}
-
-impl Shared {
-    /// Shared state for a pool and a starting scheduler.
-    pub fn new(pool: Arc<Pool>, stats: Arc<Stats>, kind: SchedulerKind) -> Self {
-        let s = Shared {
-            pool,
-            stats,
-            sched_shared: Arc::default(),
-            scheduler: AtomicU8::new(0),
-            enabled: AtomicBool::new(true),
-            shutdown: AtomicBool::new(false),
-            cut_now: AtomicBool::new(false),
-            direct: Arc::default(),
-            source_limit: None,
-            observer: Mutex::new(None),
-            observe_on: AtomicBool::new(false),
-        };
-        s.set_scheduler_kind(kind);
-        s
-    }
-
-    /// Limits open connections per client address (before the state is shared).
-    pub fn with_source_limit(mut self, max: Option<u32>) -> Self {
-        self.source_limit = max.map(source_limit::SourceLimit::new);
-        self
-    }
-
-    /// The scheduler workers should use.
-    pub fn scheduler_kind(&self) -> SchedulerKind {
-        worker::kind_from_u8(self.scheduler.load(Ordering::Relaxed))
-    }
-
-    /// Switches every worker to another scheduler (at its next new connection).
-    pub fn set_scheduler_kind(&self, k: SchedulerKind) {
-        let v = match k {
-            SchedulerKind::Rr => 0,
-            SchedulerKind::Wrr => 1,
-            SchedulerKind::Lc => 2,
-            SchedulerKind::Wlc => 3,
-            SchedulerKind::Maglev => 4,
-        };
-        self.scheduler.store(v, Ordering::Relaxed);
-    }
-
-    /// Routes observations to `tx`, waking the consumer's poll with `waker`.
-    pub fn set_observer(&self, tx: Sender<Observation>, waker: Arc<Waker>) {
-        *self.observer.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, waker));
-        self.observe_on.store(true, Ordering::Release);
-    }
-
-    /// Reports an observation if anyone listens: one atomic load when nobody does, a lock
-    /// otherwise, which only the connect-failure path pays.
-    pub fn observe(&self, o: Observation) {
-        if !self.observe_on.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some((tx, waker)) = self
-            .observer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            let _ = tx.send(o);
-            let _ = waker.wake();
-        }
-    }
-}
 
 /// A listening socket for one worker: SO_REUSEPORT, non-blocking, TCP_NODELAY (accepted
 /// sockets inherit it), IPv6 sockets v6-only so `[::]` and `0.0.0.0` can both be listed.
@@ -178,25 +72,6 @@ pub(crate) fn ensure_no_listener(addr: SocketAddr, freebind: bool) -> io::Result
             e
         }
     })
-}
-
-/// Running workers.
-pub struct Workers {
-    /// One waker per worker, to make it look at the shared flags.
-    pub wakers: Vec<Arc<Waker>>,
-    /// Thread handles; each returns how many connections it cut.
-    pub threads: Vec<JoinHandle<io::Result<u64>>>,
-    /// Duplicates of every listener (proxy mode), for a reload's hand-over.
-    pub listener_fds: Vec<std::os::fd::OwnedFd>,
-}
-
-impl Workers {
-    /// Wakes every worker (after a flag change).
-    pub fn wake_all(&self) {
-        for w in &self.wakers {
-            let _ = w.wake();
-        }
-    }
 }
 
 /// Where and how to listen.

@@ -21,9 +21,9 @@ use slab::Slab;
 use super::conn::{Conn, End, Phase};
 use super::proxy_protocol;
 use super::relay::Pumped;
-use super::{Observation, Shared};
 use crate::pool::Node;
-use crate::scheduler::{Scheduler, SchedulerKind};
+use crate::runtime::{Observation, Shared};
+use crate::scheduler::Scheduler;
 
 const WAKER: Token = Token(0);
 const FIRST_CONN: usize = 1024;
@@ -58,6 +58,9 @@ pub struct WorkerConfig {
     pub splice: bool,
     /// PROXY protocol header to send each node before the client's data.
     pub send_proxy: Option<proxy_protocol::Version>,
+    /// `--max-conns-per-source`: open connections per client address, shared by every
+    /// worker; `None` when the flag is off (no lock is ever taken then).
+    pub source_limit: Option<Arc<super::source_limit::SourceLimit>>,
 }
 
 /// A worker's reactor and everything it owns.
@@ -327,7 +330,7 @@ impl Worker {
             reset(&client);
             return;
         };
-        if let Some(l) = &self.shared.source_limit {
+        if let Some(l) = &self.cfg.source_limit {
             if !l.try_acquire(peer.ip()) {
                 self.shared
                     .stats
@@ -363,7 +366,7 @@ impl Worker {
         ) {
             warn!(target: "fulcrum::proxy", "register client: {e}");
             self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
-            if let Some(l) = &self.shared.source_limit {
+            if let Some(l) = &self.cfg.source_limit {
                 l.release(peer.ip());
             }
             return;
@@ -637,7 +640,7 @@ impl Worker {
             reset(&c.client);
         }
         self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
-        if let Some(l) = &self.shared.source_limit {
+        if let Some(l) = &self.cfg.source_limit {
             l.release(c.peer.ip());
         }
         if let Some(b) = c.up.take_buffer() {
@@ -712,16 +715,5 @@ impl Drop for Worker {
         if !self.conns.is_empty() {
             info!(target: "fulcrum::proxy", "worker={} exiting with {} connections", self.id, self.conns.len());
         }
-    }
-}
-
-/// The scheduler kinds as stored in an atomic.
-pub(super) fn kind_from_u8(v: u8) -> SchedulerKind {
-    match v {
-        1 => SchedulerKind::Wrr,
-        2 => SchedulerKind::Lc,
-        3 => SchedulerKind::Wlc,
-        4 => SchedulerKind::Maglev,
-        _ => SchedulerKind::Rr,
     }
 }

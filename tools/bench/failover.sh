@@ -57,7 +57,7 @@ http { access_log off; client_body_temp_path $DIR/nginx/b; proxy_temp_path $DIR/
 EOF
   ip netns exec "$(ns srv1)" nginx -p "$DIR/nginx" -e "$DIR/nginx/error.log" -c "$DIR/nginx/nginx.conf" &
   PIDS+=($!)
-  head -c 32 /dev/urandom | base64 >"$DIR/ha.key"
+  (umask 077; head -c 32 /dev/urandom | base64 >"$DIR/ha.key")
 }
 
 start_fulcrum_ha() { # lb priority peer interval

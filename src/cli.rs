@@ -1,0 +1,33 @@
+//! The `fulcrum` command line: one subcommand per program the binary holds.
+//!
+//! Each subcommand's flags belong to the layer that uses them (`serve`'s to
+//! [`crate::config`], the agent's to [`crate::agent::config`], `ctl`'s to
+//! [`crate::control::ctl`]); this file only names them.
+
+use clap::{Parser, Subcommand};
+
+use crate::agent::config::AgentArgs;
+use crate::config::{DemoArgs, ServeArgs};
+use crate::control::ctl::CtlArgs;
+
+/// fulcrum: a Layer-4 TCP connection distributor.
+#[derive(Debug, Parser)]
+#[command(name = "fulcrum", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the distributor.
+    Serve(Box<ServeArgs>),
+    /// Run three built-in HTTP backends on loopback and a distributor on 127.0.0.1:8080.
+    Demo(DemoArgs),
+    /// Run the node agent on a server node: probe the local service, report load and state.
+    Agent(Box<AgentArgs>),
+    /// Send a command to a running distributor's control socket.
+    Ctl(CtlArgs),
+}
