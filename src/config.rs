@@ -67,7 +67,8 @@ pub struct ServeArgs {
     /// Give up connecting to a node after this long (then retry another node).
     #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
     pub connect_timeout: Duration,
-    /// Close a connection after this long without traffic in either direction.
+    /// Close a connection after this long without traffic in either direction; 0s = never
+    /// (proxy mode; as HAProxy reads a zero timeout).
     #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
     pub idle_timeout: Duration,
     /// Maximum concurrent client connections; 0 = derived from the descriptor limit.
@@ -147,7 +148,8 @@ pub struct ServeArgs {
     /// Missed heartbeats after which a node's agent counts as missing.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub agent_misses: u32,
-    /// Control socket (Unix domain, created 0600) for `fulcrum ctl`.
+    /// Control socket (Unix domain, created 0600) for `fulcrum ctl` [default with
+    /// --listeners-from: the same path, so a reloaded process stays reachable].
     #[arg(long)]
     pub control: Option<std::path::PathBuf>,
     /// Zero-downtime reload: take the listening sockets of the fulcrum serving this
@@ -224,6 +226,11 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
         .interface
         .clone()
         .ok_or("--mode direct needs --interface IFACE (where frames for the VIP arrive)")?;
+    nonzero(
+        "--idle-timeout",
+        a.idle_timeout,
+        "in direct mode the flow table needs an expiry (flows end unseen when a client vanishes)",
+    )?;
     if a.max_conns_per_source > 0 {
         return Err(
             "--max-conns-per-source is for proxy mode (direct mode has no per-source table yet)"
@@ -320,7 +327,7 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Connect timeout per attempt.
     pub connect_timeout: Duration,
-    /// Idle timeout.
+    /// Idle timeout; zero = none (proxy mode only: direct mode refuses zero).
     pub idle_timeout: Duration,
     /// Global connection limit (resolved; never 0).
     pub max_conns: u64,
@@ -358,10 +365,79 @@ pub struct ServeConfig {
     pub ha: Option<HaConfig>,
 }
 
+/// A configuration the operator must fix: a flag's value, or flags that do not go
+/// together. The message names the flags and the values; `fulcrum` exits with code 2,
+/// as clap does for a flag it cannot parse, so every bad flag has one exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Exit code of a configuration error (clap's, for a bad flag).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Rejects a zero duration for a flag that has no meaning at zero.
+fn nonzero(flag: &str, d: Duration, why: &str) -> Result<(), String> {
+    if d.is_zero() {
+        return Err(format!("{flag} 0s: {why}"));
+    }
+    Ok(())
+}
+
+/// Refuses a node given twice: `set state` would change only the first copy, and the
+/// other would keep receiving traffic the operator believes is drained.
+fn no_duplicate_backends(nodes: &[NodeSpec]) -> Result<(), String> {
+    for (i, n) in nodes.iter().enumerate() {
+        if nodes[..i].iter().any(|m| m.addr == n.addr) {
+            return Err(format!(
+                "--backend {} is given twice (each node once; use weight=N for a larger share)",
+                n.addr
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl ServeConfig {
     /// Validates the flags. `nofile` is the (raised) descriptor limit, used to derive
     /// `--max-conns 0`.
-    pub fn from_args(a: ServeArgs, nofile: u64) -> Result<Self, String> {
+    pub fn from_args(a: ServeArgs, nofile: u64) -> Result<Self, ConfigError> {
+        Self::validate(a, nofile).map_err(ConfigError)
+    }
+
+    fn validate(a: ServeArgs, nofile: u64) -> Result<Self, String> {
+        no_duplicate_backends(&a.backend)?;
+        nonzero(
+            "--connect-timeout",
+            a.connect_timeout,
+            "every connect would fail at once (give the time a node may take to accept, e.g. 2s)",
+        )?;
+        nonzero(
+            "--check-timeout",
+            a.check_timeout,
+            "every probe would fail at once (e.g. 1s; --check none turns checks off)",
+        )?;
+        nonzero(
+            "--notify-timeout",
+            a.notify_timeout,
+            "every notify command would be killed at once",
+        )?;
+        nonzero(
+            "--agent-interval",
+            a.agent_interval,
+            "agents cannot send heartbeats continuously",
+        )?;
+        if a.check != CheckKind::None && a.check_timeout >= a.check_interval {
+            log::warn!(target: "fulcrum::config",
+                "--check-timeout {} is not below --check-interval {}: a slow probe delays the next one",
+                format_duration(a.check_timeout), format_duration(a.check_interval));
+        }
         let workers = match a.workers {
             Some(w) => usize::from(w),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -486,7 +562,9 @@ impl ServeConfig {
         }
         Ok(ServeConfig {
             health,
-            control: a.control,
+            // A reload keeps the control socket it took over unless told otherwise:
+            // without one, nothing could reach (or reload) the new process.
+            control: a.control.or_else(|| a.listeners_from.clone()),
             listeners_from: a.listeners_from,
             http: a.http,
             http_token,
@@ -649,7 +727,49 @@ mod tests {
         let TestCommand::Serve(a) = TestCli::try_parse_from(v)
             .map_err(|e| e.to_string())?
             .command;
-        ServeConfig::from_args(*a, 20_000)
+        ServeConfig::from_args(*a, 20_000).map_err(|e| e.0)
+    }
+
+    const MIN: [&str; 4] = ["--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"];
+
+    fn serve_with(extra: &[&str]) -> Result<ServeConfig, String> {
+        let mut v = MIN.to_vec();
+        v.extend_from_slice(extra);
+        serve(&v)
+    }
+
+    #[test]
+    fn duplicate_backend_is_refused() {
+        let e = serve_with(&["--backend", "127.0.0.1:2,weight=3"]).unwrap_err();
+        assert!(e.contains("--backend 127.0.0.1:2 is given twice"), "{e}");
+        assert!(serve_with(&["--backend", "127.0.0.1:3"]).is_ok());
+    }
+
+    #[test]
+    fn zero_durations_are_refused_or_mean_none() {
+        for flag in [
+            "--connect-timeout",
+            "--check-timeout",
+            "--notify-timeout",
+            "--agent-interval",
+        ] {
+            let e = serve_with(&[flag, "0s"]).unwrap_err();
+            assert!(e.starts_with(&format!("{flag} 0s: ")), "{flag}: {e}");
+        }
+        for flag in [
+            "--check-interval",
+            "--check-fast-interval",
+            "--check-down-interval",
+        ] {
+            assert!(serve_with(&[flag, "0s"]).is_err(), "{flag}");
+        }
+        // Proxy mode: no idle timeout, as HAProxy reads `timeout client 0`.
+        let c = serve_with(&["--idle-timeout", "0s"]).unwrap();
+        assert_eq!(c.idle_timeout, Duration::ZERO);
+        // Zero drain/deadline/slow start have a meaning: cut at once, off.
+        for flag in ["--drain-timeout", "--deadline", "--slow-start"] {
+            assert!(serve_with(&[flag, "0s"]).is_ok(), "{flag}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use fulcrum::cli::{Cli, CliCommand};
-use fulcrum::config::ServeConfig;
+use fulcrum::config::{ServeConfig, EXIT_CONFIG};
 use fulcrum::{demo, serve, sys};
 
 fn main() -> ExitCode {
@@ -21,7 +21,13 @@ fn main() -> ExitCode {
             // Signals first: every thread started later inherits the blocked mask.
             let sfd = sys::signal::signal_fd()?;
             let nofile = sys::limits::raise_nofile();
-            let cfg = ServeConfig::from_args(*args, nofile).map_err(std::io::Error::other)?;
+            let cfg = match ServeConfig::from_args(*args, nofile) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("fulcrum: {e}");
+                    std::process::exit(i32::from(EXIT_CONFIG));
+                }
+            };
             serve::Server::start(cfg, sfd)?.run()
         })(),
         CliCommand::Demo(args) => demo::run(args),

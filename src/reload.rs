@@ -3,8 +3,9 @@
 //!
 //! What it is: the new process's side ([`take_listeners`], [`Handover::stop_old`]) and
 //! the old process's side ([`send_listeners`]), both over the Unix control socket.
-//! `expose listeners` is answered with the text `listeners N` and, attached to it
-//! (SCM_RIGHTS), the N listening sockets; `shutdown` starts the old process's drain as
+//! `expose listeners` is answered with the text `listeners N` (then `http ADDR` when
+//! the old process serves HTTP, so the successor can say it drops it) and, attached to
+//! it (SCM_RIGHTS), the N listening sockets; `shutdown` starts the old process's drain as
 //! SIGTERM does.
 //!
 //! Why pass the sockets rather than bind new SO_REUSEPORT ones beside the old: a
@@ -41,6 +42,8 @@ pub struct Handover {
     stream: UnixStream,
     /// The listening sockets received.
     pub listeners: Vec<TcpListener>,
+    /// The old process's `--http` address, if it has one.
+    pub old_http: Option<std::net::SocketAddr>,
 }
 
 fn err(path: &Path, m: impl std::fmt::Display) -> io::Error {
@@ -83,6 +86,10 @@ pub fn take_listeners(path: &Path) -> io::Result<Handover> {
     read_reply(&mut stream, &mut text)?;
     let text = String::from_utf8_lossy(&text);
     let line = text.lines().next().unwrap_or_default();
+    let old_http = text
+        .lines()
+        .find_map(|l| l.strip_prefix("http "))
+        .and_then(|a| a.parse().ok());
     let Some(count) = line.strip_prefix("listeners ") else {
         return Err(err(path, format!("the running process answered {line:?}")));
     };
@@ -99,7 +106,11 @@ pub fn take_listeners(path: &Path) -> io::Result<Handover> {
         }
         listeners.push(TcpListener::from(fd));
     }
-    Ok(Handover { stream, listeners })
+    Ok(Handover {
+        stream,
+        listeners,
+        old_http,
+    })
 }
 
 /// Reads until the reply's terminating empty line.

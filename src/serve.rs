@@ -64,6 +64,9 @@ impl Server {
                 let mut h = crate::reload::take_listeners(path)?;
                 let ls = std::mem::take(&mut h.listeners);
                 info!(target: "fulcrum::serve", "reload: took {} listening sockets from the running process", ls.len());
+                if let (Some(old), None) = (h.old_http, cfg.http) {
+                    warn!(target: "fulcrum::serve", "reload: the running process serves HTTP on {old}; this one was given no --http, so /metrics, the API and the console stop there when it exits");
+                }
                 (Some(h), ls)
             }
             None => (None, Vec::new()),
@@ -71,7 +74,11 @@ impl Server {
         let components = crate::components::build(&cfg, &shared, direct.as_ref(), &waker)?;
         let wcfg = WorkerConfig {
             connect_timeout: cfg.connect_timeout,
-            idle_timeout: cfg.idle_timeout,
+            // `--idle-timeout 0s` means no idle timeout: a deadline never reached.
+            idle_timeout: match cfg.idle_timeout {
+                Duration::ZERO => Duration::MAX,
+                d => d,
+            },
             retries: cfg.retries,
             max_conns: cfg.max_conns,
             splice: cfg.splice,

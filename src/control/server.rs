@@ -399,7 +399,12 @@ fn expose_listeners(
         return Err("earlier replies are still queued; send this on a fresh connection".into());
     }
     let fds: Vec<std::os::fd::RawFd> = plane.listeners.iter().map(|f| f.as_raw_fd()).collect();
-    let reply = format!("listeners {}\n\n", fds.len());
+    // What the successor should know it replaces: the HTTP address it may be dropping.
+    let http = plane
+        .cfg
+        .http
+        .map_or(String::new(), |h| format!("http {h}\n"));
+    let reply = format!("listeners {}\n{http}\n", fds.len());
     let sent = crate::reload::send_listeners(stream.as_raw_fd(), reply.as_bytes(), &fds)
         .map_err(|e| format!("sending the listeners: {e}"))?;
     if sent == 0 {
