@@ -3,26 +3,29 @@
 //! The binary (`src/main.rs`) is a thin shell over this library; see
 //! `docs/architecture.md` for how the modules fit together.
 #![warn(missing_docs)]
+// Most modules are crate-private (so the compiler reports dead code); their docs are
+// for developers, built with `--document-private-items`, and may link to each other.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod addr;
 pub mod agent;
 pub mod cli;
-pub mod components;
+pub(crate) mod components;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod direct;
-pub mod duration;
+pub(crate) mod duration;
 pub mod ha;
 pub mod health;
-pub mod notify;
-pub mod plane;
+pub(crate) mod notify;
+pub(crate) mod plane;
 pub mod pool;
-pub mod proxy;
-pub mod reload;
-pub mod runtime;
+pub(crate) mod proxy;
+pub(crate) mod reload;
+pub(crate) mod runtime;
 pub mod scheduler;
-pub mod secret;
+pub(crate) mod secret;
 pub mod serve;
 pub mod sys;
-pub mod time;
+pub(crate) mod time;

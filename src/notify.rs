@@ -119,8 +119,8 @@ impl Notifier {
             }
         });
     }
-
     /// Commands still running.
+    #[cfg(test)]
     pub fn running(&self) -> usize {
         self.running.len()
     }

@@ -38,7 +38,7 @@ pub struct Shared {
     /// Global counters.
     pub stats: Arc<Stats>,
     /// Cross-worker scheduler state (round-robin cursor).
-    pub sched_shared: Arc<scheduler::Shared>,
+    pub sched_shared: Arc<scheduler::SchedulerShared>,
     scheduler: AtomicU8,
     /// Distribution switched on (`enable`/`disable`).
     pub enabled: AtomicBool,

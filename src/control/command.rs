@@ -5,7 +5,7 @@
 //!   bytes, without ever buffering an over-long line (`command/framing.rs`);
 //! - [`parse`] turns one line into a typed [`Command`] or a [`ParseError`]
 //!   that names the command, the field and the rejected value (this file);
-//! - [`apply`] validates a command against a [`NodeTable`] and returns the
+//! - [`apply()`] validates a command against a [`NodeTable`] and returns the
 //!   [`Effect`] it would have, without mutating anything;
 //!   [`NodeTable::commit`] then applies that effect (`command/apply.rs`).
 //!

@@ -4,7 +4,7 @@
 
 pub mod command;
 pub mod ctl;
-pub mod exec;
-pub mod render;
-pub mod server;
-pub mod snapshot;
+pub(crate) mod exec;
+pub(crate) mod render;
+pub(crate) mod server;
+pub(crate) mod snapshot;

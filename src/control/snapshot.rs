@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 
-pub use crate::pool::{AdminState, HealthState, ParseKeywordError};
+pub use crate::pool::{AdminState, HealthState};
 
 /// The outcome of the most recent active health check of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]

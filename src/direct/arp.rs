@@ -272,13 +272,13 @@ impl Neighbours {
         }
         out.sort_unstable();
     }
-
     /// When [`Neighbours::due`] next has something to do.
+    #[cfg(test)]
     pub fn next_deadline(&self) -> Option<Instant> {
         self.entries.values().map(|e| e.next_request).min()
     }
-
     /// How many tracked nodes have a known MAC.
+    #[cfg(test)]
     pub fn known(&self) -> usize {
         self.entries.values().filter(|e| e.mac.is_some()).count()
     }

@@ -28,14 +28,14 @@
 //! re-segmenting GRO/TSO super-frames (they are dropped and counted: turn GRO/LRO off on
 //! the interface; a real wire never carries them).
 
-pub mod arp;
-pub mod director;
+pub(crate) mod arp;
+pub(crate) mod director;
 pub mod flow;
 pub mod frame;
-pub mod socket;
-pub mod startup;
+pub(crate) mod socket;
+pub(crate) mod startup;
 pub mod stats;
-pub mod worker;
+pub(crate) mod worker;
 
 use std::io;
 use std::net::Ipv4Addr;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct DirectShared {
     /// Counters (packets, bytes, ARP, flows, drops by reason).
     pub stats: DirectStats,
-    /// Switches (answer ARP, announce).
+    /// Switches (answer ARP).
     pub control: DirectControl,
 }
 
@@ -351,23 +351,13 @@ impl DirectStats {
 pub struct DirectControl {
     /// Answer ARP requests for the VIP (false on a standby distributor).
     pub answer_arp: AtomicBool,
-    /// Incremented to ask the worker for a burst of gratuitous ARPs (takeover).
-    pub announce: AtomicU64,
 }
 
 impl Default for DirectControl {
     fn default() -> Self {
         DirectControl {
             answer_arp: AtomicBool::new(true),
-            announce: AtomicU64::new(0),
         }
-    }
-}
-
-impl DirectControl {
-    /// Asks the worker to send a burst of gratuitous ARPs for the VIP.
-    pub fn request_announce(&self) {
-        self.announce.fetch_add(1, Ordering::Release);
     }
 }
 

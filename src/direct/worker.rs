@@ -66,7 +66,6 @@ pub struct Worker {
     next_tick: Instant,
     garps_left: u32,
     next_garp: Instant,
-    announce_seen: u64,
     draining: bool,
     last_send_warn: Option<Instant>,
     last_malformed_log: Option<Instant>,
@@ -104,7 +103,6 @@ impl Worker {
             next_tick: now,
             garps_left: GARP_COUNT,
             next_garp: now,
-            announce_seen: 0,
             draining: false,
             last_send_warn: None,
             last_malformed_log: None,
@@ -114,7 +112,12 @@ impl Worker {
     /// Runs until shut down and drained (or cut). Returns how many open flows were cut.
     pub fn run(mut self) -> io::Result<u64> {
         let mut events = Events::with_capacity(64);
-        self.announce_seen = self.direct.control.announce.load(Ordering::Acquire);
+        // One announcer per setup: alone, this worker announces the VIP once at start;
+        // in a failover pair the failover component announces at each takeover, and a
+        // standby (not answering ARP) must not announce at all, now or later.
+        if !self.direct.control.answer_arp.load(Ordering::Acquire) {
+            self.garps_left = 0;
+        }
         loop {
             let timeout = if self.more_rx {
                 Duration::ZERO
@@ -185,12 +188,6 @@ impl Worker {
         };
         self.director.set_admission(admission);
         self.local.answer_arp = self.direct.control.answer_arp.load(Ordering::Relaxed);
-        let announce = self.direct.control.announce.load(Ordering::Acquire);
-        if announce != self.announce_seen {
-            self.announce_seen = announce;
-            self.garps_left = GARP_COUNT;
-            self.next_garp = Instant::now();
-        }
     }
 
     fn rx_batch(&mut self) {

@@ -37,7 +37,7 @@ use crate::control::command::Command;
 use crate::direct::DirectShared;
 use crate::ha::config::HaConfig;
 use crate::ha::garp::GarpSender;
-use crate::ha::machine::{self, Action, Machine, Reason, Role};
+use crate::ha::machine::{self, Action, Machine, Role, RoleReason};
 use crate::ha::sync::{self, Assembler, Message};
 use crate::ha::vip::{self, Change, Netlink};
 use crate::ha::wire::{self, Kind, ReplayGuard};
@@ -349,13 +349,13 @@ impl HaDriver {
         now: Instant,
         from: Role,
         to: Role,
-        reason: Reason,
+        reason: RoleReason,
     ) {
         info!(target: "fulcrum::ha", "role {from} -> {to} reason={reason} epoch={} priority={}",
             self.machine.epoch(), self.machine.priority());
         let level = match (to, reason) {
             (Role::Fault, _) => Level::Error,
-            (Role::Master, _) | (Role::Backup, Reason::Outranked) => Level::Warn,
+            (Role::Master, _) | (Role::Backup, RoleReason::Outranked) => Level::Warn,
             _ => Level::Info,
         };
         plane.notifier.alert(Alert {

@@ -72,11 +72,6 @@ impl GarpSender {
         Ok(GarpSender { socket, index, mac })
     }
 
-    /// The MAC put in the frames.
-    pub fn mac(&self) -> MacAddr {
-        self.mac
-    }
-
     /// Sends one gratuitous ARP for `vip`. A full send queue is an error
     /// (`WouldBlock`): the machine sends several, so one lost frame is tolerated.
     pub fn send(&self, vip: Ipv4Addr) -> io::Result<()> {

@@ -97,7 +97,7 @@ impl fmt::Display for Role {
 
 /// Why the role changed (for logs and the notify command).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
+pub enum RoleReason {
     /// `start` was called.
     Started,
     /// Master_Down_Timer fired: no advert good enough in time, or a resign.
@@ -112,15 +112,15 @@ pub enum Reason {
     Shutdown,
 }
 
-impl fmt::Display for Reason {
+impl fmt::Display for RoleReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Reason::Started => "started",
-            Reason::MasterDown => "master-down",
-            Reason::Outranked => "outranked",
-            Reason::LinkDown => "link-down",
-            Reason::LinkUp => "link-up",
-            Reason::Shutdown => "shutdown",
+            RoleReason::Started => "started",
+            RoleReason::MasterDown => "master-down",
+            RoleReason::Outranked => "outranked",
+            RoleReason::LinkDown => "link-down",
+            RoleReason::LinkUp => "link-up",
+            RoleReason::Shutdown => "shutdown",
         })
     }
 }
@@ -163,33 +163,33 @@ impl Config {
     }
 
     /// Checks every field; the error names the field and the value.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), TimingError> {
         check_priority(self.priority)?;
         let interval = self.advert_interval;
         if interval < MIN_ADVERT_INTERVAL
             || interval > MAX_ADVERT_INTERVAL
             || interval.as_nanos() % 10_000_000 != 0
         {
-            return Err(ConfigError::AdvertInterval(interval));
+            return Err(TimingError::AdvertInterval(interval));
         }
         if self.garp_count > MAX_GARP_COUNT {
-            return Err(ConfigError::GarpCount(self.garp_count));
+            return Err(TimingError::GarpCount(self.garp_count));
         }
         Ok(())
     }
 }
 
-fn check_priority(priority: u8) -> Result<(), ConfigError> {
+fn check_priority(priority: u8) -> Result<(), TimingError> {
     if (1..=254).contains(&priority) {
         Ok(())
     } else {
-        Err(ConfigError::Priority(priority))
+        Err(TimingError::Priority(priority))
     }
 }
 
 /// A configuration value out of range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigError {
+pub enum TimingError {
     /// Priority outside 1..=254.
     Priority(u8),
     /// Advert interval not a multiple of 10 ms within the limits.
@@ -198,22 +198,22 @@ pub enum ConfigError {
     GarpCount(u32),
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for TimingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Priority(p) => write!(f, "priority={p} out of range 1..=254"),
-            ConfigError::AdvertInterval(d) => write!(
+            TimingError::Priority(p) => write!(f, "priority={p} out of range 1..=254"),
+            TimingError::AdvertInterval(d) => write!(
                 f,
                 "advert_interval={d:?} must be a multiple of 10ms within 10ms..=655.35s"
             ),
-            ConfigError::GarpCount(n) => {
+            TimingError::GarpCount(n) => {
                 write!(f, "garp_count={n} exceeds {MAX_GARP_COUNT}")
             }
         }
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for TimingError {}
 
 /// What the machine needs from an authenticated, non-replayed advert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +256,7 @@ pub enum Action {
         /// Role after.
         to: Role,
         /// Why.
-        reason: Reason,
+        reason: RoleReason,
     },
 }
 
@@ -318,7 +318,7 @@ impl Machine {
     /// up by less than one priority step of skew (`interval / 256`): it breaks
     /// exact ties between equal-priority nodes started together and never
     /// reorders different priorities.
-    pub fn new(config: Config, seed: u64) -> Result<Machine, ConfigError> {
+    pub fn new(config: Config, seed: u64) -> Result<Machine, TimingError> {
         config.validate()?;
         Ok(Machine {
             priority: config.priority,
@@ -334,11 +334,6 @@ impl Machine {
         })
     }
 
-    /// The configuration given to [`Machine::new`].
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The current role.
     pub fn role(&self) -> Role {
         match self.state {
@@ -349,7 +344,7 @@ impl Machine {
         }
     }
 
-    /// The current priority (changed by [`Machine::set_priority`]).
+    /// The current priority.
     pub fn priority(&self) -> u8 {
         self.priority
     }
@@ -385,9 +380,9 @@ impl Machine {
             return;
         }
         if self.link_up {
-            self.enter_backup(now, Reason::Started);
+            self.enter_backup(now, RoleReason::Started);
         } else {
-            self.change(Role::Fault, Reason::LinkDown);
+            self.change(Role::Fault, RoleReason::LinkDown);
             self.state = State::Fault;
         }
     }
@@ -441,7 +436,7 @@ impl Machine {
         if theirs > (self.priority, self.config.node_id) {
             self.epoch = self.epoch.max(advert.epoch);
             self.master_adver_interval = clamp_interval(advert.advert_interval);
-            self.change(Role::Backup, Reason::Outranked);
+            self.change(Role::Backup, RoleReason::Outranked);
             self.actions.push_back(Action::ReleaseVip);
             let at = now.saturating_add(self.master_down_interval());
             self.state = State::Backup { master_down_at: at };
@@ -467,22 +462,22 @@ impl Machine {
         self.link_up = up;
         match (self.state, up) {
             (State::Backup { .. }, false) => {
-                self.change(Role::Fault, Reason::LinkDown);
+                self.change(Role::Fault, RoleReason::LinkDown);
                 self.state = State::Fault;
             }
             (State::Master { .. }, false) => {
-                self.change(Role::Fault, Reason::LinkDown);
+                self.change(Role::Fault, RoleReason::LinkDown);
                 self.actions.push_back(Action::ReleaseVip);
                 self.state = State::Fault;
             }
-            (State::Fault, true) => self.enter_backup(now, Reason::LinkUp),
+            (State::Fault, true) => self.enter_backup(now, RoleReason::LinkUp),
             _ => {}
         }
     }
-
     /// Changes the priority at run time (1..=254). A master advertises the
     /// new value at once; preempting backups then act on it.
-    pub fn set_priority(&mut self, now: Duration, priority: u8) -> Result<(), ConfigError> {
+    #[cfg(test)]
+    pub fn set_priority(&mut self, now: Duration, priority: u8) -> Result<(), TimingError> {
         check_priority(priority)?;
         if priority != self.priority {
             self.priority = priority;
@@ -500,14 +495,14 @@ impl Machine {
         match self.state {
             State::Init => return,
             State::Master { .. } => {
-                self.change(Role::Init, Reason::Shutdown);
+                self.change(Role::Init, RoleReason::Shutdown);
                 // VIP first: the resign makes a backup take over within Skew_Time,
                 // and the two must not hold the address at once.
                 self.actions.push_back(Action::ReleaseVip);
                 self.actions
                     .push_back(Action::SendResign { epoch: self.epoch });
             }
-            State::Backup { .. } | State::Fault => self.change(Role::Init, Reason::Shutdown),
+            State::Backup { .. } | State::Fault => self.change(Role::Init, RoleReason::Shutdown),
         }
         self.state = State::Init;
     }
@@ -598,13 +593,13 @@ impl Machine {
         })
     }
 
-    fn change(&mut self, to: Role, reason: Reason) {
+    fn change(&mut self, to: Role, reason: RoleReason) {
         let from = self.role();
         self.actions
             .push_back(Action::RoleChanged { from, to, reason });
     }
 
-    fn enter_backup(&mut self, now: Duration, reason: Reason) {
+    fn enter_backup(&mut self, now: Duration, reason: RoleReason) {
         self.change(Role::Backup, reason);
         // RFC 5798 §6.4.1: Master_Adver_Interval starts as our own interval.
         self.master_adver_interval = self.config.advert_interval;
@@ -616,7 +611,7 @@ impl Machine {
 
     // RFC 5798 §6.4.2 "If the Master_Down_Timer fires".
     fn become_master(&mut self, now: Duration) {
-        self.change(Role::Master, Reason::MasterDown);
+        self.change(Role::Master, RoleReason::MasterDown);
         self.epoch = self.epoch.saturating_add(1);
         self.takeovers = self.takeovers.saturating_add(1);
         self.actions.push_back(Action::AcquireVip);
@@ -734,7 +729,7 @@ mod tests {
         }
     }
 
-    fn changed(from: Role, to: Role, reason: Reason) -> Action {
+    fn changed(from: Role, to: Role, reason: RoleReason) -> Action {
         Action::RoleChanged { from, to, reason }
     }
 
@@ -773,42 +768,42 @@ mod tests {
                     priority: 0,
                     ..base.clone()
                 },
-                ConfigError::Priority(0),
+                TimingError::Priority(0),
             ),
             (
                 Config {
                     priority: 255,
                     ..base.clone()
                 },
-                ConfigError::Priority(255),
+                TimingError::Priority(255),
             ),
             (
                 Config {
                     advert_interval: ms(5),
                     ..base.clone()
                 },
-                ConfigError::AdvertInterval(ms(5)),
+                TimingError::AdvertInterval(ms(5)),
             ),
             (
                 Config {
                     advert_interval: ms(105),
                     ..base.clone()
                 },
-                ConfigError::AdvertInterval(ms(105)),
+                TimingError::AdvertInterval(ms(105)),
             ),
             (
                 Config {
                     advert_interval: ms(655_360),
                     ..base.clone()
                 },
-                ConfigError::AdvertInterval(ms(655_360)),
+                TimingError::AdvertInterval(ms(655_360)),
             ),
             (
                 Config {
                     garp_count: 101,
                     ..base.clone()
                 },
-                ConfigError::GarpCount(101),
+                TimingError::GarpCount(101),
             ),
         ] {
             assert_eq!(Machine::new(config, 0).err(), Some(err));
@@ -825,7 +820,7 @@ mod tests {
             assert_eq!(m.role(), Role::Backup);
             assert_eq!(
                 drain(&mut m),
-                [changed(Role::Init, Role::Backup, Reason::Started)]
+                [changed(Role::Init, Role::Backup, RoleReason::Started)]
             );
             let mdi = master_down_interval(100, ms(100));
             let at = m.poll_timeout().unwrap();
@@ -847,7 +842,7 @@ mod tests {
         assert_eq!(
             drain(&mut m),
             [
-                changed(Role::Backup, Role::Master, Reason::MasterDown),
+                changed(Role::Backup, Role::Master, RoleReason::MasterDown),
                 Action::AcquireVip,
                 Action::SendAdvert {
                     priority: 100,
@@ -963,7 +958,7 @@ mod tests {
             assert_eq!(
                 drain(&mut m),
                 [
-                    changed(Role::Master, Role::Backup, Reason::Outranked),
+                    changed(Role::Master, Role::Backup, RoleReason::Outranked),
                     Action::ReleaseVip
                 ]
             );
@@ -1025,7 +1020,7 @@ mod tests {
         assert_eq!(
             drain(&mut m),
             [
-                changed(Role::Master, Role::Fault, Reason::LinkDown),
+                changed(Role::Master, Role::Fault, RoleReason::LinkDown),
                 Action::ReleaseVip
             ]
         );
@@ -1035,7 +1030,7 @@ mod tests {
         m.on_link(at + ms(10), true);
         assert_eq!(
             drain(&mut m),
-            [changed(Role::Fault, Role::Backup, Reason::LinkUp)]
+            [changed(Role::Fault, Role::Backup, RoleReason::LinkUp)]
         );
         assert!(m.poll_timeout().unwrap() >= at + ms(10) + m.master_down_interval());
         m.on_timeout(m.poll_timeout().unwrap());
@@ -1050,7 +1045,7 @@ mod tests {
         m.start(Duration::ZERO);
         assert_eq!(
             drain(&mut m),
-            [changed(Role::Init, Role::Fault, Reason::LinkDown)]
+            [changed(Role::Init, Role::Fault, RoleReason::LinkDown)]
         );
     }
 
@@ -1061,7 +1056,7 @@ mod tests {
         assert_eq!(
             drain(&mut m),
             [
-                changed(Role::Master, Role::Init, Reason::Shutdown),
+                changed(Role::Master, Role::Init, RoleReason::Shutdown),
                 Action::ReleaseVip,
                 Action::SendResign { epoch: 1 },
             ]
@@ -1076,8 +1071,8 @@ mod tests {
         assert_eq!(
             drain(&mut m),
             [
-                changed(Role::Init, Role::Backup, Reason::Started),
-                changed(Role::Backup, Role::Init, Reason::Shutdown),
+                changed(Role::Init, Role::Backup, RoleReason::Started),
+                changed(Role::Backup, Role::Init, RoleReason::Shutdown),
             ]
         );
     }
@@ -1085,8 +1080,8 @@ mod tests {
     #[test]
     fn set_priority_validates_and_master_readvertises() {
         let (mut m, at) = master(1, 100);
-        assert_eq!(m.set_priority(at, 0), Err(ConfigError::Priority(0)));
-        assert_eq!(m.set_priority(at, 255), Err(ConfigError::Priority(255)));
+        assert_eq!(m.set_priority(at, 0), Err(TimingError::Priority(0)));
+        assert_eq!(m.set_priority(at, 255), Err(TimingError::Priority(255)));
         assert_eq!(m.set_priority(at, 100), Ok(()));
         assert!(drain(&mut m).is_empty());
         assert_eq!(m.set_priority(at, 20), Ok(()));
@@ -1210,6 +1205,6 @@ mod tests {
         wire::emit(&resign, b"k", &mut buf).unwrap();
         assert_eq!(m.wire_advert(&Action::SendGarp, 44), None);
         assert_eq!(Role::Master.to_string(), "master");
-        assert_eq!(Reason::MasterDown.to_string(), "master-down");
+        assert_eq!(RoleReason::MasterDown.to_string(), "master-down");
     }
 }

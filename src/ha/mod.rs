@@ -7,11 +7,11 @@
 //! (gratuitous ARP). [`config`] holds the flags.
 
 pub mod config;
-pub mod driver;
-pub mod garp;
-pub mod machine;
+pub(crate) mod driver;
+pub(crate) mod garp;
+pub(crate) mod machine;
 #[cfg(test)]
 mod sim;
 pub mod sync;
-pub mod vip;
+pub(crate) mod vip;
 pub mod wire;

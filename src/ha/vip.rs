@@ -115,10 +115,10 @@ impl Netlink {
             let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
             let data = self.buf.get(..n).unwrap_or(&[]);
             match scan_replies(data, seq) {
-                Reply::Ack => return Ok(None),
-                Reply::Error(code) => return Err(io::Error::from_raw_os_error(code)),
-                Reply::Link(up) => return Ok(Some(up)),
-                Reply::None => {}
+                NetlinkReply::Ack => return Ok(None),
+                NetlinkReply::Error(code) => return Err(io::Error::from_raw_os_error(code)),
+                NetlinkReply::Link(up) => return Ok(Some(up)),
+                NetlinkReply::None => {}
             }
         }
         Err(io::Error::new(
@@ -188,7 +188,7 @@ fn serialize(payload: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
 
 /// What one received datagram says about request `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
+pub enum NetlinkReply {
     /// An NLMSG_ERROR with code 0.
     Ack,
     /// An NLMSG_ERROR with this (positive) errno.
@@ -201,11 +201,11 @@ pub enum Reply {
 
 /// Walks the netlink messages in one datagram and reports the first about `seq`.
 /// Never panics on malformed input.
-pub fn scan_replies(mut data: &[u8], seq: u32) -> Reply {
+pub fn scan_replies(mut data: &[u8], seq: u32) -> NetlinkReply {
     while data.len() >= 16 {
         let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
         if len < 16 || len > data.len() {
-            return Reply::None;
+            return NetlinkReply::None;
         }
         let (one, rest) = data.split_at(len);
         if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(one) {
@@ -213,13 +213,13 @@ pub fn scan_replies(mut data: &[u8], seq: u32) -> Reply {
                 match msg.payload {
                     NetlinkPayload::Error(e) => {
                         return match e.code {
-                            None => Reply::Ack,
-                            Some(c) => Reply::Error(c.get().saturating_abs()),
+                            None => NetlinkReply::Ack,
+                            Some(c) => NetlinkReply::Error(c.get().saturating_abs()),
                         }
                     }
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
                         let f = link.header.flags;
-                        return Reply::Link(
+                        return NetlinkReply::Link(
                             f.contains(LinkFlags::Up) && f.contains(LinkFlags::LowerUp),
                         );
                     }
@@ -231,7 +231,7 @@ pub fn scan_replies(mut data: &[u8], seq: u32) -> Reply {
         let pad = (4 - len % 4) % 4;
         data = rest.get(pad..).unwrap_or(&[]);
     }
-    Reply::None
+    NetlinkReply::None
 }
 
 /// The IPv4 addresses of an interface other than `exclude` (the VIPs), in the order
@@ -310,28 +310,31 @@ mod tests {
 
     #[test]
     fn replies_are_matched_by_sequence() {
-        assert_eq!(scan_replies(&error_reply(5, 0), 5), Reply::Ack);
+        assert_eq!(scan_replies(&error_reply(5, 0), 5), NetlinkReply::Ack);
         assert_eq!(
             scan_replies(&error_reply(5, -libc::EEXIST), 5),
-            Reply::Error(libc::EEXIST)
+            NetlinkReply::Error(libc::EEXIST)
         );
-        assert_eq!(scan_replies(&error_reply(4, 0), 5), Reply::None);
+        assert_eq!(scan_replies(&error_reply(4, 0), 5), NetlinkReply::None);
         let mut two = error_reply(4, -1);
         two.extend(error_reply(5, -libc::EADDRNOTAVAIL));
-        assert_eq!(scan_replies(&two, 5), Reply::Error(libc::EADDRNOTAVAIL));
+        assert_eq!(
+            scan_replies(&two, 5),
+            NetlinkReply::Error(libc::EADDRNOTAVAIL)
+        );
     }
 
     #[test]
     fn garbage_replies_do_not_panic() {
-        assert_eq!(scan_replies(&[], 1), Reply::None);
-        assert_eq!(scan_replies(&[0xff; 15], 1), Reply::None);
-        assert_eq!(scan_replies(&[0xff; 64], 1), Reply::None);
+        assert_eq!(scan_replies(&[], 1), NetlinkReply::None);
+        assert_eq!(scan_replies(&[0xff; 15], 1), NetlinkReply::None);
+        assert_eq!(scan_replies(&[0xff; 64], 1), NetlinkReply::None);
         let mut short = error_reply(1, 0);
         short[0] = 200;
-        assert_eq!(scan_replies(&short, 1), Reply::None);
+        assert_eq!(scan_replies(&short, 1), NetlinkReply::None);
         let mut tiny = error_reply(1, 0);
         tiny[0..4].copy_from_slice(&8u32.to_ne_bytes());
-        assert_eq!(scan_replies(&tiny, 1), Reply::None);
+        assert_eq!(scan_replies(&tiny, 1), NetlinkReply::None);
         let mut truncated = error_reply(1, 0);
         truncated.truncate(20);
         truncated[0..4].copy_from_slice(&20u32.to_ne_bytes());

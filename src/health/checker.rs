@@ -2,7 +2,7 @@
 //! the event loop, counts passive failures reported by the workers, receives node-agent
 //! heartbeats, and applies the resulting state to the pool.
 //!
-//! Decisions are made by the sans-IO parts ([`HealthTracker`], [`IntervalPolicy`],
+//! Decisions are made by the sans-IO parts ([`HealthTracker`], [`IntervalPolicy`](crate::health::interval::IntervalPolicy),
 //! [`Jitter`], [`wire::Receiver`], [`Liveness`]); this file only does IO and timing:
 //! non-blocking connects (never a blocking probe, never a stall at start-up when a node is
 //! unreachable), one small buffer per probe in flight, one UDP socket for agents.

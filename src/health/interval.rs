@@ -163,9 +163,9 @@ impl Jitter {
             permille: Self::DEFAULT_PERMILLE,
         }
     }
-
     /// Jitter of ± `permille`/1000 of each interval; `permille` must be
     /// `<= 1000`.
+    #[cfg(test)]
     pub fn with_fraction(seed: u64, node_index: u64, permille: u16) -> Result<Self, IntervalError> {
         if permille > 1000 {
             return Err(IntervalError::JitterFraction(permille));

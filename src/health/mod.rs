@@ -6,8 +6,8 @@
 //! the driver that runs probes inside the control plane's event loop lives in
 //! [`checker`].
 
-pub mod checker;
+pub(crate) mod checker;
 pub mod config;
 pub mod http;
-pub mod interval;
-pub mod state;
+pub(crate) mod interval;
+pub(crate) mod state;

@@ -50,12 +50,6 @@ pub enum FailReason {
     BadResponse,
     /// A proxied client connection to the node failed (passive check).
     PassiveConnectFailure,
-    /// The node's agent reported state "down".
-    AgentDown,
-    /// The node's agent heartbeats stopped arriving.
-    AgentMissing,
-    /// The node's agent reported state "overloaded".
-    AgentOverloaded,
 }
 
 impl fmt::Display for FailReason {
@@ -68,9 +62,6 @@ impl fmt::Display for FailReason {
             FailReason::BadStatus(code) => write!(f, "unexpected status {code}"),
             FailReason::BadResponse => f.write_str("malformed response"),
             FailReason::PassiveConnectFailure => f.write_str("client connection failed"),
-            FailReason::AgentDown => f.write_str("agent reports down"),
-            FailReason::AgentMissing => f.write_str("agent heartbeat missing"),
-            FailReason::AgentOverloaded => f.write_str("agent reports overloaded"),
         }
     }
 }
@@ -219,8 +210,8 @@ impl HealthTracker {
     pub fn health(&self) -> Health {
         self.health
     }
-
     /// The thresholds this tracker applies.
+    #[cfg(test)]
     pub fn thresholds(&self) -> Thresholds {
         self.thresholds
     }

@@ -56,9 +56,6 @@ impl std::fmt::Display for Version {
 /// The twelve bytes every version 2 header starts with.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
-/// Longest header either version produces (v2 with IPv6 addresses).
-pub const MAX_LEN: usize = 16 + 36;
-
 /// Appends the header of a connection from `client` to `dst` (the address it reached).
 pub fn header(version: Version, client: SocketAddr, dst: SocketAddr, out: &mut Vec<u8>) {
     let (src_ip, dst_ip) = (client.ip().to_canonical(), dst.ip().to_canonical());
@@ -167,7 +164,11 @@ mod tests {
     #[test]
     fn v2_ipv6_bytes() {
         let out = h(Version::V2, "[2001:db8::1]:1", "[2001:db8::2]:2");
-        assert_eq!(out.len(), MAX_LEN);
+        assert_eq!(
+            out.len(),
+            16 + 36,
+            "the longest header: v2 with IPv6 addresses"
+        );
         assert_eq!(&out[12..16], &[0x21, 0x21, 0x00, 36]);
         assert_eq!(
             out[16..32],

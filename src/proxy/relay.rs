@@ -70,11 +70,6 @@ impl Half {
         self.read_eof && self.write_shut
     }
 
-    /// Holds a buffer or pipe contents right now?
-    pub fn holds_data(&self) -> bool {
-        self.pending.is_some() || self.pipe.as_ref().is_some_and(|p| p.queued > 0)
-    }
-
     /// Queues bytes of our own (a PROXY protocol header) to go to the destination before
     /// anything read from the source. Only before the first read: nothing may be pending.
     /// `write` appends them to a (recycled) buffer.

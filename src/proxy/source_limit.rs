@@ -72,15 +72,15 @@ impl SourceLimit {
             }
         }
     }
-
     /// Open connections counted for `ip`.
+    #[cfg(test)]
     pub fn open(&self, ip: IpAddr) -> u32 {
         let ip = ip.to_canonical();
         let m = self.shard(ip).lock().unwrap_or_else(|e| e.into_inner());
         m.get(&ip).copied().unwrap_or(0)
     }
-
     /// Client addresses with open connections (the table's size).
+    #[cfg(test)]
     pub fn sources(&self) -> usize {
         self.shards
             .iter()

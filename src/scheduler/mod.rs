@@ -141,12 +141,12 @@ impl FromStr for SchedulerKind {
 /// State shared by the schedulers of all workers: the round-robin cursor, so that
 /// round-robin is exact across workers rather than per worker, and the hash seed.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub struct SchedulerShared {
     cursor: AtomicUsize,
     seed: AtomicU64,
 }
 
-impl Shared {
+impl SchedulerShared {
     /// The seed of hashing schedulers (Maglev). Distributors that must agree on the
     /// flow → node mapping (a failover pair) need the same seed.
     pub fn seed(&self) -> u64 {
@@ -174,7 +174,7 @@ pub enum Scheduler {
 
 impl Scheduler {
     /// A scheduler of this kind; `shared` is common to all workers.
-    pub fn new(kind: SchedulerKind, shared: Arc<Shared>) -> Self {
+    pub fn new(kind: SchedulerKind, shared: Arc<SchedulerShared>) -> Self {
         match kind {
             SchedulerKind::Rr => Scheduler::Rr(RoundRobin::new(shared)),
             SchedulerKind::Wrr => Scheduler::Wrr(SmoothWeighted::default()),

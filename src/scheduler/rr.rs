@@ -8,17 +8,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{Candidate, Shared, Tier};
+use super::{Candidate, SchedulerShared, Tier};
 
 /// Round-robin scheduler.
 #[derive(Debug)]
 pub struct RoundRobin {
-    shared: Arc<Shared>,
+    shared: Arc<SchedulerShared>,
 }
 
 impl RoundRobin {
     /// A round-robin scheduler over the shared cursor.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<SchedulerShared>) -> Self {
         RoundRobin { shared }
     }
 
