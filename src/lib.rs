@@ -3,6 +3,8 @@
 //! The binary (`src/main.rs`) is a thin shell over this library; see
 //! `docs/architecture.md` for how the modules fit together.
 #![warn(missing_docs)]
+// Every `unsafe` block lives in `sys`, beside the one system call it wraps.
+#![deny(unsafe_code)]
 // Most modules are crate-private (so the compiler reports dead code); their docs are
 // for developers, built with `--document-private-items`, and may link to each other.
 #![allow(rustdoc::private_intra_doc_links)]
@@ -27,5 +29,6 @@ pub(crate) mod runtime;
 pub mod scheduler;
 pub(crate) mod secret;
 pub mod serve;
+#[allow(unsafe_code)]
 pub mod sys;
 pub(crate) mod time;

@@ -16,14 +16,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::socket::{
-    getsockopt, recvmsg, sendmsg, sockopt, ControlMessage, ControlMessageOwned, MsgFlags,
-};
+use nix::sys::socket::{getsockopt, sockopt};
 
 /// Most sockets one hand-over carries (workers × listen addresses).
 pub const MAX_LISTENERS: usize = 64;
@@ -57,31 +55,8 @@ pub fn take_listeners(path: &Path) -> io::Result<Handover> {
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(format!("{EXPOSE}\n").as_bytes())?;
     let mut buf = vec![0u8; MAX_REPLY];
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    let n = {
-        let mut iov = [io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([RawFd; MAX_LISTENERS]);
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
+    let (n, fds) = crate::sys::scm::recv_with_fds(&stream, &mut buf, MAX_LISTENERS)
         .map_err(|e| err(path, e))?;
-        for c in msg.cmsgs().map_err(|e| err(path, e))? {
-            if let ControlMessageOwned::ScmRights(raw) = c {
-                for fd in raw {
-                    // SAFETY: SCM_RIGHTS installed `fd` in this process just now; nothing
-                    // else owns it.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-            return Err(err(path, "too many sockets offered; some were lost"));
-        }
-        msg.bytes
-    };
     let mut text = buf[..n].to_vec();
     read_reply(&mut stream, &mut text)?;
     let text = String::from_utf8_lossy(&text);
@@ -142,13 +117,5 @@ impl Handover {
 /// `fds` attached. Returns how many bytes of `reply` went out; the caller queues the
 /// rest as ordinary output (the descriptors travel with the first byte).
 pub fn send_listeners(sock: RawFd, reply: &[u8], fds: &[RawFd]) -> io::Result<usize> {
-    let iov = [io::IoSlice::new(reply)];
-    let cmsg = [ControlMessage::ScmRights(fds)];
-    loop {
-        match sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
-            Ok(n) => return Ok(n),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    crate::sys::scm::send_with_fds(sock, reply, fds)
 }

@@ -57,16 +57,9 @@ pub const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 
 const ETH_HDR: usize = 14;
 
-/// What the socket told us about a frame besides its bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Aux {
-    /// `sll_pkttype` (see [`pkttype`]).
-    pub pkttype: u8,
-    /// `tpacket_auxdata.tp_status` (0 when the kernel sent no auxdata).
-    pub status: u32,
-    /// The frame's length on the wire (`tp_len`), which may exceed the bytes we got.
-    pub wire_len: usize,
-}
+/// What the socket told us about a frame besides its bytes (`pkttype` values in
+/// [`pkttype`]).
+pub use crate::sys::packet::Aux;
 
 impl Aux {
     /// Aux data of an ordinary frame to us with a complete checksum, `len` bytes long.

@@ -19,8 +19,8 @@
 //!
 //! Modules: [`frame`] (pure per-frame verdict), [`arp`] (responder, neighbour table,
 //! frame builders), [`flow`] (flow table), [`director`] (the stateful decider), [`stats`]
-//! (counters and switches shared with the control plane), [`socket`] (the AF_PACKET
-//! socket), [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the
+//! (counters and switches shared with the control plane), [`filter`] (what the kernel
+//! lets through to the AF_PACKET socket, [`crate::sys::packet`]), [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the
 //! mio thread). Health checks, the control interface and stats are the control plane's
 //! components acting on the shared pool, exactly as in proxy mode.
 //!
@@ -30,9 +30,9 @@
 
 pub(crate) mod arp;
 pub(crate) mod director;
+mod filter;
 pub mod flow;
 pub mod frame;
-pub(crate) mod socket;
 pub(crate) mod startup;
 pub mod stats;
 pub(crate) mod worker;
@@ -49,6 +49,7 @@ pub use stats::{DirectControl, DirectShared, DirectStats, DropReason};
 
 use crate::runtime::{Shared, Workers};
 use crate::scheduler::Scheduler;
+use crate::sys::packet::PacketSocket;
 
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +89,7 @@ pub fn start(
             iface.name, gro, lro, iface.name),
         _ => {}
     }
-    let sock = socket::PacketSocket::open(iface.index, cfg.vip, RCVBUF)
+    let sock = PacketSocket::open(iface.index, &filter::program(cfg.vip), RCVBUF)
         .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
     if !sock.ignores_outgoing {
         warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");

@@ -11,7 +11,7 @@
 //! | nodes are IPv4, on the interface's subnets  | error: direct routing is L2 only        |
 //! | nodes listen on the VIP's port             | error: frames are not rewritten above L2 |
 //! | GRO / LRO off on the interface (NOTES #3)   | warning: super-frames are dropped       |
-//! | CAP_NET_RAW (socket creation)              | error, from [`super::socket`]           |
+//! | CAP_NET_RAW (socket creation)              | error, from [`crate::sys::packet`]      |
 //!
 //! `ip_forward = 1` is refused rather than warned about: with it the kernel forwards a
 //! second copy of every packet to the VIP (or sends ICMP redirects), which breaks
@@ -27,6 +27,7 @@ use pnet::ipnetwork::IpNetwork;
 use pnet::util::MacAddr;
 
 use crate::pool::NodeSpec;
+use crate::sys::netdev::{self, mtu};
 
 /// The interface as direct mode uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,74 +222,11 @@ pub fn check_nodes(
     Ok(())
 }
 
-/// Reads the interface MTU (SIOCGIFMTU on a throw-away socket of this namespace).
-fn mtu(name: &str) -> io::Result<usize> {
-    let mut req = ifreq(name)?;
-    with_inet_socket(|fd| {
-        // SAFETY: `req` is a valid ifreq with the name set; the kernel fills ifr_mtu.
-        let r = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: SIOCGIFMTU wrote the mtu member of the union.
-        Ok(unsafe { req.ifr_ifru.ifru_mtu } as usize)
-    })
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    // SAFETY: an all-zero ifreq is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let b = name.as_bytes();
-    if b.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "interface name too long",
-        ));
-    }
-    for (d, s) in req.ifr_name.iter_mut().zip(b) {
-        *d = *s as libc::c_char;
-    }
-    Ok(req)
-}
-
-fn with_inet_socket<T>(f: impl FnOnce(libc::c_int) -> io::Result<T>) -> io::Result<T> {
-    // SAFETY: plain socket(2); closed below on every path.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let r = f(fd);
-    // SAFETY: fd is ours and still open.
-    unsafe { libc::close(fd) };
-    r
-}
-
 /// Is GRO or LRO on for the interface? `None` if the driver does not say.
 /// (ETHTOOL_GGRO = 0x2b; ETHTOOL_GFLAGS = 0x25 with ETH_FLAG_LRO = 1 << 15.)
 pub fn offloads_merging(name: &str) -> Option<(bool, bool)> {
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    let get = |cmd: u32| -> Option<u32> {
-        let mut v = EthtoolValue { cmd, data: 0 };
-        let mut req = ifreq(name).ok()?;
-        req.ifr_ifru.ifru_data = (&mut v as *mut EthtoolValue).cast();
-        with_inet_socket(|fd| {
-            // SAFETY: ifr_data points to a live ethtool_value for the whole call.
-            let r = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) };
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        })
-        .ok()?;
-        Some(v.data)
-    };
-    let gro = get(0x2b)? != 0;
-    let lro = get(0x25).is_some_and(|f| f & (1 << 15) != 0);
+    let gro = netdev::ethtool_get(name, 0x2b).ok()? != 0;
+    let lro = netdev::ethtool_get(name, 0x25).is_ok_and(|f| f & (1 << 15) != 0);
     Some((gro, lro))
 }
 

@@ -25,11 +25,11 @@ use mio::{Events, Interest, Poll, Token};
 use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director};
 use super::frame::{self, Local, Verdict};
-use super::socket::PacketSocket;
 use super::stats::DropReason;
 use super::DirectShared;
 use crate::runtime::Shared;
 use crate::scheduler::{Scheduler, SchedulerKind};
+use crate::sys::packet::PacketSocket;
 
 /// Woken by the control plane (flag changes).
 pub const WAKER: Token = Token(0);

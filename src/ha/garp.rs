@@ -2,8 +2,8 @@
 //! §3 "ARP Announcement" form).
 //!
 //! What it owns: the frame layout — built with pnet's packet types — and one
-//! non-blocking AF_PACKET socket that only sends (protocol 0: the kernel delivers it
-//! no frames, so nothing queues up unread).
+//! non-blocking send-only AF_PACKET socket ([`crate::sys::packet::SendSocket`]: the
+//! kernel delivers it no frames, so nothing queues up unread).
 //!
 //! Request form on purpose: opcode request, sender IP = target IP = VIP, sender MAC =
 //! ours, Ethernet destination broadcast. Linux neighbours update an existing entry from
@@ -14,14 +14,13 @@
 //! spaces them ([`crate::ha::machine::Action::SendGarp`]).
 
 use std::io;
-use std::mem;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 
 use pnet::packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
 use pnet::packet::ethernet::{EtherTypes, MutableEthernetPacket};
 use pnet::util::MacAddr;
-use socket2::{Domain, Socket, Type};
+
+use crate::sys::packet::SendSocket;
 
 /// Ethernet header + ARP payload for IPv4 over Ethernet.
 const FRAME_LEN: usize = 14 + 28;
@@ -58,7 +57,7 @@ pub fn frame(mac: MacAddr, vip: Ipv4Addr) -> [u8; MIN_FRAME_LEN] {
 
 /// Sends gratuitous ARPs on one interface.
 pub struct GarpSender {
-    socket: Socket,
+    socket: SendSocket,
     index: u32,
     mac: MacAddr,
 }
@@ -66,40 +65,19 @@ pub struct GarpSender {
 impl GarpSender {
     /// Opens a send-only AF_PACKET socket for the interface `index` with address `mac`.
     pub fn open(index: u32, mac: MacAddr) -> io::Result<GarpSender> {
-        // Protocol 0: this socket receives nothing (it is only for sending).
-        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(0.into()))?;
-        socket.set_nonblocking(true)?;
-        Ok(GarpSender { socket, index, mac })
+        Ok(GarpSender {
+            socket: SendSocket::open()?,
+            index,
+            mac,
+        })
     }
 
     /// Sends one gratuitous ARP for `vip`. A full send queue is an error
     /// (`WouldBlock`): the machine sends several, so one lost frame is tolerated.
     pub fn send(&self, vip: Ipv4Addr) -> io::Result<()> {
         let frame = frame(self.mac, vip);
-        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ARP as u16).to_be();
-        sll.sll_ifindex = i32::try_from(self.index).unwrap_or(0);
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        // SAFETY: the buffer pointer and length describe `frame`, which lives across
-        // the call; the address pointer and length describe `sll`, a fully
-        // initialised sockaddr_ll.
-        let n = unsafe {
-            libc::sendto(
-                self.socket.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.socket
+            .send_to(self.index, EtherTypes::Arp.0, [0xff; 6], &frame)
     }
 }
 

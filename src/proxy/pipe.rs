@@ -6,7 +6,10 @@
 //! pipe cannot be created (descriptor exhaustion) the relay keeps copying.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
+use nix::unistd::pipe2;
 
 /// Pipe capacity asked for with `F_SETPIPE_SZ` (the default `pipe-max-size` allows 1 MiB).
 pub const PIPE_SIZE: usize = 1 << 20;
@@ -23,23 +26,12 @@ pub struct Pipe {
 impl Pipe {
     /// A new pipe, enlarged to [`PIPE_SIZE`] when the system allows it.
     pub fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         // A smaller pipe still works (64 KiB default); ignore failure.
-        // SAFETY: plain fcntl on a descriptor we own.
-        unsafe {
-            libc::fcntl(
-                write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                PIPE_SIZE as libc::c_int,
-            )
-        };
+        let _ = fcntl(
+            write.as_raw_fd(),
+            FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as libc::c_int),
+        );
         Ok(Pipe {
             read,
             write,
@@ -48,38 +40,30 @@ impl Pipe {
     }
 
     /// Moves up to [`PIPE_SIZE`] bytes from socket `src` into the pipe. `Ok(0)` is EOF.
-    pub fn fill_from(&mut self, src: RawFd) -> io::Result<usize> {
-        let n = splice(src, self.write.as_raw_fd(), PIPE_SIZE)?;
+    pub fn fill_from(&mut self, src: impl AsFd) -> io::Result<usize> {
+        let n = splice_nb(src, &self.write, PIPE_SIZE)?;
         self.queued += n;
         Ok(n)
     }
 
     /// Moves queued bytes from the pipe into socket `dst`.
-    pub fn drain_to(&mut self, dst: RawFd) -> io::Result<usize> {
-        let n = splice(self.read.as_raw_fd(), dst, self.queued)?;
+    pub fn drain_to(&mut self, dst: impl AsFd) -> io::Result<usize> {
+        let n = splice_nb(&self.read, dst, self.queued)?;
         self.queued -= n.min(self.queued);
         Ok(n)
     }
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: both descriptors are open for the duration of the call; null offsets mean
-    // "use and advance the file position", which is what sockets and pipes require.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// One non-blocking splice(2); null offsets, as sockets and pipes require.
+fn splice_nb(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    Ok(splice(
+        from,
+        None,
+        to,
+        None,
+        len,
+        SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK,
+    )?)
 }
 
 #[cfg(test)]
@@ -100,7 +84,7 @@ mod tests {
         let mut p = Pipe::new().unwrap();
         let mut got = 0;
         for _ in 0..100 {
-            match p.fill_from(b.as_raw_fd()) {
+            match p.fill_from(&b) {
                 Ok(n) => {
                     got += n;
                     break;
@@ -112,7 +96,7 @@ mod tests {
             }
         }
         assert_eq!(got, 12);
-        assert_eq!(p.drain_to(c.as_raw_fd()).unwrap(), 12);
+        assert_eq!(p.drain_to(&c).unwrap(), 12);
         assert_eq!(p.queued, 0);
         let mut buf = [0u8; 12];
         d.read_exact(&mut buf).unwrap();

@@ -14,7 +14,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsRawFd;
 
 use mio::net::TcpStream;
 
@@ -123,7 +122,7 @@ impl Half {
                     if !self.dst_ready {
                         return Ok(Pumped::Idle);
                     }
-                    match pipe.drain_to(dst.as_raw_fd()) {
+                    match pipe.drain_to(&*dst) {
                         Ok(_) if pipe.queued > 0 => continue,
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -154,7 +153,7 @@ impl Half {
                 self.pipe = Pipe::new().ok();
             }
             if let Some(pipe) = self.pipe.as_mut() {
-                match pipe.fill_from(src.as_raw_fd()) {
+                match pipe.fill_from(&*src) {
                     Ok(0) => self.read_eof = true,
                     Ok(n) => self.bytes += n as u64,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

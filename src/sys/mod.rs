@@ -5,4 +5,7 @@
 //! Nothing here decides anything: callers get `io::Result`s and plain values.
 
 pub mod limits;
+pub mod netdev;
+pub mod packet;
+pub mod scm;
 pub mod signal;

@@ -1,18 +1,17 @@
-//! The AF_PACKET socket direct mode owns: raw Ethernet frames in and out of one interface.
+//! AF_PACKET sockets: raw Ethernet frames in and out of one interface (direct mode's
+//! data plane, and the gratuitous ARPs of failover).
 //!
-//! pnet's datalink channel cannot serve here (NOTES #11): it only blocks, drops the
-//! `sockaddr_ll` (no packet type) and has no `PACKET_AUXDATA`. So this module opens the
-//! socket itself with libc, non-blocking for mio:
+//! pnet's datalink channel cannot serve here: it only blocks, drops the `sockaddr_ll`
+//! (no packet type) and has no `PACKET_AUXDATA`. So this module opens the socket itself
+//! with libc, non-blocking for mio:
 //!
 //! - `socket(AF_PACKET, SOCK_RAW, 0)`: protocol 0 receives nothing until `bind`, so the
-//!   classic-BPF filter is attached before the first frame can queue. The filter keeps
-//!   ARP and IPv4 to the VIP (everything else the host sees never wakes us); the parser
-//!   checks everything again, the filter only saves work.
+//!   caller's classic-BPF filter is attached before the first frame can queue.
 //! - `PACKET_AUXDATA`: each frame comes with `tpacket_auxdata`, whose `tp_status` says
-//!   whether the TCP checksum is partial (`TP_STATUS_CSUMNOTREADY`, NOTES #2) and whose
-//!   `tp_len` is the length on the wire (super-frames, NOTES #3).
+//!   whether the TCP checksum is partial (`TP_STATUS_CSUMNOTREADY`) and whose `tp_len`
+//!   is the length on the wire (super-frames).
 //! - `PACKET_IGNORE_OUTGOING` (Linux ≥ 4.20): frames this host sends are not looped back
-//!   to us (NOTES #7); on older kernels the parser drops `PACKET_OUTGOING` instead.
+//!   to us; on older kernels the parser drops `PACKET_OUTGOING` instead.
 //! - a receive buffer sized for bursts (`SO_RCVBUFFORCE` when privileged).
 //! - `bind` to the interface with `ETH_P_ALL`; `send` goes out of that interface.
 //!
@@ -20,10 +19,18 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::frame::Aux;
+/// What the kernel says about a received frame besides its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aux {
+    /// `sll_pkttype` (`PACKET_HOST`, `PACKET_OUTGOING`, …).
+    pub pkttype: u8,
+    /// `tpacket_auxdata.tp_status` (0 when the kernel sent no auxdata).
+    pub status: u32,
+    /// The frame's length on the wire (`tp_len`), which may exceed the bytes we got.
+    pub wire_len: usize,
+}
 
 /// `tpacket_auxdata` (linux/if_packet.h), as the kernel writes it in the control message.
 #[repr(C)]
@@ -82,28 +89,14 @@ fn setsockopt_int(
     .map(|_| ())
 }
 
-/// The classic-BPF program: accept ARP, and IPv4 whose destination is `vip`.
-fn filter(vip: Ipv4Addr) -> [libc::sock_filter; 7] {
-    const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    [
-        ins(LD_H_ABS, 0, 0, 12),          // A = ethertype
-        ins(JEQ_K, 3, 0, 0x0806),         // ARP → accept
-        ins(JEQ_K, 0, 3, 0x0800),         // not IPv4 → drop
-        ins(LD_W_ABS, 0, 0, 30),          // A = IPv4 destination
-        ins(JEQ_K, 0, 1, u32::from(vip)), // ≠ VIP → drop
-        ins(RET_K, 0, 0, 0x0004_0000),    // accept (up to 256 KiB)
-        ins(RET_K, 0, 0, 0),              // drop
-    ]
-}
-
 impl PacketSocket {
-    /// Opens the socket on interface `ifindex`, receiving ARP and IPv4 to `vip`.
-    /// Fails with `PermissionDenied` without CAP_NET_RAW.
-    pub fn open(ifindex: u32, vip: Ipv4Addr, rcvbuf: usize) -> io::Result<PacketSocket> {
+    /// Opens the socket on interface `ifindex`, receiving what the classic-BPF program
+    /// `filter` accepts. Fails with `PermissionDenied` without CAP_NET_RAW.
+    pub fn open(
+        ifindex: u32,
+        filter: &[libc::sock_filter],
+        rcvbuf: usize,
+    ) -> io::Result<PacketSocket> {
         // SAFETY: plain socket(2) call; the descriptor is owned right after.
         let raw = check(unsafe {
             libc::socket(
@@ -114,10 +107,10 @@ impl PacketSocket {
         })?;
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let prog = filter(vip);
         let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
-            filter: prog.as_ptr() as *mut libc::sock_filter,
+            len: u16::try_from(filter.len())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
         };
         // SAFETY: the program outlives the call (the kernel copies it).
         check(unsafe {
@@ -225,57 +218,61 @@ impl PacketSocket {
     }
 }
 
-impl AsRawFd for PacketSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+/// A send-only AF_PACKET socket (protocol 0: it receives nothing), for frames addressed
+/// by the caller, such as gratuitous ARPs.
+#[derive(Debug)]
+pub struct SendSocket {
+    fd: OwnedFd,
+}
+
+impl SendSocket {
+    /// Opens the socket, non-blocking. Fails with `PermissionDenied` without CAP_NET_RAW.
+    pub fn open() -> io::Result<SendSocket> {
+        // SAFETY: plain socket(2) call; the descriptor is owned right after.
+        let raw = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        Ok(SendSocket {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
+    }
+
+    /// Sends `frame` out of interface `ifindex` to `dst` (link-layer address) with
+    /// EtherType `proto`. A full send queue is `WouldBlock`.
+    pub fn send_to(&self, ifindex: u32, proto: u16, dst: [u8; 6], frame: &[u8]) -> io::Result<()> {
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto.to_be();
+        sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&dst);
+        // SAFETY: the buffer pointer and length describe `frame`, which lives across the
+        // call; the address pointer and length describe `sll`, fully initialised.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs the filter program on a frame, as the kernel would (the five opcodes it uses).
-    fn run(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {
-        let mut a: u32 = 0;
-        let mut pc = 0usize;
-        loop {
-            let i = prog[pc];
-            pc += 1;
-            match i.code {
-                0x28 => match pkt.get(i.k as usize..i.k as usize + 2) {
-                    Some(b) => a = u32::from(u16::from_be_bytes([b[0], b[1]])),
-                    None => return 0,
-                },
-                0x20 => match pkt.get(i.k as usize..i.k as usize + 4) {
-                    Some(b) => a = u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-                    None => return 0,
-                },
-                0x15 => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
-                0x06 => return i.k,
-                c => panic!("opcode {c:#x}"),
-            }
-        }
-    }
-
-    #[test]
-    fn filter_keeps_arp_and_ipv4_to_vip_only() {
-        let vip = Ipv4Addr::new(10, 99, 0, 100);
-        let prog = filter(vip);
-        let mut ip = vec![0u8; 60];
-        ip[12] = 0x08;
-        ip[30..34].copy_from_slice(&vip.octets());
-        assert!(run(&prog, &ip) > 0, "IPv4 to the VIP");
-        ip[33] = 101;
-        assert_eq!(run(&prog, &ip), 0, "IPv4 elsewhere");
-        let mut arp = vec![0u8; 42];
-        arp[12] = 0x08;
-        arp[13] = 0x06;
-        assert!(run(&prog, &arp) > 0, "ARP");
-        let mut v6 = vec![0u8; 60];
-        v6[12] = 0x86;
-        v6[13] = 0xdd;
-        assert_eq!(run(&prog, &v6), 0, "IPv6");
-        assert_eq!(run(&prog, &[0u8; 10]), 0, "runt");
+impl AsRawFd for PacketSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
