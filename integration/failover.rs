@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::bin;
 use common::netlab::{enter_ns, wait_until, Lab, LabProc};
-use fulcrum::ha::wire;
+use fulcrum::wire::advert as wire;
 use nix::sys::signal::Signal;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);

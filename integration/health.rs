@@ -305,7 +305,7 @@ fn agent_overload_skips_node_and_missing_heartbeats_take_it_down() {
 
 #[test]
 fn forged_and_replayed_heartbeats_change_nothing() {
-    use fulcrum::agent::wire::{self, AgentState, Heartbeat};
+    use fulcrum::wire::heartbeat::{self as wire, AgentState, Heartbeat};
     let dir = TempDir::new("forge");
     let key = key_file(&dir);
     let a = Backend::start(says("a"));

@@ -92,8 +92,8 @@ pub struct ServeArgs {
     pub splice: bool,
     /// Send each node a PROXY protocol header (v1 text or v2 binary) before the client's
     /// data, so it sees the client's address; HTTP checks then send a LOCAL header.
-    #[arg(long, value_name = "v1|v2", value_parser = crate::proxy::proxy_protocol::parse_version)]
-    pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
+    #[arg(long, value_name = "v1|v2", value_parser = crate::wire::proxy_protocol::parse_version)]
+    pub send_proxy: Option<crate::wire::proxy_protocol::Version>,
     /// Active health check: none, tcp (connect) or http[:PATH] (GET, default path /).
     #[arg(long, default_value = "tcp", value_parser = parse_check)]
     pub check: CheckKind,
@@ -342,7 +342,7 @@ pub struct ServeConfig {
     /// Open connections allowed per client address; `None` = no limit.
     pub max_conns_per_source: Option<u32>,
     /// PROXY protocol header sent to nodes (proxy mode).
-    pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
+    pub send_proxy: Option<crate::wire::proxy_protocol::Version>,
     /// Bind listeners with IP_FREEBIND (the address may not be local yet: a backup's VIP).
     pub freebind: bool,
     /// Health checks and node agents.
@@ -810,8 +810,8 @@ mod tests {
         assert_eq!(
             (p.send_proxy, p.health.send_proxy),
             (
-                Some(crate::proxy::proxy_protocol::Version::V1),
-                Some(crate::proxy::proxy_protocol::Version::V1)
+                Some(crate::wire::proxy_protocol::Version::V1),
+                Some(crate::wire::proxy_protocol::Version::V1)
             )
         );
         for (args, needle) in [

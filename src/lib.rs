@@ -32,3 +32,4 @@ pub mod serve;
 #[allow(unsafe_code)]
 pub mod sys;
 pub(crate) mod time;
+pub mod wire;

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = fulcrum::agent::wire::parse(data, b"fuzz-key-0123456789");
+    let _ = fulcrum::wire::heartbeat::parse(data, b"fuzz-key-0123456789");
 });

@@ -1,4 +1,4 @@
-//! Fuzz target for the failover advert parser (`fulcrum::ha::wire::parse`).
+//! Fuzz target for the failover advert parser (`fulcrum::wire::advert::parse`).
 //!
 //! Owns nothing: feeds arbitrary bytes to the parser, which must return
 //! `Ok` or `Err` and never panic. Does not check the MAC path deeply (the
@@ -9,5 +9,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = fulcrum::ha::wire::parse(data, b"k");
+    let _ = fulcrum::wire::advert::parse(data, b"k");
 });

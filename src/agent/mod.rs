@@ -1,8 +1,7 @@
 //! The node agent (`fulcrum agent`) and its heartbeat protocol with the distributor.
 //!
-//! [`wire`] is the authenticated heartbeat format and its replay/staleness checks
-//! (sans-IO); [`config`] its flags; [`run`] is the agent process itself.
+//! The agent speaks the heartbeat format of [`crate::wire::heartbeat`] (authenticated,
+//! with replay/staleness checks); [`config`] holds its flags; [`run`] is the process.
 
 pub mod config;
 pub mod run;
-pub mod wire;

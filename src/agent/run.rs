@@ -23,11 +23,11 @@ use log::{info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::agent::config::AgentArgs;
-use crate::agent::wire::{self, AgentState, Heartbeat};
 use crate::health::config::CheckKind;
 use crate::health::http::{build_request, parse_status, StatusSet};
 use crate::sys::signal::{self, Request};
 use crate::time::wall_ms;
+use crate::wire::heartbeat::{self as wire, AgentState, Heartbeat};
 
 /// Probes the local service once; returns the round-trip time on success.
 pub fn probe(

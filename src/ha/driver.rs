@@ -40,9 +40,9 @@ use crate::ha::garp::GarpSender;
 use crate::ha::machine::{self, Action, Machine, Role, RoleReason};
 use crate::ha::sync::{self, Assembler, Message};
 use crate::ha::vip::{self, Change, Netlink};
-use crate::ha::wire::{self, Kind, ReplayGuard};
 use crate::notify::Alert;
 use crate::plane::{Component, HaInfo, Plane};
+use crate::wire::advert::{self as wire, Kind, ReplayGuard};
 
 /// Datagrams read per loop turn at most (the rest wait for the next turn).
 const MAX_READS_PER_TURN: usize = 256;

@@ -12,7 +12,7 @@
 //! [`Machine::poll_action`] after every input, and the next deadline is read
 //! with [`Machine::poll_timeout`] (quinn's `handle_*`/`poll_*` shape). It
 //! neither authenticates nor de-duplicates adverts: see
-//! [`crate::ha::wire`], whose [`crate::ha::wire::ReplayGuard`] must run first.
+//! [`crate::wire::advert`], whose [`crate::wire::advert::ReplayGuard`] must run first.
 //!
 //! # Timing (RFC 5798 §6.1)
 //! - `Skew_Time = ((256 − priority) × Master_Adver_Interval) / 256`
@@ -62,7 +62,7 @@ use core::fmt;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::ha::wire::{self, Kind};
+use crate::wire::advert::{self as wire, Kind};
 
 /// Shortest advert interval (one centisecond, the wire's unit).
 pub const MIN_ADVERT_INTERVAL: Duration = Duration::from_millis(10);

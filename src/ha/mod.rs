@@ -1,6 +1,6 @@
 //! Primary/backup failover (VRRP-like, RFC 5798 timing).
 //!
-//! Sans-IO cores: [`machine`] is the election state machine, [`wire`] the
+//! Sans-IO cores: [`machine`] is the election state machine, [`crate::wire::advert`] the
 //! authenticated advert format, [`sync`] the node-set state sync; both of the first
 //! are tested under a virtual clock in the `sim` harness. The IO shell:
 //! [`driver`] (the control-plane component), [`vip`] (netlink), [`garp`]
@@ -14,4 +14,3 @@ pub(crate) mod machine;
 mod sim;
 pub mod sync;
 pub(crate) mod vip;
-pub mod wire;

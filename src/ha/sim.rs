@@ -19,7 +19,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use crate::ha::machine::{master_down_interval, Action, Config, Machine, Role};
-use crate::ha::wire::{self, ReplayGuard};
+use crate::wire::advert::{self as wire, ReplayGuard};
 
 const KEY: &[u8] = b"sim-key";
 /// Stands for the wall clock the shell seeds sequence numbers from.

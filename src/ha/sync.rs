@@ -1,5 +1,5 @@
 //! State sync between the pair: the master's node-set admin state, carried in
-//! [`crate::ha::wire::Kind::StateSync`] datagrams (sans-IO: encoding, decoding,
+//! [`crate::wire::advert::Kind::StateSync`] datagrams (sans-IO: encoding, decoding,
 //! reassembly and the diff against the local pool).
 //!
 //! # Payload (UTF-8, newline-separated lines)
@@ -16,7 +16,7 @@
 //!   so the master answers with a full snapshot at once instead of within a second
 //!   (a restarted primary learns the runtime changes before it preempts).
 //!
-//! Every payload is at most [`crate::ha::wire::MAX_PAYLOAD_LEN`] bytes; a line is
+//! Every payload is at most [`crate::wire::advert::MAX_PAYLOAD_LEN`] bytes; a line is
 //! under 100 bytes, so about 10 nodes fit a datagram and the node count is bounded
 //! only by [`MAX_PARTS`].
 //!
@@ -29,8 +29,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::control::command::{self, Command, DEFAULT_WEIGHT};
-use crate::ha::wire::MAX_PAYLOAD_LEN;
 use crate::pool::{AdminState, Pool};
+use crate::wire::advert::MAX_PAYLOAD_LEN;
 
 /// How often a master sends its full snapshot.
 pub const FULL_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);

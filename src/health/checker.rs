@@ -21,7 +21,6 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::agent::wire::{self, AgentState, Liveness};
 use crate::health::config::{CheckKind, HealthConfig};
 use crate::health::http::{build_request, parse_status};
 use crate::health::interval::Jitter;
@@ -31,6 +30,7 @@ use crate::plane::{Component, Plane};
 use crate::pool::Node;
 use crate::runtime::Observation;
 use crate::time::wall_ms;
+use crate::wire::heartbeat::{self as wire, AgentState, Liveness};
 
 /// Longest HTTP response head read from a check (the status line must fit).
 const MAX_HEAD: usize = 512;
@@ -258,7 +258,7 @@ impl Checker {
                             let host = host.clone().unwrap_or_else(|| p.node.ip().to_string());
                             let mut req = Vec::with_capacity(96 + path.len());
                             if let Some(v) = send_proxy {
-                                crate::proxy::proxy_protocol::local(v, &mut req);
+                                crate::wire::proxy_protocol::local(v, &mut req);
                             }
                             build_request(path, &host, &mut req);
                             p.state = ProbeState::Sending { req, written: 0 };

@@ -58,7 +58,7 @@ pub struct HealthConfig {
     /// Node agents, if any.
     pub agent: Option<AgentConfig>,
     /// Nodes expect a PROXY protocol header: HTTP checks send a LOCAL one first.
-    pub send_proxy: Option<crate::proxy::proxy_protocol::Version>,
+    pub send_proxy: Option<crate::wire::proxy_protocol::Version>,
 }
 
 /// Parses `none`, `tcp`, `http` or `http:/PATH`.

@@ -9,7 +9,6 @@
 
 pub mod conn;
 pub mod pipe;
-pub mod proxy_protocol;
 pub mod relay;
 pub mod source_limit;
 pub mod worker;

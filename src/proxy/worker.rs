@@ -19,11 +19,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{Conn, End, Phase};
-use super::proxy_protocol;
 use super::relay::Pumped;
 use crate::pool::Node;
 use crate::runtime::{Observation, Shared};
 use crate::scheduler::Scheduler;
+use crate::wire::proxy_protocol;
 
 const WAKER: Token = Token(0);
 const FIRST_CONN: usize = 1024;
