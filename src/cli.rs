@@ -2,9 +2,11 @@
 //!
 //! Each subcommand's flags belong to the layer that uses them (`serve`'s to
 //! [`crate::config`], the agent's to [`crate::agent::config`], `ctl`'s to
-//! [`crate::control::ctl`]); this file only names them.
+//! [`crate::control::ctl`]); this file only names them. The two that describe the
+//! command line itself (`completions`, `man`) take their few arguments from here.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
 
 use crate::agent::config::AgentArgs;
 use crate::config::{DemoArgs, ServeArgs};
@@ -30,4 +32,23 @@ pub enum CliCommand {
     Agent(Box<AgentArgs>),
     /// Send a command to a running distributor's control socket.
     Ctl(CtlArgs),
+    /// Print a shell completion script to stdout.
+    Completions(CompletionsArgs),
+    /// Print a roff man page to stdout.
+    Man(ManArgs),
+}
+
+/// `fulcrum completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// `fulcrum man [PAGE]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A subcommand's page (`serve` prints fulcrum-serve(1)); none prints fulcrum(1).
+    pub page: Option<String>,
 }

@@ -18,6 +18,7 @@ pub mod control;
 pub mod demo;
 pub mod direct;
 pub(crate) mod duration;
+pub mod generate;
 pub mod ha;
 pub mod health;
 pub(crate) mod notify;
