@@ -7,6 +7,10 @@
 //! the data plane. On SIGTERM/SIGINT every worker stops accepting and the loop waits up
 //! to `--drain-timeout` for open connections to finish, then tells the workers to cut
 //! the rest; a second signal cuts at once.
+//!
+//! Under systemd (`Type=notify`, `dist/fulcrum.service`) it reports READY=1 once the
+//! listeners are bound, the workers run and the components are registered, and
+//! STOPPING=1 when the drain begins; without `$NOTIFY_SOCKET` both are no-ops.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -148,6 +152,7 @@ impl Server {
                 }
             }
         }
+        tell_service_manager(sd_notify::NotifyState::Ready);
         Ok(server)
     }
 
@@ -260,9 +265,19 @@ impl Server {
         info!(target: "fulcrum::serve",
             "{why}: stopped accepting; draining {active} connections for up to {:?}",
             self.plane.cfg.drain_timeout);
+        tell_service_manager(sd_notify::NotifyState::Stopping);
         self.plane.listeners.clear();
         self.shared.shutdown.store(true, Ordering::Release);
         *drain_deadline = Some(Instant::now() + self.plane.cfg.drain_timeout);
         self.workers.wake_all();
+    }
+}
+
+/// Reports `state` to systemd when it started us with `Type=notify` (one datagram to
+/// `$NOTIFY_SOCKET`; nothing when unset). A failure changes nothing here — systemd would
+/// time the start out and say so — so it is only logged.
+fn tell_service_manager(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        warn!(target: "fulcrum::serve", "could not notify systemd ($NOTIFY_SOCKET): {e}");
     }
 }
