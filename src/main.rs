@@ -13,8 +13,9 @@ use fulcrum::{demo, serve, sys};
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse(); // exits 2 with clap's one-line error on bad flags
-                            // The commands that print or talk to another process need no logger.
+    // Exits 2 with clap's one-line error on bad flags.
+    let cli = Cli::parse();
+    // The commands that print or talk to another process need no logger.
     let command = match cli.command {
         CliCommand::Ctl(args) => return ExitCode::from(fulcrum::control::ctl::run(args)),
         CliCommand::Completions(args) => {
