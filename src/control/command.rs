@@ -53,6 +53,9 @@ pub const MAX_WEIGHT: u32 = 256;
 /// Weight of a node added without `weight N` (ipvsadm and HAProxy use 1).
 pub const DEFAULT_WEIGHT: u32 = 1;
 
+/// How long `wait drained ADDR` waits when no TIMEOUT is given.
+pub const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Longest rendering of an operator-supplied value inside an error message;
 /// longer values are cut so an error reply stays one short line.
 const MAX_ECHO: usize = 64;
@@ -65,9 +68,10 @@ show config [--json]                 running configuration
 add node ADDR [weight N] [backup]    add a node (weight 0..=256, default 1)
 remove node ADDR                     stop new flows, remove once idle
 set weight ADDR N                    set weight 0..=256 (0 = no new flows)
-set state ADDR ready|drain|maint     set the admin state
+set state ADDR ready|drain|maint     set the admin state (ready cancels a removal)
 set scheduler rr|wrr|lc|wlc|maglev   switch the scheduling algorithm
-wait drained ADDR [TIMEOUT]          wait until ADDR has no connections (e.g. 5s)
+wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was removed
+                                     (TIMEOUT default 60s, e.g. 5m)
 disable                              refuse new connections
 enable                               distribute new connections again
 shutdown                             drain and exit, as on SIGTERM (control socket only)
