@@ -25,7 +25,7 @@ pub enum Observation {
     ConnectFailed {
         /// The node.
         node: SocketAddr,
-        /// Short reason.
+        /// Short reason in words: `refused`, `timed out`, `reset`, `unreachable`, `error`.
         why: &'static str,
     },
 }

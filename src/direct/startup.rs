@@ -59,6 +59,11 @@ pub enum StartupError {
         vip: Ipv4Addr,
         /// Where it is assigned.
         iface: String,
+        /// The prefix length it is assigned with (what `ip addr del` needs).
+        prefix: u8,
+        /// It is the interface's first IPv4 address: likely the host's own address,
+        /// which must not be deleted; the VIP must be another address.
+        primary: bool,
     },
     /// IPv4 forwarding is on.
     Forwarding {
@@ -95,9 +100,23 @@ impl fmt::Display for StartupError {
                 write!(f, "--interface {i}: interface is down (ip link set {i} up)")
             }
             StartupError::NoMac(i) => write!(f, "--interface {i}: not an Ethernet interface"),
-            StartupError::VipIsLocal { vip, iface } => write!(
+            StartupError::VipIsLocal {
+                vip,
+                iface,
+                primary: true,
+                ..
+            } => write!(
                 f,
-                "direct mode: the VIP {vip} is a local address (on {iface}); the kernel would reset every connection — remove it (ip addr del {vip}/32 dev {iface}); fulcrum answers ARP for it"
+                "direct mode: the VIP {vip} is {iface}'s own (primary) address; the kernel would reset every connection — give --listen an address no local interface has (keep {vip}: the host needs it); fulcrum answers ARP for the VIP"
+            ),
+            StartupError::VipIsLocal {
+                vip,
+                iface,
+                prefix,
+                primary: false,
+            } => write!(
+                f,
+                "direct mode: the VIP {vip} is a local address (on {iface}); the kernel would reset every connection — remove it (ip addr del {vip}/{prefix} dev {iface}); fulcrum answers ARP for it"
             ),
             StartupError::Forwarding { path } => write!(
                 f,
@@ -186,10 +205,14 @@ pub fn check(
 
 fn check_vip_not_local(all: &[NetworkInterface], vip: Ipv4Addr) -> Result<(), StartupError> {
     for i in all {
-        if i.ips.iter().any(|n| n.ip() == IpAddr::V4(vip)) {
+        let mut v4 = i.ips.iter().filter(|n| n.is_ipv4());
+        let first = v4.clone().next().map(|n| n.ip());
+        if let Some(n) = v4.find(|n| n.ip() == IpAddr::V4(vip)) {
             return Err(StartupError::VipIsLocal {
                 vip,
                 iface: i.name.clone(),
+                prefix: n.prefix(),
+                primary: first == Some(IpAddr::V4(vip)),
             });
         }
     }
@@ -269,6 +292,8 @@ mod tests {
             StartupError::VipIsLocal {
                 vip: Ipv4Addr::new(10, 0, 0, 1),
                 iface: "eth0".into(),
+                prefix: 24,
+                primary: false,
             },
             StartupError::Forwarding {
                 path: "/proc/sys/net/ipv4/ip_forward".into(),
@@ -296,5 +321,66 @@ mod tests {
             interface("no-such-if0"),
             Err(StartupError::NoInterface(_))
         ));
+    }
+
+    #[test]
+    fn local_vip_error_gives_its_prefix_and_spares_the_primary_address() {
+        let secondary = StartupError::VipIsLocal {
+            vip: Ipv4Addr::new(10, 0, 0, 100),
+            iface: "eth0".into(),
+            prefix: 24,
+            primary: false,
+        }
+        .to_string();
+        assert!(
+            secondary.contains("ip addr del 10.0.0.100/24 dev eth0"),
+            "{secondary}"
+        );
+        let primary = StartupError::VipIsLocal {
+            vip: Ipv4Addr::new(10, 0, 0, 1),
+            iface: "eth0".into(),
+            prefix: 24,
+            primary: true,
+        }
+        .to_string();
+        assert!(!primary.contains("ip addr del"), "{primary}");
+        assert!(primary.contains("primary"), "{primary}");
+    }
+
+    #[test]
+    fn the_first_ipv4_address_counts_as_primary() {
+        let iface = |ips: &[&str]| NetworkInterface {
+            name: "eth0".into(),
+            description: String::new(),
+            index: 2,
+            mac: None,
+            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            flags: 0,
+        };
+        match check_vip_not_local(
+            &[iface(&["10.0.0.1/24", "10.0.0.100/32"])],
+            Ipv4Addr::new(10, 0, 0, 1),
+        ) {
+            Err(StartupError::VipIsLocal {
+                primary: true,
+                prefix: 24,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        match check_vip_not_local(
+            &[iface(&["10.0.0.1/24", "10.0.0.100/32"])],
+            Ipv4Addr::new(10, 0, 0, 100),
+        ) {
+            Err(StartupError::VipIsLocal {
+                primary: false,
+                prefix: 32,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            check_vip_not_local(&[iface(&["10.0.0.1/24"])], Ipv4Addr::new(10, 0, 0, 7)).is_ok()
+        );
     }
 }

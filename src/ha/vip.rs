@@ -116,6 +116,16 @@ impl Netlink {
             let data = self.buf.get(..n).unwrap_or(&[]);
             match scan_replies(data, seq) {
                 NetlinkReply::Ack => return Ok(None),
+                NetlinkReply::Error(code) if code == libc::EPERM || code == libc::EACCES => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{}: changing addresses needs CAP_NET_ADMIN: run as root or \
+                             setcap cap_net_admin,cap_net_raw=+ep $(command -v fulcrum)",
+                            io::Error::from_raw_os_error(code)
+                        ),
+                    ))
+                }
                 NetlinkReply::Error(code) => return Err(io::Error::from_raw_os_error(code)),
                 NetlinkReply::Link(up) => return Ok(Some(up)),
                 NetlinkReply::None => {}

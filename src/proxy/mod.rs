@@ -39,6 +39,20 @@ pub fn bind_listener(
     Ok(s.into())
 }
 
+/// A failed listen on `a`, saying what to do when the cause is a missing capability.
+pub fn listen_error(a: SocketAddr, e: &io::Error) -> io::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EACCES) if a.port() < 1024 => {
+            "; a port below 1024 needs CAP_NET_BIND_SERVICE: run as root or \
+             setcap cap_net_bind_service=+ep $(command -v fulcrum)"
+        }
+        Some(libc::EADDRINUSE) => "; another process listens there",
+        Some(libc::EADDRNOTAVAIL) => "; no local interface has that address",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("cannot listen on {a}: {e}{hint}"))
+}
+
 /// A TCP socket for `addr` as both the listeners and the probe want it: SO_REUSEADDR,
 /// IPv6 v6-only, and IP_FREEBIND when asked.
 fn tcp_socket(addr: SocketAddr, ty: Type, freebind: bool) -> io::Result<Socket> {
@@ -131,8 +145,7 @@ pub fn start(
             per_worker[j % n_workers].push(l);
         }
         for ls in per_worker.iter_mut().skip(n_inherited) {
-            let l = bind_listener(a, backlog, freebind)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+            let l = bind_listener(a, backlog, freebind).map_err(|e| listen_error(a, &e))?;
             ls.push(l);
         }
     }
@@ -164,4 +177,23 @@ pub fn start(
         threads,
         listener_fds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_port_eacces_names_cap_net_bind_service() {
+        let e = io::Error::from_raw_os_error(libc::EACCES);
+        let m = listen_error("0.0.0.0:80".parse().unwrap(), &e).to_string();
+        assert!(m.starts_with("cannot listen on 0.0.0.0:80: "), "{m}");
+        assert!(m.contains("needs CAP_NET_BIND_SERVICE"), "{m}");
+        assert!(
+            m.contains("setcap cap_net_bind_service=+ep $(command -v fulcrum)"),
+            "{m}"
+        );
+        let m = listen_error("0.0.0.0:8080".parse().unwrap(), &e).to_string();
+        assert!(!m.contains("CAP_"), "{m}");
+    }
 }
