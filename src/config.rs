@@ -34,6 +34,14 @@ pub struct DemoArgs {
     /// Scheduler of the demo distributor.
     #[arg(long, default_value = "rr", value_parser = parse_scheduler)]
     pub scheduler: SchedulerKind,
+    /// Control socket for `fulcrum ctl` [default: fulcrum-demo-PID.sock in the temp dir].
+    #[arg(long)]
+    pub control: Option<std::path::PathBuf>,
+    /// Web console, /metrics and the HTTP API [default: 127.0.0.1:9090, or a free
+    /// loopback port if that one is taken]. A token allowing changes is generated and
+    /// printed.
+    #[arg(long, value_parser = parse_listen)]
+    pub http: Option<SocketAddr>,
 }
 
 /// `fulcrum serve` flags.
@@ -172,6 +180,10 @@ pub struct ServeArgs {
     /// Kill a notify command still running after this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub notify_timeout: Duration,
+    /// Log one line per closed client connection at info (target fulcrum::access): client,
+    /// node, bytes each way, duration, how it ended. Off: no cost per connection.
+    #[arg(long)]
+    pub access_log: bool,
     /// Failover (primary/backup pair): on when `--vip` is given.
     #[command(flatten)]
     pub ha: HaArgs,
@@ -363,6 +375,8 @@ pub struct ServeConfig {
     pub notify_timeout: Duration,
     /// Failover, when `--vip` is given.
     pub ha: Option<HaConfig>,
+    /// `--access-log`: one info line per closed connection (proxy mode).
+    pub access_log: bool,
 }
 
 /// A configuration the operator must fix: a flag's value, or flags that do not go
@@ -592,52 +606,92 @@ impl ServeConfig {
             notify: a.notify,
             notify_timeout: a.notify_timeout,
             ha,
+            access_log: a.access_log,
         })
     }
 
-    /// One human line summarising the configuration, for the start-up log.
+    /// One human line summarising the configuration, for the start-up log: what serves,
+    /// where it can be controlled, and only the settings that apply to the mode.
     pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
-        let nodes: Vec<String> = self
-            .backends
-            .iter()
-            .map(|b| {
-                let mut s = format!("{}(w={}", b.addr, b.weight);
-                if b.backup {
-                    s.push_str(",backup");
-                }
-                if b.maxconn > 0 {
-                    s.push_str(&format!(",maxconn={}", b.maxconn));
-                }
-                s.push(')');
-                s
-            })
-            .collect();
-        let mode = match &self.mode {
+        let mut nodes = String::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let _ = write!(
+                nodes,
+                "{}{}(w={}",
+                if i > 0 { " " } else { "" },
+                b.addr,
+                b.weight
+            );
+            if b.backup {
+                nodes.push_str(",backup");
+            }
+            if b.maxconn > 0 {
+                let _ = write!(nodes, ",maxconn={}", b.maxconn);
+            }
+            nodes.push(')');
+        }
+        let n = self.backends.len();
+        let mut out = format!(
+            "mode={} listening on {} -> {n} node{} [{nodes}] scheduler={}",
+            match self.mode {
+                ForwardMode::Proxy => "proxy",
+                ForwardMode::Direct(_) => "direct",
+            },
+            listen.join(","),
+            if n == 1 { "" } else { "s" },
+            self.scheduler,
+        );
+        match &self.mode {
             ForwardMode::Proxy => {
-                let mut m = "proxy".to_string();
+                let _ = write!(
+                    out,
+                    " workers={} max_conns={} connect_timeout={} idle_timeout={} retries={}",
+                    self.workers,
+                    self.max_conns,
+                    format_duration(self.connect_timeout),
+                    format_duration(self.idle_timeout),
+                    self.retries
+                );
                 if let Some(v) = self.send_proxy {
-                    m.push_str(&format!(" send_proxy={v}"));
+                    let _ = write!(out, " send_proxy={v}");
                 }
                 if let Some(n) = self.max_conns_per_source {
-                    m.push_str(&format!(" max_conns_per_source={n}"));
+                    let _ = write!(out, " max_conns_per_source={n}");
                 }
-                m
+                if self.access_log {
+                    out.push_str(" access_log=on");
+                }
             }
-            ForwardMode::Direct(d) => format!("direct interface={}", d.interface),
-        };
-        format!(
-            "mode={mode} listening on {} -> {} nodes [{}] scheduler={} workers={} max_conns={} connect_timeout={} idle_timeout={} retries={}",
-            listen.join(","),
-            nodes.len(),
-            nodes.join(" "),
-            self.scheduler,
-            self.workers,
-            self.max_conns,
-            format_duration(self.connect_timeout),
-            format_duration(self.idle_timeout),
-            self.retries
-        )
+            ForwardMode::Direct(d) => {
+                let _ = write!(
+                    out,
+                    " interface={} max_flows={} idle_timeout={}",
+                    d.interface,
+                    d.max_flows,
+                    format_duration(self.idle_timeout)
+                );
+            }
+        }
+        if let Some(c) = &self.control {
+            let _ = write!(out, " control={}", c.display());
+        }
+        if let Some(h) = self.http {
+            let _ = write!(
+                out,
+                " http={h}{}",
+                if self.http_token.is_some() {
+                    ""
+                } else {
+                    "(read-only)"
+                }
+            );
+        }
+        if let Some(a) = &self.health.agent {
+            let _ = write!(out, " agent_listen={}", a.listen);
+        }
+        out
     }
 }
 

@@ -3,6 +3,10 @@
 //!
 //! The backends are deliberately simple (a thread per connection, keep-alive, bounded
 //! request heads): they exist to show distribution, not to be fast.
+//!
+//! The distributor has the control socket and the web console on, on loopback, with a
+//! bearer token generated at start (printed, kept in a 0600 temp file removed at exit),
+//! so the whole tour — `ctl`, the console, `/metrics` — works on the demo.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -67,6 +71,40 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
+/// The console's default address; if taken, a free loopback port is used instead.
+const DEFAULT_HTTP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
+
+/// 128 random bits from the kernel, as 32 hex digits.
+fn random_token() -> io::Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Writes `token` to a new file only the owner can read.
+fn write_secret(path: &std::path::Path, token: &str) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(token.as_bytes())
+}
+
+/// Removes the demo's temp files when the demo ends, however it ends.
+struct TempFiles(Vec<std::path::PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// Runs the demo until Ctrl-C.
 pub fn run(args: DemoArgs) -> io::Result<()> {
     let sfd = crate::sys::signal::signal_fd()?;
@@ -103,6 +141,30 @@ pub fn run(args: DemoArgs) -> io::Result<()> {
     for a in &addrs {
         argv.extend(["--backend".to_string(), a.to_string()]);
     }
+    let pid = std::process::id();
+    let control = args
+        .control
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("fulcrum-demo-{pid}.sock")));
+    let http = match args.http {
+        Some(h) => h,
+        // Probe the default port; taken (another demo, a dashboard) → any free one.
+        None => match TcpListener::bind(DEFAULT_HTTP) {
+            Ok(l) => l.local_addr()?,
+            Err(_) => TcpListener::bind(SocketAddr::new(DEFAULT_HTTP.ip(), 0))?.local_addr()?,
+        },
+    };
+    let token = random_token()?;
+    let token_file = std::env::temp_dir().join(format!("fulcrum-demo-{pid}.token"));
+    write_secret(&token_file, &token)?;
+    let _cleanup = TempFiles(vec![token_file.clone(), control.clone()]);
+    argv.extend([
+        "--control".to_string(),
+        control.display().to_string(),
+        "--http".into(),
+        http.to_string(),
+        "--http-token-file".into(),
+        token_file.display().to_string(),
+    ]);
     let serve_args = match crate::cli::Cli::try_parse_from(&argv).map(|c| c.command) {
         Ok(crate::cli::CliCommand::Serve(a)) => *a,
         Ok(_) => return Err(io::Error::other("demo: internal flag error")),
@@ -119,6 +181,12 @@ pub fn run(args: DemoArgs) -> io::Result<()> {
         "  try:  for i in 1 2 3 4 5 6; do curl -s http://{}/; done",
         args.listen
     );
+    println!(
+        "  ctl:  fulcrum ctl --socket {} show nodes",
+        control.display()
+    );
+    println!("  web:  http://{http}/  (token for changes: {token})");
+    println!("  metrics: curl -s http://{http}/metrics");
     println!("  stop: Ctrl-C");
     server.run()
 }

@@ -34,3 +34,4 @@ pub mod serve;
 pub mod sys;
 pub(crate) mod time;
 pub mod wire;
+pub(crate) mod words;

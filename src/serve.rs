@@ -67,7 +67,7 @@ impl Server {
             Some(path) => {
                 let mut h = crate::reload::take_listeners(path)?;
                 let ls = std::mem::take(&mut h.listeners);
-                info!(target: "fulcrum::serve", "reload: took {} listening sockets from the running process", ls.len());
+                info!(target: "fulcrum::serve", "reload: took {} from the running process", crate::words::plural(ls.len() as u64, "listening socket"));
                 if let (Some(old), None) = (h.old_http, cfg.http) {
                     warn!(target: "fulcrum::serve", "reload: the running process serves HTTP on {old}; this one was given no --http, so /metrics, the API and the console stop there when it exits");
                 }
@@ -90,6 +90,7 @@ impl Server {
             source_limit: cfg
                 .max_conns_per_source
                 .map(|n| Arc::new(proxy::source_limit::SourceLimit::new(n))),
+            access_log: cfg.access_log,
         };
         shared.sched_shared.set_seed(cfg.hash_seed);
         let mut workers = match &cfg.mode {
@@ -237,7 +238,7 @@ impl Server {
             .cut_at_shutdown
             .fetch_add(cut, Ordering::Relaxed);
         self.plane.notifier.finish(Duration::from_secs(2));
-        info!(target: "fulcrum::serve", "stopped; {cut} connections cut at shutdown");
+        info!(target: "fulcrum::serve", "stopped; {} cut at shutdown", crate::words::plural(cut, "connection"));
         Ok(())
     }
 
@@ -263,8 +264,9 @@ impl Server {
     fn begin_drain(&mut self, why: &str, drain_deadline: &mut Option<Instant>) {
         let active = self.shared.stats.active.load(Ordering::Relaxed);
         info!(target: "fulcrum::serve",
-            "{why}: stopped accepting; draining {active} connections for up to {:?}",
-            self.plane.cfg.drain_timeout);
+            "{why}: stopped accepting; draining {} for up to {}",
+            crate::words::plural(active, "connection"),
+            crate::duration::format_duration(self.plane.cfg.drain_timeout));
         tell_service_manager(sd_notify::NotifyState::Stopping);
         self.plane.listeners.clear();
         self.shared.shutdown.store(true, Ordering::Release);

@@ -365,7 +365,7 @@ impl Checker {
                 continue;
             };
             debug!(target: "fulcrum::health", "node={node} passive failure ({why})");
-            if let Some(tr) = c.tracker.on_passive_failure(t) {
+            if let Some(tr) = c.tracker.on_passive_failure(t, why) {
                 apply_transition(plane, c, &tr, now, self.cfg.slow_start);
                 // Probe it soon (fast interval) rather than at its steady pace.
                 let fast = now + self.cfg.policy.fast;
@@ -395,7 +395,19 @@ impl Checker {
             let hb = match wire::parse(&self.buf[..n], acfg.key.bytes()) {
                 Ok(hb) => hb,
                 Err(e) => {
-                    reject(plane, &mut self.last_reject_log, now, from, &e.to_string());
+                    // Not authenticated: the node id is only what the sender claims.
+                    let claimed = wire::Packet::new_checked(&self.buf[..n])
+                        .ok()
+                        .and_then(|p| std::str::from_utf8(p.node_id()).ok().map(str::to_owned))
+                        .map_or_else(|| "unknown".to_owned(), |id| format!("{id}(claimed)"));
+                    reject(
+                        plane,
+                        &mut self.last_reject_log,
+                        now,
+                        from,
+                        &claimed,
+                        &e.to_string(),
+                    );
                     continue;
                 }
             };
@@ -405,12 +417,20 @@ impl Checker {
                     &mut self.last_reject_log,
                     now,
                     from,
+                    &hb.node_id,
                     "node id is not a node address",
                 );
                 continue;
             };
             let Some(c) = self.checks.get_mut(&addr) else {
-                reject(plane, &mut self.last_reject_log, now, from, "no such node");
+                reject(
+                    plane,
+                    &mut self.last_reject_log,
+                    now,
+                    from,
+                    &hb.node_id,
+                    "no such node",
+                );
                 continue;
             };
             let Some(view) = c.agent.as_mut() else {
@@ -419,12 +439,20 @@ impl Checker {
                     &mut self.last_reject_log,
                     now,
                     from,
-                    "no agent expected for node",
+                    &hb.node_id,
+                    "no agent expected for node (its --backend lacks ,agent)",
                 );
                 continue;
             };
             if let Err(r) = self.agent_rx.accept(&hb, wall_ms) {
-                reject(plane, &mut self.last_reject_log, now, from, &r.to_string());
+                reject(
+                    plane,
+                    &mut self.last_reject_log,
+                    now,
+                    from,
+                    &hb.node_id,
+                    &r.to_string(),
+                );
                 continue;
             }
             plane
@@ -478,6 +506,7 @@ fn reject(
     last: &mut Option<Instant>,
     now: Instant,
     from: SocketAddr,
+    node: &str,
     why: &str,
 ) {
     plane
@@ -487,7 +516,7 @@ fn reject(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
         *last = Some(now);
-        log::warn!(target: "fulcrum::agent", "rejected heartbeat from {from}: {why} (further rejections this second not logged)");
+        log::warn!(target: "fulcrum::agent", "rejected heartbeat from {from} node={}: {why} (further rejections this second not logged)", node.escape_debug());
     }
 }
 

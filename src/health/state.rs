@@ -48,8 +48,9 @@ pub enum FailReason {
     BadStatus(u16),
     /// The HTTP check got a response that could not be parsed.
     BadResponse,
-    /// A proxied client connection to the node failed (passive check).
-    PassiveConnectFailure,
+    /// A proxied client connection to the node failed (passive check): refused, timed
+    /// out, reset, unreachable or error.
+    PassiveConnectFailure(&'static str),
 }
 
 impl fmt::Display for FailReason {
@@ -61,7 +62,7 @@ impl fmt::Display for FailReason {
             FailReason::CheckTimeout => f.write_str("check timeout"),
             FailReason::BadStatus(code) => write!(f, "unexpected status {code}"),
             FailReason::BadResponse => f.write_str("malformed response"),
-            FailReason::PassiveConnectFailure => f.write_str("client connection failed"),
+            FailReason::PassiveConnectFailure(why) => write!(f, "client connection {why}"),
         }
     }
 }
@@ -269,8 +270,8 @@ impl HealthTracker {
 
     /// Records a failed proxied connection to the node at `now` (HAProxy
     /// `observe layer4`); counts exactly like a failed probe.
-    pub fn on_passive_failure(&mut self, now: Duration) -> Option<Transition> {
-        self.on_failure(now, FailReason::PassiveConnectFailure)
+    pub fn on_passive_failure(&mut self, now: Duration, why: &'static str) -> Option<Transition> {
+        self.on_failure(now, FailReason::PassiveConnectFailure(why))
     }
 
     fn move_to(&mut self, to: Health, at: Duration, reason: Reason) -> Transition {
@@ -486,16 +487,20 @@ mod tests {
     fn passive_failures_count_like_probes() {
         let mut t = tracker(2, 1, 2, Health::Up);
         assert_eq!(
-            t.on_passive_failure(ms(7)),
+            t.on_passive_failure(ms(7), "refused"),
             Some(Transition {
                 from: Health::Up,
                 to: Health::Warning,
                 at: ms(7),
-                reason: Reason::Failed(FailReason::PassiveConnectFailure),
+                reason: Reason::Failed(FailReason::PassiveConnectFailure("refused")),
             })
         );
         assert_eq!(
-            t.on_passive_failure(ms(8)).map(|x| x.to),
+            FailReason::PassiveConnectFailure("timed out").to_string(),
+            "client connection timed out"
+        );
+        assert_eq!(
+            t.on_passive_failure(ms(8), "reset").map(|x| x.to),
             Some(Health::Down)
         );
     }

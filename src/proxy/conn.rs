@@ -44,6 +44,21 @@ pub enum End {
     Cut,
 }
 
+impl End {
+    /// The end in words, one token for `key=value` logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Done => "closed",
+            End::ClientError => "client_error",
+            End::NodeError => "node_error",
+            End::Idle => "idle_timeout",
+            End::ConnectFailed => "connect_failed",
+            End::Shutdown => "cut_at_shutdown",
+            End::Cut => "cut_by_removal",
+        }
+    }
+}
+
 /// A client connection and its node connection.
 #[derive(Debug)]
 pub struct Conn {

@@ -61,6 +61,8 @@ pub struct WorkerConfig {
     /// `--max-conns-per-source`: open connections per client address, shared by every
     /// worker; `None` when the flag is off (no lock is ever taken then).
     pub source_limit: Option<Arc<super::source_limit::SourceLimit>>,
+    /// `--access-log`: one info line per closed connection.
+    pub access_log: bool,
 }
 
 /// A worker's reactor and everything it owns.
@@ -397,7 +399,7 @@ impl Worker {
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
                     warn!(target: "fulcrum::proxy", "register node socket: {e}");
-                    self.connect_failed(key, "register");
+                    self.connect_failed(key, "error");
                     return;
                 }
                 let _ = s.set_nodelay(true);
@@ -420,7 +422,7 @@ impl Worker {
             }
             Err(e) => {
                 debug!(target: "fulcrum::proxy", "connect {}: {e}", c.node.addr());
-                self.connect_failed(key, "connect");
+                self.connect_failed(key, connect_error_words(&e));
             }
         }
     }
@@ -548,9 +550,9 @@ impl Worker {
                     Ok(_) => c.phase = Phase::Relaying,
                     // Spurious wake-up before the handshake finished.
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                    Err(_) => return self.connect_failed(key, "refused"),
+                    Err(e) => return self.connect_failed(key, connect_error_words(&e)),
                 },
-                Ok(Some(_)) | Err(_) => return self.connect_failed(key, "refused"),
+                Ok(Some(e)) | Err(e) => return self.connect_failed(key, connect_error_words(&e)),
             }
             if let Some(version) = self.cfg.send_proxy {
                 // The address the client reached (the VIP), as the node should see it.
@@ -650,10 +652,18 @@ impl Worker {
             self.spare.push(b);
         }
         self.spare.truncate(64);
-        debug!(target: "fulcrum::proxy",
-            "client={} node={} up={} down={} duration_ms={} end={:?}",
-            c.peer, c.node.addr(), c.up.bytes, c.down.bytes,
-            self.now.saturating_duration_since(c.started).as_millis(), end);
+        // The access log is a bool test when off: nothing is formatted or allocated.
+        if self.cfg.access_log {
+            info!(target: "fulcrum::access",
+                "client={} node={} bytes_in={} bytes_out={} duration_ms={} end={}",
+                c.peer, c.node.addr(), c.up.bytes, c.down.bytes,
+                self.now.saturating_duration_since(c.started).as_millis(), end.as_str());
+        } else {
+            debug!(target: "fulcrum::proxy",
+                "client={} node={} up={} down={} duration_ms={} end={}",
+                c.peer, c.node.addr(), c.up.bytes, c.down.bytes,
+                self.now.saturating_duration_since(c.started).as_millis(), end.as_str());
+        }
         // Dropping the sockets closes them; the kernel removes them from epoll.
     }
 
@@ -668,7 +678,7 @@ impl Worker {
                     && matches!(c.phase, Phase::Connecting { attempt: a } if a == attempt)
             });
             if !stale {
-                self.connect_failed(key, "timeout");
+                self.connect_failed(key, "timed out");
             }
         }
     }
@@ -697,6 +707,17 @@ impl Worker {
     }
 }
 
+/// A failed connect to a node in the words of the passive-failure log and alert.
+fn connect_error_words(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "refused",
+        Some(libc::ETIMEDOUT) => "timed out",
+        Some(libc::ECONNRESET) => "reset",
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => "unreachable",
+        _ => "error",
+    }
+}
+
 /// Errors that mean this process (or host) is out of descriptors or socket memory.
 fn is_local_shortage(e: &io::Error) -> bool {
     matches!(
@@ -713,7 +734,7 @@ fn reset(s: &TcpStream) {
 impl Drop for Worker {
     fn drop(&mut self) {
         if !self.conns.is_empty() {
-            info!(target: "fulcrum::proxy", "worker={} exiting with {} connections", self.id, self.conns.len());
+            info!(target: "fulcrum::proxy", "worker={} exiting with {}", self.id, crate::words::plural(self.conns.len() as u64, "connection"));
         }
     }
 }
