@@ -355,7 +355,7 @@ impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PoolError::Exists(a) => write!(f, "node {a} already exists"),
-            PoolError::NotFound(a) => write!(f, "no node {a}"),
+            PoolError::NotFound(a) => write!(f, "no such node {a}"),
         }
     }
 }

@@ -60,10 +60,16 @@ pub enum Outcome {
     },
 }
 
-/// State of the executor: nodes being removed.
+/// How many removed addresses [`Executor`] remembers, so that `wait drained` on a node
+/// that has already left answers "drained" rather than "no such node". Oldest forgotten
+/// first; a forgotten address is reported as unknown.
+pub const REMEMBER_REMOVED: usize = 256;
+
+/// State of the executor: nodes being removed, and the last nodes removed.
 #[derive(Debug, Default)]
 pub struct Executor {
     removing: Vec<(SocketAddr, Instant)>,
+    removed: std::collections::VecDeque<SocketAddr>,
 }
 
 impl Executor {
@@ -111,7 +117,14 @@ impl Executor {
         local: bool,
         now: Instant,
     ) -> Outcome {
-        let effect = match apply(&self.table(plane), cmd) {
+        let table = self.table(plane);
+        // A node that was removed is drained: the removal waited for (or cut) its flows.
+        if let Command::WaitDrained { addr, .. } = cmd {
+            if table.get(*addr).is_none() && self.was_removed(*addr) {
+                return Outcome::Reply(Reply::ok(drained_removed(*addr)));
+            }
+        }
+        let effect = match apply(&table, cmd) {
             Ok(e) => e,
             Err(e) => return Outcome::Reply(Reply::error(e)),
         };
@@ -128,7 +141,7 @@ impl Executor {
             Command::ShowConfig { json } => Reply::ok(config(plane, *json)),
             Command::Help => Reply::ok(command::HELP.trim_end()),
             Command::WaitDrained { addr, timeout } => {
-                let t = timeout.unwrap_or(std::time::Duration::from_secs(60));
+                let t = timeout.unwrap_or(command::DEFAULT_WAIT);
                 return Outcome::Wait {
                     addr: *addr,
                     deadline: now + t,
@@ -159,7 +172,7 @@ impl Executor {
             shared
                 .pool
                 .find(addr)
-                .ok_or_else(|| format!("no node {addr}"))
+                .ok_or_else(|| command::ApplyError::NoSuchNode(addr).to_string())
         };
         match effect {
             Effect::None => Ok("ok".into()),
@@ -172,6 +185,7 @@ impl Executor {
                     agent: false,
                 };
                 shared.pool.add(spec).map_err(|e| e.to_string())?;
+                self.removed.retain(|a| *a != e.addr);
                 Ok(format!(
                     "node {} added (weight {}{})",
                     e.addr,
@@ -190,6 +204,15 @@ impl Executor {
                     node.active(),
                     format_duration(plane.cfg.remove_deadline)
                 ))
+            }
+            Effect::RemovalCancelled(addr) => {
+                let node = find(*addr)?;
+                self.removing.retain(|(a, _)| a != addr);
+                if let Some(i) = plane.info.get_mut(addr) {
+                    i.removing = false;
+                }
+                node.set_admin(AdminState::Ready);
+                Ok(format!("node {addr} removal cancelled: ready"))
             }
             Effect::WeightSet { addr, old, new } => {
                 let node = find(*addr)?;
@@ -222,6 +245,7 @@ impl Executor {
     /// Finishes removals: idle nodes leave the pool; overdue ones have their flows cut.
     pub fn tick(&mut self, plane: &mut Plane, now: Instant) {
         let pool = &plane.shared.pool;
+        let removed = &mut self.removed;
         self.removing.retain(|(addr, deadline)| {
             let Some(node) = pool.find(*addr) else { return false };
             let idle = node.active() == 0;
@@ -231,12 +255,23 @@ impl Executor {
                 }
                 let _ = pool.remove(*addr);
                 plane.info.remove(addr);
+                removed.retain(|a| a != addr);
+                if removed.len() >= REMEMBER_REMOVED {
+                    removed.pop_front();
+                }
+                removed.push_back(*addr);
                 info!(target: "fulcrum::control", "node {addr} removed{}", if idle { " (idle)" } else { " at its deadline; remaining flows cut" });
                 false
             } else {
                 true
             }
         });
+    }
+
+    /// Whether `addr` left the pool through `remove node` (among the last
+    /// [`REMEMBER_REMOVED`] removals) and was not added again since.
+    pub fn was_removed(&self, addr: SocketAddr) -> bool {
+        self.removed.contains(&addr)
     }
 
     /// The soonest removal deadline.
@@ -255,6 +290,24 @@ fn check_snapshot(info: &crate::plane::NodeInfo, now: Instant) -> Option<CheckSn
             age_ms: now.saturating_duration_since(*at).as_millis() as u64,
             rtt_us: rtt.map(|r| r.as_micros() as u64),
         })
+}
+
+/// The reply of `wait drained` for a node that has left the pool.
+pub fn drained_removed(addr: SocketAddr) -> String {
+    format!("node {addr} drained (removed)")
+}
+
+/// The distributor's life-cycle state: `serving`, `draining` (a SIGTERM/SIGINT or
+/// `shutdown` stopped accepting; open flows finish) or `stopping` (the drain time is
+/// over: what is left is cut).
+pub fn lifecycle(plane: &Plane) -> &'static str {
+    if plane.shared.cut_now.load(Ordering::Relaxed) {
+        "stopping"
+    } else if plane.shared.shutdown.load(Ordering::Relaxed) || plane.stop_requested {
+        "draining"
+    } else {
+        "serving"
+    }
 }
 
 /// Per-node snapshots, in pool order.
@@ -283,6 +336,7 @@ pub fn nodes(plane: &Plane, now: Instant) -> Vec<NodeSnapshot> {
                 connect_failures: c.connect_failures.load(Ordering::Relaxed),
                 last_check: info.and_then(|i| check_snapshot(i, now)),
                 agent: info.and_then(|i| i.agent.clone()),
+                agent_ok: n.agent_ok(),
                 removing: info.is_some_and(|i| i.removing),
             }
         })
@@ -299,6 +353,8 @@ pub fn stats(plane: &Plane, now: Instant) -> StatsSnapshot {
         workers: plane.cfg.workers as u32,
         scheduler: plane.shared.scheduler_kind().to_string(),
         enabled: plane.shared.enabled.load(Ordering::Relaxed),
+        state: lifecycle(plane).to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         active: ld(&s.active),
         total: ld(&s.total),
         bytes_in: ld(&s.bytes_in),
@@ -355,61 +411,126 @@ pub fn metrics(plane: &Plane, now: Instant) -> String {
     out
 }
 
-/// `show config`: the running configuration.
+/// `show config`: the running configuration — what a restart with the same flags would
+/// rebuild, with the runtime changes (node set, weights, scheduler, enable/disable) in.
+/// Secrets are never shown: only whether they are set.
 fn config(plane: &Plane, json: bool) -> String {
+    use render::ConfigValue as V;
     let c = &plane.cfg;
-    let listen: Vec<String> = c.listen.iter().map(|a| a.to_string()).collect();
-    let check = match &c.health.kind {
+    let h = &c.health;
+    let dur = |d: std::time::Duration| V::Str(format_duration(d));
+    let opt_str = |s: Option<String>| s.map_or(V::Null, V::Str);
+    let addrs = |a: &[SocketAddr]| V::List(a.iter().map(|a| V::Str(a.to_string())).collect());
+    let check = match &h.kind {
         crate::health::config::CheckKind::None => "none".to_string(),
         crate::health::config::CheckKind::Tcp => "tcp".to_string(),
         crate::health::config::CheckKind::Http { path } => format!("http:{path}"),
     };
-    let fields: Vec<(&str, String)> = vec![
-        ("listen", listen.join(",")),
-        ("scheduler", plane.shared.scheduler_kind().to_string()),
-        ("workers", c.workers.to_string()),
-        ("max_conns", c.max_conns.to_string()),
+    let backends = plane
+        .shared
+        .pool
+        .snapshot()
+        .0
+        .iter()
+        .map(|n| {
+            let spec = n.spec();
+            V::Object(vec![
+                ("addr", V::Str(n.addr().to_string())),
+                ("weight", V::Num(n.weight().into())),
+                ("backup", V::Bool(n.is_backup())),
+                ("maxconn", V::Num(spec.maxconn.into())),
+                ("agent", V::Bool(spec.agent)),
+                ("admin", V::Str(n.admin().to_string())),
+            ])
+        })
+        .collect();
+    let (mode, interface) = match &c.mode {
+        crate::config::ForwardMode::Proxy => ("proxy", c.ha.as_ref().map(|h| h.interface.clone())),
+        crate::config::ForwardMode::Direct(d) => ("direct", Some(d.interface.clone())),
+    };
+    let mut fields: Vec<(&str, V)> = vec![
+        ("mode", V::Str(mode.into())),
+        ("interface", opt_str(interface)),
+        ("listen", addrs(&c.listen)),
+        ("backends", V::List(backends)),
+        (
+            "scheduler",
+            V::Str(plane.shared.scheduler_kind().to_string()),
+        ),
+        ("hash_seed", V::Num(c.hash_seed)),
+        (
+            "enabled",
+            V::Bool(plane.shared.enabled.load(Ordering::Relaxed)),
+        ),
+        ("workers", V::Num(c.workers as u64)),
+        ("max_conns", V::Num(c.max_conns)),
         (
             "max_conns_per_source",
-            c.max_conns_per_source.unwrap_or(0).to_string(),
+            V::Num(c.max_conns_per_source.unwrap_or(0).into()),
         ),
-        ("connect_timeout", format_duration(c.connect_timeout)),
-        ("idle_timeout", format_duration(c.idle_timeout)),
-        ("retries", c.retries.to_string()),
-        ("drain_timeout", format_duration(c.drain_timeout)),
-        ("deadline", format_duration(c.remove_deadline)),
-        ("splice", c.splice.to_string()),
+        ("connect_timeout", dur(c.connect_timeout)),
+        ("idle_timeout", dur(c.idle_timeout)),
+        ("retries", V::Num(c.retries.into())),
+        ("drain_timeout", dur(c.drain_timeout)),
+        ("deadline", dur(c.remove_deadline)),
+        ("backlog", V::Num(c.backlog.into())),
+        ("splice", V::Bool(c.splice)),
         (
             "send_proxy",
-            c.send_proxy.map_or("off", |v| v.as_str()).to_owned(),
+            opt_str(c.send_proxy.map(|v| v.as_str().to_owned())),
         ),
-        ("check", check),
-        ("check_interval", format_duration(c.health.policy.base)),
-        ("check_max_interval", format_duration(c.health.policy.max)),
-        ("check_timeout", format_duration(c.health.timeout)),
-        ("rise", c.health.thresholds.rise.to_string()),
-        ("warn", c.health.thresholds.warn.to_string()),
-        ("fall", c.health.thresholds.fall.to_string()),
-        ("slow_start", format_duration(c.health.slow_start)),
-        ("notify", c.notify.clone().unwrap_or_else(|| "none".into())),
+        ("access_log", V::Bool(c.access_log)),
+        ("check", V::Str(check)),
+        ("check_interval", dur(h.policy.base)),
+        ("check_max_interval", dur(h.policy.max)),
+        ("check_multiplier", V::Num(h.policy.multiplier.into())),
+        ("check_fast_interval", dur(h.policy.fast)),
+        ("check_down_interval", dur(h.policy.down)),
+        ("check_timeout", dur(h.timeout)),
+        ("check_status", V::Str(h.statuses.to_string())),
+        ("check_host", opt_str(h.host.clone())),
+        ("check_seed", V::Num(h.seed)),
+        ("rise", V::Num(h.thresholds.rise.into())),
+        ("warn", V::Num(h.thresholds.warn.into())),
+        ("fall", V::Num(h.thresholds.fall.into())),
+        ("slow_start", dur(h.slow_start)),
+        (
+            "agent_listen",
+            opt_str(h.agent.as_ref().map(|a| a.listen.to_string())),
+        ),
     ];
-    let mut out = String::new();
-    if json {
-        out.push('{');
-        for (i, (k, v)) in fields.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}\"{k}\":\"{}\"",
-                if i > 0 { "," } else { "" },
-                render::json_escape(v)
-            );
-        }
-        out.push('}');
-    } else {
-        for (k, v) in &fields {
-            let _ = writeln!(out, "{k}: {v}");
-        }
-        out.pop();
+    if let Some(a) = &h.agent {
+        fields.push(("agent_interval", dur(a.interval)));
+        fields.push(("agent_misses", V::Num(a.misses.into())));
     }
-    out
+    fields.extend([
+        (
+            "control",
+            opt_str(c.control.as_ref().map(|p| p.display().to_string())),
+        ),
+        ("http", opt_str(c.http.map(|a| a.to_string()))),
+        ("http_token", V::Bool(c.http_token.is_some())),
+        ("notify", opt_str(c.notify.clone())),
+        ("notify_timeout", dur(c.notify_timeout)),
+    ]);
+    match &c.ha {
+        None => fields.push(("vip", V::List(Vec::new()))),
+        Some(ha) => fields.extend([
+            (
+                "vip",
+                V::List(ha.vips.iter().map(|v| V::Str(v.to_string())).collect()),
+            ),
+            ("peer", addrs(&ha.peers)),
+            ("ha_port", V::Num(ha.port.into())),
+            ("priority", V::Num(ha.priority.into())),
+            ("advert_interval", dur(ha.advert_interval)),
+            ("preempt", V::Bool(ha.preempt)),
+            ("ha_group", V::Num(ha.group.into())),
+        ]),
+    }
+    if json {
+        render::config_json(&fields)
+    } else {
+        render::config_text(&fields)
+    }
 }

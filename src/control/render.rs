@@ -26,6 +26,9 @@ const MAX_DETAIL: usize = 60;
 /// Escapes `s` for use inside a JSON string literal (RFC 8259 §7), without
 /// the surrounding quotes: `"` and `\` are backslash-escaped, control
 /// characters use the short forms or `\u00XX`; everything else is kept.
+/// (The renderers write into their buffer with `push_json_escaped`; this
+/// allocating form is for the tests.)
+#[cfg(test)]
 pub fn json_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     push_json_escaped(&mut out, s);
@@ -68,25 +71,29 @@ pub fn prom_label_escape(s: &str) -> String {
 /// Aligned table of nodes, one row each, in the given order:
 ///
 /// ```text
-/// NODE         WEIGHT  ADMIN  HEALTH  ACTIVE  TOTAL     IN   OUT  FAIL  CHECK
-/// 10.0.0.1:80      10  ready  up           3    120  12.5K  1.2M     0  ok 1.2s ago rtt 412us: connected
+/// NODE         WEIGHT  ADMIN  HEALTH  AGENT  ACTIVE  TOTAL     IN   OUT  FAIL  NOTE            CHECK
+/// 10.0.0.1:80      10  ready  up      -           3    120  12.5K  1.2M     0  -               ok 1.2s ago rtt 412us: connected
+/// 10.0.0.2:80      10  ready  up      drain       0     12     42     0     0  agent: drain    ok 0.8s ago rtt 390us: connected
 /// ```
 ///
+/// AGENT is the node agent's last verdict (`-` when no agent is expected); NOTE says
+/// why a node takes no new flows (see [`not_eligible`]), `-` when it does.
 /// WEIGHT shows `effective/configured` when they differ; backup nodes carry
 /// ` (backup)` after the address; IN/OUT use binary units above 9999 bytes
 /// (`K` = 1024); CHECK is `-` before the first check. Columns are separated
 /// by two spaces and lines carry no trailing blanks. Scripts should use
 /// [`nodes_json`] instead of parsing this.
 pub fn nodes_table(nodes: &[NodeSnapshot]) -> String {
-    const HEADER: [&str; 10] = [
-        "NODE", "WEIGHT", "ADMIN", "HEALTH", "ACTIVE", "TOTAL", "IN", "OUT", "FAIL", "CHECK",
+    const HEADER: [&str; COLUMNS] = [
+        "NODE", "WEIGHT", "ADMIN", "HEALTH", "AGENT", "ACTIVE", "TOTAL", "IN", "OUT", "FAIL",
+        "NOTE", "CHECK",
     ];
     // Left-aligned columns; the others are numbers, right-aligned.
-    const LEFT: [bool; 10] = [
-        true, false, true, true, false, false, false, false, false, true,
+    const LEFT: [bool; COLUMNS] = [
+        true, false, true, true, true, false, false, false, false, false, true, true,
     ];
 
-    let rows: Vec<[String; 10]> = nodes.iter().map(table_row).collect();
+    let rows: Vec<[String; COLUMNS]> = nodes.iter().map(table_row).collect();
     let mut widths = HEADER.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -117,7 +124,31 @@ pub fn nodes_table(nodes: &[NodeSnapshot]) -> String {
     out
 }
 
-fn table_row(n: &NodeSnapshot) -> [String; 10] {
+const COLUMNS: usize = 12;
+
+/// Why `n` takes no new flows, in a few words, or `None` when it is eligible. Mirrors
+/// `Node::eligible` in the pool, in the order an operator would fix things.
+pub fn not_eligible(n: &NodeSnapshot) -> Option<String> {
+    Some(if n.removing {
+        "removing".to_owned()
+    } else if n.admin != AdminState::Ready {
+        format!("admin {}", n.admin)
+    } else if n.health != HealthState::Up {
+        format!("health {}", n.health)
+    } else if !n.agent_ok {
+        format!("agent: {}", n.agent.as_deref().unwrap_or("not ready"))
+    } else if n.weight == 0 {
+        "weight 0".to_owned()
+    } else if n.effective_weight == 0 {
+        "effective weight 0".to_owned()
+    } else if n.maxconn > 0 && n.active >= u64::from(n.maxconn) {
+        "at maxconn".to_owned()
+    } else {
+        return None;
+    })
+}
+
+fn table_row(n: &NodeSnapshot) -> [String; COLUMNS] {
     let node = if n.backup {
         format!("{} (backup)", n.addr)
     } else {
@@ -137,11 +168,20 @@ fn table_row(n: &NodeSnapshot) -> [String; 10] {
             n.admin.to_string()
         },
         n.health.to_string(),
+        n.agent.as_deref().map_or_else(
+            || "-".to_owned(),
+            |a| {
+                let mut s = String::new();
+                push_printable(&mut s, a, 16);
+                s
+            },
+        ),
         n.active.to_string(),
         n.total.to_string(),
         human_bytes(n.bytes_in),
         human_bytes(n.bytes_out),
         n.connect_failures.to_string(),
+        not_eligible(n).unwrap_or_else(|| "-".to_owned()),
         n.last_check
             .as_ref()
             .map_or_else(|| "-".to_owned(), check_cell),
@@ -286,7 +326,10 @@ impl<'a> JsonObject<'a> {
 /// `backup` (bool), `maxconn` (0 = no limit), `admin` (`"ready"`, `"drain"`,
 /// `"maint"`), `removing` (bool: `remove node` ran; `admin` is `"drain"` until the node
 /// leaves the pool), `health` (`"up"`, `"warning"`, `"down"`), `active`, `total`,
-/// `bytes_in`, `bytes_out`, `connect_failures`, `last_check` (`null` or an
+/// `bytes_in`, `bytes_out`, `connect_failures`, `agent` (`null` without an agent, else
+/// its last verdict: `"ready"`, `"drain"`, `"overloaded"`, `"down"`, `"missing"`),
+/// `not_eligible` (`null` when the node takes new flows, else why not, as in the
+/// table's NOTE), `last_check` (`null` or an
 /// object with `ok` (bool), `detail` (string), `age_ms`, `rtt_us` (number or
 /// `null`)). Counters are unsigned integers and may exceed 2^53.
 pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
@@ -312,6 +355,10 @@ pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
         match &n.agent {
             None => o.null("agent"),
             Some(a) => o.str("agent", a),
+        }
+        match not_eligible(n) {
+            None => o.null("not_eligible"),
+            Some(why) => o.str("not_eligible", &why),
         }
         match &n.last_check {
             None => o.null("last_check"),
@@ -344,6 +391,8 @@ pub fn stats_text(s: &StatsSnapshot) -> String {
     push_printable(&mut scheduler, &s.scheduler, 64);
     line("scheduler", &scheduler);
     line("enabled", &s.enabled);
+    line("state", &s.state);
+    line("version", &s.version);
     line("active", &s.active);
     line("total", &s.total);
     line("bytes_in", &s.bytes_in);
@@ -377,7 +426,7 @@ pub fn stats_text(s: &StatsSnapshot) -> String {
 
 /// Distributor stats as one compact JSON object. Keys, always present, in
 /// this order: `uptime_s`, `workers`, `scheduler` (string), `enabled`
-/// (bool), `active`, `total`, `bytes_in`, `bytes_out`, `refused_disabled`,
+/// (bool), `state` (`"serving"`, `"draining"`, `"stopping"`), `version` (string), `active`, `total`, `bytes_in`, `bytes_out`, `refused_disabled`,
 /// `refused_maxconn`, `refused_per_source`, `no_node`, `connect_failures`, `accept_errors`,
 /// `ha_role` (string or `null`), `ha_epoch`, `ha_takeovers`,
 /// `ha_peer_last_ms`, `ha_rejected` (numbers or `null` without HA).
@@ -388,6 +437,8 @@ pub fn stats_json(s: &StatsSnapshot) -> String {
     o.num("workers", s.workers.into());
     o.str("scheduler", &s.scheduler);
     o.bool("enabled", s.enabled);
+    o.str("state", &s.state);
+    o.str("version", &s.version);
     o.num("active", s.active);
     o.num("total", s.total);
     o.num("bytes_in", s.bytes_in);
@@ -409,6 +460,115 @@ pub fn stats_json(s: &StatsSnapshot) -> String {
     o.opt_num("ha_peer_last_ms", s.ha_peer_last_ms);
     o.opt_num("ha_rejected", s.ha_rejected);
     o.close();
+    out
+}
+
+/// One value of `show config`, typed so that JSON carries numbers, booleans, lists and
+/// `null` as such.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigValue {
+    /// Text: a keyword, an address, a duration in flag syntax (`2s`), a path.
+    Str(String),
+    /// An unsigned number.
+    Num(u64),
+    /// On or off.
+    Bool(bool),
+    /// Not set.
+    Null,
+    /// Several values (`--listen`, `--backend`, `--vip`).
+    List(Vec<ConfigValue>),
+    /// Named fields (one backend).
+    Object(Vec<(&'static str, ConfigValue)>),
+}
+
+fn push_config_text(out: &mut String, v: &ConfigValue) {
+    match v {
+        ConfigValue::Str(s) => push_printable(out, s, 4096),
+        ConfigValue::Num(n) => {
+            let _ = write!(out, "{n}");
+        }
+        ConfigValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        ConfigValue::Null => out.push_str("none"),
+        ConfigValue::List(items) if items.is_empty() => out.push_str("none"),
+        ConfigValue::List(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                push_config_text(out, item);
+            }
+        }
+        ConfigValue::Object(fields) => {
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=");
+                push_config_text(out, v);
+            }
+        }
+    }
+}
+
+fn push_config_json(out: &mut String, v: &ConfigValue) {
+    match v {
+        ConfigValue::Str(s) => {
+            out.push('"');
+            push_json_escaped(out, s);
+            out.push('"');
+        }
+        ConfigValue::Num(n) => {
+            let _ = write!(out, "{n}");
+        }
+        ConfigValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        ConfigValue::Null => out.push_str("null"),
+        ConfigValue::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_config_json(out, item);
+            }
+            out.push(']');
+        }
+        ConfigValue::Object(fields) => push_config_object(out, fields),
+    }
+}
+
+fn push_config_object(out: &mut String, fields: &[(&str, ConfigValue)]) {
+    out.push('{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        push_json_escaped(out, k);
+        out.push_str("\":");
+        push_config_json(out, v);
+    }
+    out.push('}');
+}
+
+/// `show config` as `key: value` lines (no trailing newline): lists space-separated
+/// (`none` when empty), objects as `key=value` pairs joined by `,`, unset values `none`.
+pub fn config_text(fields: &[(&str, ConfigValue)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = write!(out, "{k}: ");
+        push_config_text(&mut out, v);
+    }
+    out
+}
+
+/// `show config --json`: one compact object, values typed (numbers, booleans, arrays,
+/// `null` when unset; durations are strings in flag syntax, e.g. `"2s"`).
+pub fn config_json(fields: &[(&str, ConfigValue)]) -> String {
+    let mut out = String::new();
+    push_config_object(&mut out, fields);
     out
 }
 
@@ -453,7 +613,7 @@ type NodeFamily = (
     fn(&NodeSnapshot) -> u64,
 );
 
-const NODE_FAMILIES: [NodeFamily; 9] = [
+const NODE_FAMILIES: [NodeFamily; 10] = [
     (
         "fulcrum_node_connections_active",
         "gauge",
@@ -508,7 +668,19 @@ const NODE_FAMILIES: [NodeFamily; 9] = [
         "Connection limit of the node (0 = none).",
         |n| n.maxconn.into(),
     ),
+    (
+        "fulcrum_node_removing",
+        "gauge",
+        "1 while `remove node` drains the node (it leaves the pool when idle).",
+        |n| n.removing.into(),
+    ),
 ];
+
+/// The life-cycle states, in order.
+pub const LIFECYCLE: [&str; 3] = ["serving", "draining", "stopping"];
+
+/// The verdicts a node agent can have (`missing`: heartbeats stopped).
+const AGENT_STATES: [&str; 5] = ["ready", "drain", "overloaded", "down", "missing"];
 
 /// Milliseconds as decimal seconds with no trailing zeros (`1500` → `1.5`).
 fn ms_as_seconds(ms: u64) -> String {
@@ -520,13 +692,25 @@ fn ms_as_seconds(ms: u64) -> String {
     format!("{}.{}", ms / 1000, digits.trim_end_matches('0'))
 }
 
+/// Microseconds as decimal seconds with no trailing zeros (`412` → `0.000412`).
+fn us_as_seconds(us: u64) -> String {
+    let frac = us % 1_000_000;
+    if frac == 0 {
+        return (us / 1_000_000).to_string();
+    }
+    let digits = format!("{frac:06}");
+    format!("{}.{}", us / 1_000_000, digits.trim_end_matches('0'))
+}
+
 /// Metrics in the Prometheus text exposition format 0.0.4 (serve with
 /// [`PROMETHEUS_CONTENT_TYPE`]).
 ///
 /// Distributor families always appear; per-node families appear when
 /// `nodes` is non-empty, labelled `node="IP:PORT"` (`"[::1]:80"` for IPv6),
 /// nodes in the given order; `fulcrum_node_health` and `fulcrum_node_admin`
-/// are one-hot over every state (`state` label). Each `fulcrum_ha_*` family
+/// are one-hot over every state (`state` label), as are `fulcrum_state` (life cycle)
+/// and `fulcrum_node_agent` (only nodes with an agent); `fulcrum_node_check_rtt_seconds`
+/// has a sample for each node whose last check measured one. Each `fulcrum_ha_*` family
 /// appears only when its snapshot field is `Some`; `fulcrum_ha_role` has a
 /// single sample, the current role, valued 1.
 pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
@@ -537,6 +721,21 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
         "1 if new connections are distributed, 0 if distribution is disabled.",
         &u8::from(stats.enabled),
     );
+    e.family(
+        "fulcrum_state",
+        "gauge",
+        "1 for the life-cycle state (serving, draining, stopping), 0 for the others.",
+    );
+    for state in LIFECYCLE {
+        let value = u8::from(stats.state == state);
+        e.sample("fulcrum_state", &[("state", state)], &value);
+    }
+    e.family(
+        "fulcrum_build_info",
+        "gauge",
+        "The running binary's version (always 1).",
+    );
+    e.sample("fulcrum_build_info", &[("version", &stats.version)], &1);
     e.single(
         "fulcrum_uptime_seconds",
         "gauge",
@@ -653,6 +852,38 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
                 e.sample(name, &[("node", label), ("state", s.as_str())], &value);
             }
         }
+        let with_agent = || nodes.iter().zip(&labels).filter(|(n, _)| n.agent.is_some());
+        if with_agent().next().is_some() {
+            let name = "fulcrum_node_agent";
+            e.family(
+                name,
+                "gauge",
+                "1 for the node agent's current verdict, 0 for the others (nodes with an agent).",
+            );
+            for (n, label) in with_agent() {
+                for s in AGENT_STATES {
+                    let value = u8::from(n.agent.as_deref() == Some(s));
+                    e.sample(name, &[("node", label), ("state", s)], &value);
+                }
+            }
+        }
+        let rtts = || {
+            nodes
+                .iter()
+                .zip(&labels)
+                .filter_map(|(n, l)| Some((n.last_check.as_ref()?.rtt_us?, l)))
+        };
+        if rtts().next().is_some() {
+            let name = "fulcrum_node_check_rtt_seconds";
+            e.family(
+                name,
+                "gauge",
+                "Round-trip time of the node's last health check that got an answer.",
+            );
+            for (us, label) in rtts() {
+                e.sample(name, &[("node", label)], &us_as_seconds(us));
+            }
+        }
     }
 
     if let Some(role) = &stats.ha_role {
@@ -714,6 +945,7 @@ mod tests {
                 bytes_out: 1_258_291,
                 connect_failures: 0,
                 agent: None,
+                agent_ok: true,
                 last_check: Some(CheckSnapshot {
                     ok: true,
                     detail: "connected".into(),
@@ -736,6 +968,7 @@ mod tests {
                 bytes_out: 0,
                 connect_failures: 2,
                 agent: Some("overloaded".into()),
+                agent_ok: false,
                 last_check: None,
             },
         ]
@@ -747,6 +980,8 @@ mod tests {
             workers: 2,
             scheduler: "wrr".into(),
             enabled: true,
+            state: "draining".into(),
+            version: "0.1.0".into(),
             active: 3,
             total: 127,
             bytes_in: 12_842,
@@ -770,14 +1005,14 @@ mod tests {
     #[test]
     fn table_is_aligned() {
         let want = "\
-NODE                       WEIGHT  ADMIN     HEALTH   ACTIVE  TOTAL     IN   OUT  FAIL  CHECK
-10.0.0.1:8080                  10  ready     up            3    120  12.5K  1.2M     0  ok 1.2s ago rtt 412us: connected
-[2001:db8::2]:80 (backup)     2/5  removing  warning       0      7     42     0     2  -
+NODE                       WEIGHT  ADMIN     HEALTH   AGENT       ACTIVE  TOTAL     IN   OUT  FAIL  NOTE      CHECK
+10.0.0.1:8080                  10  ready     up       -                3    120  12.5K  1.2M     0  -         ok 1.2s ago rtt 412us: connected
+[2001:db8::2]:80 (backup)     2/5  removing  warning  overloaded       0      7     42     0     2  removing  -
 ";
         assert_eq!(nodes_table(&nodes()), want);
         assert_eq!(
             nodes_table(&[]),
-            "NODE  WEIGHT  ADMIN  HEALTH  ACTIVE  TOTAL  IN  OUT  FAIL  CHECK\n"
+            "NODE  WEIGHT  ADMIN  HEALTH  AGENT  ACTIVE  TOTAL  IN  OUT  FAIL  NOTE  CHECK\n"
         );
     }
 
@@ -815,11 +1050,12 @@ NODE                       WEIGHT  ADMIN     HEALTH   ACTIVE  TOTAL     IN   OUT
         let want = concat!(
             r#"[{"addr":"10.0.0.1:8080","weight":10,"effective_weight":10,"backup":false,"#,
             r#""maxconn":0,"admin":"ready","removing":false,"health":"up","active":3,"total":120,"#,
-            r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"agent":null,"#,
+            r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"agent":null,"not_eligible":null,"#,
             r#""last_check":{"ok":true,"detail":"connected","age_ms":1234,"rtt_us":412}},"#,
             r#"{"addr":"[2001:db8::2]:80","weight":5,"effective_weight":2,"backup":true,"#,
             r#""maxconn":100,"admin":"drain","removing":true,"health":"warning","active":0,"total":7,"#,
-            r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"agent":"overloaded","last_check":null}]"#,
+            r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"agent":"overloaded","#,
+            r#""not_eligible":"removing","last_check":null}]"#,
         );
         assert_eq!(nodes_json(&nodes()), want);
         assert_eq!(nodes_json(&[]), "[]");
@@ -834,7 +1070,8 @@ NODE                       WEIGHT  ADMIN     HEALTH   ACTIVE  TOTAL     IN   OUT
         s.ha_peer_last_ms = None;
         s.ha_rejected = None;
         let want = concat!(
-            r#"{"uptime_s":3600,"workers":2,"scheduler":"wrr","enabled":true,"active":3,"#,
+            r#"{"uptime_s":3600,"workers":2,"scheduler":"wrr","enabled":true,"#,
+            r#""state":"draining","version":"0.1.0","active":3,"#,
             r#""total":127,"bytes_in":12842,"bytes_out":1258291,"refused_disabled":1,"#,
             r#""refused_maxconn":0,"refused_per_source":3,"no_node":4,"connect_failures":2,"accept_errors":0,"#,
             r#""agent_accepted":9,"agent_rejected":1,"#,
@@ -847,6 +1084,8 @@ uptime_s: 3600
 workers: 2
 scheduler: wrr
 enabled: true
+state: draining
+version: 0.1.0
 active: 3
 total: 127
 bytes_in: 12842
@@ -893,6 +1132,14 @@ agent_rejected: 1
         let want = r#"# HELP fulcrum_up 1 if new connections are distributed, 0 if distribution is disabled.
 # TYPE fulcrum_up gauge
 fulcrum_up 1
+# HELP fulcrum_state 1 for the life-cycle state (serving, draining, stopping), 0 for the others.
+# TYPE fulcrum_state gauge
+fulcrum_state{state="serving"} 0
+fulcrum_state{state="draining"} 1
+fulcrum_state{state="stopping"} 0
+# HELP fulcrum_build_info The running binary's version (always 1).
+# TYPE fulcrum_build_info gauge
+fulcrum_build_info{version="0.1.0"} 1
 # HELP fulcrum_uptime_seconds Seconds since the distributor started.
 # TYPE fulcrum_uptime_seconds gauge
 fulcrum_uptime_seconds 3600
@@ -968,6 +1215,10 @@ fulcrum_node_backup{node="[2001:db8::2]:80"} 1
 # TYPE fulcrum_node_maxconn gauge
 fulcrum_node_maxconn{node="10.0.0.1:8080"} 0
 fulcrum_node_maxconn{node="[2001:db8::2]:80"} 100
+# HELP fulcrum_node_removing 1 while `remove node` drains the node (it leaves the pool when idle).
+# TYPE fulcrum_node_removing gauge
+fulcrum_node_removing{node="10.0.0.1:8080"} 0
+fulcrum_node_removing{node="[2001:db8::2]:80"} 1
 # HELP fulcrum_node_health 1 for the node's current health state, 0 for the others.
 # TYPE fulcrum_node_health gauge
 fulcrum_node_health{node="10.0.0.1:8080",state="up"} 1
@@ -984,6 +1235,16 @@ fulcrum_node_admin{node="10.0.0.1:8080",state="maint"} 0
 fulcrum_node_admin{node="[2001:db8::2]:80",state="ready"} 0
 fulcrum_node_admin{node="[2001:db8::2]:80",state="drain"} 1
 fulcrum_node_admin{node="[2001:db8::2]:80",state="maint"} 0
+# HELP fulcrum_node_agent 1 for the node agent's current verdict, 0 for the others (nodes with an agent).
+# TYPE fulcrum_node_agent gauge
+fulcrum_node_agent{node="[2001:db8::2]:80",state="ready"} 0
+fulcrum_node_agent{node="[2001:db8::2]:80",state="drain"} 0
+fulcrum_node_agent{node="[2001:db8::2]:80",state="overloaded"} 1
+fulcrum_node_agent{node="[2001:db8::2]:80",state="down"} 0
+fulcrum_node_agent{node="[2001:db8::2]:80",state="missing"} 0
+# HELP fulcrum_node_check_rtt_seconds Round-trip time of the node's last health check that got an answer.
+# TYPE fulcrum_node_check_rtt_seconds gauge
+fulcrum_node_check_rtt_seconds{node="10.0.0.1:8080"} 0.000412
 # HELP fulcrum_ha_role Current HA role of this distributor (always 1).
 # TYPE fulcrum_ha_role gauge
 fulcrum_ha_role{role="master"} 1
@@ -1019,5 +1280,61 @@ fulcrum_ha_heartbeats_rejected_total 0
         let bare = prometheus(&StatsSnapshot::default(), &[]);
         assert!(!bare.contains("fulcrum_ha_") && !bare.contains("fulcrum_node_"));
         assert!(bare.contains("\nfulcrum_up 0\n"));
+    }
+
+    #[test]
+    fn not_eligible_names_the_first_reason() {
+        let mut n = nodes().remove(0);
+        assert_eq!(not_eligible(&n), None);
+        n.agent = Some("drain".into());
+        n.agent_ok = false;
+        assert_eq!(not_eligible(&n).as_deref(), Some("agent: drain"));
+        n.health = HealthState::Down;
+        assert_eq!(not_eligible(&n).as_deref(), Some("health down"));
+        n.admin = AdminState::Maint;
+        assert_eq!(not_eligible(&n).as_deref(), Some("admin maint"));
+        let mut m = nodes().remove(0);
+        m.maxconn = 3;
+        assert_eq!(not_eligible(&m).as_deref(), Some("at maxconn"));
+        m.weight = 0;
+        assert_eq!(not_eligible(&m).as_deref(), Some("weight 0"));
+    }
+
+    #[test]
+    fn config_json_is_typed_and_text_is_flat() {
+        use ConfigValue as V;
+        let fields = vec![
+            ("workers", V::Num(2)),
+            ("splice", V::Bool(true)),
+            (
+                "listen",
+                V::List(vec![
+                    V::Str("127.0.0.1:80".into()),
+                    V::Str("[::1]:80".into()),
+                ]),
+            ),
+            ("notify", V::Null),
+            ("vip", V::List(Vec::new())),
+            (
+                "backends",
+                V::List(vec![V::Object(vec![
+                    ("addr", V::Str("10.0.0.1:80".into())),
+                    ("weight", V::Num(3)),
+                ])]),
+            ),
+            ("check_host", V::Str("a\"b".into())),
+        ];
+        assert_eq!(
+            config_json(&fields),
+            concat!(
+                r#"{"workers":2,"splice":true,"listen":["127.0.0.1:80","[::1]:80"],"notify":null,"#,
+                r#""vip":[],"backends":[{"addr":"10.0.0.1:80","weight":3}],"check_host":"a\"b"}"#
+            )
+        );
+        assert_eq!(
+            config_text(&fields),
+            "workers: 2\nsplice: true\nlisten: 127.0.0.1:80 [::1]:80\nnotify: none\nvip: none\n\
+             backends: addr=10.0.0.1:80,weight=3\ncheck_host: a\"b"
+        );
     }
 }

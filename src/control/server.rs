@@ -229,19 +229,22 @@ impl ControlServer {
                             plane.stop_requested = true;
                             warn!(target: "fulcrum::control", "{who}: shutdown");
                             Reply::ok(format!(
-                                "stopping: draining {} connections for up to {}",
-                                plane
-                                    .shared
-                                    .stats
-                                    .active
-                                    .load(std::sync::atomic::Ordering::Relaxed),
+                                "stopping: draining {} for up to {}",
+                                crate::words::plural(
+                                    plane
+                                        .shared
+                                        .stats
+                                        .active
+                                        .load(std::sync::atomic::Ordering::Relaxed),
+                                    "connection"
+                                ),
                                 crate::duration::format_duration(plane.cfg.drain_timeout)
                             ))
                         }
                         Ok(l) if l.trim() == crate::reload::EXPOSE => {
                             match expose_listeners(plane, stream, out) {
                                 Ok(n) => {
-                                    warn!(target: "fulcrum::control", "{who}: handed over {n} listening sockets (reload)");
+                                    warn!(target: "fulcrum::control", "{who}: handed over {} (reload)", crate::words::plural(n as u64, "listening socket"));
                                     continue;
                                 }
                                 Err(e) => Reply::error(e),
@@ -259,8 +262,12 @@ impl ControlServer {
                 }
                 if let Some((addr, deadline)) = *waiting {
                     match plane.shared.pool.find(addr) {
+                        // Only a removal takes a node out of the pool: it is drained.
                         None => {
-                            push_reply(out, &Reply::error(format!("no node {addr}")));
+                            push_reply(
+                                out,
+                                &Reply::ok(crate::control::exec::drained_removed(addr)),
+                            );
                             *waiting = None;
                         }
                         Some(n) if n.active() == 0 => {

@@ -63,6 +63,9 @@ pub struct NodeSnapshot {
     /// The node agent's last reported state (`ready`, `drain`, `overloaded`, `down`,
     /// `missing`), if an agent is expected for this node.
     pub agent: Option<String>,
+    /// Whether the agent's verdict lets the node take new flows (always true without
+    /// an agent).
+    pub agent_ok: bool,
 }
 
 /// A copied-out view of the whole distributor.
@@ -78,6 +81,11 @@ pub struct StatsSnapshot {
     pub scheduler: String,
     /// Whether new connections are being distributed (`enable`/`disable`).
     pub enabled: bool,
+    /// Life cycle: `serving`, `draining` (stopped accepting, flows finishing) or
+    /// `stopping` (drain time over, cutting what is left).
+    pub state: String,
+    /// The binary's version (`CARGO_PKG_VERSION`).
+    pub version: String,
     /// Connections open now.
     pub active: u64,
     /// Connections ever accepted and forwarded.

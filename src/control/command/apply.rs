@@ -82,6 +82,12 @@ impl NodeTable {
                     n.removing = true;
                 }
             }
+            Effect::RemovalCancelled(addr) => {
+                if let Some(n) = self.get_mut(*addr) {
+                    n.removing = false;
+                    n.admin = AdminState::Ready;
+                }
+            }
             Effect::WeightSet { addr, new, .. } => {
                 if let Some(n) = self.get_mut(*addr) {
                     n.weight = *new;
@@ -126,6 +132,9 @@ pub enum Effect {
     Added(NodeEntry),
     /// The node takes no new flows and goes once idle.
     Removing(SocketAddr),
+    /// `set state ADDR ready` on a node being removed: the removal is called off and
+    /// the node is ready again.
+    RemovalCancelled(SocketAddr),
     /// The node's weight changes (possibly to the same value).
     WeightSet {
         /// The node.
@@ -162,6 +171,7 @@ impl fmt::Display for Effect {
                 if e.backup { " backup" } else { "" }
             ),
             Effect::Removing(addr) => write!(f, "removing node {addr} once its connections close"),
+            Effect::RemovalCancelled(addr) => write!(f, "node {addr} removal cancelled, ready"),
             Effect::WeightSet { addr, old, new } => {
                 write!(f, "node {addr} weight {old} -> {new}")
             }
@@ -257,6 +267,12 @@ pub fn apply(table: &NodeTable, cmd: &Command) -> Result<Effect, ApplyError> {
                 new: check_weight(addr, weight)?,
             })
         }
+        // `ready` is how a removal is called off (the node never left the pool);
+        // other states on a node being removed would be overridden by the removal.
+        Command::SetState {
+            addr,
+            state: AdminState::Ready,
+        } if table.get(addr).is_some_and(|n| n.removing) => Ok(Effect::RemovalCancelled(addr)),
         Command::SetState { addr, state } => Ok(Effect::StateSet {
             addr,
             old: live(table, addr)?.admin,
@@ -363,7 +379,8 @@ mod tests {
         t.commit(&effect);
         for line in [
             "remove node [2001:db8::1]:443",
-            "set state [2001:db8::1]:443 ready",
+            "set state [2001:db8::1]:443 maint",
+            "set weight [2001:db8::1]:443 3",
             "add node [2001:db8::1]:443",
         ] {
             assert_eq!(
@@ -397,5 +414,25 @@ mod tests {
             run(&t, "wait drained [2001:db8::1]:443"),
             Err("no such node [2001:db8::1]:443".into())
         );
+    }
+
+    #[test]
+    fn set_state_ready_cancels_a_removal() {
+        let mut t = table_with(&["10.0.0.1:80"]);
+        let a = sa("10.0.0.1:80");
+        t.commit(&apply(&t, &parse("remove node 10.0.0.1:80").unwrap()).unwrap());
+        let effect = apply(&t, &parse("set state 10.0.0.1:80 ready").unwrap()).unwrap();
+        assert_eq!(effect, Effect::RemovalCancelled(a));
+        assert_eq!(
+            effect.to_string(),
+            "node 10.0.0.1:80 removal cancelled, ready"
+        );
+        t.commit(&effect);
+        let n = t.get(a).unwrap();
+        assert!(!n.removing);
+        assert_eq!(n.admin, AdminState::Ready);
+        // No longer being removed: nothing to finish, other commands work again.
+        assert_eq!(t.finish_removal(a), None);
+        assert!(apply(&t, &parse("set weight 10.0.0.1:80 3").unwrap()).is_ok());
     }
 }
