@@ -341,10 +341,8 @@ fn remove_node_drains_inflight_transfer_then_disappears() {
     );
     drop(s);
     let (code, out, err) = waiter.join().unwrap();
-    assert!(
-        code == 0 || err.contains("no node"),
-        "wait drained: {code} {out} {err}"
-    );
+    assert_eq!(code, 0, "wait drained: {out} {err}");
+    assert!(out.contains("drained"), "{out}");
     assert!(eventually(Duration::from_secs(3), || !ctl
         .ok("show nodes")
         .contains(&b.addr.to_string())));
@@ -471,7 +469,273 @@ fn several_commands_on_one_connection_stay_in_step() {
     }
     assert!(replies[0].starts_with("NODE"), "{replies:?}");
     assert!(replies[1].starts_with("uptime_s:"), "{replies:?}");
-    assert!(replies[2].starts_with("listen:"), "{replies:?}");
+    assert!(replies[2].starts_with("mode: proxy"), "{replies:?}");
     assert!(replies[4].starts_with("error:"), "{replies:?}");
     assert!(replies[5].starts_with('{'), "{replies:?}");
+}
+
+/// A backend that holds each connection open until the client closes it.
+fn hold(mut s: TcpStream) {
+    let mut buf = [0u8; 1];
+    let _ = s.read(&mut buf);
+}
+
+/// Regression (#14, item 3): `ctl`'s reply timeout (here 1 s) used to cut a longer
+/// `wait drained` short with "cannot reach the distributor … (os error 11)" and exit 2.
+#[test]
+fn wait_drained_longer_than_ctl_timeout_gets_its_answer() {
+    let b = Backend::start(hold);
+    let (_p, addr, ctl) = start(&[b.addr], "waitlong", &["--check", "none"]);
+    let _held = TcpStream::connect(addr).unwrap();
+    assert!(eventually(Duration::from_secs(2), || ctl
+        .node_field(b.addr, "active")
+        .as_deref()
+        == Some("1")));
+    let t0 = Instant::now();
+    let (code, out, err) = ctl.run(&format!("--timeout 1s wait drained {} 2500ms", b.addr));
+    assert!(t0.elapsed() >= Duration::from_millis(2500), "{out}{err}");
+    assert_eq!(code, 1, "the distributor's own timeout answer: {out}{err}");
+    assert!(err.contains("timeout: node"), "{err}");
+    assert!(!err.contains("cannot reach"), "{err}");
+}
+
+/// Regression (#14, item 3): a reply that does not come in time is reported as such,
+/// not as an unreachable distributor.
+#[test]
+fn ctl_no_reply_is_not_reported_as_unreachable() {
+    let path = sock_path("mute");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        thread::sleep(Duration::from_secs(2));
+        drop(s);
+    });
+    let (code, _, err) = Ctl { sock: path.clone() }.run("--timeout 300ms show nodes");
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no reply within 300ms"), "{err}");
+    assert!(!err.contains("cannot reach"), "{err}");
+    server.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Regression (#14, items 12 and 13): usage errors (2), refusals (1) and an unreachable
+/// distributor (3) have distinct exit codes; a regular file is "not a socket".
+#[test]
+fn ctl_exit_codes_tell_usage_from_unreachable() {
+    let a = Backend::start(says("a"));
+    let (_p, _addr, ctl) = start(&[a.addr], "codes", &[]);
+    let (code, _, err) = ctl.run("--no-such-flag show nodes");
+    assert_eq!(code, 2, "usage error: {err}");
+    let (code, _, err) = ctl.run("set weight 127.0.0.1:1 3");
+    assert_eq!(code, 1, "refused: {err}");
+    let gone = Ctl {
+        sock: sock_path("absent"),
+    };
+    let (code, _, err) = gone.run("show nodes");
+    assert_eq!(code, 3, "unreachable: {err}");
+    assert!(err.contains("cannot reach the distributor"), "{err}");
+    let file = sock_path("regular");
+    std::fs::write(&file, "x").unwrap();
+    let (code, _, err) = Ctl { sock: file.clone() }.run("show nodes");
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("is not a socket"), "{err}");
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Regression (#14, item 4): `remove node X; wait drained X 5m && echo gone` never
+/// printed `gone`: once X had left, `wait drained X` answered "no node X" and exit 1.
+#[test]
+fn wait_drained_after_remove_node_exits_0() {
+    let a = Backend::start(says("a"));
+    let b = Backend::start(says("b"));
+    let (_p, _addr, ctl) = start(&[a.addr, b.addr], "gone", &["--check", "none"]);
+    ctl.ok(&format!("remove node {}", b.addr));
+    assert!(eventually(Duration::from_secs(3), || !ctl
+        .ok("show nodes")
+        .contains(&b.addr.to_string())));
+    let (code, out, err) = ctl.run(&format!("wait drained {} 5s", b.addr));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("drained"), "{out}");
+    // A node that never existed is still an error, worded like every other command's.
+    let (code, _, err) = ctl.run("wait drained 127.0.0.1:1 1s");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no such node 127.0.0.1:1"), "{err}");
+    let (_, _, err) = ctl.run("set weight 127.0.0.1:1 3");
+    assert!(err.contains("no such node 127.0.0.1:1"), "{err}");
+}
+
+/// #14, item 16: `set state X ready` calls off a removal in progress.
+#[test]
+fn set_state_ready_cancels_a_removal() {
+    let b = Backend::start(echo);
+    let (_p, addr, ctl) = start(
+        &[b.addr],
+        "cancel",
+        &["--check", "none", "--deadline", "1s"],
+    );
+    let mut held = TcpStream::connect(addr).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(eventually(Duration::from_secs(2), || ctl
+        .node_field(b.addr, "active")
+        .as_deref()
+        == Some("1")));
+    ctl.ok(&format!("remove node {}", b.addr));
+    assert_eq!(ctl.node_field(b.addr, "removing").as_deref(), Some("true"));
+    let out = ctl.ok(&format!("set state {} ready", b.addr));
+    assert!(out.contains("removal cancelled"), "{out}");
+    // Past the removal deadline: still in the pool, ready, and the flow was not cut.
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ctl.node_field(b.addr, "removing").as_deref(), Some("false"));
+    assert_eq!(ctl.node_field(b.addr, "admin").as_deref(), Some("ready"));
+    held.write_all(b"x").unwrap();
+    let mut one = [0u8; 1];
+    held.read_exact(&mut one).unwrap();
+    assert_eq!(&one, b"x");
+    assert_eq!(fetch_echo(addr), "y", "new flows go to it again");
+}
+
+fn fetch_echo(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"y").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Regression (#14, item 8): `show config` omitted the backends, --http, --control, the
+/// check status and host, and gave every JSON value as a string.
+#[test]
+fn show_config_is_complete_and_typed() {
+    let a = Backend::start(says("a"));
+    let http = format!("127.0.0.1:{}", free_port());
+    let (_p, addr, ctl) = start(
+        &[a.addr],
+        "config",
+        &[
+            "--http",
+            &http,
+            "--check-host",
+            "svc.example",
+            "--check-status",
+            "200,204",
+        ],
+    );
+    ctl.ok("add node 127.0.0.1:9 weight 3");
+    let json = ctl.ok("show config --json");
+    let sock = ctl.sock.display().to_string();
+    for want in [
+        "\"mode\":\"proxy\"".to_string(),
+        format!("\"listen\":[\"{addr}\"]"),
+        format!(
+            "\"backends\":[{{\"addr\":\"{}\",\"weight\":1,\"backup\":false,\"maxconn\":0,\"agent\":false,\"admin\":\"ready\"}},\
+             {{\"addr\":\"127.0.0.1:9\",\"weight\":3,",
+            a.addr
+        ),
+        "\"workers\":2".into(),
+        "\"enabled\":true".into(),
+        "\"splice\":true".into(),
+        "\"retries\":2".into(),
+        "\"connect_timeout\":\"2s\"".into(),
+        "\"check\":\"tcp\"".into(),
+        "\"check_status\":\"200,204\"".into(),
+        "\"check_host\":\"svc.example\"".into(),
+        "\"agent_listen\":null".into(),
+        format!("\"control\":\"{sock}\""),
+        format!("\"http\":\"{http}\""),
+        "\"http_token\":false".into(),
+        "\"vip\":[]".into(),
+    ] {
+        assert!(json.contains(&want), "missing {want} in {json}");
+    }
+    let text = ctl.ok("show config");
+    assert!(
+        text.contains(&format!("backends: addr={},weight=1", a.addr)),
+        "{text}"
+    );
+    assert!(text.contains(&format!("http: {http}")), "{text}");
+    assert!(text.contains("check_host: svc.example"), "{text}");
+}
+
+/// Regression (#14, item 9): the table hid the agent's verdict and why a node gets no
+/// traffic.
+#[test]
+fn show_nodes_table_says_why_a_node_is_not_eligible() {
+    let a = Backend::start(says("a"));
+    let b = Backend::start(says("b"));
+    let (_p, _addr, ctl) = start(&[a.addr, b.addr], "note", &["--check", "none"]);
+    ctl.ok(&format!("set state {} drain", b.addr));
+    let table = ctl.ok("show nodes");
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains("AGENT") && header.contains("NOTE"),
+        "{table}"
+    );
+    let row = |addr: SocketAddr| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&addr.to_string()))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row(b.addr).contains("admin drain"), "{table}");
+    assert!(!row(a.addr).contains("admin"), "{table}");
+    assert_eq!(
+        ctl.node_field(b.addr, "not_eligible").as_deref(),
+        Some("admin drain")
+    );
+}
+
+/// Regression (#14, item 10): during a SIGTERM drain `show stats` and `/metrics` said
+/// only `enabled: true`; they now give the life-cycle state and the version.
+#[test]
+fn stats_and_metrics_say_draining_during_sigterm_drain() {
+    let b = Backend::start(hold);
+    let http = format!("127.0.0.1:{}", free_port());
+    let (p, addr, ctl) = start(
+        &[b.addr],
+        "drainstate",
+        &["--http", &http, "--drain-timeout", "20s", "--check", "none"],
+    );
+    let get = |path: &str| {
+        let mut s = TcpStream::connect(&http).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(ctl.ok("show stats").contains("state: serving"));
+    let m = get("/metrics");
+    assert!(m.contains("fulcrum_state{state=\"serving\"} 1"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "fulcrum_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("fulcrum_node_removing{{node=\"{}\"}} 0", b.addr)),
+        "{m}"
+    );
+    let _held = TcpStream::connect(addr).unwrap();
+    assert!(eventually(Duration::from_secs(2), || ctl
+        .node_field(b.addr, "active")
+        .as_deref()
+        == Some("1")));
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        eventually(Duration::from_secs(3), || ctl
+            .ok("show stats")
+            .contains("state: draining")),
+        "{}",
+        ctl.ok("show stats")
+    );
+    assert!(ctl
+        .ok("show stats --json")
+        .contains("\"state\":\"draining\""));
+    let m = get("/metrics");
+    assert!(m.contains("fulcrum_state{state=\"draining\"} 1"), "{m}");
+    assert!(m.contains("fulcrum_state{state=\"serving\"} 0"), "{m}");
 }

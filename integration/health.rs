@@ -380,6 +380,13 @@ fn forged_and_replayed_heartbeats_change_nothing() {
     sock.send_to(&old_down, agent_listen).unwrap();
     thread::sleep(Duration::from_millis(300));
     assert!(p.log().contains("rejected heartbeat"), "{}", p.log());
+    // Regression (#14, rejected heartbeat names the node): the log says which node the
+    // forged datagram claimed to be from.
+    assert!(
+        p.log().contains(&format!("node={a_addr}(claimed)")),
+        "{}",
+        p.log()
+    );
     assert!(
         !p.log().contains(&format!("agent {a_addr}: ready -> down")),
         "{}",
@@ -415,8 +422,8 @@ fn passive_failures_mark_a_refusing_node_before_the_next_probe() {
         p.log()
     );
     assert!(
-        p.log().contains("client connection failed"),
-        "reason names passive detection: {}",
+        p.log().contains("client connection refused"),
+        "reason names passive detection and the cause: {}",
         p.log()
     );
 }

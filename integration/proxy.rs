@@ -254,6 +254,11 @@ fn sigterm_drains_inflight_transfer_to_completion() {
         p.log()
     );
     assert!(p.log().contains("0 connections cut"), "{}", p.log());
+    assert!(
+        p.log().contains("draining 0 connections for up to 30s"),
+        "{}",
+        p.log()
+    );
 }
 
 #[test]
@@ -267,7 +272,8 @@ fn drain_timeout_cuts_and_reports() {
     thread::sleep(Duration::from_millis(100));
     p.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(0));
-    assert!(p.log().contains("1 connections cut"), "{}", p.log());
+    // Regression (#14, plural forms): "1 connection", not "1 connections".
+    assert!(p.log().contains("1 connection cut"), "{}", p.log());
     drop(held);
 }
 
@@ -874,4 +880,120 @@ fn max_conns_per_source_resets_the_extra_connection_of_one_client_only() {
     assert!(ctl_stats.contains("max_conns_per_source=3"), "{ctl_stats}");
     drop(other);
     drop(held);
+}
+
+/// #14, item 11: `--access-log` writes one key=value line per connection at close; the
+/// start-up line names the control socket and the HTTP address and counts "1 node".
+#[test]
+fn access_log_one_line_per_connection() {
+    let a = Backend::start(says("a"));
+    let sock = std::env::temp_dir().join(format!(
+        "fulcrum-access-{}-{}.sock",
+        std::process::id(),
+        free_port()
+    ));
+    let http = format!("127.0.0.1:{}", free_port());
+    let s = sock.display().to_string();
+    let (p, addr) = start_fulcrum(
+        &[a.addr],
+        &["--access-log", "--control", &s, "--http", &http],
+    );
+    assert_eq!(fetch(addr).unwrap(), "a\n");
+    let want = format!("node={} bytes_in=0 bytes_out=2 duration_ms=", a.addr);
+    assert!(
+        eventually(Duration::from_secs(3), || p.log().contains(&want)),
+        "{}",
+        p.log()
+    );
+    let line = p
+        .log()
+        .lines()
+        .find(|l| l.contains(&want))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.contains("fulcrum::access"), "{line}");
+    assert!(line.contains("client=127.0.0.1:"), "{line}");
+    assert!(line.ends_with("end=closed"), "{line}");
+    let log = p.log();
+    assert!(log.contains(&format!("-> 1 node [{}", a.addr)), "{log}");
+    assert!(log.contains(&format!("control={s}")), "{log}");
+    assert!(log.contains(&format!("http={http}")), "{log}");
+    let _ = std::fs::remove_file(&sock);
+}
+
+/// Without `--access-log` no line is written per connection (at the default level).
+#[test]
+fn no_access_log_by_default() {
+    let a = Backend::start(says("a"));
+    let (p, addr) = start_fulcrum(&[a.addr], &[]);
+    assert_eq!(fetch(addr).unwrap(), "a\n");
+    thread::sleep(Duration::from_millis(300));
+    assert!(!p.log().contains("bytes_in="), "{}", p.log());
+    assert!(
+        !p.log().contains("control="),
+        "no control socket, none named"
+    );
+}
+
+/// #14, item 17: the demo has the control socket and the console, so the whole tour
+/// works on it.
+#[test]
+fn demo_serves_ctl_and_console() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let sock = std::env::temp_dir().join(format!(
+        "fulcrum-demo-test-{}-{}.sock",
+        std::process::id(),
+        free_port()
+    ));
+    let s = sock.display().to_string();
+    let mut p = spawn(
+        &[
+            "demo",
+            "--listen",
+            &listen,
+            "--control",
+            &s,
+            "--http",
+            &http,
+        ],
+        "info",
+    );
+    wait_listening(listen.parse().unwrap(), &p);
+    let out = Command::new(bin())
+        .args(["ctl", "--socket", &s, "show", "nodes", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let nodes = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(nodes.matches("\"addr\"").count(), 3, "{nodes}");
+    // The printed token allows changes through HTTP.
+    assert!(
+        eventually(Duration::from_secs(2), || p
+            .log()
+            .contains("token for changes: ")),
+        "{}",
+        p.log()
+    );
+    let log = p.log();
+    let token = log
+        .split("token for changes: ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(token.len(), 32, "{log}");
+    assert!(log.contains(&format!("fulcrum ctl --socket {s}")), "{log}");
+    let mut c = TcpStream::connect(&http).unwrap();
+    write!(
+        c,
+        "POST /api/v1/command HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Length: 7\r\n\r\ndisable"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    p.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(!sock.exists(), "the demo removes its control socket");
 }
