@@ -115,14 +115,14 @@ fn socket_is_0600_and_table_and_json_parse() {
     let stats = ctl.ok("show stats --json");
     assert!(stats.contains(&format!("\"total\":{t1}")), "{stats}");
     assert!(ctl.ok("show config").contains("scheduler: rr"));
-    // Exit codes: refused = 1, unreachable = 2.
+    // Exit codes: refused = 1, unreachable = 3.
     let (code, _, err) = ctl.run("set weight 127.0.0.1:1 5");
     assert_eq!(code, 1, "{err}");
     assert!(err.starts_with("error:"), "{err}");
     let gone = Ctl {
         sock: sock_path("missing"),
     };
-    assert_eq!(gone.run("show nodes").0, 2);
+    assert_eq!(gone.run("show nodes").0, 3);
 }
 
 #[test]
@@ -524,8 +524,11 @@ fn ctl_no_reply_is_not_reported_as_unreachable() {
 fn ctl_exit_codes_tell_usage_from_unreachable() {
     let a = Backend::start(says("a"));
     let (_p, _addr, ctl) = start(&[a.addr], "codes", &[]);
-    let (code, _, err) = ctl.run("--no-such-flag show nodes");
+    // A bare number is not a duration: ctl's own usage error, before any connection.
+    let (code, _, err) = ctl.run("--timeout 5 show nodes");
     assert_eq!(code, 2, "usage error: {err}");
+    let (code, _, err) = ctl.run("");
+    assert_eq!(code, 2, "no command: {err}");
     let (code, _, err) = ctl.run("set weight 127.0.0.1:1 3");
     assert_eq!(code, 1, "refused: {err}");
     let gone = Ctl {
