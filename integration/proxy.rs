@@ -255,7 +255,7 @@ fn sigterm_drains_inflight_transfer_to_completion() {
     );
     assert!(p.log().contains("0 connections cut"), "{}", p.log());
     assert!(
-        p.log().contains("draining 0 connections for up to 30s"),
+        p.log().contains(" for up to 20s"),
         "{}",
         p.log()
     );
