@@ -254,11 +254,7 @@ fn sigterm_drains_inflight_transfer_to_completion() {
         p.log()
     );
     assert!(p.log().contains("0 connections cut"), "{}", p.log());
-    assert!(
-        p.log().contains(" for up to 20s"),
-        "{}",
-        p.log()
-    );
+    assert!(p.log().contains(" for up to 20s"), "{}", p.log());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! ARP for direct mode (RFC 826): the responder for the VIP, the neighbour table that
 //! learns the nodes' MAC addresses, and the frames we send (requests, gratuitous ARP).
 //!
-//! - **Responder**: the distributor does not hold the VIP as a local address (NOTES #5),
+//! - **Responder**: the distributor does not hold the VIP as a local address (pitfall #5),
 //!   so the kernel never answers ARP for it; [`answer`] turns a request for the VIP into
 //!   the reply in place (same buffer, no allocation). Probes (sender IP 0.0.0.0,
 //!   RFC 5227 §2.1.1) are answered too, as a host owning the address must.
@@ -13,7 +13,7 @@
 //!   `forget_after` is forgotten (the node is gone or has another MAC), so packets stop
 //!   going to a MAC nobody answers for.
 //! - **Announcements**: [`build_garp`] builds the request-form gratuitous ARP (sender IP =
-//!   target IP = VIP; the reply form falls under Linux's `locktime`, NOTES).
+//!   target IP = VIP; the reply form falls under Linux's `locktime`).
 //!
 //! Pure logic and byte layout: time comes in as `now`; sending is the worker's job.
 

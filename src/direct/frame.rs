@@ -6,8 +6,8 @@
 //! order — each failure is a [`Verdict::Drop`] with its [`DropReason`], and no input makes
 //! it panic (fuzzed by `fuzz/fuzz_targets/direct_frame.rs`):
 //!
-//! 1. packet type `OUTGOING` (another socket's transmission, NOTES #7), frames longer than
-//!    MTU + 14 (GRO/TSO super-frames cannot be re-sent, NOTES #3), our own source MAC;
+//! 1. packet type `OUTGOING` (another socket's transmission, pitfall #7), frames longer than
+//!    MTU + 14 (GRO/TSO super-frames cannot be re-sent, pitfall #3), our own source MAC;
 //! 2. ARP → [`super::arp`]: reply for the VIP, learn node MACs;
 //! 3. IPv4 addressed to our MAC (packet type HOST, never matched on the IP alone):
 //!    version, header length (options are refused), total length within the frame,
@@ -15,9 +15,9 @@
 //!    TCP header length, destination port;
 //! 4. the decider picks the node and gives its MAC (flow table + scheduler + neighbour
 //!    table in production, a stub in tests);
-//! 5. rewrite: destination MAC = node, source MAC = ours (NOTES #1: keeping the client's
+//! 5. rewrite: destination MAC = node, source MAC = ours (pitfall #1: keeping the client's
 //!    source MAC makes switches learn the client on our port); when the kernel flagged
-//!    the frame `TP_STATUS_CSUMNOTREADY` (veth/virtio checksum offload, NOTES #2), the
+//!    the frame `TP_STATUS_CSUMNOTREADY` (veth/virtio checksum offload, pitfall #2), the
 //!    TCP checksum field holds only the pseudo-header sum, so it is completed here;
 //!    trailing Ethernet padding is cut (the packet is `14 + IPv4 total length`).
 //!

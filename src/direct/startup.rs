@@ -1,17 +1,18 @@
 //! Start-up checks of direct mode: refuse to run where forwarding would silently fail.
 //!
-//! Each check maps to a pitfall reproduced in the lab (`netlab/NOTES.md`) and fails with
-//! one line that says what is wrong and how to fix it (`main` prints it, exit code 1):
+//! Each check maps to a pitfall reproduced in the lab (numbered in docs/direct-routing.md,
+//! "Pitfalls") and fails with one line that says what is wrong and how to fix it (`main`
+//! prints it, exit code 1):
 //!
-//! | check                                      | failure                                 |
-//! |--------------------------------------------|-----------------------------------------|
-//! | `--interface` exists, is up, has a MAC      | error                                   |
-//! | the VIP is not a local address (NOTES #5)   | error: the kernel would RST every SYN   |
-//! | IPv4 forwarding is off (NOTES #4)           | error: the kernel would forward too     |
-//! | nodes are IPv4, on the interface's subnets  | error: direct routing is L2 only        |
-//! | nodes listen on the VIP's port             | error: frames are not rewritten above L2 |
-//! | GRO / LRO off on the interface (NOTES #3)   | warning: super-frames are dropped       |
-//! | CAP_NET_RAW (socket creation)              | error, from [`crate::sys::packet`]      |
+//! | check                                       | failure                                  |
+//! |---------------------------------------------|------------------------------------------|
+//! | `--interface` exists, is up, has a MAC      | error                                    |
+//! | the VIP is not a local address (pitfall #5) | error: the kernel would RST every SYN    |
+//! | IPv4 forwarding is off (pitfall #4)         | error: the kernel would forward too      |
+//! | nodes are IPv4, on the interface's subnets  | error: direct routing is L2 only         |
+//! | nodes listen on the VIP's port              | error: frames are not rewritten above L2 |
+//! | GRO / LRO off on the interface (pitfall #3) | warning: super-frames are dropped        |
+//! | CAP_NET_RAW (socket creation)               | error, from [`crate::sys::packet`]       |
 //!
 //! `ip_forward = 1` is refused rather than warned about: with it the kernel forwards a
 //! second copy of every packet to the VIP (or sends ICMP redirects), which breaks

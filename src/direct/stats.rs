@@ -46,9 +46,9 @@ pub enum DropReason {
     NotForUs,
     /// Source MAC is ours: a frame we sent, seen again.
     OwnFrame,
-    /// Packet type OUTGOING: another socket's transmission on this host (NOTES #7).
+    /// Packet type OUTGOING: another socket's transmission on this host (pitfall #7).
     Outgoing,
-    /// Longer than MTU + 14: a GRO/TSO super-frame we cannot send (NOTES #3).
+    /// Longer than MTU + 14: a GRO/TSO super-frame we cannot send (pitfall #3).
     Oversize,
     /// Source address that no client can have (multicast, broadcast, zero, loopback, the VIP).
     Martian,

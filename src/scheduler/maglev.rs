@@ -12,7 +12,7 @@
 //! Properties this module guarantees, each pinned by a test below:
 //! - **Same answer on every distributor** given the same seed and node set: hashing is
 //!   SipHash-1-3 keyed with 128 bits derived from the seed (never a seeded CRC: CRC is
-//!   affine, so a seed does not re-randomise it — netlab NOTES #10), node identities are
+//!   affine, so a seed does not re-randomise it — pitfall #10), node identities are
 //!   their addresses (not their positions), and nodes take turns in identity order, so
 //!   even the order of the `--backend` flags does not matter.
 //! - **Minimal disruption**: removing one of N nodes remaps about 1/N of the keys.

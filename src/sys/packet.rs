@@ -1,17 +1,17 @@
 //! AF_PACKET sockets: raw Ethernet frames in and out of one interface (direct mode's
 //! data plane, and the gratuitous ARPs of failover).
 //!
-//! pnet's datalink channel cannot serve here: it only blocks, drops the `sockaddr_ll`
-//! (no packet type) and has no `PACKET_AUXDATA`. So this module opens the socket itself
-//! with libc, non-blocking for mio:
+//! pnet's datalink channel cannot serve here (pitfall #11): it only blocks, drops the
+//! `sockaddr_ll` (no packet type) and has no `PACKET_AUXDATA`. So this module opens the
+//! socket itself with libc, non-blocking for mio:
 //!
 //! - `socket(AF_PACKET, SOCK_RAW, 0)`: protocol 0 receives nothing until `bind`, so the
 //!   caller's classic-BPF filter is attached before the first frame can queue.
 //! - `PACKET_AUXDATA`: each frame comes with `tpacket_auxdata`, whose `tp_status` says
-//!   whether the TCP checksum is partial (`TP_STATUS_CSUMNOTREADY`) and whose `tp_len`
-//!   is the length on the wire (super-frames).
+//!   whether the TCP checksum is partial (`TP_STATUS_CSUMNOTREADY`, pitfall #2) and whose
+//!   `tp_len` is the length on the wire (super-frames, pitfall #3).
 //! - `PACKET_IGNORE_OUTGOING` (Linux ≥ 4.20): frames this host sends are not looped back
-//!   to us; on older kernels the parser drops `PACKET_OUTGOING` instead.
+//!   to us (pitfall #7); on older kernels the parser drops `PACKET_OUTGOING` instead.
 //! - a receive buffer sized for bursts (`SO_RCVBUFFORCE` when privileged).
 //! - `bind` to the interface with `ETH_P_ALL`; `send` goes out of that interface.
 //!

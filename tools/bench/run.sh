@@ -6,7 +6,8 @@
 #   tools/bench/run.sh --quick         # ~3 min
 #   tools/bench/run.sh -o report.md    # also write the report
 #
-# Uses the shared harness (../shared/bench/l4bench.sh, or $L4BENCH): it starts every
+# Drives an external harness, found through $L4BENCH (default: l4bench.sh beside this
+# checkout); what it runs and measures is in tools/bench/METHOD.md. It starts every
 # process itself on 127.0.0.1, stops each by PID, and bounds every run in time.
 # Needs: wrk, iperf3, nginx (+ libnginx-mod-stream), haproxy, python3, taskset;
 # `--install` installs the Debian packages first (as root).

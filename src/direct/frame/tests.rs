@@ -421,7 +421,7 @@ fn cases() -> Vec<Case> {
             drop(R::Martian),
         ),
         case(
-            "another socket's outgoing copy (NOTES #7)",
+            "another socket's outgoing copy (pitfall #7)",
             f(),
             Some(Aux {
                 pkttype: pkttype::OUTGOING,
