@@ -213,8 +213,15 @@ impl HaDriver {
                 }
             }
         }
-        let garp = GarpSender::open(iface.index, mac)
-            .map_err(|e| io::Error::new(e.kind(), format!("AF_PACKET socket: {e}")))?;
+        let garp = GarpSender::open(iface.index, mac).map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+                "; gratuitous ARP needs CAP_NET_RAW: run as root or \
+                 setcap cap_net_admin,cap_net_raw=+ep $(command -v fulcrum)"
+            } else {
+                ""
+            };
+            io::Error::new(e.kind(), format!("AF_PACKET socket: {e}{hint}"))
+        })?;
         let bind = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port));
         let socket = UdpSocket::bind(bind)
             .map_err(|e| io::Error::new(e.kind(), format!("--ha-port {}: {e}", cfg.port)))?;
