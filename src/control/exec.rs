@@ -6,7 +6,6 @@
 //! asked. `remove node` drains first and finishes in [`Executor::tick`]: removed once
 //! idle, or after `--deadline` with its remaining flows cut.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -15,7 +14,7 @@ use log::info;
 
 use crate::control::command::{self, apply, Command, Effect, NodeEntry, NodeTable};
 use crate::control::render;
-use crate::control::snapshot::{CheckSnapshot, NodeSnapshot, StatsSnapshot};
+use crate::control::snapshot::{CheckSnapshot, DirectSnapshot, NodeSnapshot, StatsSnapshot};
 use crate::duration::format_duration;
 use crate::plane::Plane;
 use crate::pool::{AdminState, NodeSpec};
@@ -374,41 +373,26 @@ pub fn stats(plane: &Plane, now: Instant) -> StatsSnapshot {
             .and_then(|h| h.peer_last)
             .map(|t| now.saturating_duration_since(t).as_millis() as u64),
         ha_rejected: ha.map(|h| h.rejected),
+        direct: plane.direct.as_ref().map(|d| DirectSnapshot {
+            counters: d.stats.counters(),
+            drops: d.stats.drops_by_reason(),
+        }),
     }
 }
 
-/// `show stats` in text or JSON; in direct mode with the data plane's counters added.
+/// `show stats` in text or JSON (in direct mode with the data plane's counters).
 pub fn stats_reply(plane: &Plane, now: Instant, json: bool) -> String {
     let s = stats(plane, now);
-    let mut out = if json {
+    if json {
         render::stats_json(&s)
     } else {
         render::stats_text(&s)
-    };
-    if let Some(direct) = &plane.direct {
-        let fields = direct.stats.fields();
-        if json {
-            out.pop(); // the closing brace
-            for (k, v) in fields {
-                let _ = write!(out, ",\"{k}\":{v}");
-            }
-            out.push('}');
-        } else {
-            for (k, v) in fields {
-                let _ = writeln!(out, "{k}: {v}");
-            }
-        }
     }
-    out
 }
 
-/// `/metrics`: Prometheus text, with direct mode's families in that mode.
+/// `/metrics`: Prometheus text (with direct mode's families in that mode).
 pub fn metrics(plane: &Plane, now: Instant) -> String {
-    let mut out = render::prometheus(&stats(plane, now), &nodes(plane, now));
-    if let Some(direct) = &plane.direct {
-        direct.stats.prometheus(&mut out);
-    }
-    out
+    render::prometheus(&stats(plane, now), &nodes(plane, now))
 }
 
 /// `show config`: the running configuration — what a restart with the same flags would

@@ -262,8 +262,9 @@ fn human_us(us: u64) -> String {
     }
 }
 
-/// Writes one JSON object, tracking commas. Keys are string literals in
-/// this file and need no escaping.
+/// Writes one JSON object, tracking commas: every JSON reply (`show nodes`, `show
+/// stats`, `show config`, and the HTTP API's) is written through it. Keys are string
+/// literals of this crate and need no escaping.
 struct JsonObject<'a> {
     out: &'a mut String,
     first: bool,
@@ -312,6 +313,11 @@ impl<'a> JsonObject<'a> {
     fn null(&mut self, key: &str) {
         self.key(key);
         self.out.push_str("null");
+    }
+
+    fn value(&mut self, key: &str, v: &ConfigValue) {
+        self.key(key);
+        push_json_value(self.out, v);
     }
 
     fn close(self) {
@@ -421,6 +427,12 @@ pub fn stats_text(s: &StatsSnapshot) -> String {
             line(key, &v);
         }
     }
+    if let Some(d) = &s.direct {
+        for c in &d.counters {
+            line(c.key, &c.value);
+        }
+        line("direct_drops", &d.drops.iter().map(|(_, n)| n).sum::<u64>());
+    }
     out
 }
 
@@ -459,6 +471,12 @@ pub fn stats_json(s: &StatsSnapshot) -> String {
     o.opt_num("ha_takeovers", s.ha_takeovers);
     o.opt_num("ha_peer_last_ms", s.ha_peer_last_ms);
     o.opt_num("ha_rejected", s.ha_rejected);
+    if let Some(d) = &s.direct {
+        for c in &d.counters {
+            o.num(c.key, c.value);
+        }
+        o.num("direct_drops", d.drops.iter().map(|(_, n)| n).sum());
+    }
     o.close();
     out
 }
@@ -510,7 +528,8 @@ fn push_config_text(out: &mut String, v: &ConfigValue) {
     }
 }
 
-fn push_config_json(out: &mut String, v: &ConfigValue) {
+/// Writes one typed value as JSON (objects through [`JsonObject`]).
+fn push_json_value(out: &mut String, v: &ConfigValue) {
     match v {
         ConfigValue::Str(s) => {
             out.push('"');
@@ -528,26 +547,18 @@ fn push_config_json(out: &mut String, v: &ConfigValue) {
                 if i > 0 {
                     out.push(',');
                 }
-                push_config_json(out, item);
+                push_json_value(out, item);
             }
             out.push(']');
         }
-        ConfigValue::Object(fields) => push_config_object(out, fields),
-    }
-}
-
-fn push_config_object(out: &mut String, fields: &[(&str, ConfigValue)]) {
-    out.push('{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+        ConfigValue::Object(fields) => {
+            let mut o = JsonObject::open(out);
+            for (k, v) in fields {
+                o.value(k, v);
+            }
+            o.close();
         }
-        out.push('"');
-        push_json_escaped(out, k);
-        out.push_str("\":");
-        push_config_json(out, v);
     }
-    out.push('}');
 }
 
 /// `show config` as `key: value` lines (no trailing newline): lists space-separated
@@ -568,7 +579,11 @@ pub fn config_text(fields: &[(&str, ConfigValue)]) -> String {
 /// `null` when unset; durations are strings in flag syntax, e.g. `"2s"`).
 pub fn config_json(fields: &[(&str, ConfigValue)]) -> String {
     let mut out = String::new();
-    push_config_object(&mut out, fields);
+    let mut o = JsonObject::open(&mut out);
+    for (k, v) in fields {
+        o.value(k, v);
+    }
+    o.close();
     out
 }
 
@@ -921,6 +936,19 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
             &v,
         );
     }
+    if let Some(d) = &stats.direct {
+        for c in &d.counters {
+            e.single(c.metric, c.kind, c.help, &c.value);
+        }
+        e.family(
+            "fulcrum_direct_drops_total",
+            "counter",
+            "Frames not forwarded, by reason.",
+        );
+        for (reason, n) in &d.drops {
+            e.sample("fulcrum_direct_drops_total", &[("reason", reason)], n);
+        }
+    }
     e.out
 }
 
@@ -999,7 +1027,50 @@ mod tests {
             ha_takeovers: Some(1),
             ha_peer_last_ms: Some(250),
             ha_rejected: Some(0),
+            direct: None,
         }
+    }
+
+    #[test]
+    fn every_direct_counter_reaches_stats_json_and_metrics() {
+        let d = crate::direct::DirectStats::default();
+        d.drop(crate::direct::DropReason::Fragment);
+        let s = StatsSnapshot {
+            direct: Some(crate::control::snapshot::DirectSnapshot {
+                counters: d.counters(),
+                drops: d.drops_by_reason(),
+            }),
+            ..stats()
+        };
+        let (json, text, prom) = (stats_json(&s), stats_text(&s), prometheus(&s, &[]));
+        assert!(json.ends_with("\"direct_drops\":1}"), "{json}");
+        assert!(text.contains("direct_drops: 1\n"), "{text}");
+        for c in &crate::direct::stats::COUNTERS {
+            assert!(
+                json.contains(&format!("\"{}\":0", c.key)),
+                "{}: {json}",
+                c.key
+            );
+            assert!(
+                text.contains(&format!("{}: 0\n", c.key)),
+                "{}: {text}",
+                c.key
+            );
+            assert!(
+                prom.contains(&format!("# TYPE {} {}\n{} 0\n", c.metric, c.kind, c.metric)),
+                "{}",
+                c.metric
+            );
+        }
+        for r in crate::direct::DropReason::ALL {
+            let n = u8::from(r == crate::direct::DropReason::Fragment);
+            let line = format!(
+                "fulcrum_direct_drops_total{{reason=\"{}\"}} {n}\n",
+                r.as_str()
+            );
+            assert!(prom.contains(&line), "{line}");
+        }
+        assert!(!stats_json(&stats()).contains("direct_"));
     }
 
     #[test]

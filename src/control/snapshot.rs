@@ -120,6 +120,17 @@ pub struct StatsSnapshot {
     pub ha_peer_last_ms: Option<u64>,
     /// Heartbeats rejected (bad authentication, replay, malformed).
     pub ha_rejected: Option<u64>,
+    /// Direct mode's data-plane counters (`None` in proxy mode).
+    pub direct: Option<DirectSnapshot>,
+}
+
+/// Direct mode's data-plane counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectSnapshot {
+    /// Every counter with its value, in [`crate::direct::stats::COUNTERS`] order.
+    pub counters: Vec<crate::direct::stats::CounterValue>,
+    /// Frames dropped, by reason (every reason, zeros included).
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 #[cfg(test)]

@@ -200,6 +200,155 @@ pub struct DirectStats {
     drops: [AtomicU64; DropReason::COUNT],
 }
 
+/// How one direct-mode counter is shown: its `show stats` key, its Prometheus family,
+/// and where it lives. One table for both outputs, so no counter reaches one and not
+/// the other.
+#[derive(Debug)]
+pub struct Counter {
+    /// Key in `show stats` (text and JSON).
+    pub key: &'static str,
+    /// Prometheus family name.
+    pub metric: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Prometheus help text.
+    pub help: &'static str,
+    read: fn(&DirectStats) -> &AtomicU64,
+}
+
+const fn counter(
+    key: &'static str,
+    metric: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    read: fn(&DirectStats) -> &AtomicU64,
+) -> Counter {
+    Counter {
+        key,
+        metric,
+        kind,
+        help,
+        read,
+    }
+}
+
+/// A [`Counter`] read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterValue {
+    /// Key in `show stats`.
+    pub key: &'static str,
+    /// Prometheus family name.
+    pub metric: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Prometheus help text.
+    pub help: &'static str,
+    /// The value.
+    pub value: u64,
+}
+
+/// Every direct-mode counter except drops (which are by reason).
+pub const COUNTERS: [Counter; 14] = [
+    counter(
+        "direct_rx_frames",
+        "fulcrum_direct_frames_received_total",
+        "counter",
+        "Frames received on the interface.",
+        |s| &s.rx_frames,
+    ),
+    counter(
+        "direct_rx_bytes",
+        "fulcrum_direct_bytes_received_total",
+        "counter",
+        "Bytes of the frames received on the interface.",
+        |s| &s.rx_bytes,
+    ),
+    counter(
+        "direct_tx_packets",
+        "fulcrum_direct_packets_forwarded_total",
+        "counter",
+        "Packets forwarded to nodes.",
+        |s| &s.tx_packets,
+    ),
+    counter(
+        "direct_tx_bytes",
+        "fulcrum_direct_bytes_forwarded_total",
+        "counter",
+        "IPv4 bytes forwarded to nodes.",
+        |s| &s.tx_bytes,
+    ),
+    counter(
+        "direct_csum_completed",
+        "fulcrum_direct_checksums_completed_total",
+        "counter",
+        "Partial TCP checksums completed in userspace.",
+        |s| &s.csum_completed,
+    ),
+    counter(
+        "direct_arp_replies",
+        "fulcrum_direct_arp_replies_total",
+        "counter",
+        "ARP replies sent for the VIP.",
+        |s| &s.arp_replies,
+    ),
+    counter(
+        "direct_arp_requests",
+        "fulcrum_direct_arp_requests_total",
+        "counter",
+        "ARP requests sent to resolve nodes.",
+        |s| &s.arp_requests,
+    ),
+    counter(
+        "direct_garps",
+        "fulcrum_direct_garps_total",
+        "counter",
+        "Gratuitous ARPs sent for the VIP.",
+        |s| &s.garps,
+    ),
+    counter(
+        "direct_flows",
+        "fulcrum_direct_flows",
+        "gauge",
+        "Flows in the flow table.",
+        |s| &s.flows,
+    ),
+    counter(
+        "direct_flows_created",
+        "fulcrum_direct_flows_created_total",
+        "counter",
+        "Flows created.",
+        |s| &s.flows_created,
+    ),
+    counter(
+        "direct_flows_removed",
+        "fulcrum_direct_flows_removed_total",
+        "counter",
+        "Flows removed (closed after linger, idle, evicted).",
+        |s| &s.flows_removed,
+    ),
+    counter(
+        "direct_flows_evicted",
+        "fulcrum_direct_flows_evicted_total",
+        "counter",
+        "Flows evicted from a full table.",
+        |s| &s.flows_evicted,
+    ),
+    counter(
+        "direct_stateless",
+        "fulcrum_direct_stateless_total",
+        "counter",
+        "Packets routed by Maglev without a flow entry (table full).",
+        |s| &s.stateless,
+    ),
+    counter(
+        "direct_batch_cap_hits",
+        "fulcrum_direct_batch_cap_hits_total",
+        "counter",
+        "Receive batches that stopped at their cap with frames waiting.",
+        |s| &s.batch_cap_hits,
+    ),
+];
+
 impl DirectStats {
     /// Counts one drop.
     #[inline]
@@ -222,104 +371,31 @@ impl DirectStats {
     }
 
     /// All drops, whatever the reason.
+    #[cfg(test)]
     pub fn total_drops(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
     }
 
-    /// The main counters as `(name, value)`, in a stable order (for `show stats`).
-    pub fn fields(&self) -> [(&'static str, u64); 12] {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        [
-            ("direct_rx_frames", l(&self.rx_frames)),
-            ("direct_rx_bytes", l(&self.rx_bytes)),
-            ("direct_tx_packets", l(&self.tx_packets)),
-            ("direct_tx_bytes", l(&self.tx_bytes)),
-            ("direct_csum_completed", l(&self.csum_completed)),
-            ("direct_arp_replies", l(&self.arp_replies)),
-            ("direct_arp_requests", l(&self.arp_requests)),
-            ("direct_garps", l(&self.garps)),
-            ("direct_flows", l(&self.flows)),
-            ("direct_flows_created", l(&self.flows_created)),
-            ("direct_flows_evicted", l(&self.flows_evicted)),
-            ("direct_drops", self.total_drops()),
-        ]
+    /// Every counter, in [`COUNTERS`] order, with its current value.
+    pub fn counters(&self) -> Vec<CounterValue> {
+        COUNTERS
+            .iter()
+            .map(|c| CounterValue {
+                key: c.key,
+                metric: c.metric,
+                kind: c.kind,
+                help: c.help,
+                value: (c.read)(self).load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
-    /// Prometheus families of direct mode (appended to `/metrics` in that mode).
-    pub fn prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let families: [(&str, &str, &str, u64); 9] = [
-            (
-                "fulcrum_direct_frames_received_total",
-                "counter",
-                "Frames received on the interface.",
-                l(&self.rx_frames),
-            ),
-            (
-                "fulcrum_direct_packets_forwarded_total",
-                "counter",
-                "Packets forwarded to nodes.",
-                l(&self.tx_packets),
-            ),
-            (
-                "fulcrum_direct_bytes_forwarded_total",
-                "counter",
-                "IPv4 bytes forwarded to nodes.",
-                l(&self.tx_bytes),
-            ),
-            (
-                "fulcrum_direct_checksums_completed_total",
-                "counter",
-                "Partial TCP checksums completed in userspace.",
-                l(&self.csum_completed),
-            ),
-            (
-                "fulcrum_direct_arp_replies_total",
-                "counter",
-                "ARP replies sent for the VIP.",
-                l(&self.arp_replies),
-            ),
-            (
-                "fulcrum_direct_garps_total",
-                "counter",
-                "Gratuitous ARPs sent for the VIP.",
-                l(&self.garps),
-            ),
-            (
-                "fulcrum_direct_flows",
-                "gauge",
-                "Flows in the flow table.",
-                l(&self.flows),
-            ),
-            (
-                "fulcrum_direct_flows_created_total",
-                "counter",
-                "Flows created.",
-                l(&self.flows_created),
-            ),
-            (
-                "fulcrum_direct_flows_evicted_total",
-                "counter",
-                "Flows evicted from a full table.",
-                l(&self.flows_evicted),
-            ),
-        ];
-        for (name, kind, help, v) in families {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            );
-        }
-        out.push_str("# HELP fulcrum_direct_drops_total Frames not forwarded, by reason.\n# TYPE fulcrum_direct_drops_total counter\n");
-        for r in DropReason::ALL {
-            let _ = writeln!(
-                out,
-                "fulcrum_direct_drops_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                self.drops(r)
-            );
-        }
+    /// Drops by reason, every reason in [`DropReason::ALL`] order (zeros included).
+    pub fn drops_by_reason(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.drops(*r)))
+            .collect()
     }
 
     /// One `key=value` line of the main counters, for logs.
