@@ -47,12 +47,16 @@ pub struct DemoArgs {
 /// `fulcrum serve` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Read the configuration from this TOML file (docs/configuration.md); flags given
+    /// beside it replace the file's keys of the same name.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Address to accept client connections on (repeatable; IPv4 or IPv6, e.g. 0.0.0.0:80, [::]:80).
-    #[arg(long = "listen", required = true, value_parser = parse_listen)]
+    #[arg(long = "listen", required_unless_present = "config", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
     /// A server node: ADDR[,weight=N][,backup][,maxconn=N][,agent] (repeatable). ADDR is HOST:PORT;
     /// `agent`: expect heartbeats from `fulcrum agent` on that node.
-    #[arg(long = "backend", required = true, value_parser = parse_backend)]
+    #[arg(long = "backend", required_unless_present = "config", value_parser = parse_backend)]
     pub backend: Vec<NodeSpec>,
     /// Scheduling algorithm: rr, wrr (smooth weighted), lc (least connections), wlc, maglev
     /// (consistent hash) [default: rr in proxy mode, maglev in direct mode].
@@ -426,6 +430,14 @@ impl ServeConfig {
     }
 
     fn validate(a: ServeArgs, nofile: u64) -> Result<Self, String> {
+        if let Some(path) = &a.config {
+            // `--config` is read by `crate::config_file`, which hands over the flags the
+            // file stands for; flags alone never reach here with it.
+            return Err(format!("--config {}: not read here", path.display()));
+        }
+        if a.listen.is_empty() || a.backend.is_empty() {
+            return Err("--listen and --backend are required".into());
+        }
         no_duplicate_backends(&a.backend)?;
         nonzero(
             "--connect-timeout",

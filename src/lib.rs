@@ -14,6 +14,7 @@ pub mod agent;
 pub mod cli;
 pub(crate) mod components;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod demo;
 pub mod direct;

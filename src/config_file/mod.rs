@@ -1,0 +1,254 @@
+//! The configuration file of `fulcrum serve --config FILE` and `fulcrum check`
+//! (issue #10; the format is documented in `docs/configuration.md`).
+//!
+//! The rule: every `serve` flag is a key of the same name without the leading dashes,
+//! with the same value syntax; repeatable flags are arrays. Global keys sit at the top,
+//! per-service keys in `[[service]]` tables (with a `name`) or in `[defaults]`; which is
+//! which is the one table [`keys::KEYS`].
+//!
+//! How: the file is parsed with spans ([`parse`]), each service is turned into the
+//! command line it stands for and read by the same clap `ServeArgs` parser and the same
+//! [`ServeConfig`] validation as flags ([`args`]), so flags and file cannot disagree;
+//! errors are moved back to the key's line ([`error`]).
+//!
+//! What it does not do: run several services. The runtime serves one node pool per
+//! process today, so [`FileConfig::into_single`] refuses a file with several services
+//! after validating all of them; [`FileConfig::services`] is the form the multi-service
+//! runtime will consume. Nothing here binds a socket; reading the key files named in
+//! the file is part of validation (a bad key file is a configuration error).
+
+mod args;
+mod error;
+pub(crate) mod keys;
+mod parse;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use args::Overrides;
+pub use error::{FileError, FileErrors};
+
+use crate::config::ServeConfig;
+
+/// Largest configuration file read (a larger one is refused, not loaded).
+const MAX_FILE: u64 = 1 << 20;
+
+/// A configuration file, parsed and validated.
+#[derive(Debug)]
+pub struct FileConfig {
+    /// Where it was read from (errors and `check` name it).
+    path: PathBuf,
+    /// The services, in file order.
+    services: Vec<ServiceSection>,
+}
+
+/// One `[[service]]`, validated with the global keys and `[defaults]` folded in.
+#[derive(Debug)]
+pub(crate) struct ServiceSection {
+    /// Its `name`.
+    pub(crate) name: String,
+    /// Line of its table.
+    pub(crate) line: usize,
+    /// The validated configuration (what one process serves today).
+    pub(crate) config: ServeConfig,
+    /// Every key's value in force, for `fulcrum check`.
+    pub(crate) values: Vec<args::KeyValue>,
+}
+
+impl FileConfig {
+    /// Reads, parses and validates `path`; `overrides` are the flags given beside
+    /// `--config`; `nofile` is the descriptor limit (for `max-conns = 0`).
+    pub fn load(path: &Path, overrides: &Overrides, nofile: u64) -> Result<Self, FileErrors> {
+        let text = read(path)?;
+        Self::from_text(path, &text, overrides, nofile)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub(crate) fn from_text(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+        nofile: u64,
+    ) -> Result<Self, FileErrors> {
+        let mut errors = FileErrors::default();
+        let doc = parse::parse(path, text, &mut errors);
+        let mut services: Vec<ServiceSection> = Vec::new();
+        for svc in &doc.services {
+            match args::parse_service(path, &doc, svc, overrides, nofile) {
+                Ok(p) => {
+                    listen_clash(
+                        path,
+                        svc,
+                        &p.config,
+                        &services,
+                        &doc,
+                        overrides,
+                        &mut errors,
+                    );
+                    services.push(ServiceSection {
+                        name: svc.name.clone(),
+                        line: svc.line,
+                        config: p.config,
+                        values: p.values,
+                    });
+                }
+                Err(es) => es.into_iter().for_each(|e| errors.push(e)),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort();
+            return Err(errors);
+        }
+        Ok(FileConfig {
+            path: path.to_path_buf(),
+            services,
+        })
+    }
+
+    /// The services, in file order.
+    pub(crate) fn services(&self) -> &[ServiceSection] {
+        &self.services
+    }
+
+    /// The one service's configuration: what `serve` runs today. Several services are
+    /// refused (the runtime serves one node pool per process for now).
+    pub fn into_single(self) -> Result<ServeConfig, FileErrors> {
+        let mut services = self.services;
+        if services.len() == 1 {
+            if let Some(s) = services.pop() {
+                return Ok(s.config);
+            }
+        }
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        Err(FileError::file(
+            &self.path,
+            format!(
+                "{} services ({}): several services in one process are not supported yet; \
+                 keep one [[service]] per file and run one fulcrum per file (docs/configuration.md)",
+                names.len(),
+                names.join(", ")
+            ),
+        )
+        .into())
+    }
+
+    /// The normalised configuration as TOML: every key, defaults filled in.
+    pub fn render(&self) -> String {
+        render::render(self)
+    }
+}
+
+/// Reads the file: a bounded size, UTF-8.
+fn read(path: &Path) -> Result<String, FileErrors> {
+    use std::io::Read;
+    let fail = |why: String| FileErrors::from(FileError::file(path, why));
+    let f = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(fail(format!("larger than {MAX_FILE} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let line = error::line_of(
+            &String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]),
+            usize::MAX,
+        );
+        FileError::line(path, line, "not UTF-8 text").into()
+    })
+}
+
+/// Refuses a listen address of `svc` that an earlier service listens on too (equal,
+/// or the same port on a wildcard address: both would bind it, and with SO_REUSEPORT
+/// the kernel would split the connections between them).
+fn listen_clash(
+    path: &Path,
+    svc: &parse::RawService,
+    config: &ServeConfig,
+    earlier: &[ServiceSection],
+    doc: &parse::Document,
+    ov: &Overrides,
+    errors: &mut FileErrors,
+) {
+    let overlap = |a: &std::net::SocketAddr, b: &std::net::SocketAddr| {
+        a.port() == b.port()
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    };
+    for a in &config.listen {
+        let Some(other) = earlier
+            .iter()
+            .find(|o| o.config.listen.iter().any(|b| overlap(a, b)))
+        else {
+            continue;
+        };
+        let item = args::argv_items(doc, svc, ov).into_iter().find(|i| {
+            i.flag == "listen" && i.value.as_deref().and_then(|v| v.parse().ok()) == Some(*a)
+        });
+        let msg = format!(
+            "listen address {a} is also used by service \"{}\" (line {})",
+            other.name, other.line
+        );
+        errors.push(match item {
+            Some(i) => FileError::key(path, i.line, i.key, &i.shown, msg),
+            None => FileError::line(path, svc.line, format!("service \"{}\": {msg}", svc.name)),
+        });
+    }
+}
+
+/// `fulcrum serve --config FILE [FLAGS]`: the file with the flags in `matches` (serve's
+/// own) laid over it, validated; the one service's configuration.
+pub fn serve_config(
+    path: &Path,
+    matches: Option<&clap::ArgMatches>,
+    nofile: u64,
+) -> Result<ServeConfig, FileErrors> {
+    let ov = matches.map(Overrides::from_matches).unwrap_or_default();
+    FileConfig::load(path, &ov, nofile)?.into_single()
+}
+
+/// What `fulcrum check --config FILE` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The normalised configuration, when every service is valid.
+    pub normalised: Option<String>,
+    /// The errors (`serve` would refuse the file when there is any).
+    pub errors: FileErrors,
+}
+
+/// `fulcrum check --config FILE`: validates as `serve` would, binding nothing.
+pub fn check(path: &Path, nofile: u64) -> CheckReport {
+    match FileConfig::load(path, &Overrides::default(), nofile) {
+        Ok(file) => {
+            let normalised = Some(file.render());
+            let errors = match file.into_single() {
+                Ok(_) => FileErrors::default(),
+                Err(e) => e,
+            };
+            CheckReport { normalised, errors }
+        }
+        Err(errors) => CheckReport {
+            normalised: None,
+            errors,
+        },
+    }
+}
+
+/// Fuzzing entry (not an API): the structural stage on arbitrary bytes, and the
+/// command lines it builds. Validation is left out on purpose: it resolves backend
+/// names and reads the key files a file names, which a fuzzer must not do.
+#[doc(hidden)]
+pub fn fuzz_structure(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("fuzz.toml");
+    let mut errors = FileErrors::default();
+    let doc = parse::parse(path, text, &mut errors);
+    for svc in &doc.services {
+        let _ = args::argv(&doc, svc, &Overrides::default());
+    }
+    let _ = errors.to_string();
+}

@@ -1,0 +1,393 @@
+//! Unit tests of the loader: each bad case names its line and key; flags override the
+//! file; `[defaults]`, arrays and booleans; several services; `check`'s output.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::config::ForwardMode;
+
+const PATH: &str = "/etc/fulcrum.toml";
+
+fn load(text: &str) -> Result<FileConfig, FileErrors> {
+    FileConfig::from_text(Path::new(PATH), text, &Overrides::default(), 20_000)
+}
+
+fn load_with(text: &str, flags: &[&str]) -> Result<FileConfig, FileErrors> {
+    let mut argv = vec!["--config", PATH];
+    argv.extend_from_slice(flags);
+    let m = keys::serve_command().try_get_matches_from(argv).unwrap();
+    FileConfig::from_text(Path::new(PATH), text, &Overrides::from_matches(&m), 20_000)
+}
+
+/// The error text of a file that must be refused.
+fn err(text: &str) -> String {
+    load(text).expect_err("must be refused").to_string()
+}
+
+fn one(text: &str) -> ServeConfig {
+    load(text).unwrap().into_single().unwrap()
+}
+
+const WEB: &str =
+    "[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = [\"127.0.0.1:9001\"]\n";
+
+#[test]
+fn minimal_file_builds_todays_config() {
+    let c = one(WEB);
+    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(c.backends.len(), 1);
+    assert_eq!(c.mode, ForwardMode::Proxy);
+    assert_eq!(c.connect_timeout, Duration::from_secs(2), "clap's default");
+    assert!(c.splice);
+}
+
+#[test]
+fn unknown_key_names_line_and_suggests() {
+    let e = err(&format!("{WEB}chek = \"tcp\"\n"));
+    assert_eq!(
+        e,
+        format!("{PATH}:5: chek = \"tcp\": unknown key (did you mean \"check\"?)")
+    );
+    let e = err(&format!("workerz = 2\n{WEB}"));
+    assert!(
+        e.starts_with(&format!("{PATH}:1: workerz = 2: unknown key")),
+        "{e}"
+    );
+    assert!(e.contains("\"workers\""), "{e}");
+    let e = err(&format!("config = \"/x\"\n{WEB}"));
+    assert!(
+        e.contains(":1: config = \"/x\": a configuration file cannot name another"),
+        "{e}"
+    );
+}
+
+#[test]
+fn keys_in_the_wrong_place_are_refused() {
+    // A global key after a table header belongs to that table in TOML.
+    let e = err(&format!("{WEB}workers = 2\n"));
+    assert!(
+        e.contains(":5: workers = 2: workers is a global key"),
+        "{e}"
+    );
+    let e = err(&format!("retries = 1\n{WEB}"));
+    assert!(
+        e.contains(":1: retries = 1: retries is a per-service key"),
+        "{e}"
+    );
+    let e = err(&format!("[defaults]\nname = \"x\"\n{WEB}"));
+    assert!(
+        e.contains(":2: name = \"x\": a name belongs in each [[service]]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_service_names_are_refused() {
+    let text = format!("{WEB}\n[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8081\"]\nbackend = [\"127.0.0.1:9001\"]\n");
+    let e = err(&text);
+    assert!(
+        e.contains(&format!(
+            "{PATH}:7: name = \"web\": service name already used at line 2"
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_listen_address_of_two_services_is_refused() {
+    let text = format!(
+        "{WEB}\n[[service]]\nname = \"api\"\nlisten = [\"127.0.0.1:8443\",\n  \"127.0.0.1:8080\"]\nbackend = [\"127.0.0.1:9002\"]\n"
+    );
+    let e = err(&text);
+    assert!(
+        e.contains(&format!(
+            "{PATH}:9: listen = \"127.0.0.1:8080\": listen address 127.0.0.1:8080 is also used by service \"web\" (line 2)"
+        )),
+        "{e}"
+    );
+    // A wildcard on the same port clashes too.
+    let text = format!(
+        "{WEB}\n[[service]]\nname = \"api\"\nlisten = [\"0.0.0.0:8080\"]\nbackend = [\"127.0.0.1:9002\"]\n"
+    );
+    assert!(err(&text).contains(":8: listen = \"0.0.0.0:8080\""));
+}
+
+#[test]
+fn backend_without_port_names_line_key_and_value() {
+    let text = "[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\nbackend = [\n  \"127.0.0.1:9001\",\n  \"10.0.0.1\",\n]\n";
+    assert_eq!(
+        err(text),
+        format!("{PATH}:6: backend = \"10.0.0.1\": has no port (expected HOST:PORT)")
+    );
+}
+
+#[test]
+fn bad_duration_names_line_and_key() {
+    let e = err(&format!(
+        "drain-timeout = \"30 s\"\n{WEB}connect-timeout = \"2x\"\n"
+    ));
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 2, "{e}");
+    assert!(
+        lines[0].starts_with(&format!("{PATH}:1: drain-timeout = \"30 s\": ")),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{PATH}:6: connect-timeout = \"2x\": ")),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_toml_types_are_named() {
+    for (line, want) in [
+        (
+            "retries = true",
+            "retries = true: expected a string, got a boolean",
+        ),
+        (
+            "retries = 1.5",
+            "retries = 1.5: expected a string, got a float",
+        ),
+        (
+            "listen = 8080",
+            "listen = 8080: expected an array of strings, got an integer",
+        ),
+        (
+            "backend = [\"127.0.0.1:1\", 2]",
+            "expected an array of strings, got an integer in it (2)",
+        ),
+        (
+            "splice = 1",
+            "splice = 1: expected true or false, got an integer",
+        ),
+        (
+            "check = { kind = \"tcp\" }",
+            "expected a string, got a table",
+        ),
+    ] {
+        let mut text = format!("[[service]]\nname = \"web\"\n{line}\n");
+        for base in [
+            "listen = [\"127.0.0.1:8080\"]\n",
+            "backend = [\"127.0.0.1:9001\"]\n",
+        ] {
+            if !base.starts_with(&line[..4]) {
+                text.push_str(base);
+            }
+        }
+        let e = load(&text).expect_err(line).to_string();
+        assert!(
+            e.contains(&format!(":3: {want}")) || e.contains(":3: ") && e.contains(want),
+            "{line}: {e}"
+        );
+    }
+    let e = err("preempt = \"yes\"\n[[service]]\nname = \"x\"\n");
+    assert!(
+        e.contains(":1: preempt = \"yes\": expected true or false, got a string"),
+        "{e}"
+    );
+    let e = err("[service]\nname = \"web\"\n");
+    assert!(e.contains("write each service as [[service]]"), "{e}");
+}
+
+#[test]
+fn toml_syntax_error_has_line_and_column() {
+    let e = err("workers = 2\nlisten = [\n\"a\" \"b\"]\n");
+    assert!(
+        e.starts_with(&format!("{PATH}:3: TOML syntax, column")),
+        "{e}"
+    );
+    let e = err("a = 1\na = 2\n");
+    assert!(e.starts_with(&format!("{PATH}:2: TOML syntax")), "{e}");
+}
+
+#[test]
+fn missing_service_keys_name_the_service() {
+    let e = err("[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:8080\"]\n");
+    assert_eq!(
+        e,
+        format!("{PATH}:2: service \"web\": missing required key(s): backend")
+    );
+    let e = err("workers = 1\n");
+    assert!(e.contains("no [[service]] table"), "{e}");
+    let e = err("[[service]]\nlisten = [\"127.0.0.1:8080\"]\nbackend = [\"127.0.0.1:1\"]\n");
+    assert!(e.contains(":2: a [[service]] has no name"), "{e}");
+    let e = err("[[service]]\nname = \"a b\"\n");
+    assert!(e.contains(":2: name = \"a b\": character ' '"), "{e}");
+}
+
+#[test]
+fn validation_errors_point_at_the_key() {
+    let e = err(&format!("{WEB}check-timeout = \"0s\"\n"));
+    assert_eq!(
+        e,
+        format!("{PATH}:5: check-timeout = \"0s\": every probe would fail at once (e.g. 1s; --check none turns checks off)")
+    );
+    let e = err(
+        &format!("{WEB}backend = [\"127.0.0.1:1\", \"127.0.0.1:1,weight=2\"]\n")
+            .replace("backend = [\"127.0.0.1:9001\"]\n", ""),
+    );
+    assert!(
+        e.contains(":4: backend = \"127.0.0.1:1\": --backend 127.0.0.1:1 is given twice"),
+        "{e}"
+    );
+    let e = err(&format!("http-token-file = \"/nonexistent/token\"\n{WEB}"));
+    assert!(
+        e.contains(":1: http-token-file = \"/nonexistent/token\": "),
+        "{e}"
+    );
+}
+
+#[test]
+fn defaults_apply_where_a_service_does_not_set_the_key() {
+    let text = "[defaults]\nretries = 4\ncheck = \"none\"\n\n[[service]]\nname = \"a\"\nlisten = [\"127.0.0.1:1\"]\nbackend = [\"127.0.0.1:2\"]\n\n[[service]]\nname = \"b\"\nlisten = [\"127.0.0.1:3\"]\nbackend = [\"127.0.0.1:4\"]\nretries = 1\n";
+    let f = load(text).unwrap();
+    let s = f.services();
+    assert_eq!((s[0].name.as_str(), s[0].config.retries), ("a", 4));
+    assert_eq!((s[1].name.as_str(), s[1].config.retries), ("b", 1));
+    assert_eq!(
+        s[1].config.health.kind,
+        crate::health::config::CheckKind::None
+    );
+    assert_eq!((s[0].line, s[1].line), (6, 11));
+}
+
+#[test]
+fn several_services_are_validated_then_refused_by_serve() {
+    let two = format!("{WEB}\n[[service]]\nname = \"api\"\nlisten = [\"127.0.0.1:8443\"]\nbackend = [\"127.0.0.1:9002\"]\n");
+    let e = load(&two).unwrap().into_single().unwrap_err().to_string();
+    assert!(
+        e.contains("2 services (web, api): several services in one process are not supported yet"),
+        "{e}"
+    );
+    // Every service's errors are reported, not the first one's only.
+    let bad = two.replace("9001", "x").replace("9002", "y");
+    let e = err(&bad);
+    assert_eq!(e.lines().count(), 2, "{e}");
+    assert!(
+        e.contains(":4: backend") && e.contains(":9: backend"),
+        "{e}"
+    );
+}
+
+#[test]
+fn arrays_and_a_single_string_for_repeatable_keys() {
+    let c = one("[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:8080\"\nbackend = [\"127.0.0.1:1\", \"127.0.0.1:2,weight=3\", \"127.0.0.1:3,backup\"]\n");
+    assert_eq!(c.listen.len(), 1);
+    let w: Vec<(u32, bool)> = c.backends.iter().map(|b| (b.weight, b.backup)).collect();
+    assert_eq!(w, [(1, false), (3, false), (1, true)]);
+}
+
+#[test]
+fn booleans_become_switches_or_on_off() {
+    assert!(!one(&format!("{WEB}splice = false\n")).splice);
+    assert!(!one(&format!("{WEB}splice = \"off\"\n")).splice);
+    assert!(one(&format!("{WEB}splice = true\n")).splice);
+    let argv_of = |text: &str| {
+        let mut errors = FileErrors::default();
+        let doc = parse::parse(Path::new(PATH), text, &mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        args::argv(&doc, &doc.services[0], &Overrides::default())
+    };
+    let a = argv_of(&format!(
+        "preempt = false\n[defaults]\nhash-seed = 0x10\nsplice = false\n{WEB}"
+    ));
+    assert!(a.contains(&"--no-preempt".into()), "{a:?}");
+    assert!(a.contains(&"--hash-seed=16".into()), "{a:?}");
+    assert!(a.contains(&"--splice=off".into()), "{a:?}");
+    let a = argv_of(&format!("preempt = true\n{WEB}"));
+    assert!(a.contains(&"--preempt".into()), "{a:?}");
+    // A value that starts with a dash stays a value.
+    let a = argv_of(&format!("notify = \"-x\"\n{WEB}"));
+    assert!(a.contains(&"--notify=-x".into()), "{a:?}");
+}
+
+#[test]
+fn flags_override_the_file() {
+    let text = format!("workers = 3\ndrain-timeout = \"9s\"\n[defaults]\nretries = 4\n{WEB}connect-timeout = \"3s\"\n");
+    let c = load_with(
+        &text,
+        &[
+            "--workers",
+            "2",
+            "--retries",
+            "1",
+            "--connect-timeout",
+            "500ms",
+            "--backend",
+            "127.0.0.1:7000",
+            "--backend",
+            "127.0.0.1:7001",
+        ],
+    )
+    .unwrap()
+    .into_single()
+    .unwrap();
+    assert_eq!(c.workers, 2, "a global key");
+    assert_eq!(c.retries, 1, "a [defaults] key");
+    assert_eq!(
+        c.connect_timeout,
+        Duration::from_millis(500),
+        "a service key"
+    );
+    let b: Vec<String> = c.backends.iter().map(|b| b.addr.to_string()).collect();
+    assert_eq!(
+        b,
+        ["127.0.0.1:7000", "127.0.0.1:7001"],
+        "a list is replaced, not extended"
+    );
+    assert_eq!(
+        c.drain_timeout,
+        Duration::from_secs(9),
+        "what no flag names stays"
+    );
+    // An error in a key the command line replaces does not count.
+    assert!(load_with(&format!("{WEB}retries = \"many\"\n"), &["--retries", "1"]).is_ok());
+}
+
+#[test]
+fn check_output_is_a_valid_file_that_normalises_to_itself() {
+    let text = format!("workers = 2\npreempt = false\n[defaults]\nsplice = false\n{WEB}backend = [\"127.0.0.1:1\", \"127.0.0.1:2,weight=2\"]\n")
+        .replace("backend = [\"127.0.0.1:9001\"]\n", "");
+    let out = load(&text).unwrap().render();
+    assert!(out.contains("\nworkers = 2\n"), "{out}");
+    assert!(out.contains("\npreempt = false\n"), "{out}");
+    assert!(out.contains("\nsplice = false\n"), "{out}");
+    assert!(
+        out.contains("\nconnect-timeout = \"2s\"  # default\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nbackend = [\"127.0.0.1:1\", \"127.0.0.1:2,weight=2\"]\n"),
+        "{out}"
+    );
+    assert!(out.contains("\n# check-host: not set\n"), "{out}");
+    // Read back, it means the same: only the "# default" marks go (now set in the file).
+    let again = load(&out).unwrap().render();
+    assert!(!again.contains("  # default"), "{again}");
+    assert_eq!(out.replace("  # default", ""), again);
+}
+
+#[test]
+fn garbage_never_panics() {
+    for text in [
+        "",
+        "[[service]]",
+        "service = 1",
+        "service = [1, \"x\"]",
+        "defaults = 3",
+        "[[defaults]]\nretries = 1",
+        "[[service]]\nname = 7",
+        "[[service]]\nname = \"\"",
+        "[[service]]\n[service.x]\ny = 1",
+        "listen = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        "\u{feff}workers = 1",
+        "hash-seed = 99999999999999999999999999999999999999999",
+        "[[service]]\nname = \"w\"\nlisten = [\"\u{0}\"]\nbackend = \"\\u0000:1\"",
+    ] {
+        let _ = load(text).map(|f| f.render());
+        fuzz_structure(text.as_bytes());
+    }
+    fuzz_structure(&[0xff, 0xfe, b'[']);
+}
