@@ -4,6 +4,7 @@
 //! [`crate::config`], the agent's to [`crate::agent::config`], `ctl`'s to
 //! [`crate::control::ctl`]); this file only names them. The two that describe the
 //! command line itself (`completions`, `man`) take their few arguments from here.
+//! `check` reads the configuration file of [`crate::config_file`].
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
@@ -32,10 +33,20 @@ pub enum CliCommand {
     Agent(Box<AgentArgs>),
     /// Send a command to a running distributor's control socket.
     Ctl(CtlArgs),
+    /// Validate a configuration file without binding anything; print it normalised.
+    Check(CheckArgs),
     /// Print a shell completion script to stdout.
     Completions(CompletionsArgs),
     /// Print a roff man page to stdout.
     Man(ManArgs),
+}
+
+/// `fulcrum check` flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration file to validate (the one `fulcrum serve --config` reads).
+    #[arg(long, value_name = "FILE")]
+    pub config: std::path::PathBuf,
 }
 
 /// `fulcrum completions SHELL`.

@@ -2,19 +2,21 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use fulcrum::cli::{Cli, CliCommand};
 use fulcrum::config::{ServeConfig, EXIT_CONFIG};
 use fulcrum::generate::{self, GenerateError};
-use fulcrum::{demo, serve, sys};
+use fulcrum::{config_file, demo, serve, sys};
 
 /// Exit code for a bad command line, the same as clap's.
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    // Exits 2 with clap's one-line error on bad flags.
-    let cli = Cli::parse();
+    // Exits 2 with clap's one-line error on bad flags. The matches are kept: `serve
+    // --config` needs to know which flags were typed.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The commands that print or talk to another process need no logger.
     let command = match cli.command {
         CliCommand::Ctl(args) => return ExitCode::from(fulcrum::control::ctl::run(args)),
@@ -45,15 +47,26 @@ fn main() -> ExitCode {
             // Signals first: every thread started later inherits the blocked mask.
             let sfd = sys::signal::signal_fd()?;
             let nofile = sys::limits::raise_nofile();
-            let cfg = match ServeConfig::from_args(*args, nofile) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("fulcrum: {e}");
-                    std::process::exit(i32::from(EXIT_CONFIG));
+            let cfg = match &args.config {
+                Some(path) => {
+                    config_file::serve_config(path, matches.subcommand_matches("serve"), nofile)
+                        .map_err(|e| e.to_string())
                 }
+                None => ServeConfig::from_args(*args, nofile).map_err(|e| e.to_string()),
             };
+            let cfg = cfg.unwrap_or_else(|e| config_exit(&e));
             serve::Server::start(cfg, sfd)?.run()
         })(),
+        CliCommand::Check(args) => {
+            let report = config_file::check(&args.config, sys::limits::raise_nofile());
+            if let Some(text) = &report.normalised {
+                print!("{text}");
+            }
+            if report.errors.iter().next().is_some() {
+                config_exit(&report.errors.to_string());
+            }
+            Ok(())
+        }
         CliCommand::Demo(args) => demo::run(args),
         CliCommand::Agent(args) => fulcrum::agent::run::run(*args),
         // Handled above, before logging is set up.
@@ -66,4 +79,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a configuration error (one `fulcrum: ` line per error) and exits 2.
+fn config_exit(errors: &str) -> ! {
+    for line in errors.lines() {
+        eprintln!("fulcrum: {line}");
+    }
+    std::process::exit(i32::from(EXIT_CONFIG));
 }
