@@ -3,9 +3,9 @@
 //! TOML value becomes the flag's argument.
 //!
 //! What it owns: [`KEYS`], the lookup and the closest-key suggestion, and the generated
-//! key list of `docs/configuration.md` ([`docs_table`]). Unit tests check the table
-//! against the clap definition of `ServeArgs` (same names, same kinds), so a new flag
-//! without a key fails the build's tests, not an operator.
+//! key list of `docs/configuration.md` (`docs_table`, built for the tests). Unit tests
+//! check the table against the clap definition of `ServeArgs` (same names, same kinds),
+//! so a new flag without a key fails the tests, not an operator.
 //!
 //! What it does not do: parse values. The clap value parsers of [`ServeArgs`] do, once,
 //! for flags and file alike.
