@@ -57,7 +57,7 @@ impl Overrides {
         let mut out = Vec::new();
         for (k, raw) in &self.flags {
             for v in raw {
-                if let Kind::Switch { .. } = k.kind {
+                if let Kind::Switch { .. } | Kind::Flag = k.kind {
                     if v == "true" {
                         out.push(format!("--{}", k.name).into());
                     }

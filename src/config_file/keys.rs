@@ -36,6 +36,9 @@ pub(crate) enum Kind {
     /// A value flag that reads `on`/`off` (`--splice`): a boolean becomes `on`/`off`;
     /// a string is passed as it is.
     OnOff,
+    /// A flag without a value, alone (`--access-log`): `true` gives the flag, `false`
+    /// nothing (the flag's default, off).
+    Flag,
     /// A flag without a value, one of a pair (`--preempt`/`--no-preempt`): `true` gives
     /// the flag, `false` gives its opposite `off`. `primary` marks the one of the pair
     /// that `fulcrum check` prints.
@@ -141,6 +144,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("warn", Service, Value),
     key("fall", Service, Value),
     key("slow-start", Service, Value),
+    key("access-log", Service, Kind::Flag),
 ];
 
 /// The `serve` flags that are not keys: `--config` itself (a file does not include
@@ -220,7 +224,7 @@ pub(crate) fn docs_table() -> String {
             },
             List => "array of strings".to_string(),
             OnOff => "boolean, or `\"on\"`/`\"off\"`".to_string(),
-            Kind::Switch { .. } => "boolean".to_string(),
+            Kind::Switch { .. } | Kind::Flag => "boolean".to_string(),
         };
         let default: Vec<String> = arg
             .get_default_values()
@@ -228,7 +232,7 @@ pub(crate) fn docs_table() -> String {
             .map(|v| v.to_string_lossy().into_owned())
             .collect();
         let default = match (default.is_empty(), k.kind) {
-            (_, Kind::Switch { .. }) => String::new(),
+            (_, Kind::Switch { .. } | Kind::Flag) => String::new(),
             (true, _) => String::new(),
             (false, _) => format!("`{}`", default.join(", ")),
         };
@@ -256,7 +260,7 @@ pub(crate) fn kind_matches(kind: Kind, action: &ArgAction) -> bool {
         (kind, action),
         (Value | OnOff, ArgAction::Set)
             | (List, ArgAction::Append)
-            | (Kind::Switch { .. }, ArgAction::SetTrue)
+            | (Kind::Switch { .. } | Kind::Flag, ArgAction::SetTrue)
     )
 }
 

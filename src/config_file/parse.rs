@@ -376,6 +376,11 @@ impl Cx<'_> {
                 DeValue::String(s) => Ok(vec![item(key.name, Some(s.to_string()), v.span())]),
                 _ => Err(format!("expected true or false, got {got}")),
             },
+            Kind::Flag => match v.get_ref() {
+                DeValue::Boolean(true) => Ok(vec![item(key.name, None, v.span())]),
+                DeValue::Boolean(false) => Ok(Vec::new()),
+                _ => Err(format!("expected true or false, got {got}")),
+            },
             Kind::Switch { off, .. } => match v.get_ref() {
                 DeValue::Boolean(true) => Ok(vec![item(key.name, None, v.span())]),
                 DeValue::Boolean(false) => Ok(vec![item(off, None, v.span())]),

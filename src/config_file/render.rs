@@ -61,6 +61,11 @@ fn keys(out: &mut String, values: &[KeyValue], scope: Scope) {
                 line(out, name, &(!off_given).to_string(), defaulted);
                 continue;
             }
+            (Kind::Flag, vals) => {
+                let on = vals.as_deref() == Some(&["true".to_string()][..]);
+                line(out, name, &on.to_string(), v.defaulted);
+                continue;
+            }
             (_, None) => {
                 let _ = writeln!(out, "# {name}: not set");
                 continue;

@@ -296,6 +296,17 @@ fn booleans_become_switches_or_on_off() {
     assert!(a.contains(&"--no-preempt".into()), "{a:?}");
     assert!(a.contains(&"--hash-seed=16".into()), "{a:?}");
     assert!(a.contains(&"--splice=off".into()), "{a:?}");
+    let a = argv_of(&format!(
+        "preempt = true\n[defaults]\naccess-log = true\n{WEB}"
+    ));
+    assert!(a.contains(&"--access-log".into()), "{a:?}");
+    let a = argv_of(&format!("{WEB}access-log = false\n"));
+    assert!(
+        !a.iter().any(|x| x.to_string_lossy().contains("access-log")),
+        "{a:?}"
+    );
+    assert!(one(&format!("{WEB}access-log = true\n")).access_log);
+    assert!(!one(&format!("{WEB}access-log = false\n")).access_log);
     let a = argv_of(&format!("preempt = true\n{WEB}"));
     assert!(a.contains(&"--preempt".into()), "{a:?}");
     // A value that starts with a dash stays a value.
@@ -363,10 +374,18 @@ fn check_output_is_a_valid_file_that_normalises_to_itself() {
         "{out}"
     );
     assert!(out.contains("\n# check-host: not set\n"), "{out}");
-    // Read back, it means the same: only the "# default" marks go (now set in the file).
+    // Read back, it means the same: the "# default" marks go (now set in the file), but
+    // for `access-log = false`, which gives no flag and so stays the default.
     let again = load(&out).unwrap().render();
-    assert!(!again.contains("  # default"), "{again}");
-    assert_eq!(out.replace("  # default", ""), again);
+    let marked: Vec<&str> = again
+        .lines()
+        .filter(|l| l.ends_with("  # default"))
+        .collect();
+    assert_eq!(marked, ["access-log = false  # default"], "{again}");
+    assert_eq!(
+        out.replace("  # default", ""),
+        again.replace("  # default", "")
+    );
 }
 
 #[test]
