@@ -217,3 +217,122 @@ fn serve_refuses_a_bad_file_with_exit_2() {
         "{err}"
     );
 }
+
+fn ctl(socket: &str, cmd: &str) -> String {
+    let out = Command::new(bin())
+        .args(["ctl", "--socket", socket])
+        .args(cmd.split_whitespace())
+        .output()
+        .expect("run ctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sighup_applies_the_file_in_place_and_a_bad_file_changes_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let a = Backend::start(says("alpha"));
+    let b = Backend::start(says("beta"));
+    let c = Backend::start(says("gamma"));
+    let port = free_port();
+    let sock = std::env::temp_dir().join(format!("fulcrum-conf-{}-hup.sock", std::process::id()));
+    let sock_s = sock.to_str().unwrap().to_string();
+    let file = |backends: &str| {
+        format!(
+            "workers = 1\ndrain-timeout = \"1s\"\ncontrol = \"{sock_s}\"\n\n[[service]]\nname = \"web\"\ncheck = \"none\"\nlisten = [\"127.0.0.1:{port}\"]\nbackend = [{backends}]\n"
+        )
+    };
+    let f = TempFile::new(
+        "hup.toml",
+        &file(&format!("\"{}\", \"{}\"", a.addr, b.addr)),
+    );
+    let mut p = spawn(&["serve", "--config", f.path()], "info");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr, &p);
+
+    // A client loop, one request every 10 ms, for as long as the test runs (bounded).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let client = {
+        let (stop, ok, failed, seen) = (stop.clone(), ok.clone(), failed.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for _ in 0..3000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match fetch(addr) {
+                    Ok(s) if !s.is_empty() => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        seen.lock().unwrap().push(s);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The file drops beta, adds gamma and weighs alpha 3.
+    std::fs::write(
+        &f.0,
+        file(&format!("\"{},weight=3\", \"{}\"", a.addr, c.addr)),
+    )
+    .unwrap();
+    p.signal(nix::sys::signal::Signal::SIGHUP);
+    let applied = eventually(Duration::from_secs(5), || {
+        let nodes = ctl(&sock_s, "show nodes --json");
+        nodes.contains(&format!("\"addr\":\"{}\",\"weight\":3", a.addr))
+            && nodes.contains(&c.addr.to_string())
+            && !nodes.contains(&b.addr.to_string())
+    });
+    assert!(applied, "{}\n{}", ctl(&sock_s, "show nodes"), p.log());
+    seen.lock().unwrap().clear();
+    std::thread::sleep(Duration::from_millis(400));
+    {
+        let s = seen.lock().unwrap();
+        assert!(
+            s.iter().any(|x| x == "gamma\n"),
+            "gamma never served: {s:?}"
+        );
+        assert!(!s.iter().any(|x| x == "beta\n"), "beta still served: {s:?}");
+    }
+    assert!(
+        p.log().contains("SIGHUP: reloaded: 3 changes applied"),
+        "{}",
+        p.log()
+    );
+
+    // A bad file: nothing changes, the error is logged, traffic goes on.
+    std::fs::write(&f.0, file("\"127.0.0.1\"")).unwrap();
+    p.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(5), || p
+            .log()
+            .contains("still serving with the configuration it had")),
+        "{}",
+        p.log()
+    );
+    assert!(p.log().contains("backend = \"127.0.0.1\""), "{}", p.log());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ctl(&sock_s, "show nodes").contains(&c.addr.to_string()));
+
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    assert!(
+        ok.load(Ordering::Relaxed) > 50,
+        "too few requests: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests across the reloads:\n{}",
+        p.log()
+    );
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log());
+}

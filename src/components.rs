@@ -28,7 +28,9 @@ pub fn build(
     let (tx, rx) = mpsc::channel();
     shared.set_observer(tx, Arc::clone(waker));
     list.push(Box::new(Checker::new(cfg.health.clone(), rx)?));
-    if cfg.control.is_some() || cfg.http.is_some() {
+    // Always present, even with neither --control nor --http: it runs the admin changes
+    // of a failover peer and of a configuration reload.
+    {
         // The token stays in memory as text only inside the server, which never logs it.
         let token = cfg
             .http_token

@@ -26,6 +26,7 @@ pub(crate) mod notify;
 pub(crate) mod plane;
 pub mod pool;
 pub(crate) mod proxy;
+pub mod reconfig;
 pub(crate) mod reload;
 pub(crate) mod runtime;
 pub mod scheduler;

@@ -47,15 +47,25 @@ fn main() -> ExitCode {
             // Signals first: every thread started later inherits the blocked mask.
             let sfd = sys::signal::signal_fd()?;
             let nofile = sys::limits::raise_nofile();
-            let cfg = match &args.config {
-                Some(path) => {
-                    config_file::serve_config(path, matches.subcommand_matches("serve"), nofile)
-                        .map_err(|e| e.to_string())
-                }
-                None => ServeConfig::from_args(*args, nofile).map_err(|e| e.to_string()),
+            let Some(path) = args.config.clone() else {
+                let cfg = ServeConfig::from_args(*args, nofile)
+                    .unwrap_or_else(|e| config_exit(&e.to_string()));
+                return serve::Server::start(cfg, sfd)?.run();
             };
-            let cfg = cfg.unwrap_or_else(|e| config_exit(&e));
-            serve::Server::start(cfg, sfd)?.run()
+            // The file is read again, with the same flags beside it, at each SIGHUP.
+            let overrides = matches
+                .subcommand_matches("serve")
+                .map(config_file::Overrides::from_matches)
+                .unwrap_or_default();
+            let load = move || {
+                config_file::FileConfig::load(&path, &overrides, nofile)
+                    .and_then(config_file::FileConfig::into_single)
+                    .map_err(|e| e.to_string())
+            };
+            let cfg = load().unwrap_or_else(|e| config_exit(&e));
+            serve::Server::start(cfg, sfd)?
+                .with_reloader(Box::new(load))
+                .run()
         })(),
         CliCommand::Check(args) => {
             let report = config_file::check(&args.config, sys::limits::raise_nofile());

@@ -45,6 +45,7 @@ pub struct Server {
     poll: Poll,
     sfd: SignalFd,
     workers: Workers,
+    reloader: Option<crate::reconfig::Reloader>,
 }
 
 impl Server {
@@ -122,6 +123,7 @@ impl Server {
             ha: None,
             admin_log: Vec::new(),
             remote_admin: Vec::new(),
+            reloaded: Vec::new(),
             listeners: std::mem::take(&mut workers.listener_fds),
             stop_requested: false,
         };
@@ -132,6 +134,7 @@ impl Server {
             poll,
             sfd,
             workers,
+            reloader: None,
         };
         for (i, c) in server.components.iter_mut().enumerate() {
             c.register(server.poll.registry(), (i + 1) * TOKEN_SPAN)?;
@@ -155,6 +158,12 @@ impl Server {
         }
         tell_service_manager(sd_notify::NotifyState::Ready);
         Ok(server)
+    }
+
+    /// Lets SIGHUP re-read the configuration with `reloader` (see [`crate::reconfig`]).
+    pub fn with_reloader(mut self, reloader: crate::reconfig::Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// Runs the control loop until the process should exit; returns after every worker
@@ -252,8 +261,13 @@ impl Server {
                     self.shared.cut_now.store(true, Ordering::Release);
                     self.workers.wake_all();
                 }
-                Request::Reload => info!(target: "fulcrum::serve",
-                    "{name}: configuration from flags only, nothing to re-read; still serving (change flags without a drop with --listeners-from)"),
+                Request::Reload => {
+                    match crate::reconfig::reload(&mut self.plane, self.reloader.as_mut()) {
+                        Ok(summary) => info!(target: "fulcrum::serve", "{name}: {summary}"),
+                        Err(e) => warn!(target: "fulcrum::serve",
+                            "{name}: {e}; still serving with the configuration it had"),
+                    }
+                }
                 Request::Ignore => info!(target: "fulcrum::serve", "{name}: ignored (no meaning)"),
             }
         }

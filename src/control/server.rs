@@ -688,6 +688,13 @@ impl Component for ControlServer {
                 }
             }
         }
+        for cmd in std::mem::take(&mut plane.reloaded) {
+            if let Outcome::Reply(r) = self.exec.run(plane, &cmd, "reload", true, now) {
+                if !r.ok {
+                    warn!(target: "fulcrum::control", "reload: {cmd} not applied: {}", r.body.trim_end());
+                }
+            }
+        }
         self.exec.tick(plane, now);
         // Waiting and timed-out connections.
         let keys: Vec<usize> = self
