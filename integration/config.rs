@@ -336,3 +336,103 @@ fn sighup_applies_the_file_in_place_and_a_bad_file_changes_nothing() {
     p.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log());
 }
+
+#[test]
+fn state_file_keeps_runtime_changes_across_a_restart_and_survives_corruption() {
+    let a = Backend::start(says("alpha"));
+    let b = Backend::start(says("beta"));
+    let c = Backend::start(says("gamma"));
+    let dir = std::env::temp_dir().join(format!("fulcrum-conf-{}-state", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state");
+    let sock = dir.join("ctl.sock");
+    let (state_s, sock_s) = (state.to_str().unwrap(), sock.to_str().unwrap());
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (a_s, b_s, c_s) = (a.addr.to_string(), b.addr.to_string(), c.addr.to_string());
+    let start = || {
+        let p = spawn(
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--backend",
+                &a_s,
+                "--backend",
+                &b_s,
+                "--check",
+                "none",
+                "--control",
+                sock_s,
+                "--state-file",
+                state_s,
+                "--drain-timeout",
+                "1s",
+            ],
+            "info",
+        );
+        wait_listening(listen.parse().unwrap(), &p);
+        p
+    };
+    let stop = |mut p: Proc| {
+        p.signal(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log());
+    };
+
+    let p = start();
+    for cmd in [
+        format!("set weight {a_s} 7"),
+        format!("set state {b_s} drain"),
+        format!("add node {c_s} weight 2"),
+    ] {
+        let reply = ctl(sock_s, &cmd);
+        assert!(reply.starts_with("node "), "{cmd}: {reply}");
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || std::fs::read_to_string(&state)
+            .is_ok_and(|s| s.contains(&format!("add node {c_s} weight 2")))),
+        "state file not written:\n{}",
+        p.log()
+    );
+    stop(p);
+
+    // Restarted with the same flags: the three changes are back.
+    let p = start();
+    let shown = |p: &Proc| {
+        let out = ctl(sock_s, "show nodes --json");
+        assert!(!out.is_empty(), "{}", p.log());
+        out
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            let n = shown(&p);
+            n.contains(&format!("\"addr\":\"{a_s}\",\"weight\":7"))
+                && n.contains(&format!("\"addr\":\"{c_s}\",\"weight\":2"))
+                && n.contains("\"admin\":\"drain\"")
+        }),
+        "{}\n{}",
+        shown(&p),
+        p.log()
+    );
+    assert!(
+        p.log().contains("applying 3 runtime changes"),
+        "{}",
+        p.log()
+    );
+    stop(p);
+
+    // A corrupt state file: a warning, the file moved aside, the configuration alone.
+    std::fs::write(&state, "set weight nonsense\n").unwrap();
+    let p = start();
+    assert!(p.log().contains("cannot be used"), "{}", p.log());
+    assert!(dir.join("state.bad").exists());
+    let n = shown(&p);
+    assert!(
+        n.contains(&format!("\"addr\":\"{a_s}\",\"weight\":1")),
+        "{n}"
+    );
+    assert!(!n.contains(&c_s), "{n}");
+    assert!(fetch(listen.parse().unwrap()).is_ok());
+    stop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

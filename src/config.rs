@@ -175,6 +175,11 @@ pub struct ServeArgs {
     /// console is read-only.
     #[arg(long)]
     pub http_token_file: Option<std::path::PathBuf>,
+    /// Keep runtime changes (nodes, weights, admin states, scheduler, enable/disable)
+    /// in this file, rewritten atomically on each change and applied on top of the
+    /// configuration at start.
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<std::path::PathBuf>,
     /// `remove node`: drain, then force-close the node's remaining flows after this long.
     #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
     pub deadline: Duration,
@@ -371,6 +376,8 @@ pub struct ServeConfig {
     pub http: Option<SocketAddr>,
     /// HTTP bearer token (mutations allowed when set); UTF-8.
     pub http_token: Option<crate::secret::Secret>,
+    /// The state file, when runtime changes are kept across restarts.
+    pub state_file: Option<std::path::PathBuf>,
     /// How long `remove node` waits before cutting flows.
     pub remove_deadline: Duration,
     /// Notify command.
@@ -595,6 +602,7 @@ impl ServeConfig {
             http: a.http,
             http_token,
             remove_deadline: a.deadline,
+            state_file: a.state_file,
             listen: a.listen,
             backends: a.backend,
             scheduler: a.scheduler.unwrap_or(match mode {

@@ -32,6 +32,7 @@ pub(crate) mod runtime;
 pub mod scheduler;
 pub(crate) mod secret;
 pub mod serve;
+pub(crate) mod state;
 #[allow(unsafe_code)]
 pub mod sys;
 pub(crate) mod time;

@@ -71,9 +71,10 @@ pub struct Plane {
     /// Admin changes received from the failover peer, to apply locally (the control
     /// component applies them without echoing them into `admin_log`).
     pub remote_admin: Vec<Command>,
-    /// Admin changes a configuration reload asks for (see [`crate::reconfig`]): the
-    /// control component runs them as local changes, so failover forwards them.
-    pub reloaded: Vec<Command>,
+    /// Admin changes a configuration reload or the state file asks for (see
+    /// [`crate::reconfig`], [`crate::state`]), with who asked (`reload`, `state file`):
+    /// the control component runs them as local changes, so failover forwards them.
+    pub queued_admin: Vec<(&'static str, Command)>,
     /// Duplicates of the proxy listeners, handed to a new process on `expose listeners`
     /// (zero-downtime reload). Dropped when draining starts, so a listener no process
     /// accepts on does not linger with SYNs queueing on it.

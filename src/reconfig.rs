@@ -55,7 +55,9 @@ pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<Stri
             format!(" ({})", p.restart_needed.join(", "))
         }
     );
-    plane.reloaded.extend(p.commands);
+    plane
+        .queued_admin
+        .extend(p.commands.into_iter().map(|c| ("reload", c)));
     plane.cfg.backends = new.backends;
     plane.cfg.scheduler = new.scheduler;
     Ok(summary)

@@ -84,6 +84,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("interface", Global, Value),
     key("control", Global, Value),
     key("listeners-from", Global, Value),
+    key("state-file", Global, Value),
     key("http", Global, Value),
     key("http-token-file", Global, Value),
     key("deadline", Global, Value),

@@ -688,10 +688,10 @@ impl Component for ControlServer {
                 }
             }
         }
-        for cmd in std::mem::take(&mut plane.reloaded) {
-            if let Outcome::Reply(r) = self.exec.run(plane, &cmd, "reload", true, now) {
+        for (who, cmd) in std::mem::take(&mut plane.queued_admin) {
+            if let Outcome::Reply(r) = self.exec.run(plane, &cmd, who, true, now) {
                 if !r.ok {
-                    warn!(target: "fulcrum::control", "reload: {cmd} not applied: {}", r.body.trim_end());
+                    warn!(target: "fulcrum::control", "{who}: {cmd} not applied: {}", r.body.trim_end());
                 }
             }
         }
