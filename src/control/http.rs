@@ -1,6 +1,6 @@
 //! HTTP on the control plane (`--http`): the request-head parser ([`parse_request`], on
-//! `httparse`), the routes, the admission policy ([`Admission`]) and the IO shell
-//! ([`HttpServer`]) that the control component drives.
+//! `httparse`), the routes, the admission policy (`Admission`) and the IO shell
+//! (`HttpServer`) that the control component drives.
 //!
 //! HTTP/1.x, one request per connection (`Connection: close`), head ≤ 8 KiB with at most
 //! 64 header fields, body ≤ 4 KiB given by `Content-Length` (no chunked bodies). Routes:
@@ -18,7 +18,7 @@
 //!   nearest its deadline (the source's own oldest, or the oldest incomplete one overall).
 //!
 //! Fresh clients are therefore always admitted; stale ones pay. What decides
-//! ([`parse_request`], [`route`], [`Admission`]) does no IO and is unit-tested below.
+//! ([`parse_request`], `route`, `Admission`) does no IO and is unit-tested below.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};

@@ -77,9 +77,11 @@ pub struct ControlServer {
     waiters: Vec<usize>,
     exec: Executor,
     base: usize,
-    /// Unix accepting stopped (at [`MAX_UNIX_CONNS`], or a batch was cut short);
-    /// retried on ticks.
-    paused: bool,
+    /// Unix accepting stopped at [`MAX_UNIX_CONNS`]; resumed on the tick after a close.
+    at_cap: bool,
+    /// More Unix connections may be queued (a batch was cut short, or accept failed):
+    /// accept again at this time.
+    accept_again: Option<Instant>,
 }
 
 impl ControlServer {
@@ -126,31 +128,35 @@ impl ControlServer {
             waiters: Vec::new(),
             exec: Executor::default(),
             base: 0,
-            paused: false,
+            at_cap: false,
+            accept_again: None,
             publish_to,
         })
     }
 
     /// Accepts Unix connections: a batch at most, and none beyond [`MAX_UNIX_CONNS`].
-    fn accept_unix(&mut self, registry: &Registry) {
+    fn accept_unix(&mut self, registry: &Registry, now: Instant) {
         let Some((l, ..)) = self.unix.as_ref() else {
             return;
         };
-        self.paused = false;
+        self.accept_again = None;
         for _ in 0..ACCEPT_BATCH {
             if self.conns.len() >= MAX_UNIX_CONNS {
-                warn!(target: "fulcrum::control", "too many control socket connections ({MAX_UNIX_CONNS}); not accepting more for now");
-                self.paused = true;
+                if !self.at_cap {
+                    warn!(target: "fulcrum::control", "too many control socket connections ({MAX_UNIX_CONNS}); not accepting more for now");
+                }
+                self.at_cap = true;
                 return;
             }
+            self.at_cap = false;
             let mut stream = match l.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     debug!(target: "fulcrum::control", "accept: {e}");
-                    // Descriptors may have run out: retry on the next tick.
-                    self.paused = true;
+                    // Descriptors may have run out: look again shortly.
+                    self.accept_again = Some(now + Duration::from_millis(100));
                     return;
                 }
             };
@@ -170,8 +176,8 @@ impl ControlServer {
                 more: false,
             });
         }
-        // The batch cap ended this: more may be queued; the next tick goes on.
-        self.paused = true;
+        // The batch cap ended this: more may be queued; the next loop turn goes on.
+        self.accept_again = Some(now);
     }
 
     /// Reads, runs commands, writes; returns false when the connection should close.
@@ -420,7 +426,7 @@ impl Component for ControlServer {
     fn on_event(&mut self, plane: &mut Plane, registry: &Registry, offset: usize, _ev: &Event) {
         let now = Instant::now();
         match offset {
-            UNIX_LISTENER => self.accept_unix(registry),
+            UNIX_LISTENER => self.accept_unix(registry, now),
             HTTP_LISTENER => {
                 if let Some(h) = self.http.as_mut() {
                     h.accept(registry, now);
@@ -454,9 +460,10 @@ impl Component for ControlServer {
         if let Some(h) = self.http.as_mut() {
             h.tick(registry, now);
         }
-        if self.paused && self.conns.len() < MAX_UNIX_CONNS {
-            // Resume accepting: the readiness edge was consumed while we were paused.
-            self.accept_unix(registry);
+        // Resume accepting: the readiness edge was consumed while we were stopped.
+        let resume = self.at_cap && self.conns.len() < MAX_UNIX_CONNS;
+        if resume || self.accept_again.is_some_and(|t| now >= t) {
+            self.accept_unix(registry, now);
         }
     }
 
@@ -472,10 +479,10 @@ impl Component for ControlServer {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let poll = (!self.waiters.is_empty() || self.paused)
-            .then(|| Instant::now() + Duration::from_millis(50));
+        let poll = (!self.waiters.is_empty()).then(|| Instant::now() + Duration::from_millis(50));
         [
             self.exec.deadline(),
+            self.accept_again,
             self.http.as_ref().and_then(HttpServer::deadline),
             poll,
         ]
