@@ -59,7 +59,9 @@ for t in "${targets[@]}"; do
     failed+=("$t")
   fi
   runs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "logs/$t.log" | tail -1 || true)
-  echo "   $status: ${runs:-no summary (see fuzz/logs/$t.log)}; corpus $(find "corpus/$t" -type f | wc -l) files"
+  final=$(grep -o 'DONE .*' "logs/$t.log" | tail -1 || true)
+  echo "   $status: ${runs:-no summary (see fuzz/logs/$t.log)}; corpus dir $(find "corpus/$t" -type f | wc -l) files"
+  [ -z "$final" ] || echo "   $final"
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
