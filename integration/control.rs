@@ -742,3 +742,209 @@ fn stats_and_metrics_say_draining_during_sigterm_drain() {
     assert!(m.contains("fulcrum_state{state=\"draining\"} 1"), "{m}");
     assert!(m.contains("fulcrum_state{state=\"serving\"} 0"), "{m}");
 }
+
+/// A TCP connection to `to` from `from` (any 127.0.0.0/8 address works on loopback),
+/// holding half a request head: the slowloris shape.
+fn slow_client(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    let mut s: TcpStream = s.into();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")?;
+    Ok(s)
+}
+
+/// Still connected and unanswered (no byte, no EOF yet).
+fn still_open(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    let open = matches!((&*s).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    s.set_nonblocking(false).unwrap();
+    open
+}
+
+/// `GET path` from 127.0.0.1: (time to the whole response, response).
+fn timed_get(http: SocketAddr, path: &str) -> (Duration, String) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect_timeout(&http, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    (t.elapsed(), out)
+}
+
+fn http_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// Issue #9: 300 half-sent HTTP requests used to lock `fulcrum ctl` and `/metrics` out.
+#[test]
+fn thousand_slow_http_clients_lock_out_neither_ctl_nor_metrics() {
+    raise_nofile();
+    let a = Backend::start(says("a"));
+    let http = http_addr();
+    let (_p, _addr, ctl) = start(&[a.addr], "slow1000", &["--http", &http.to_string()]);
+    let t0 = Instant::now();
+    // 25 per address from 127.0.0.2..=127.0.0.41: under the per-address cap (64).
+    let slow: Vec<TcpStream> = (0..1000u32)
+        .map(|i| {
+            let from = std::net::IpAddr::from([127, 0, 0, 2 + (i % 40) as u8]);
+            slow_client(from, http).expect("slow client")
+        })
+        .collect();
+    let opened = t0.elapsed();
+    let (mut worst_ctl, mut worst_metrics) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let nodes = ctl.ok("show nodes");
+        worst_ctl = worst_ctl.max(t.elapsed());
+        assert!(nodes.starts_with("NODE"), "{nodes}");
+        let (d, m) = timed_get(http, "/metrics");
+        worst_metrics = worst_metrics.max(d);
+        assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+        assert!(m.contains("fulcrum_connections_total"), "{m}");
+    }
+    let held = slow.iter().filter(|s| still_open(s)).count();
+    println!(
+        "SLOW1000: 1000 slow clients connected in {} ms, then {} ms after the first: \
+         ctl show nodes worst {} ms, GET /metrics worst {} ms, {held} slow clients still held",
+        opened.as_millis(),
+        t0.elapsed().as_millis(),
+        worst_ctl.as_millis(),
+        worst_metrics.as_millis()
+    );
+    assert!(held >= 990, "the load was not held: {held} of 1000 open");
+    assert!(worst_ctl < Duration::from_secs(1), "ctl took {worst_ctl:?}");
+    assert!(
+        worst_metrics < Duration::from_secs(1),
+        "/metrics took {worst_metrics:?}"
+    );
+    // They were accepted and held by fulcrum (not left in the backlog): each gets its
+    // 408 at the head deadline.
+    let timed_out = slow
+        .into_iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut out = String::new();
+            let _ = (&*s).read_to_string(&mut out);
+            out.starts_with("HTTP/1.1 408")
+        })
+        .count();
+    assert_eq!(timed_out, 1000);
+}
+
+#[test]
+fn slow_http_client_is_closed_after_the_head_deadline() {
+    let a = Backend::start(says("a"));
+    let http = http_addr();
+    let (_p, _addr, _ctl) = start(&[a.addr], "deadline", &["--http", &http.to_string()]);
+    let t = Instant::now();
+    let mut s = slow_client([127, 0, 0, 1].into(), http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let took = t.elapsed();
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    let limit = fulcrum::control::http::HEAD_TIMEOUT;
+    assert!(
+        took >= limit - Duration::from_millis(100) && took < limit + Duration::from_secs(1),
+        "closed after {took:?}, deadline {limit:?}"
+    );
+}
+
+#[test]
+fn an_address_over_its_share_loses_its_own_oldest_connection() {
+    let a = Backend::start(says("a"));
+    let http = http_addr();
+    let (_p, _addr, _ctl) = start(&[a.addr], "persource", &["--http", &http.to_string()]);
+    let cap = fulcrum::control::http::MAX_PER_SOURCE;
+    let me = std::net::IpAddr::from([127, 0, 0, 3]);
+    let held: Vec<TcpStream> = (0..cap).map(|_| slow_client(me, http).unwrap()).collect();
+    let other = slow_client([127, 0, 0, 4].into(), http).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    assert!(held.iter().all(still_open), "evicted below the cap");
+    // One more from the same address: its own oldest goes, nobody else's.
+    let _newest = slow_client(me, http).unwrap();
+    let first = &held[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut out = Vec::new();
+    let n = (&*first).read_to_end(&mut out);
+    assert!(
+        matches!(n, Ok(0)) || n.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "oldest not closed: {out:?}"
+    );
+    assert!(held[1..].iter().all(still_open));
+    assert!(still_open(&other));
+}
+
+#[test]
+fn a_full_http_budget_evicts_the_oldest_to_admit_a_new_client() {
+    raise_nofile();
+    let a = Backend::start(says("a"));
+    let http = http_addr();
+    let (_p, _addr, _ctl) = start(&[a.addr], "budget", &["--http", &http.to_string()]);
+    let budget = fulcrum::control::http::MAX_CONNS;
+    let per = fulcrum::control::http::MAX_PER_SOURCE - 1;
+    let slow: Vec<TcpStream> = (0..budget)
+        .map(|i| {
+            let from = std::net::IpAddr::from([127, 0, 1, 1 + (i / per) as u8]);
+            let s = slow_client(from, http).unwrap();
+            if i == 0 {
+                // The first is clearly the oldest.
+                thread::sleep(Duration::from_millis(50));
+            }
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    assert!(still_open(&slow[0]), "closed before the budget was full");
+    // A fresh client from a new address is served, not refused.
+    let (took, m) = timed_get(http, "/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(!still_open(&slow[0]), "the oldest was not evicted");
+    let open = slow[1..].iter().filter(|s| still_open(s)).count();
+    assert!(open >= budget - 2, "only {open} still open");
+}
+
+#[test]
+fn process_commands_are_refused_over_http() {
+    let a = Backend::start(says("a"));
+    let http = http_addr();
+    let token = std::env::temp_dir().join(format!("fulcrum-token-{}", std::process::id()));
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (mut p, addr, ctl) = start(
+        &[a.addr],
+        "nohttpstop",
+        &[
+            "--http",
+            &http.to_string(),
+            "--http-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    for line in ["shutdown", "expose listeners"] {
+        let mut s = TcpStream::connect(http).unwrap();
+        write!(
+            s,
+            "POST /api/v1/command HTTP/1.1\r\nAuthorization: Bearer 0123456789abcdef0123\r\nContent-Length: {}\r\n\r\n{line}",
+            line.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(
+            out.contains("allowed on the Unix control socket only"),
+            "{out}"
+        );
+    }
+    assert_eq!(p.wait_exit(Duration::from_millis(300)), None, "it stopped");
+    assert_eq!(fetch(addr).unwrap().trim(), "a");
+    assert!(ctl.ok("show nodes").starts_with("NODE"));
+    let _ = std::fs::remove_file(&token);
+}

@@ -656,3 +656,166 @@ fn heartbeat_cut_then_healed_ends_with_one_master_and_clients_served() {
         "after link flap: {replies:?}"
     );
 }
+
+/// Counts of what a control-plane flood got answered.
+#[derive(Debug, Default)]
+struct Flood {
+    metrics_ok: usize,
+    ctl_ok: usize,
+    slow_opened: usize,
+}
+
+/// Inside `ns` for `total`: GETs of /metrics back to back, `fulcrum ctl`-style reads
+/// on the Unix socket back to back, and up to 1,000 slow HTTP clients (half a request,
+/// from 40 loopback addresses) re-opened as fulcrum closes them. Bounded in count and
+/// time; loopback of the lab namespace only.
+fn flood(ns: &str, http: SocketAddr, sock: &str, total: Duration) -> Flood {
+    use std::os::unix::net::UnixStream;
+    let run = |f: Box<dyn FnOnce() -> usize + Send>| {
+        let ns = ns.to_string();
+        thread::spawn(move || {
+            enter_ns(&ns);
+            f()
+        })
+    };
+    let end = Instant::now() + total;
+    let metrics = run(Box::new(move || {
+        let mut ok = 0;
+        for _ in 0..1_000_000 {
+            if Instant::now() >= end {
+                break;
+            }
+            let Ok(mut s) = TcpStream::connect_timeout(&http, Duration::from_secs(1)) else {
+                continue;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            ok += usize::from(out.starts_with("HTTP/1.1 200"));
+        }
+        ok
+    }));
+    let sock = sock.to_string();
+    let ctl = run(Box::new(move || {
+        let mut ok = 0;
+        let Ok(s) = UnixStream::connect(&sock) else {
+            return 0;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut w = s.try_clone().expect("clone");
+        let mut r = std::io::BufReader::new(s);
+        for i in 0..1_000_000 {
+            if Instant::now() >= end {
+                break;
+            }
+            let cmd: &[u8] = match i % 3 {
+                0 => b"show nodes\n",
+                1 => b"show stats --json\n",
+                _ => b"show config\n",
+            };
+            if w.write_all(cmd).is_err() {
+                break;
+            }
+            // One reply: lines up to an empty one.
+            loop {
+                let mut l = String::new();
+                match std::io::BufRead::read_line(&mut r, &mut l) {
+                    Ok(0) | Err(_) => return ok,
+                    Ok(_) if l == "\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            ok += 1;
+        }
+        ok
+    }));
+    let slow = run(Box::new(move || {
+        let mut held: std::collections::VecDeque<TcpStream> = Default::default();
+        let mut opened = 0;
+        for i in 0..1_000_000u32 {
+            if Instant::now() >= end {
+                break;
+            }
+            if held.len() >= 1000 {
+                held.pop_front();
+            }
+            let from = std::net::IpAddr::from([127, 0, 0, 2 + (i % 40) as u8]);
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            if s.bind(&SocketAddr::new(from, 0).into()).is_err()
+                || s.connect_timeout(&http.into(), Duration::from_secs(1))
+                    .is_err()
+            {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let mut s: TcpStream = s.into();
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+            held.push_back(s);
+            opened += 1;
+            if opened % 1000 == 0 {
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
+        opened
+    }));
+    Flood {
+        metrics_ok: metrics.join().expect("metrics thread"),
+        ctl_ok: ctl.join().expect("ctl thread"),
+        slow_opened: slow.join().expect("slow thread"),
+    }
+}
+
+/// Issue #9: the control plane (one thread) also sends the failover adverts; no load
+/// on the control socket or HTTP may delay them long enough for the backup to take over.
+#[test]
+fn control_plane_flood_on_the_master_never_lets_the_backup_take_over() {
+    let _one = serial();
+    let mut pair = Pair::new(&[]);
+    let s1 = pair.lab.dir.join("lb1.sock").display().to_string();
+    let http: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    let lb1 = pair.fulcrum("lb1", &["--control", &s1, "--http", "127.0.0.1:9090"]);
+    let lb2 = pair.fulcrum("lb2", &[]);
+    assert!(
+        pair.wait_sole_master("lb1", Duration::from_secs(3)),
+        "lb1:\n{}",
+        lb1.log()
+    );
+    let ns = pair.lab.ns("lb1");
+    let total = Duration::from_secs(30);
+    let load = {
+        let s1 = s1.clone();
+        thread::spawn(move || flood(&ns, http, &s1, total))
+    };
+    // Watch the VIP while the flood runs (bounded: the flood's length plus a margin).
+    let begin = Instant::now();
+    let mut lost = Vec::new();
+    while !load.is_finished() && begin.elapsed() < total + Duration::from_secs(10) {
+        if !pair.holds_vip("lb1") || pair.holds_vip("lb2") {
+            lost.push(begin.elapsed().as_millis());
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let done = load.join().expect("flood");
+    println!("FLOOD: {done:?} in {} ms", begin.elapsed().as_millis());
+    assert!(
+        lost.is_empty(),
+        "lb1 was not sole master at +{lost:?} ms\nlb1:\n{}\nlb2:\n{}",
+        lb1.log(),
+        lb2.log()
+    );
+    assert_eq!(
+        role_changes(&lb2.log(), "master"),
+        0,
+        "lb2 took over:\n{}",
+        lb2.log()
+    );
+    // The flood was real.
+    assert!(done.metrics_ok >= 300, "{done:?}");
+    assert!(done.ctl_ok >= 300, "{done:?}");
+    assert!(done.slow_opened >= 1000, "{done:?}");
+    assert!(requests(&pair.lab.ns("client"), 5)
+        .iter()
+        .all(|r| r.is_ok()));
+}

@@ -1,10 +1,13 @@
 //! The runtime control interface: command grammar and application ([`command`]),
 //! copied-out views of the distributor ([`snapshot`]), text/JSON/Prometheus renderers
-//! ([`render`]), and the IO shell serving the Unix socket and HTTP ([`server`]).
+//! ([`render`]), the HTTP
+//! parser, routes and admission policy ([`http`]), and the IO shell serving the Unix socket
+//! and HTTP ([`server`]).
 
 pub mod command;
 pub mod ctl;
 pub(crate) mod exec;
+pub mod http;
 pub(crate) mod render;
 pub(crate) mod server;
 pub(crate) mod snapshot;

@@ -575,6 +575,16 @@ pub fn config_text(fields: &[(&str, ConfigValue)]) -> String {
     out
 }
 
+/// `/api/v1/console`: what the console may offer (`{"mutations":true}` when a bearer
+/// token allows changes).
+pub fn console_json(mutations: bool) -> String {
+    let mut out = String::new();
+    let mut o = JsonObject::open(&mut out);
+    o.bool("mutations", mutations);
+    o.close();
+    out
+}
+
 /// `show config --json`: one compact object, values typed (numbers, booleans, arrays,
 /// `null` when unset; durations are strings in flag syntax, e.g. `"2s"`).
 pub fn config_json(fields: &[(&str, ConfigValue)]) -> String {
