@@ -630,7 +630,7 @@ mod tests {
     /// A plane with one node, 127.0.0.1:9001, as `fulcrum serve` would build it.
     fn plane() -> Plane {
         use clap::Parser;
-        let cli = crate::cli::Cli::try_parse_from([
+        let cli = crate::config::TestCli::try_parse_from([
             "fulcrum",
             "serve",
             "--listen",
@@ -639,9 +639,7 @@ mod tests {
             "127.0.0.1:9001",
         ])
         .expect("flags");
-        let crate::cli::CliCommand::Serve(a) = cli.command else {
-            panic!("serve")
-        };
+        let crate::config::TestCommand::Serve(a) = cli.command;
         let cfg = crate::config::ServeConfig::from_args(*a, 20_000).expect("config");
         let pool = Arc::new(crate::pool::Pool::new(&cfg.backends));
         let stats = Arc::new(crate::pool::Stats::default());
@@ -655,6 +653,7 @@ mod tests {
             ha: None,
             admin_log: Vec::new(),
             remote_admin: Vec::new(),
+            queued_admin: Vec::new(),
             listeners: Vec::new(),
             stop_requested: false,
         }
