@@ -319,6 +319,17 @@ fn sighup_applies_the_file_in_place_and_a_bad_file_changes_nothing() {
     assert!(p.log().contains("backend = \"127.0.0.1\""), "{}", p.log());
     std::thread::sleep(Duration::from_millis(300));
     assert!(ctl(&sock_s, "show nodes").contains(&c.addr.to_string()));
+    // `ctl reload` does the same and tells the caller.
+    let (code, _, err) = run(&["ctl", "--socket", &sock_s, "reload"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not reloaded") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+    std::fs::write(&f.0, file(&format!("\"{},weight=3\"", a.addr))).unwrap();
+    let (code, out, err) = run(&["ctl", "--socket", &sock_s, "reload"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("reloaded: 1 change applied"), "{out}");
 
     stop.store(true, Ordering::Relaxed);
     client.join().unwrap();

@@ -75,6 +75,9 @@ pub struct Plane {
     /// [`crate::reconfig`], [`crate::state`]), with who asked (`reload`, `state file`):
     /// the control component runs them as local changes, so failover forwards them.
     pub queued_admin: Vec<(&'static str, Command)>,
+    /// Re-reads the configuration file (SIGHUP, `fulcrum ctl reload`); `None` when the
+    /// configuration comes from flags only.
+    pub reloader: Option<crate::reconfig::Reloader>,
     /// Duplicates of the proxy listeners, handed to a new process on `expose listeners`
     /// (zero-downtime reload). Dropped when draining starts, so a listener no process
     /// accepts on does not linger with SYNs queueing on it.

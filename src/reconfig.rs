@@ -19,6 +19,17 @@ use crate::control::command::Command;
 use crate::plane::Plane;
 use crate::pool::NodeSpec;
 
+/// The control-socket command that reloads, as SIGHUP does (Unix socket only).
+pub const RELOAD: &str = "reload";
+
+/// [`reload`] with the plane's own reloader.
+pub fn reload_plane(plane: &mut Plane) -> Result<String, String> {
+    let mut r = plane.reloader.take();
+    let result = reload(plane, r.as_mut());
+    plane.reloader = r;
+    result
+}
+
 /// Re-reads the configuration (the closure `main` built from `--config` and the flags
 /// beside it). Errors are the file's errors, one per line.
 pub type Reloader = Box<dyn FnMut() -> Result<ServeConfig, String>>;

@@ -45,7 +45,6 @@ pub struct Server {
     poll: Poll,
     sfd: SignalFd,
     workers: Workers,
-    reloader: Option<crate::reconfig::Reloader>,
     state: Option<StateKeeper>,
 }
 
@@ -210,6 +209,7 @@ impl Server {
             admin_log: Vec::new(),
             remote_admin: Vec::new(),
             queued_admin: Vec::new(),
+            reloader: None,
             listeners: std::mem::take(&mut workers.listener_fds),
             stop_requested: false,
         };
@@ -225,7 +225,6 @@ impl Server {
             poll,
             sfd,
             workers,
-            reloader: None,
             state,
         };
         for (i, c) in server.components.iter_mut().enumerate() {
@@ -254,7 +253,7 @@ impl Server {
 
     /// Lets SIGHUP re-read the configuration with `reloader` (see [`crate::reconfig`]).
     pub fn with_reloader(mut self, reloader: crate::reconfig::Reloader) -> Self {
-        self.reloader = Some(reloader);
+        self.plane.reloader = Some(reloader);
         self
     }
 
@@ -361,13 +360,11 @@ impl Server {
                     self.shared.cut_now.store(true, Ordering::Release);
                     self.workers.wake_all();
                 }
-                Request::Reload => {
-                    match crate::reconfig::reload(&mut self.plane, self.reloader.as_mut()) {
-                        Ok(summary) => info!(target: "fulcrum::serve", "{name}: {summary}"),
-                        Err(e) => warn!(target: "fulcrum::serve",
+                Request::Reload => match crate::reconfig::reload_plane(&mut self.plane) {
+                    Ok(summary) => info!(target: "fulcrum::serve", "{name}: {summary}"),
+                    Err(e) => warn!(target: "fulcrum::serve",
                             "{name}: {e}; still serving with the configuration it had"),
-                    }
-                }
+                },
                 Request::Ignore => info!(target: "fulcrum::serve", "{name}: ignored (no meaning)"),
             }
         }

@@ -250,7 +250,10 @@ fn command(
         return error(400, "one command per request");
     }
     // Process commands act on the process, not the node set: local operators only.
-    if line == crate::reload::SHUTDOWN || line == crate::reload::EXPOSE {
+    if line == crate::reload::SHUTDOWN
+        || line == crate::reload::EXPOSE
+        || line == crate::reconfig::RELOAD
+    {
         return error(
             400,
             &format!("`{line}` is allowed on the Unix control socket only (fulcrum ctl)"),
@@ -654,6 +657,7 @@ mod tests {
             admin_log: Vec::new(),
             remote_admin: Vec::new(),
             queued_admin: Vec::new(),
+            reloader: None,
             listeners: Vec::new(),
             stop_requested: false,
         }
@@ -880,7 +884,11 @@ mod tests {
     #[test]
     fn process_commands_are_refused_over_http() {
         let mut p = plane();
-        for line in [crate::reload::SHUTDOWN, crate::reload::EXPOSE] {
+        for line in [
+            crate::reload::SHUTDOWN,
+            crate::reload::EXPOSE,
+            crate::reconfig::RELOAD,
+        ] {
             let r = call(
                 &mut p,
                 &req("POST", "/api/v1/command", Some(TOKEN), line),

@@ -24,7 +24,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::event::Event;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -240,6 +240,20 @@ impl ControlServer {
                         ),
                         crate::duration::format_duration(plane.cfg.drain_timeout)
                     ))
+                }
+                Ok(l) if l.trim() == crate::reconfig::RELOAD => {
+                    match crate::reconfig::reload_plane(plane) {
+                        Ok(summary) => {
+                            info!(target: "fulcrum::control", "{who}: {summary}");
+                            Reply::ok(summary)
+                        }
+                        Err(e) => {
+                            warn!(target: "fulcrum::control", "{who}: reload refused, still serving with the configuration it had: {e}");
+                            Reply::error(format!(
+                                "not reloaded (still serving with the configuration it had): {e}"
+                            ))
+                        }
+                    }
                 }
                 Ok(l) if l.trim() == crate::reload::EXPOSE => {
                     match expose_listeners(plane, stream, out) {
