@@ -86,6 +86,34 @@ pub struct Plane {
     pub stop_requested: bool,
 }
 
+impl Plane {
+    /// The plane of a process that starts now with `cfg`, its workers' shared state,
+    /// direct mode's counters (direct mode only) and the listeners kept for a reload's
+    /// hand-over. Every queue starts empty.
+    pub fn new(
+        shared: Arc<Shared>,
+        direct: Option<Arc<DirectShared>>,
+        cfg: ServeConfig,
+        listeners: Vec<std::os::fd::OwnedFd>,
+    ) -> Plane {
+        Plane {
+            shared,
+            direct,
+            notifier: Notifier::new(cfg.notify.clone(), cfg.notify_timeout),
+            cfg,
+            started: Instant::now(),
+            info: HashMap::new(),
+            ha: None,
+            admin_log: Vec::new(),
+            remote_admin: Vec::new(),
+            queued_admin: Vec::new(),
+            reloader: None,
+            listeners,
+            stop_requested: false,
+        }
+    }
+}
+
 /// A control-plane component driven by the main loop.
 pub trait Component {
     /// Registers its sources with tokens in `[base, base + TOKEN_SPAN)`.

@@ -198,21 +198,8 @@ impl Server {
             }
         };
         info!(target: "fulcrum::serve", "{}", cfg.summary());
-        let mut plane = Plane {
-            shared: Arc::clone(&shared),
-            direct,
-            notifier: Notifier::new(cfg.notify.clone(), cfg.notify_timeout),
-            cfg,
-            started: Instant::now(),
-            info: Default::default(),
-            ha: None,
-            admin_log: Vec::new(),
-            remote_admin: Vec::new(),
-            queued_admin: Vec::new(),
-            reloader: None,
-            listeners: std::mem::take(&mut workers.listener_fds),
-            stop_requested: false,
-        };
+        let listeners = std::mem::take(&mut workers.listener_fds);
+        let mut plane = Plane::new(Arc::clone(&shared), direct, cfg, listeners);
         let state = plane
             .cfg
             .state_file

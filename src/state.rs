@@ -94,17 +94,13 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
     Ok(out)
 }
 
+/// What failover syncs (the node set), plus the switches that stay per distributor.
 fn is_state(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::AddNode { .. }
-            | Command::RemoveNode { .. }
-            | Command::SetWeight { .. }
-            | Command::SetState { .. }
-            | Command::SetScheduler(_)
-            | Command::Disable
-            | Command::Enable
-    )
+    crate::ha::sync::is_synced(cmd)
+        || matches!(
+            cmd,
+            Command::SetScheduler(_) | Command::Disable | Command::Enable
+        )
 }
 
 /// Loads the state file at `path`: `Ok(None)` when there is none yet.

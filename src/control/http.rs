@@ -646,21 +646,8 @@ mod tests {
         let cfg = crate::config::ServeConfig::from_args(*a, 20_000).expect("config");
         let pool = Arc::new(crate::pool::Pool::new(&cfg.backends));
         let stats = Arc::new(crate::pool::Stats::default());
-        Plane {
-            shared: Arc::new(crate::runtime::Shared::new(pool, stats, cfg.scheduler)),
-            direct: None,
-            notifier: crate::notify::Notifier::new(None, Duration::from_secs(1)),
-            cfg,
-            started: Instant::now(),
-            info: Default::default(),
-            ha: None,
-            admin_log: Vec::new(),
-            remote_admin: Vec::new(),
-            queued_admin: Vec::new(),
-            reloader: None,
-            listeners: Vec::new(),
-            stop_requested: false,
-        }
+        let shared = Arc::new(crate::runtime::Shared::new(pool, stats, cfg.scheduler));
+        Plane::new(shared, None, cfg, Vec::new())
     }
 
     const TOKEN: &str = "0123456789abcdef";
