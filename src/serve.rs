@@ -25,7 +25,6 @@ use nix::sys::signalfd::SignalFd;
 
 use crate::config::{ForwardMode, ServeConfig};
 use crate::direct::DirectShared;
-use crate::notify::Notifier;
 use crate::plane::{Component, Plane, TOKEN_SPAN};
 use crate::pool::{Pool, Stats};
 use crate::proxy::{self, WorkerConfig};
