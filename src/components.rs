@@ -14,6 +14,7 @@ use crate::ha::driver::HaDriver;
 use crate::health::checker::Checker;
 use crate::plane::Component;
 use crate::runtime::Shared;
+use crate::state::StateKeeper;
 
 /// The components for this configuration, in token order. `direct`: direct mode's
 /// counters and switches, which failover drives in that mode.
@@ -28,6 +29,11 @@ pub fn build(
     let (tx, rx) = mpsc::channel();
     shared.set_observer(tx, Arc::clone(waker));
     list.push(Box::new(Checker::new(cfg.health.clone(), rx)?));
+    // Before the control component: its first tick queues the state file's commands
+    // for the control component to run in the same turn.
+    if let Some(path) = &cfg.state_file {
+        list.push(Box::new(StateKeeper::new(path.clone())));
+    }
     // Always present, even with neither --control nor --http: it runs the admin changes
     // of a failover peer and of a configuration reload.
     {

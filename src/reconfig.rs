@@ -56,9 +56,8 @@ pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<Stri
         warn!(target: "fulcrum::serve", "reload: {what} changed in the file; it takes effect at the next start");
     }
     let summary = format!(
-        "reloaded: {} change{} applied, {} waiting for a restart{}",
-        p.commands.len(),
-        if p.commands.len() == 1 { "" } else { "s" },
+        "reloaded: {} applied, {} waiting for a restart{}",
+        crate::words::plural(p.commands.len() as u64, "change"),
         p.restart_needed.len(),
         if p.restart_needed.is_empty() {
             String::new()

@@ -44,92 +44,6 @@ pub struct Server {
     poll: Poll,
     sfd: SignalFd,
     workers: Workers,
-    state: Option<StateKeeper>,
-}
-
-/// How often the state file is compared with the running state when no admin change
-/// was seen (a removal finishing, a change synced from the failover peer).
-const STATE_CHECK: Duration = Duration::from_secs(1);
-
-/// Keeps `--state-file` equal to the runtime changes (see [`crate::state`]).
-struct StateKeeper {
-    path: std::path::PathBuf,
-    written: Option<String>,
-    next: Instant,
-    last_error: Option<String>,
-}
-
-impl StateKeeper {
-    /// Loads the file and queues its commands on top of the configuration. A file
-    /// that cannot be used is moved aside (`PATH.bad`) and the process starts from the
-    /// configuration alone.
-    fn start(path: std::path::PathBuf, plane: &mut Plane) -> StateKeeper {
-        let shown = path.display().to_string();
-        match crate::state::load(&path) {
-            Ok(None) => {
-                info!(target: "fulcrum::serve", "state file {shown}: none yet; starting from the configuration")
-            }
-            Ok(Some(cmds)) => {
-                info!(target: "fulcrum::serve", "state file {shown}: applying {} runtime change{}",
-                    cmds.len(), if cmds.len() == 1 { "" } else { "s" });
-                plane
-                    .queued_admin
-                    .extend(cmds.into_iter().map(|c| ("state file", c)));
-            }
-            Err(e) => {
-                let mut aside = path.clone().into_os_string();
-                aside.push(".bad");
-                let moved = std::fs::rename(&path, &aside).is_ok();
-                warn!(target: "fulcrum::serve",
-                    "state file {shown} cannot be used ({e}); starting from the configuration alone{}",
-                    if moved { format!("; the file was moved to {}", aside.to_string_lossy()) } else { String::new() });
-            }
-        }
-        StateKeeper {
-            path,
-            written: None,
-            next: Instant::now(),
-            last_error: None,
-        }
-    }
-
-    /// Rewrites the file if the runtime changes differ from what it holds: at once
-    /// after an admin change, else at most every [`STATE_CHECK`].
-    fn persist(&mut self, plane: &Plane, now: Instant, changed: bool) {
-        if !changed && now < self.next {
-            return;
-        }
-        self.next = now + STATE_CHECK;
-        // A node being removed is recorded as removed: that is where it is going.
-        let nodes: Vec<_> = crate::ha::sync::pool_states(&plane.shared.pool)
-            .into_iter()
-            .filter(|n| !plane.info.get(&n.addr).is_some_and(|i| i.removing))
-            .collect();
-        let running = crate::state::Running {
-            nodes: &nodes,
-            scheduler: plane.shared.scheduler_kind(),
-            enabled: plane.shared.enabled.load(Ordering::Relaxed),
-        };
-        let cmds = crate::state::changes(&plane.cfg.backends, plane.cfg.scheduler, &running);
-        let text = crate::state::render(&cmds);
-        if self.written.as_deref() == Some(text.as_str()) {
-            return;
-        }
-        match crate::state::write_atomic(&self.path, &text) {
-            Ok(()) => {
-                self.written = Some(text);
-                self.last_error = None;
-            }
-            Err(e) => {
-                let m = e.to_string();
-                if self.last_error.as_deref() != Some(m.as_str()) {
-                    warn!(target: "fulcrum::serve", "state file {}: cannot write ({m}); runtime changes will not survive a restart until it can",
-                        self.path.display());
-                    self.last_error = Some(m);
-                }
-            }
-        }
-    }
 }
 
 impl Server {
@@ -198,12 +112,7 @@ impl Server {
         };
         info!(target: "fulcrum::serve", "{}", cfg.summary());
         let listeners = std::mem::take(&mut workers.listener_fds);
-        let mut plane = Plane::new(Arc::clone(&shared), direct, cfg, listeners);
-        let state = plane
-            .cfg
-            .state_file
-            .clone()
-            .map(|path| StateKeeper::start(path, &mut plane));
+        let plane = Plane::new(Arc::clone(&shared), direct, cfg, listeners);
         let mut server = Server {
             shared,
             plane,
@@ -211,7 +120,6 @@ impl Server {
             poll,
             sfd,
             workers,
-            state,
         };
         for (i, c) in server.components.iter_mut().enumerate() {
             c.register(server.poll.registry(), (i + 1) * TOKEN_SPAN)?;
@@ -252,10 +160,6 @@ impl Server {
             let now = Instant::now();
             let mut next = self.components.iter().filter_map(|c| c.deadline()).min();
             next = next.into_iter().chain(self.plane.notifier.deadline()).min();
-            next = next
-                .into_iter()
-                .chain(self.state.as_ref().map(|s| s.next))
-                .min();
             // While draining, look again every 50 ms: a worker wakes us just before its
             // thread actually ends, so one wake-up may come too early to see it finished.
             if let Some(d) = drain_deadline {
@@ -292,15 +196,11 @@ impl Server {
             for c in self.components.iter_mut() {
                 c.on_tick(&mut self.plane, self.poll.registry(), now);
             }
-            let admin_changed = !self.plane.admin_log.is_empty();
-            if admin_changed {
+            if !self.plane.admin_log.is_empty() {
                 let cmds = std::mem::take(&mut self.plane.admin_log);
                 for c in self.components.iter_mut() {
                     c.on_admin(&mut self.plane, &cmds);
                 }
-            }
-            if let Some(s) = &mut self.state {
-                s.persist(&self.plane, now, admin_changed);
             }
             self.plane.notifier.reap(now);
             if self.plane.stop_requested && drain_deadline.is_none() {

@@ -13,6 +13,13 @@
 //! checks as at the control socket, logged, and skipped: the configuration file wins.
 //! A missing state file is normal; an unreadable or corrupt one is logged and ignored,
 //! and fulcrum starts from the configuration alone. It never refuses to start for it.
+//!
+//! This file is the format and the file IO; [`StateKeeper`] is the control-plane
+//! component that loads it at start and keeps it up to date.
+
+mod keeper;
+
+pub use keeper::StateKeeper;
 
 use std::io::{self, Write};
 use std::path::Path;
