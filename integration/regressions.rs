@@ -243,3 +243,49 @@ fn reload_without_control_keeps_the_control_socket() {
     let log = new.log();
     assert!(log.contains(&format!("serves HTTP on {http}")), "{log}");
 }
+
+/// The start-up probe hit EACCES first and its message lacked the capability hint that
+/// the bind path had: seen when the tour was run as a normal user.
+#[test]
+fn low_port_as_a_normal_user_names_cap_net_bind_service() {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(1024);
+    assert!(
+        start > 80,
+        "this host lets anyone bind port 80: nothing to check"
+    );
+    let root = nix::unistd::Uid::effective().is_root();
+    // As root, run a copy of the binary as `nobody` (runuser, from util-linux): the
+    // copy sits in the temp directory, which `nobody` can reach wherever the checkout is.
+    let copy = std::env::temp_dir().join(format!("fulcrum-reg-{}-bin", std::process::id()));
+    let mut cmd = if root {
+        std::fs::copy(bin(), &copy).expect("copy the binary");
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod the copy");
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(&copy);
+        c
+    } else {
+        Command::new(bin())
+    };
+    let out = cmd
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:80",
+            "--backend",
+            "127.0.0.1:9",
+            "--check",
+            "none",
+        ])
+        .output()
+        .expect("run fulcrum as an unprivileged user");
+    let _ = std::fs::remove_file(&copy);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on 127.0.0.1:80"), "{err}");
+    assert!(err.contains("needs CAP_NET_BIND_SERVICE"), "{err}");
+    assert!(err.contains("setcap cap_net_bind_service=+ep"), "{err}");
+}

@@ -132,8 +132,7 @@ pub fn start(
     }
     for (a, v) in &handed {
         if v.is_empty() {
-            ensure_no_listener(*a, freebind)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")))?;
+            ensure_no_listener(*a, freebind).map_err(|e| listen_error(*a, &e))?;
         }
     }
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n_workers)
