@@ -50,16 +50,18 @@
 //! negotiated IPv6 unicast; IPv4 when the peer negotiated IPv4 unicast or sent no
 //! multiprotocol capability at all (RFC 4760 §8).
 
-use core::fmt;
 use std::collections::{BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use super::prefix::Prefix;
+mod config;
+mod routes;
+
+pub use config::{Config, ConfigError};
+
 use super::wire::{
-    self, code, Attribute, Message, Notification, Open, Update, WireError, AFI_IPV4, AFI_IPV6,
-    GRACEFUL_SHUTDOWN, ORIGIN_IGP, SAFI_UNICAST,
+    self, code, Message, Notification, Open, WireError, AFI_IPV4, AFI_IPV6, SAFI_UNICAST,
 };
+use crate::bgp::prefix::Prefix;
 
 /// How long the TCP handshake may take before the attempt counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,61 +73,6 @@ pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long a session must stay Established for the backoff to reset.
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
-
-/// IPv4 prefixes per UPDATE: 700 × 5 octets plus attributes stays under 4096.
-const V4_PER_UPDATE: usize = 700;
-/// IPv6 prefixes per UPDATE: 200 × 17 octets plus attributes stays under 4096.
-const V6_PER_UPDATE: usize = 200;
-
-/// What the session needs to know; validated by [`Session::new`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Our AS (4 octets; AS_TRANS is sent in OPEN's 2-octet field when > 65535).
-    pub local_as: u32,
-    /// The peer's AS; an OPEN from another AS is refused with 2/2.
-    pub peer_as: u32,
-    /// Our BGP identifier; non-zero (RFC 4271 §4.2).
-    pub router_id: Ipv4Addr,
-    /// Our hold time in seconds: 0 (no keepalives) or ≥ 3 (§4.2).
-    pub hold_time: u16,
-    /// NEXT_HOP of announced IPv4 prefixes.
-    pub next_hop_v4: Ipv4Addr,
-    /// Next hop of announced IPv6 prefixes; without it IPv6 unicast is not offered.
-    pub next_hop_v6: Option<Ipv6Addr>,
-}
-
-/// Why a [`Config`] or a route set was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The router ID is 0.0.0.0.
-    RouterIdZero,
-    /// AS 0 is reserved (RFC 7607).
-    AsZero,
-    /// The local AS equals the peer AS: iBGP is not supported.
-    Ibgp(u32),
-    /// A hold time of 1 or 2 seconds (§4.2).
-    HoldTime(u16),
-    /// An IPv6 prefix to announce without an IPv6 next hop.
-    NoIpv6NextHop(Prefix),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::RouterIdZero => f.write_str("BGP router ID must not be 0.0.0.0"),
-            ConfigError::AsZero => f.write_str("AS 0 is reserved"),
-            ConfigError::Ibgp(asn) => {
-                write!(f, "local and peer AS are both {asn}: iBGP is not supported")
-            }
-            ConfigError::HoldTime(h) => write!(f, "hold time {h} s: must be 0 or at least 3"),
-            ConfigError::NoIpv6NextHop(p) => {
-                write!(f, "cannot announce {p}: no IPv6 next hop configured")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// What the shell must do or may report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -630,124 +577,14 @@ impl Session {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
-
-    /// Sets the prefixes to announce. When Established, UPDATEs for the
-    /// difference with what the peer has are queued at once; otherwise they are
-    /// sent on reaching Established.
-    pub fn set_routes(&mut self, announce: Vec<Prefix>) -> Result<(), ConfigError> {
-        if self.config.next_hop_v6.is_none() {
-            if let Some(p) = announce.iter().find(|p| !p.is_ipv4()) {
-                return Err(ConfigError::NoIpv6NextHop(*p));
-            }
-        }
-        self.desired = announce.into_iter().collect();
-        self.sync_routes();
-        Ok(())
-    }
-
-    /// Withdraws every prefix (the desired set becomes empty).
-    pub fn withdraw_all(&mut self) {
-        self.desired.clear();
-        self.sync_routes();
-    }
-
-    /// RFC 8326: re-announces every prefix with the GRACEFUL_SHUTDOWN community
-    /// (65535:0) so that the peer moves traffic away before the routes go; later
-    /// announcements carry it too. The caller withdraws ([`Session::withdraw_all`])
-    /// after a drain delay of its choosing.
-    pub fn graceful_shutdown(&mut self) {
-        self.graceful = true;
-        if let State::Established { neg, .. } = self.state {
-            let all: Vec<Prefix> = self.announced.iter().copied().collect();
-            self.send_announce(&all, neg);
-        }
-    }
-
-    /// Queues UPDATEs that bring the peer from `announced` to `desired`.
-    fn sync_routes(&mut self) {
-        let State::Established { neg, .. } = self.state else {
-            return;
-        };
-        let withdraw: Vec<Prefix> = self.announced.difference(&self.desired).copied().collect();
-        let announce: Vec<Prefix> = self
-            .desired
-            .difference(&self.announced)
-            .filter(|p| neg.allows(p))
-            .copied()
-            .collect();
-        self.send_withdraw(&withdraw);
-        self.send_announce(&announce, neg);
-        for p in &withdraw {
-            self.announced.remove(p);
-        }
-        self.announced.extend(announce);
-    }
-
-    fn send_withdraw(&mut self, prefixes: &[Prefix]) {
-        let (v4, v6): (Vec<Prefix>, Vec<Prefix>) = prefixes.iter().partition(|p| p.is_ipv4());
-        for chunk in v4.chunks(V4_PER_UPDATE) {
-            self.send(&Message::Update(Update {
-                withdrawn: chunk.to_vec(),
-                ..Update::default()
-            }));
-        }
-        // RFC 4760 §4: an UPDATE with only MP_UNREACH_NLRI needs no other attribute.
-        for chunk in v6.chunks(V6_PER_UPDATE) {
-            self.send(&Message::Update(Update {
-                attributes: vec![Attribute::MpUnreach(chunk.to_vec())],
-                ..Update::default()
-            }));
-        }
-    }
-
-    /// Attributes in type-code order (RFC 4271 §5: SHOULD).
-    fn send_announce(&mut self, prefixes: &[Prefix], neg: Negotiated) {
-        let (v4, v6): (Vec<Prefix>, Vec<Prefix>) = prefixes.iter().partition(|p| p.is_ipv4());
-        let common = |graceful: bool| {
-            let mut attrs = vec![
-                Attribute::Origin(ORIGIN_IGP),
-                Attribute::as_path(self.config.local_as, neg.four_octet_as),
-            ];
-            if graceful {
-                attrs.push(Attribute::Communities(vec![GRACEFUL_SHUTDOWN]));
-            }
-            attrs
-        };
-        let mut v4_attrs = common(self.graceful);
-        // NEXT_HOP (3) goes before COMMUNITIES (8).
-        v4_attrs.insert(2, Attribute::NextHop(self.config.next_hop_v4));
-        let mut messages = Vec::new();
-        for chunk in v4.chunks(V4_PER_UPDATE) {
-            messages.push(Message::Update(Update {
-                withdrawn: vec![],
-                attributes: v4_attrs.clone(),
-                nlri: chunk.to_vec(),
-            }));
-        }
-        if let Some(next_hop) = self.config.next_hop_v6 {
-            for chunk in v6.chunks(V6_PER_UPDATE) {
-                let mut attributes = common(self.graceful);
-                attributes.push(Attribute::MpReach {
-                    next_hop,
-                    link_local: None,
-                    nlri: chunk.to_vec(),
-                });
-                messages.push(Message::Update(Update {
-                    attributes,
-                    ..Update::default()
-                }));
-            }
-        }
-        for m in &messages {
-            self.send(m);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::wire::{Attribute, Update, GRACEFUL_SHUTDOWN, ORIGIN_IGP};
     use crate::bgp::wire::{Capability, AS_TRANS, MARKER};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const PEER_AS: u32 = 65000;
     const LOCAL_AS: u32 = 65001;

@@ -20,9 +20,15 @@
 //! Never panics: every read goes through a bounds-checked cursor.
 
 use core::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::prefix::Prefix;
+mod open;
+mod update;
+
+pub use open::{Capability, Open};
+pub use update::{
+    Attribute, Update, FLAG_EXTENDED_LENGTH, FLAG_OPTIONAL, FLAG_TRANSITIVE, GRACEFUL_SHUTDOWN,
+    ORIGIN_IGP,
+};
 
 /// The header's marker: all ones (RFC 4271 §4.1).
 pub const MARKER: [u8; 16] = [0xff; 16];
@@ -34,8 +40,6 @@ pub const MAX_LEN: usize = 4096;
 pub const VERSION: u8 = 4;
 /// The 2-octet stand-in for a 4-octet AS number (RFC 6793 §9).
 pub const AS_TRANS: u16 = 23456;
-/// The well-known GRACEFUL_SHUTDOWN community 65535:0 (RFC 8326 §4.1).
-pub const GRACEFUL_SHUTDOWN: u32 = 0xffff_0000;
 
 /// Address family identifier of IPv4 (IANA).
 pub const AFI_IPV4: u16 = 1;
@@ -48,28 +52,6 @@ const TYPE_OPEN: u8 = 1;
 const TYPE_UPDATE: u8 = 2;
 const TYPE_NOTIFICATION: u8 = 3;
 const TYPE_KEEPALIVE: u8 = 4;
-
-/// Optional parameter type "capabilities" (RFC 5492 §4).
-const PARAM_CAPABILITIES: u8 = 2;
-const CAP_MULTIPROTOCOL: u8 = 1;
-const CAP_FOUR_OCTET_AS: u8 = 65;
-
-const ATTR_ORIGIN: u8 = 1;
-const ATTR_AS_PATH: u8 = 2;
-const ATTR_NEXT_HOP: u8 = 3;
-const ATTR_COMMUNITIES: u8 = 8;
-const ATTR_MP_REACH: u8 = 14;
-const ATTR_MP_UNREACH: u8 = 15;
-
-/// Attribute flag: optional (RFC 4271 §4.3).
-pub const FLAG_OPTIONAL: u8 = 0x80;
-/// Attribute flag: transitive.
-pub const FLAG_TRANSITIVE: u8 = 0x40;
-/// Attribute flag: the length is two octets.
-pub const FLAG_EXTENDED_LENGTH: u8 = 0x10;
-
-/// AS_PATH segment type AS_SEQUENCE (RFC 4271 §4.3).
-const AS_SEQUENCE: u8 = 2;
 
 /// NOTIFICATION error codes and subcodes (RFC 4271 §4.5, §6; RFC 6608 for FSM).
 pub mod code {
@@ -129,93 +111,6 @@ pub enum Message {
     Keepalive,
 }
 
-/// An OPEN message as on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Open {
-    /// The 2-octet "My Autonomous System": [`AS_TRANS`] when the AS is > 65535.
-    pub my_as: u16,
-    /// Seconds; 0 or ≥ 3 (§4.2).
-    pub hold_time: u16,
-    /// The BGP identifier, non-zero.
-    pub bgp_id: Ipv4Addr,
-    /// Every capability of every capabilities optional parameter, in order.
-    /// [`emit`] writes them all in one optional parameter.
-    pub capabilities: Vec<Capability>,
-}
-
-impl Open {
-    /// Our OPEN: `asn` goes in the 4-octet AS capability, and in `my_as` when it
-    /// fits (else [`AS_TRANS`], RFC 6793 §4.1); one multiprotocol capability per
-    /// `(afi, safi)`.
-    pub fn new(asn: u32, hold_time: u16, bgp_id: Ipv4Addr, families: &[(u16, u8)]) -> Open {
-        let mut capabilities = vec![Capability::FourOctetAs(asn)];
-        capabilities.extend(
-            families
-                .iter()
-                .map(|&(afi, safi)| Capability::Multiprotocol { afi, safi }),
-        );
-        Open {
-            my_as: u16::try_from(asn).unwrap_or(AS_TRANS),
-            hold_time,
-            bgp_id,
-            capabilities,
-        }
-    }
-
-    /// The sender's AS: the 4-octet AS capability's when present, else `my_as`
-    /// (RFC 6793 §4.1).
-    pub fn asn(&self) -> u32 {
-        self.capabilities
-            .iter()
-            .find_map(|c| match c {
-                Capability::FourOctetAs(asn) => Some(*asn),
-                _ => None,
-            })
-            .unwrap_or(u32::from(self.my_as))
-    }
-
-    /// Whether the sender supports 4-octet AS numbers.
-    pub fn four_octet_as(&self) -> bool {
-        self.capabilities
-            .iter()
-            .any(|c| matches!(c, Capability::FourOctetAs(_)))
-    }
-
-    /// Whether the sender announced the multiprotocol capability for `(afi, safi)`.
-    pub fn has_family(&self, afi: u16, safi: u8) -> bool {
-        self.capabilities
-            .contains(&Capability::Multiprotocol { afi, safi })
-    }
-
-    /// Whether the sender announced any multiprotocol capability.
-    pub fn has_any_family(&self) -> bool {
-        self.capabilities
-            .iter()
-            .any(|c| matches!(c, Capability::Multiprotocol { .. }))
-    }
-}
-
-/// A capability (RFC 5492 §4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Capability {
-    /// Multiprotocol extensions (RFC 4760 §8, code 1).
-    Multiprotocol {
-        /// Address family identifier.
-        afi: u16,
-        /// Subsequent address family identifier.
-        safi: u8,
-    },
-    /// 4-octet AS numbers (RFC 6793 §3, code 65), with the sender's AS.
-    FourOctetAs(u32),
-    /// Any other capability, kept so that it round-trips; we ignore it.
-    Unknown {
-        /// Capability code.
-        code: u8,
-        /// Capability value.
-        value: Vec<u8>,
-    },
-}
-
 /// A NOTIFICATION message (RFC 4271 §4.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -242,89 +137,6 @@ impl Notification {
             code,
             subcode,
             data: data.to_vec(),
-        }
-    }
-}
-
-/// An UPDATE message (RFC 4271 §4.3).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Update {
-    /// IPv4 prefixes withdrawn.
-    pub withdrawn: Vec<Prefix>,
-    /// Path attributes, in the order written.
-    pub attributes: Vec<Attribute>,
-    /// IPv4 prefixes announced.
-    pub nlri: Vec<Prefix>,
-}
-
-/// A path attribute (RFC 4271 §4.3, §5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attribute {
-    /// ORIGIN (type 1): 0 IGP, 1 EGP, 2 INCOMPLETE.
-    Origin(u8),
-    /// AS_PATH (type 2), its segments as opaque bytes (see the module doc).
-    AsPath(Vec<u8>),
-    /// NEXT_HOP (type 3).
-    NextHop(Ipv4Addr),
-    /// COMMUNITIES (type 8, RFC 1997).
-    Communities(Vec<u32>),
-    /// MP_REACH_NLRI (type 14, RFC 4760 §3) for IPv6 unicast.
-    MpReach {
-        /// The global next hop.
-        next_hop: Ipv6Addr,
-        /// The link-local next hop, when the next hop field is 32 octets (RFC 2545 §3).
-        link_local: Option<Ipv6Addr>,
-        /// The prefixes announced.
-        nlri: Vec<Prefix>,
-    },
-    /// MP_UNREACH_NLRI (type 15, RFC 4760 §4) for IPv6 unicast.
-    MpUnreach(Vec<Prefix>),
-    /// Any other attribute (or MP_* for another family), kept so that it round-trips.
-    Other {
-        /// Flags as received (the extended-length bit is recomputed by [`emit`]).
-        flags: u8,
-        /// Type code.
-        type_code: u8,
-        /// Value.
-        value: Vec<u8>,
-    },
-}
-
-/// ORIGIN IGP (RFC 4271 §5.1.1): we originate the routes.
-pub const ORIGIN_IGP: u8 = 0;
-
-impl Attribute {
-    /// An AS_PATH of one AS_SEQUENCE holding `asn` (RFC 4271 §5.1.2): 4 octets
-    /// wide when the 4-octet AS capability was negotiated, else 2 octets with
-    /// [`AS_TRANS`] standing in for an AS > 65535 (RFC 6793 §4.2.2).
-    pub fn as_path(asn: u32, four_octet: bool) -> Attribute {
-        let mut v = vec![AS_SEQUENCE, 1];
-        if four_octet {
-            v.extend_from_slice(&asn.to_be_bytes());
-        } else {
-            v.extend_from_slice(&u16::try_from(asn).unwrap_or(AS_TRANS).to_be_bytes());
-        }
-        Attribute::AsPath(v)
-    }
-
-    fn type_code(&self) -> u8 {
-        match self {
-            Attribute::Origin(_) => ATTR_ORIGIN,
-            Attribute::AsPath(_) => ATTR_AS_PATH,
-            Attribute::NextHop(_) => ATTR_NEXT_HOP,
-            Attribute::Communities(_) => ATTR_COMMUNITIES,
-            Attribute::MpReach { .. } => ATTR_MP_REACH,
-            Attribute::MpUnreach(_) => ATTR_MP_UNREACH,
-            Attribute::Other { type_code, .. } => *type_code,
-        }
-    }
-
-    fn flags(&self) -> u8 {
-        match self {
-            Attribute::Origin(_) | Attribute::AsPath(_) | Attribute::NextHop(_) => FLAG_TRANSITIVE,
-            Attribute::Communities(_) => FLAG_OPTIONAL | FLAG_TRANSITIVE,
-            Attribute::MpReach { .. } | Attribute::MpUnreach(_) => FLAG_OPTIONAL,
-            Attribute::Other { flags, .. } => *flags & !FLAG_EXTENDED_LENGTH,
         }
     }
 }
@@ -441,8 +253,8 @@ pub fn parse(buf: &[u8]) -> Result<(Message, usize), WireError> {
     }
     let body = buf.get(HEADER_LEN..len).ok_or(WireError::Incomplete)?;
     let message = match kind {
-        TYPE_OPEN => Message::Open(parse_open(body)?),
-        TYPE_UPDATE => Message::Update(parse_update(body)?),
+        TYPE_OPEN => Message::Open(open::parse_open(body)?),
+        TYPE_UPDATE => Message::Update(update::parse_update(body)?),
         TYPE_NOTIFICATION => Message::Notification(parse_notification(body)?),
         _ => Message::Keepalive,
     };
@@ -457,266 +269,6 @@ fn parse_notification(body: &[u8]) -> Result<Notification, WireError> {
     Ok(Notification::with_data(code, subcode, r.buf))
 }
 
-/// RFC 4271 §6.2. A recognised optional parameter that is malformed is 2/0.
-fn parse_open(body: &[u8]) -> Result<Open, WireError> {
-    let open_error = || malformed(code::OPEN, code::UNSPECIFIC);
-    let mut r = Reader::new(body);
-    let version = r.u8().ok_or_else(open_error)?;
-    if version != VERSION {
-        // The data is the largest version we support, as 2 octets (§6.2).
-        return Err(malformed_data(
-            code::OPEN,
-            code::UNSUPPORTED_VERSION,
-            &[0, VERSION],
-        ));
-    }
-    let (Some(my_as), Some(hold_time), Some(bgp_id), Some(params_len)) =
-        (r.u16(), r.u16(), r.u32(), r.u8())
-    else {
-        return Err(open_error());
-    };
-    let params = r.take(usize::from(params_len)).ok_or_else(open_error)?;
-    if !r.is_empty() {
-        return Err(open_error());
-    }
-    let mut capabilities = Vec::new();
-    let mut p = Reader::new(params);
-    while !p.is_empty() {
-        let (Some(kind), Some(plen)) = (p.u8(), p.u8()) else {
-            return Err(open_error());
-        };
-        let value = p.take(usize::from(plen)).ok_or_else(open_error)?;
-        if kind != PARAM_CAPABILITIES {
-            return Err(malformed(code::OPEN, code::UNSUPPORTED_OPTIONAL_PARAMETER));
-        }
-        parse_capabilities(value, &mut capabilities)?;
-    }
-    if hold_time == 1 || hold_time == 2 {
-        return Err(malformed(code::OPEN, code::UNACCEPTABLE_HOLD_TIME));
-    }
-    if bgp_id == 0 {
-        return Err(malformed(code::OPEN, code::BAD_BGP_IDENTIFIER));
-    }
-    Ok(Open {
-        my_as,
-        hold_time,
-        bgp_id: Ipv4Addr::from(bgp_id),
-        capabilities,
-    })
-}
-
-fn parse_capabilities(value: &[u8], out: &mut Vec<Capability>) -> Result<(), WireError> {
-    let open_error = || malformed(code::OPEN, code::UNSPECIFIC);
-    let mut c = Reader::new(value);
-    while !c.is_empty() {
-        let (Some(code), Some(clen)) = (c.u8(), c.u8()) else {
-            return Err(open_error());
-        };
-        let v = c.take(usize::from(clen)).ok_or_else(open_error)?;
-        let mut vr = Reader::new(v);
-        let cap = match code {
-            CAP_FOUR_OCTET_AS => {
-                let asn = vr.u32().filter(|_| clen == 4).ok_or_else(open_error)?;
-                Capability::FourOctetAs(asn)
-            }
-            CAP_MULTIPROTOCOL => {
-                let (Some(afi), Some(_reserved), Some(safi)) = (vr.u16(), vr.u8(), vr.u8()) else {
-                    return Err(open_error());
-                };
-                if clen != 4 {
-                    return Err(open_error());
-                }
-                Capability::Multiprotocol { afi, safi }
-            }
-            _ => Capability::Unknown {
-                code,
-                value: v.to_vec(),
-            },
-        };
-        out.push(cap);
-    }
-    Ok(())
-}
-
-/// Decodes a run of `(length, prefix octets)` (RFC 4271 §4.3, RFC 4760 §5);
-/// a length too long for the family is 3/10 ("invalid network field"), a run
-/// cut short is `truncated`.
-fn parse_prefixes(
-    buf: &[u8],
-    v6: bool,
-    truncated: fn() -> WireError,
-) -> Result<Vec<Prefix>, WireError> {
-    let mut out = Vec::new();
-    let mut r = Reader::new(buf);
-    while !r.is_empty() {
-        let len = r.u8().ok_or_else(truncated)?;
-        if len > if v6 { 128 } else { 32 } {
-            return Err(invalid_network());
-        }
-        let bytes = r.take(usize::from(len).div_ceil(8)).ok_or_else(truncated)?;
-        let addr = if v6 {
-            let mut a = [0u8; 16];
-            let dst = a.get_mut(..bytes.len()).ok_or_else(invalid_network)?;
-            dst.copy_from_slice(bytes);
-            IpAddr::V6(Ipv6Addr::from(a))
-        } else {
-            let mut a = [0u8; 4];
-            let dst = a.get_mut(..bytes.len()).ok_or_else(invalid_network)?;
-            dst.copy_from_slice(bytes);
-            IpAddr::V4(Ipv4Addr::from(a))
-        };
-        out.push(Prefix::truncating(addr, len).ok_or_else(invalid_network)?);
-    }
-    Ok(out)
-}
-
-fn invalid_network() -> WireError {
-    malformed(code::UPDATE, code::INVALID_NETWORK_FIELD)
-}
-
-fn malformed_attribute_list() -> WireError {
-    malformed(code::UPDATE, code::MALFORMED_ATTRIBUTE_LIST)
-}
-
-/// RFC 4271 §6.3: lengths that overrun the message or a duplicated attribute
-/// are 3/1; a well-known attribute of the wrong length 3/5; a bad ORIGIN 3/6;
-/// NLRI without ORIGIN, AS_PATH or NEXT_HOP 3/3.
-fn parse_update(body: &[u8]) -> Result<Update, WireError> {
-    let mut r = Reader::new(body);
-    let withdrawn_len = r.u16().ok_or_else(malformed_attribute_list)?;
-    let withdrawn = r
-        .take(usize::from(withdrawn_len))
-        .ok_or_else(malformed_attribute_list)?;
-    let attrs_len = r.u16().ok_or_else(malformed_attribute_list)?;
-    let attrs = r
-        .take(usize::from(attrs_len))
-        .ok_or_else(malformed_attribute_list)?;
-    let nlri = r.buf;
-
-    let withdrawn = parse_prefixes(withdrawn, false, malformed_attribute_list)?;
-    let mut attributes: Vec<Attribute> = Vec::new();
-    let mut a = Reader::new(attrs);
-    while !a.is_empty() {
-        let (Some(flags), Some(type_code)) = (a.u8(), a.u8()) else {
-            return Err(malformed_attribute_list());
-        };
-        let len = if flags & FLAG_EXTENDED_LENGTH != 0 {
-            a.u16().map(usize::from)
-        } else {
-            a.u8().map(usize::from)
-        }
-        .ok_or_else(malformed_attribute_list)?;
-        let value = a.take(len).ok_or_else(malformed_attribute_list)?;
-        if attributes.iter().any(|x| x.type_code() == type_code) {
-            return Err(malformed_attribute_list());
-        }
-        attributes.push(parse_attribute(flags, type_code, value)?);
-    }
-    let nlri = parse_prefixes(nlri, false, invalid_network)?;
-    if !nlri.is_empty() {
-        for needed in [ATTR_ORIGIN, ATTR_AS_PATH, ATTR_NEXT_HOP] {
-            if !attributes.iter().any(|x| x.type_code() == needed) {
-                return Err(malformed_data(
-                    code::UPDATE,
-                    code::MISSING_WELL_KNOWN_ATTRIBUTE,
-                    &[needed],
-                ));
-            }
-        }
-    }
-    Ok(Update {
-        withdrawn,
-        attributes,
-        nlri,
-    })
-}
-
-fn parse_attribute(flags: u8, type_code: u8, value: &[u8]) -> Result<Attribute, WireError> {
-    let length_error = || malformed(code::UPDATE, code::ATTRIBUTE_LENGTH_ERROR);
-    let mut r = Reader::new(value);
-    let other = || Attribute::Other {
-        flags: flags & !FLAG_EXTENDED_LENGTH,
-        type_code,
-        value: value.to_vec(),
-    };
-    Ok(match type_code {
-        ATTR_ORIGIN => {
-            let origin = r
-                .u8()
-                .filter(|_| value.len() == 1)
-                .ok_or_else(length_error)?;
-            if origin > 2 {
-                return Err(malformed_data(code::UPDATE, code::INVALID_ORIGIN, value));
-            }
-            Attribute::Origin(origin)
-        }
-        ATTR_AS_PATH => Attribute::AsPath(value.to_vec()),
-        ATTR_NEXT_HOP => {
-            let nh = r
-                .u32()
-                .filter(|_| value.len() == 4)
-                .ok_or_else(length_error)?;
-            Attribute::NextHop(Ipv4Addr::from(nh))
-        }
-        ATTR_COMMUNITIES => {
-            if value.len() % 4 != 0 {
-                return Err(length_error());
-            }
-            let mut communities = Vec::with_capacity(value.len() / 4);
-            while let Some(c) = r.u32() {
-                communities.push(c);
-            }
-            Attribute::Communities(communities)
-        }
-        ATTR_MP_REACH => {
-            let (Some(afi), Some(safi)) = (r.u16(), r.u8()) else {
-                return Err(malformed_attribute_list());
-            };
-            if afi != AFI_IPV6 || safi != SAFI_UNICAST {
-                return Ok(other());
-            }
-            let nh_len = r.u8().ok_or_else(malformed_attribute_list)?;
-            let nh = r
-                .take(usize::from(nh_len))
-                .ok_or_else(malformed_attribute_list)?;
-            let (next_hop, link_local) = match nh_len {
-                16 => (ipv6(nh).ok_or_else(malformed_attribute_list)?, None),
-                32 => (
-                    ipv6(nh.get(..16).unwrap_or_default()).ok_or_else(malformed_attribute_list)?,
-                    Some(
-                        ipv6(nh.get(16..).unwrap_or_default())
-                            .ok_or_else(malformed_attribute_list)?,
-                    ),
-                ),
-                _ => return Err(malformed_attribute_list()),
-            };
-            // One reserved octet (RFC 4760 §3).
-            r.u8().ok_or_else(malformed_attribute_list)?;
-            let nlri = parse_prefixes(r.buf, true, malformed_attribute_list)?;
-            Attribute::MpReach {
-                next_hop,
-                link_local,
-                nlri,
-            }
-        }
-        ATTR_MP_UNREACH => {
-            let (Some(afi), Some(safi)) = (r.u16(), r.u8()) else {
-                return Err(malformed_attribute_list());
-            };
-            if afi != AFI_IPV6 || safi != SAFI_UNICAST {
-                return Ok(other());
-            }
-            Attribute::MpUnreach(parse_prefixes(r.buf, true, malformed_attribute_list)?)
-        }
-        _ => other(),
-    })
-}
-
-fn ipv6(b: &[u8]) -> Option<Ipv6Addr> {
-    let a: [u8; 16] = b.try_into().ok()?;
-    Some(Ipv6Addr::from(a))
-}
-
 /// Appends `message` to `out`. The caller keeps messages within [`MAX_LEN`]
 /// (the session splits UPDATEs); a longer one would get a wrong length field,
 /// so it is written with the length clamped and a debug assertion.
@@ -727,11 +279,11 @@ pub fn emit(message: &Message, out: &mut Vec<u8>) {
     match message {
         Message::Open(open) => {
             out.push(TYPE_OPEN);
-            emit_open(open, out);
+            open::emit_open(open, out);
         }
         Message::Update(update) => {
             out.push(TYPE_UPDATE);
-            emit_update(update, out);
+            update::emit_update(update, out);
         }
         Message::Notification(n) => {
             out.push(TYPE_NOTIFICATION);
@@ -749,117 +301,10 @@ pub fn emit(message: &Message, out: &mut Vec<u8>) {
     }
 }
 
-fn emit_open(open: &Open, out: &mut Vec<u8>) {
-    out.push(VERSION);
-    out.extend_from_slice(&open.my_as.to_be_bytes());
-    out.extend_from_slice(&open.hold_time.to_be_bytes());
-    out.extend_from_slice(&open.bgp_id.octets());
-    let mut caps = Vec::new();
-    for cap in &open.capabilities {
-        match cap {
-            Capability::Multiprotocol { afi, safi } => {
-                caps.extend_from_slice(&[CAP_MULTIPROTOCOL, 4]);
-                caps.extend_from_slice(&afi.to_be_bytes());
-                caps.extend_from_slice(&[0, *safi]);
-            }
-            Capability::FourOctetAs(asn) => {
-                caps.extend_from_slice(&[CAP_FOUR_OCTET_AS, 4]);
-                caps.extend_from_slice(&asn.to_be_bytes());
-            }
-            Capability::Unknown { code, value } => {
-                caps.push(*code);
-                caps.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
-                caps.extend_from_slice(value);
-            }
-        }
-    }
-    if caps.is_empty() {
-        out.push(0);
-    } else {
-        // One capabilities optional parameter holding them all (RFC 5492 §4).
-        let clen = u8::try_from(caps.len()).unwrap_or(u8::MAX);
-        out.push(clen.saturating_add(2));
-        out.extend_from_slice(&[PARAM_CAPABILITIES, clen]);
-        out.extend_from_slice(&caps);
-    }
-}
-
-fn emit_prefixes(prefixes: &[Prefix], out: &mut Vec<u8>) {
-    for p in prefixes {
-        out.push(p.prefix_len());
-        let n = usize::from(p.prefix_len()).div_ceil(8);
-        match p.addr() {
-            IpAddr::V4(a) => out.extend_from_slice(a.octets().get(..n).unwrap_or_default()),
-            IpAddr::V6(a) => out.extend_from_slice(a.octets().get(..n).unwrap_or_default()),
-        }
-    }
-}
-
-fn emit_update(update: &Update, out: &mut Vec<u8>) {
-    let mut withdrawn = Vec::new();
-    emit_prefixes(&update.withdrawn, &mut withdrawn);
-    out.extend_from_slice(
-        &u16::try_from(withdrawn.len())
-            .unwrap_or(u16::MAX)
-            .to_be_bytes(),
-    );
-    out.extend_from_slice(&withdrawn);
-    let mut attrs = Vec::new();
-    for attr in &update.attributes {
-        emit_attribute(attr, &mut attrs);
-    }
-    out.extend_from_slice(&u16::try_from(attrs.len()).unwrap_or(u16::MAX).to_be_bytes());
-    out.extend_from_slice(&attrs);
-    emit_prefixes(&update.nlri, out);
-}
-
-fn emit_attribute(attr: &Attribute, out: &mut Vec<u8>) {
-    let mut value = Vec::new();
-    match attr {
-        Attribute::Origin(o) => value.push(*o),
-        Attribute::AsPath(v) => value.extend_from_slice(v),
-        Attribute::NextHop(nh) => value.extend_from_slice(&nh.octets()),
-        Attribute::Communities(cs) => {
-            for c in cs {
-                value.extend_from_slice(&c.to_be_bytes());
-            }
-        }
-        Attribute::MpReach {
-            next_hop,
-            link_local,
-            nlri,
-        } => {
-            value.extend_from_slice(&AFI_IPV6.to_be_bytes());
-            value.push(SAFI_UNICAST);
-            value.push(if link_local.is_some() { 32 } else { 16 });
-            value.extend_from_slice(&next_hop.octets());
-            if let Some(ll) = link_local {
-                value.extend_from_slice(&ll.octets());
-            }
-            value.push(0);
-            emit_prefixes(nlri, &mut value);
-        }
-        Attribute::MpUnreach(withdrawn) => {
-            value.extend_from_slice(&AFI_IPV6.to_be_bytes());
-            value.push(SAFI_UNICAST);
-            emit_prefixes(withdrawn, &mut value);
-        }
-        Attribute::Other { value: v, .. } => value.extend_from_slice(v),
-    }
-    let flags = attr.flags();
-    match u8::try_from(value.len()) {
-        Ok(len) => out.extend_from_slice(&[flags, attr.type_code(), len]),
-        Err(_) => {
-            out.extend_from_slice(&[flags | FLAG_EXTENDED_LENGTH, attr.type_code()]);
-            out.extend_from_slice(&u16::try_from(value.len()).unwrap_or(u16::MAX).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&value);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     /// 16 marker bytes, then the rest of a fixture.
     fn with_marker(rest: &[u8]) -> Vec<u8> {
