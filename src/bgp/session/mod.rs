@@ -186,13 +186,14 @@ impl Timers {
             };
         }
         Timers {
-            hold_at: Some(now + hold),
-            keepalive_at: Some(now + hold / 3),
+            hold_at: Some(now.saturating_add(hold)),
+            keepalive_at: Some(now.saturating_add(hold / 3)),
         }
     }
 }
 
-/// Each state carries only the data valid in it.
+/// Each state carries only the data valid in it. Deadlines are computed with
+/// `saturating_add`, so no `now` from the caller can make them overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle {
@@ -290,7 +291,7 @@ impl Session {
 
     fn connect(&mut self, now: Duration) {
         self.state = State::Connect {
-            deadline: now + CONNECT_TIMEOUT,
+            deadline: now.saturating_add(CONNECT_TIMEOUT),
         };
         self.events.push_back(Event::Connect);
     }
@@ -314,7 +315,7 @@ impl Session {
         );
         self.send(&Message::Open(open));
         self.state = State::OpenSent {
-            hold_at: now + OPEN_HOLD_TIME,
+            hold_at: now.saturating_add(OPEN_HOLD_TIME),
         };
     }
 
@@ -431,7 +432,7 @@ impl Session {
 
     fn reset_hold(&self, timers: Timers, neg: Negotiated, now: Duration) -> Timers {
         Timers {
-            hold_at: timers.hold_at.map(|_| now + neg.hold),
+            hold_at: timers.hold_at.map(|_| now.saturating_add(neg.hold)),
             keepalive_at: timers.keepalive_at,
         }
     }
@@ -499,7 +500,7 @@ impl Session {
         let delay = self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         self.state = State::Idle {
-            retry_at: Some(now + delay),
+            retry_at: Some(now.saturating_add(delay)),
         };
         self.rx.clear();
         self.announced.clear();
@@ -557,7 +558,7 @@ impl Session {
         let mut timers = timers;
         if timers.keepalive_at.is_some_and(|at| at <= now) {
             self.send(&Message::Keepalive);
-            timers.keepalive_at = Some(now + neg.hold / 3);
+            timers.keepalive_at = Some(now.saturating_add(neg.hold / 3));
         }
         Some(timers)
     }
@@ -1190,6 +1191,21 @@ mod tests {
             session.set_routes(vec![v6]),
             Err(ConfigError::NoIpv6NextHop(v6))
         );
+    }
+
+    #[test]
+    fn bgp_session_clock_near_its_end_does_not_overflow() {
+        let end = Duration::MAX;
+        let mut session = Session::new(config()).unwrap();
+        session.start(end);
+        session.on_connected(end);
+        session.on_bytes(&peer_open(90), end);
+        session.on_bytes(&keepalive(), end);
+        assert_eq!(session.state(), StateKind::Established);
+        assert_eq!(session.poll_timeout(), Some(end));
+        session.on_timeout(end);
+        session.on_closed(end);
+        assert_eq!(session.poll_timeout(), Some(end));
     }
 
     #[test]
