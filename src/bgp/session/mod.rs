@@ -94,7 +94,7 @@ pub enum Event {
 /// Why a session went down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownReason {
-    /// The TCP connection could not be opened.
+    /// The TCP connection could not be opened (§8.2.2 event 18).
     ConnectFailed,
     /// The TCP connection took longer than [`CONNECT_TIMEOUT`].
     ConnectTimeout,
@@ -296,7 +296,7 @@ impl Session {
         self.events.push_back(Event::Connect);
     }
 
-    /// The TCP connection is up: send OPEN (§8.2.2, Connect state, event 17).
+    /// The TCP connection is up: send OPEN (§8.2.2, Connect state, event 16).
     pub fn on_connected(&mut self, now: Duration) {
         if !matches!(self.state, State::Connect { .. }) {
             return;
@@ -319,7 +319,7 @@ impl Session {
         };
     }
 
-    /// The TCP connection could not be opened.
+    /// The TCP connection could not be opened (§8.2.2 event 18).
     pub fn on_connect_failed(&mut self, now: Duration) {
         if matches!(self.state, State::Connect { .. }) {
             self.down(now, DownReason::ConnectFailed, None, false);
@@ -355,14 +355,8 @@ impl Session {
                     self.handle(message, now);
                 }
                 Err(WireError::Incomplete) => break,
-                Err(WireError::Malformed(n)) => {
-                    self.counters.messages_malformed += 1;
-                    let reason = DownReason::NotificationSent {
-                        code: n.code,
-                        subcode: n.subcode,
-                    };
-                    self.down(now, reason, Some(n), true);
-                }
+                // §8.2.2 events 21/22/28 (header, OPEN, UPDATE message errors).
+                Err(WireError::Malformed(n)) => self.refuse(now, n),
             }
         }
         if self.is_connected() {

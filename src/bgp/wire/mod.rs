@@ -17,6 +17,9 @@
 //! negotiated capabilities, which a stateless parser does not know
 //! ([`Attribute::as_path`] builds ours).
 //!
+//! Layout: this file holds the header (§4.1), NOTIFICATION, KEEPALIVE and the
+//! dispatch; [`open`] and [`update`] hold the two message bodies.
+//!
 //! Never panics: every read goes through a bounds-checked cursor.
 
 use core::fmt;
