@@ -29,6 +29,7 @@ pub mod pool;
 pub(crate) mod proxy;
 pub mod reconfig;
 pub(crate) mod reload;
+pub mod rollout;
 pub(crate) mod runtime;
 pub mod scheduler;
 pub(crate) mod secret;
