@@ -30,7 +30,8 @@
 //!   maint too, and nothing more starts. `abort` does the same with the
 //!   reason "aborted by operator".
 //! - `resume` drains the failed nodes again and re-runs their action with a
-//!   new id; done nodes stay done.
+//!   new id; done nodes stay done. Action results carry the run id, so a late
+//!   result of a run given up on is ignored rather than taken for the new run.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -270,12 +271,22 @@ impl Rollout {
         self.advance(now);
     }
 
-    /// The action on `addr` finished: `Ok`, or `Err` with the reason and
-    /// the output's tail. Ignored unless the node's action is running (a
-    /// result from a run the rollout already gave up on is stale).
-    pub fn on_action_done(&mut self, addr: SocketAddr, result: Result<(), String>, now: Duration) {
+    /// Run `id` of the action on `addr` finished: `Ok`, or `Err` with the
+    /// reason and the output's tail. Ignored unless that very run is the
+    /// node's current one: a result from a run the rollout gave up on
+    /// (abort, a batch mate's failure) must not count for the run `resume`
+    /// started after it.
+    pub fn on_action_done(
+        &mut self,
+        addr: SocketAddr,
+        id: RunId,
+        result: Result<(), String>,
+        now: Duration,
+    ) {
         let Some(i) = self.index(addr) else { return };
-        if !matches!(self.nodes[i].state, NodeState::Running { .. }) || !self.is_active() {
+        let current =
+            matches!(self.nodes[i].state, NodeState::Running { id: run, .. } if run == id);
+        if !current || !self.is_active() {
             return;
         }
         match result {

@@ -157,7 +157,7 @@ impl Sim {
                 Some((_, out)) => Err(out.clone()),
                 None => Ok(()),
             };
-            self.r.on_action_done(a, result, self.now);
+            self.r.on_action_done(a, id, result, self.now);
             self.pump();
         }
     }
@@ -467,18 +467,25 @@ fn abort_mid_run_leaves_the_current_node_in_maint() {
     );
     assert_eq!(s.r.poll_timeout(), None);
     // A late result is stale: nothing new happens.
-    for (a, _) in pending {
-        s.r.on_action_done(a, Ok(()), s.now);
+    for &(a, id) in &pending {
+        s.r.on_action_done(a, id, Ok(()), s.now);
     }
     s.step();
     assert_eq!(s.r.poll_command(), None);
     assert!(!s.touched(addr(3)));
     assert!(matches!(s.state(1), NodeState::Done { .. }));
 
-    s.hold.clear();
     s.r.resume(s.now);
     s.pump();
     assert_eq!(s.log.last(), Some(&set(addr(2), Target::Drain)));
+    s.step();
+    assert!(matches!(s.state(2), NodeState::Running { .. }));
+    // The old run's result does not count for the new run.
+    for &(a, id) in &pending {
+        s.r.on_action_done(a, id, Ok(()), s.now);
+    }
+    assert!(matches!(s.state(2), NodeState::Running { .. }));
+    s.hold.clear();
     s.run();
     assert_eq!(s.r.status().overall, Overall::Done);
     let runs = s.runs(addr(2));
