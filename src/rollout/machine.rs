@@ -19,7 +19,8 @@
 //!   nodes the driver last reported usable (a node never reported counts as
 //!   not usable). This is conservative: a batch member that is already down
 //!   is subtracted too. Otherwise the rollout is `Waiting` and re-checks on
-//!   every report.
+//!   every report. A node just set ready counts once a report says it is
+//!   usable, not before.
 //! - Draining ends on the first report *after* the drain was asked for with
 //!   `active_conns == 0` (an earlier report may predate the drain), or at the
 //!   drain timeout with [`Command::Cut`]. Then the action runs.
@@ -430,7 +431,7 @@ impl Rollout {
     }
 
     fn run_action(&mut self, i: usize, now: Duration) {
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         let id = RunId(self.next_id);
         let node = &mut self.nodes[i];
         node.state = NodeState::Running { since: now, id };
