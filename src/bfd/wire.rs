@@ -269,8 +269,9 @@ pub fn parse(datagram: &[u8]) -> Result<ControlPacket, WireError> {
 }
 
 /// Writes the packet: version 1, no authentication, no multipoint, Length 24.
-/// Emits the fields as given; the invariants [`parse`] checks (non-zero
-/// multiplier and discriminator, P and F not both set) are the sender's job.
+/// Emits the fields as given: what [`parse`] checks (non-zero multiplier and
+/// my-discriminator, your-discriminator zero only in Down or AdminDown) and
+/// RFC 5880 §6.8.7's "never both P and F" are the sender's job.
 pub fn emit(packet: &ControlPacket, out: &mut [u8; PACKET_LEN]) {
     let mut flags = packet.state.bits() << 6;
     for (set, bit) in [

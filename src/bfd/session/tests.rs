@@ -459,3 +459,60 @@ fn random_input_never_panics() {
     }
     assert!(s.counters().received > 1000);
 }
+
+/// Two of our sessions back to back, packets delivered at once: both reach
+/// Up, both Poll sequences end (each peer's Final), and when B falls silent A
+/// goes Down exactly one detection time after B's last packet.
+#[test]
+fn pair_comes_up_and_detects_silence() {
+    let mut a = Session::new(config()).unwrap();
+    let mut b = Session::new(Config {
+        local_discriminator: PEER,
+        desired_min_tx: ms(50),
+        required_min_rx: ms(50),
+        seed: 9,
+        ..config()
+    })
+    .unwrap();
+    let mut now = ms(0);
+    let mut b_last = None;
+    let silence = Duration::from_secs(5);
+    for _ in 0..10_000 {
+        a.on_timeout(now);
+        b.on_timeout(now);
+        // Up to four rounds, so a Poll's Final goes out at the same instant.
+        for _ in 0..4 {
+            while let Some(p) = a.poll_transmit(now) {
+                b.on_packet(&p, now);
+            }
+            while let Some(p) = b.poll_transmit(now) {
+                if now < silence {
+                    b_last = Some(now);
+                    a.on_packet(&p, now);
+                }
+            }
+        }
+        if now >= ms(2500) && now < silence {
+            assert_eq!((a.state(), b.state()), (State::Up, State::Up), "{now:?}");
+            assert!(!a.polling && !b.polling);
+            // Each side sends at the slower side's pace: max(ours, peer's RX).
+            assert_eq!(a.tx_interval(), ms(100));
+            assert_eq!(b.tx_interval(), ms(100));
+        }
+        if a.state() == State::Down && now > silence {
+            break;
+        }
+        now = a.poll_timeout().unwrap().min(b.poll_timeout().unwrap());
+    }
+    // B's multiplier 3 × max(A's RX 100 ms, B's TX 50 ms).
+    assert_eq!(a.detection_time(), ms(300));
+    assert_eq!(now, b_last.unwrap() + ms(300));
+    assert_eq!(a.local_diag(), Diag::ControlDetectionTimeExpired);
+    assert_eq!(a.poll_event(), Some(Event::Up));
+    assert_eq!(
+        a.poll_event(),
+        Some(Event::Down {
+            diag: Diag::ControlDetectionTimeExpired
+        })
+    );
+}
