@@ -11,6 +11,7 @@
 
 pub mod addr;
 pub mod agent;
+pub mod bfd;
 pub mod bgp;
 pub mod cli;
 pub(crate) mod components;
