@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         session.on_datagram(datagram, now);
         while session.poll_transmit(now).is_some() {}
         while session.poll_event().is_some() {}
-        now += Duration::from_millis(u64::from(len) * 7);
+        now += Duration::from_millis(len as u64 * 7);
         session.on_timeout(now);
         rest = tail;
     }
