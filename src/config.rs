@@ -404,6 +404,10 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Re-reads the configuration (the closure `main` built from `--config` and the flags
+/// beside it). Errors are the file's errors, one per line.
+pub type Reloader = Box<dyn FnMut() -> Result<ServeConfig, String>>;
+
 /// Exit code of a configuration error (clap's, for a bad flag).
 pub const EXIT_CONFIG: u8 = 2;
 

@@ -77,7 +77,7 @@ pub struct Plane {
     pub queued_admin: Vec<(&'static str, Command)>,
     /// Re-reads the configuration file (SIGHUP, `fulcrum ctl reload`); `None` when the
     /// configuration comes from flags only.
-    pub reloader: Option<crate::reconfig::Reloader>,
+    pub reloader: Option<crate::config::Reloader>,
     /// Duplicates of the proxy listeners, handed to a new process on `expose listeners`
     /// (zero-downtime reload). Dropped when draining starts, so a listener no process
     /// accepts on does not linger with SYNs queueing on it.

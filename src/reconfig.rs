@@ -14,7 +14,7 @@
 
 use log::{info, warn};
 
-use crate::config::ServeConfig;
+use crate::config::{Reloader, ServeConfig};
 use crate::control::command::Command;
 use crate::plane::Plane;
 use crate::pool::NodeSpec;
@@ -29,10 +29,6 @@ pub fn reload_plane(plane: &mut Plane) -> Result<String, String> {
     plane.reloader = r;
     result
 }
-
-/// Re-reads the configuration (the closure `main` built from `--config` and the flags
-/// beside it). Errors are the file's errors, one per line.
-pub type Reloader = Box<dyn FnMut() -> Result<ServeConfig, String>>;
 
 /// Reloads the configuration into a running process: reads it again, queues the
 /// commands of the [`plan`] for the control component (which runs them as local

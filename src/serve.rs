@@ -146,7 +146,7 @@ impl Server {
     }
 
     /// Lets SIGHUP re-read the configuration with `reloader` (see [`crate::reconfig`]).
-    pub fn with_reloader(mut self, reloader: crate::reconfig::Reloader) -> Self {
+    pub fn with_reloader(mut self, reloader: crate::config::Reloader) -> Self {
         self.plane.reloader = Some(reloader);
         self
     }
