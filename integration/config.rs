@@ -219,12 +219,7 @@ fn serve_refuses_a_bad_file_with_exit_2() {
 }
 
 fn ctl(socket: &str, cmd: &str) -> String {
-    let out = Command::new(bin())
-        .args(["ctl", "--socket", socket])
-        .args(cmd.split_whitespace())
-        .output()
-        .expect("run ctl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Ctl::new(socket).run(cmd).1
 }
 
 #[test]
@@ -435,7 +430,14 @@ fn state_file_keeps_runtime_changes_across_a_restart_and_survives_corruption() {
     // A corrupt state file: a warning, the file moved aside, the configuration alone.
     std::fs::write(&state, "set weight nonsense\n").unwrap();
     let p = start();
-    assert!(p.log().contains("cannot be used"), "{}", p.log());
+    // The log is read by a thread: give it a moment to catch up.
+    assert!(
+        eventually(Duration::from_secs(3), || p
+            .log()
+            .contains("cannot be used")),
+        "{}",
+        p.log()
+    );
     assert!(dir.join("state.bad").exists());
     let n = shown(&p);
     assert!(

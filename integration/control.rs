@@ -15,36 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Ctl {
-    sock: PathBuf,
-}
-
-impl Ctl {
-    /// Runs `fulcrum ctl --socket S ARGS…`: (exit code, stdout, stderr).
-    fn run(&self, args: &str) -> (i32, String, String) {
-        let out = Command::new(bin())
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&self.sock)
-            .args(args.split_whitespace())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-    fn ok(&self, args: &str) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "ctl {args}: {err}");
-        out
-    }
-    /// `show nodes --json`, as (addr → object text) using a minimal field scan.
-    fn node_field(&self, addr: SocketAddr, field: &str) -> Option<String> {
-        let json = self.ok("show nodes --json");
-        json_field(&json, addr, field)
-    }
+/// `show nodes --json`, one field of the node `addr`.
+fn node_field(ctl: &Ctl, addr: SocketAddr, field: &str) -> Option<String> {
+    json_field(&ctl.ok("show nodes --json"), addr, field)
 }
 
 /// Extracts `"field":value` of the object whose "addr" is `addr` from the nodes JSON.
@@ -93,7 +66,7 @@ fn socket_is_0600_and_table_and_json_parse() {
     let mode = std::fs::metadata(&ctl.sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // start_fulcrum's readiness probe was one connection already; count from here.
-    let t0: u64 = ctl.node_field(a.addr, "total").unwrap().parse().unwrap();
+    let t0: u64 = node_field(&ctl, a.addr, "total").unwrap().parse().unwrap();
     fetch(addr).unwrap();
     let t1 = (t0 + 1).to_string();
     let table = ctl.ok("show nodes");
@@ -199,7 +172,7 @@ fn add_node_under_load_gets_traffic_and_set_weight_changes_distribution() {
     // per worker from the exact 3:1.
     let b_got = seen.get("b").copied().unwrap_or(0);
     assert!(b_got.abs_diff(30) <= 2, "{seen:?}");
-    assert_eq!(ctl.node_field(b.addr, "weight").as_deref(), Some("3"));
+    assert_eq!(node_field(&ctl, b.addr, "weight").as_deref(), Some("3"));
 }
 
 #[test]
@@ -245,7 +218,7 @@ fn drain_maint_ready_and_disable_enable() {
             assert_eq!(fetch(addr).unwrap().trim(), "a");
         }
         assert_eq!(b.count(), before, "{state}: no new flows to b");
-        assert_eq!(ctl.node_field(b.addr, "admin").as_deref(), Some(state));
+        assert_eq!(node_field(&ctl, b.addr, "admin").as_deref(), Some(state));
     }
     ctl.ok(&format!("set state {} ready", b.addr));
     // disable: new connections refused, the existing one keeps working.
@@ -356,9 +329,10 @@ fn wait_drained_times_out_while_a_flow_is_open() {
     });
     let (_p, addr, ctl) = start(&[b.addr], "wait", &[]);
     let held = TcpStream::connect(addr).unwrap();
-    assert!(eventually(Duration::from_secs(2), || ctl
-        .node_field(b.addr, "active")
-        .as_deref()
+    assert!(eventually(Duration::from_secs(2), || node_field(
+        &ctl, b.addr, "active"
+    )
+    .as_deref()
         == Some("1")));
     let t0 = Instant::now();
     let (code, _, err) = ctl.run(&format!("wait drained {} 300ms", b.addr));
@@ -487,9 +461,10 @@ fn wait_drained_longer_than_ctl_timeout_gets_its_answer() {
     let b = Backend::start(hold);
     let (_p, addr, ctl) = start(&[b.addr], "waitlong", &["--check", "none"]);
     let _held = TcpStream::connect(addr).unwrap();
-    assert!(eventually(Duration::from_secs(2), || ctl
-        .node_field(b.addr, "active")
-        .as_deref()
+    assert!(eventually(Duration::from_secs(2), || node_field(
+        &ctl, b.addr, "active"
+    )
+    .as_deref()
         == Some("1")));
     let t0 = Instant::now();
     let (code, out, err) = ctl.run(&format!("--timeout 1s wait drained {} 2500ms", b.addr));
@@ -578,18 +553,25 @@ fn set_state_ready_cancels_a_removal() {
     );
     let mut held = TcpStream::connect(addr).unwrap();
     held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert!(eventually(Duration::from_secs(2), || ctl
-        .node_field(b.addr, "active")
-        .as_deref()
+    assert!(eventually(Duration::from_secs(2), || node_field(
+        &ctl, b.addr, "active"
+    )
+    .as_deref()
         == Some("1")));
     ctl.ok(&format!("remove node {}", b.addr));
-    assert_eq!(ctl.node_field(b.addr, "removing").as_deref(), Some("true"));
+    assert_eq!(
+        node_field(&ctl, b.addr, "removing").as_deref(),
+        Some("true")
+    );
     let out = ctl.ok(&format!("set state {} ready", b.addr));
     assert!(out.contains("removal cancelled"), "{out}");
     // Past the removal deadline: still in the pool, ready, and the flow was not cut.
     thread::sleep(Duration::from_millis(1500));
-    assert_eq!(ctl.node_field(b.addr, "removing").as_deref(), Some("false"));
-    assert_eq!(ctl.node_field(b.addr, "admin").as_deref(), Some("ready"));
+    assert_eq!(
+        node_field(&ctl, b.addr, "removing").as_deref(),
+        Some("false")
+    );
+    assert_eq!(node_field(&ctl, b.addr, "admin").as_deref(), Some("ready"));
     held.write_all(b"x").unwrap();
     let mut one = [0u8; 1];
     held.read_exact(&mut one).unwrap();
@@ -685,7 +667,7 @@ fn show_nodes_table_says_why_a_node_is_not_eligible() {
     assert!(row(b.addr).contains("admin drain"), "{table}");
     assert!(!row(a.addr).contains("admin"), "{table}");
     assert_eq!(
-        ctl.node_field(b.addr, "not_eligible").as_deref(),
+        node_field(&ctl, b.addr, "not_eligible").as_deref(),
         Some("admin drain")
     );
 }
@@ -723,9 +705,10 @@ fn stats_and_metrics_say_draining_during_sigterm_drain() {
         "{m}"
     );
     let _held = TcpStream::connect(addr).unwrap();
-    assert!(eventually(Duration::from_secs(2), || ctl
-        .node_field(b.addr, "active")
-        .as_deref()
+    assert!(eventually(Duration::from_secs(2), || node_field(
+        &ctl, b.addr, "active"
+    )
+    .as_deref()
         == Some("1")));
     p.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(

@@ -13,14 +13,8 @@ use common::*;
 use nix::sys::signal::Signal;
 
 fn ctl(socket: &Path, cmd: &str) -> (i32, String) {
-    let out = Command::new(bin())
-        .args(["ctl", "--socket", socket.to_str().unwrap()])
-        .args(cmd.split_whitespace())
-        .output()
-        .expect("run ctl");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    let (code, out, err) = Ctl::new(socket).run(cmd);
+    (code, out + &err)
 }
 
 fn temp_sock(name: &str) -> std::path::PathBuf {
@@ -73,13 +67,14 @@ fn sighup_and_sigusr_do_not_kill_the_process() {
     let (code, out) = ctl(&sock, "show stats");
     assert_eq!(code, 0, "{out}");
     assert!(fetch_echo_ok(addr), "not serving after the signals");
-    let log = p.log();
-    assert!(
-        log.contains("SIGHUP: configuration from flags only"),
-        "{log}"
-    );
-    assert!(log.contains("SIGUSR1: ignored"), "{log}");
-    assert!(log.contains("SIGUSR2: ignored"), "{log}");
+    let logged = |what: &str| eventually(Duration::from_secs(3), || p.log().contains(what));
+    for line in [
+        "SIGHUP: configuration from flags only",
+        "SIGUSR1: ignored",
+        "SIGUSR2: ignored",
+    ] {
+        assert!(logged(line), "{line}: {}", p.log());
+    }
     // SIGTERM still drains and exits 0.
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log());

@@ -12,11 +12,44 @@ pub mod topology;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// `fulcrum ctl` against one distributor's control socket.
+pub struct Ctl {
+    pub sock: PathBuf,
+}
+
+impl Ctl {
+    pub fn new(sock: impl Into<PathBuf>) -> Ctl {
+        Ctl { sock: sock.into() }
+    }
+    /// Runs `fulcrum ctl --socket S ARGS…`: (exit code, stdout, stderr).
+    pub fn run(&self, args: &str) -> (i32, String, String) {
+        let out = Command::new(bin())
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.sock)
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+    /// Runs a command that must succeed; its output.
+    pub fn ok(&self, args: &str) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "ctl {args}: {err}");
+        out
+    }
+}
 
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
