@@ -142,10 +142,7 @@ pub fn plan(old: &ServeConfig, new: &ServeConfig) -> Plan {
         ("backlog", old.backlog != new.backlog),
         ("splice", old.splice != new.splice),
         ("send-proxy", old.send_proxy != new.send_proxy),
-        (
-            "check settings",
-            format!("{:?}", old.health) != format!("{:?}", new.health),
-        ),
+        ("check settings", old.health != new.health),
         (
             "control/http",
             (&old.control, old.http) != (&new.control, new.http),
@@ -154,10 +151,7 @@ pub fn plan(old: &ServeConfig, new: &ServeConfig) -> Plan {
             "notify",
             (&old.notify, old.notify_timeout) != (&new.notify, new.notify_timeout),
         ),
-        (
-            "failover",
-            format!("{:?}", old.ha) != format!("{:?}", new.ha),
-        ),
+        ("failover", old.ha != new.ha),
     ];
     p.restart_needed.extend(
         restart

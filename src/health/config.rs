@@ -24,7 +24,7 @@ pub enum CheckKind {
 }
 
 /// Node-agent settings on the distributor side.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
     /// UDP address heartbeats arrive on.
     pub listen: SocketAddr,
@@ -37,7 +37,7 @@ pub struct AgentConfig {
 }
 
 /// Health-check settings (from `--check*`, `--rise/--warn/--fall`, `--slow-start`, `--agent-*`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
     /// Probe kind.
     pub kind: CheckKind,
