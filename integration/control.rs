@@ -400,7 +400,7 @@ fn http_metrics_and_api() {
     let m = get("/metrics");
     assert!(
         m.contains(&format!(
-            "fulcrum_node_connections_total{{node=\"{}\"}} {total}",
+            "fulcrum_node_connections_total{{service=\"default\",node=\"{}\"}} {total}",
             a.addr
         )),
         "{m}"
@@ -701,7 +701,7 @@ fn stats_and_metrics_say_draining_during_sigterm_drain() {
         "{m}"
     );
     assert!(
-        m.contains(&format!("fulcrum_node_removing{{node=\"{}\"}} 0", b.addr)),
+        m.contains(&format!("fulcrum_node_removing{{service=\"default\",node=\"{}\"}} 0", b.addr)),
         "{m}"
     );
     let _held = TcpStream::connect(addr).unwrap();

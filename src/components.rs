@@ -16,19 +16,31 @@ use crate::plane::Component;
 use crate::runtime::Shared;
 use crate::state::StateKeeper;
 
-/// The components for this configuration, in token order. `direct`: direct mode's
-/// counters and switches, which failover drives in that mode.
+/// The components for these services (the first one's global keys are the process's),
+/// in token order. `shared`: each service's state, in the same order. `direct`: direct
+/// mode's counters and switches, which failover drives in that mode.
 pub fn build(
-    cfg: &ServeConfig,
-    shared: &Arc<Shared>,
+    services: &[ServeConfig],
+    shared: &[Arc<Shared>],
     direct: Option<&Arc<DirectShared>>,
     waker: &Arc<Waker>,
 ) -> io::Result<Vec<Box<dyn Component>>> {
     let mut list: Vec<Box<dyn Component>> = Vec::new();
-    // Passive health: workers report failed connects through this channel.
-    let (tx, rx) = mpsc::channel();
-    shared.set_observer(tx, Arc::clone(waker));
-    list.push(Box::new(Checker::new(cfg.health.clone(), rx)?));
+    let Some(cfg) = services.first() else {
+        return Ok(list);
+    };
+    // One health checker per service (a node in two services is checked for each).
+    // Passive health: workers report failed connects through the service's channel.
+    // The node agents' one UDP socket belongs to the first service's checker.
+    for (i, (c, sh)) in services.iter().zip(shared).enumerate() {
+        let (tx, rx) = mpsc::channel();
+        sh.set_observer(tx, Arc::clone(waker));
+        let mut health = c.health.clone();
+        if i > 0 {
+            health.agent = None;
+        }
+        list.push(Box::new(Checker::new(health, i, rx)?));
+    }
     // Before the control component: its first tick queues the state file's commands
     // for the control component to run in the same turn.
     if let Some(path) = &cfg.state_file {

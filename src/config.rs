@@ -334,6 +334,8 @@ pub fn parse_backend(s: &str) -> Result<NodeSpec, String> {
 /// The validated configuration of `fulcrum serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The service's name: `default` from flags, the `name` key in a file.
+    pub name: String,
     /// Listen addresses.
     pub listen: Vec<SocketAddr>,
     /// Nodes, in flag order.
@@ -404,9 +406,12 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The name of the one service a configuration given by flags describes.
+pub const DEFAULT_SERVICE: &str = "default";
+
 /// Re-reads the configuration (the closure `main` built from `--config` and the flags
-/// beside it). Errors are the file's errors, one per line.
-pub type Reloader = Box<dyn FnMut() -> Result<ServeConfig, String>>;
+/// beside it): its services, in file order. Errors are the file's errors, one per line.
+pub type Reloader = Box<dyn FnMut() -> Result<Vec<ServeConfig>, String>>;
 
 /// Exit code of a configuration error (clap's, for a bad flag).
 pub const EXIT_CONFIG: u8 = 2;
@@ -598,6 +603,7 @@ impl ServeConfig {
             }
         }
         Ok(ServeConfig {
+            name: DEFAULT_SERVICE.to_string(),
             health,
             // A reload keeps the control socket it took over unless told otherwise:
             // without one, nothing could reach (or reload) the new process.

@@ -172,7 +172,7 @@ pub fn run(args: DemoArgs) -> io::Result<()> {
     };
     let cfg =
         crate::config::ServeConfig::from_args(serve_args, nofile).map_err(io::Error::other)?;
-    let server = Server::start(cfg, sfd)?;
+    let server = Server::start(vec![cfg], sfd)?;
     println!(
         "fulcrum demo: distributor on http://{} in front of 3 backends on loopback",
         args.listen

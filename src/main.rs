@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             let Some(path) = args.config.clone() else {
                 let cfg = ServeConfig::from_args(*args, nofile)
                     .unwrap_or_else(|e| config_exit(&e.to_string()));
-                return serve::Server::start(cfg, sfd)?.run();
+                return serve::Server::start(vec![cfg], sfd)?.run();
             };
             // The file is read again, with the same flags beside it, at each SIGHUP.
             let overrides = matches
@@ -59,11 +59,11 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             let load = move || {
                 config_file::FileConfig::load(&path, &overrides, nofile)
-                    .and_then(config_file::FileConfig::into_single)
+                    .and_then(config_file::FileConfig::into_services)
                     .map_err(|e| e.to_string())
             };
-            let cfg = load().unwrap_or_else(|e| config_exit(&e));
-            serve::Server::start(cfg, sfd)?
+            let services = load().unwrap_or_else(|e| config_exit(&e));
+            serve::Server::start(services, sfd)?
                 .with_reloader(Box::new(load))
                 .run()
         })(),

@@ -16,10 +16,10 @@ use mio::event::Event;
 use mio::Registry;
 
 use crate::config::ServeConfig;
-use crate::control::command::Command;
+use crate::control::command::Scoped;
 use crate::direct::DirectShared;
 use crate::notify::Notifier;
-use crate::runtime::Shared;
+use crate::runtime::{Process, Shared};
 
 /// How many tokens each component may use (token = base + offset).
 pub const TOKEN_SPAN: usize = 1 << 24;
@@ -50,59 +50,100 @@ pub struct HaInfo {
     pub rejected: u64,
 }
 
+/// One service as the control plane holds it.
+pub struct Service {
+    /// What its workers share: pool, counters, flags.
+    pub shared: Arc<Shared>,
+    /// Its configuration (the global keys are the process's).
+    pub cfg: ServeConfig,
+    /// Display information per node.
+    pub info: HashMap<SocketAddr, NodeInfo>,
+    /// A reload removed it: its listeners are closed and its flows drain. It stays in
+    /// the list (indexes are stable) but takes no commands.
+    pub removed: bool,
+}
+
+impl Service {
+    /// A running service.
+    pub fn new(shared: Arc<Shared>, cfg: ServeConfig) -> Service {
+        Service {
+            shared,
+            cfg,
+            info: HashMap::new(),
+            removed: false,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+}
+
+/// Something that starts serving a service while the process runs (a reload added it);
+/// returns its state and duplicates of its listeners (for a reload's hand-over).
+pub type ServiceStarter =
+    Box<dyn FnMut(&ServeConfig) -> io::Result<(Arc<Shared>, Vec<std::os::fd::OwnedFd>)>>;
+
 /// What components share.
 pub struct Plane {
-    /// Worker-shared state: pool, counters, flags.
-    pub shared: Arc<Shared>,
+    /// The services, in configuration order; a removed service keeps its index.
+    pub services: Vec<Service>,
+    /// What the whole process shares with its workers (drain, cut, open connections).
+    pub process: Arc<Process>,
     /// Direct mode's counters and switches (direct mode only).
     pub direct: Option<Arc<DirectShared>>,
-    /// The configuration the process started with.
+    /// The process's configuration: the global keys (those of the first service, which
+    /// every service shares).
     pub cfg: ServeConfig,
+    /// Starts a service a reload adds (proxy mode).
+    pub starter: Option<ServiceStarter>,
     /// Alerts (log + notify command).
     pub notifier: Notifier,
     /// When the process started.
     pub started: Instant,
-    /// Display information per node.
-    pub info: HashMap<SocketAddr, NodeInfo>,
     /// Failover status, when configured.
     pub ha: Option<HaInfo>,
     /// Admin changes applied locally this turn (for failover state sync).
-    pub admin_log: Vec<Command>,
+    pub admin_log: Vec<Scoped>,
     /// Admin changes received from the failover peer, to apply locally (the control
     /// component applies them without echoing them into `admin_log`).
-    pub remote_admin: Vec<Command>,
+    pub remote_admin: Vec<Scoped>,
     /// Admin changes a configuration reload or the state file asks for (see
     /// [`crate::reconfig`], [`crate::state`]), with who asked (`reload`, `state file`):
     /// the control component runs them as local changes, so failover forwards them.
-    pub queued_admin: Vec<(&'static str, Command)>,
+    pub queued_admin: Vec<(&'static str, Scoped)>,
     /// Re-reads the configuration file (SIGHUP, `fulcrum ctl reload`); `None` when the
     /// configuration comes from flags only.
     pub reloader: Option<crate::config::Reloader>,
     /// Duplicates of the proxy listeners, handed to a new process on `expose listeners`
     /// (zero-downtime reload). Dropped when draining starts, so a listener no process
     /// accepts on does not linger with SYNs queueing on it.
-    pub listeners: Vec<std::os::fd::OwnedFd>,
+    pub listeners: Vec<(usize, std::os::fd::OwnedFd)>,
     /// `shutdown` ran on the control socket: drain and exit, as on SIGTERM.
     pub stop_requested: bool,
 }
 
 impl Plane {
-    /// The plane of a process that starts now with `cfg`, its workers' shared state,
-    /// direct mode's counters (direct mode only) and the listeners kept for a reload's
+    /// The plane of a process that starts now with the global configuration `cfg` and
+    /// `services` (at least one), the process's shared flags, direct
+    /// mode's counters (direct mode only) and the listeners kept for a reload's
     /// hand-over. Every queue starts empty.
     pub fn new(
-        shared: Arc<Shared>,
-        direct: Option<Arc<DirectShared>>,
         cfg: ServeConfig,
-        listeners: Vec<std::os::fd::OwnedFd>,
+        services: Vec<Service>,
+        process: Arc<Process>,
+        direct: Option<Arc<DirectShared>>,
+        listeners: Vec<(usize, std::os::fd::OwnedFd)>,
     ) -> Plane {
         Plane {
-            shared,
+            services,
+            process,
             direct,
             notifier: Notifier::new(cfg.notify.clone(), cfg.notify_timeout),
             cfg,
+            starter: None,
             started: Instant::now(),
-            info: HashMap::new(),
             ha: None,
             admin_log: Vec::new(),
             remote_admin: Vec::new(),
@@ -110,6 +151,46 @@ impl Plane {
             reloader: None,
             listeners,
             stop_requested: false,
+        }
+    }
+
+    /// The services still running (not removed by a reload), with their indexes.
+    pub fn live(&self) -> impl Iterator<Item = (usize, &Service)> {
+        self.services.iter().enumerate().filter(|(_, s)| !s.removed)
+    }
+
+    /// The running service named `name`.
+    pub fn service_index(&self, name: &str) -> Option<usize> {
+        self.live().find(|(_, s)| s.name() == name).map(|(i, _)| i)
+    }
+
+    /// The first service's state: the only one in direct mode, and the one whose
+    /// switches failover drives in that mode.
+    pub fn first(&self) -> &Arc<Shared> {
+        &self.services[0].shared
+    }
+
+    /// Sets the process-wide drain flag and every service's.
+    pub fn begin_shutdown(&self) {
+        self.process
+            .shutdown
+            .store(true, std::sync::atomic::Ordering::Release);
+        for s in &self.services {
+            s.shared
+                .shutdown
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Sets the process-wide cut flag and every service's.
+    pub fn cut_all(&self) {
+        self.process
+            .cut_now
+            .store(true, std::sync::atomic::Ordering::Release);
+        for s in &self.services {
+            s.shared
+                .cut_now
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -125,7 +206,7 @@ pub trait Component {
     /// When it next needs [`Component::on_tick`] at the latest.
     fn deadline(&self) -> Option<Instant>;
     /// Admin changes made this turn by another component (control → failover sync).
-    fn on_admin(&mut self, _plane: &mut Plane, _cmds: &[Command]) {}
+    fn on_admin(&mut self, _plane: &mut Plane, _cmds: &[Scoped]) {}
     /// The process is shutting down (release resources such as the VIP).
     fn on_shutdown(&mut self, _plane: &mut Plane) {}
     /// Every component and worker started: publish what waited for that (a reload's

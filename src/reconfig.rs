@@ -14,9 +14,11 @@
 
 use log::{info, warn};
 
+use std::sync::atomic::Ordering;
+
 use crate::config::{Reloader, ServeConfig};
-use crate::control::command::Command;
-use crate::plane::Plane;
+use crate::control::command::{Command, Scoped};
+use crate::plane::{Plane, Service};
 use crate::pool::NodeSpec;
 
 /// The control-socket command that reloads, as SIGHUP does (Unix socket only).
@@ -30,11 +32,14 @@ pub fn reload_plane(plane: &mut Plane) -> Result<String, String> {
     result
 }
 
-/// Reloads the configuration into a running process: reads it again, queues the
-/// commands of the [`plan`] for the control component (which runs them as local
-/// changes, so a failover peer follows), and records the new node list and scheduler
-/// as the running configuration. Returns a one-line summary, or why nothing changed
-/// (no file, or a file that fails validation: the process keeps the old one).
+/// Reloads the configuration into a running process: reads it again and, service by
+/// service (matched by name): queues the commands of the [`plan`] for the control
+/// component (which runs them as local changes, so a failover peer follows) and
+/// records the new node list and scheduler as the running configuration; starts the
+/// services the file added (proxy mode); stops the services it removed (their
+/// listeners close at once, their connections finish). Returns a one-line summary, or
+/// why nothing changed (no file, or a file that fails validation: the process keeps
+/// the old one).
 pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<String, String> {
     let Some(read) = reloader else {
         return Err(
@@ -44,29 +49,127 @@ pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<Stri
         );
     };
     let new = read()?;
-    let p = plan(&plane.cfg, &new);
-    for c in &p.commands {
-        info!(target: "fulcrum::serve", "reload: {c}");
+    let global = site_restart(&plane.cfg, new.first());
+    let added: Vec<&ServeConfig> = new
+        .iter()
+        .filter(|n| plane.service_index(&n.name).is_none())
+        .collect();
+    if !added.is_empty() && plane.starter.is_none() {
+        return Err(format!(
+            "the file adds service {}: adding a service while running works in proxy mode only \
+             (restart to add it)",
+            added[0].name
+        ));
     }
-    for what in &p.restart_needed {
+    let mut applied = 0;
+    let mut restart: Vec<String> = global;
+    for n in &new {
+        let Some(i) = plane.service_index(&n.name) else {
+            continue;
+        };
+        let p = plan(&plane.services[i].cfg, n);
+        let several = plane.services.len() > 1 || new.len() > 1;
+        for c in &p.commands {
+            info!(target: "fulcrum::serve", "reload: {c}");
+        }
+        applied += p.commands.len();
+        restart.extend(p.restart_needed.into_iter().map(|what| {
+            if several {
+                format!("{} {what}", n.name)
+            } else {
+                what
+            }
+        }));
+        let name = n.name.clone();
+        plane.queued_admin.extend(
+            p.commands
+                .into_iter()
+                .map(|c| ("reload", Scoped::new(Some(&name), c))),
+        );
+        let svc = &mut plane.services[i];
+        svc.cfg.backends = n.backends.clone();
+        svc.cfg.scheduler = n.scheduler;
+    }
+    // Services the file no longer has: stop accepting, let their connections finish.
+    let gone: Vec<usize> = plane
+        .live()
+        .filter(|(_, s)| !new.iter().any(|n| n.name == s.name()))
+        .map(|(i, _)| i)
+        .collect();
+    for &i in &gone {
+        let svc = &mut plane.services[i];
+        svc.removed = true;
+        svc.shared.shutdown.store(true, Ordering::Release);
+        let active = svc.shared.stats.active.load(Ordering::Relaxed);
+        info!(target: "fulcrum::serve", "reload: service {} removed: stopped accepting; {} finish",
+            svc.name(), crate::words::plural(active, "open connection"));
+        plane.listeners.retain(|(s, _)| *s != i);
+    }
+    let mut started: u64 = 0;
+    for n in added {
+        let Some(start) = plane.starter.as_mut() else {
+            break;
+        };
+        match start(n) {
+            Ok((shared, fds)) => {
+                let i = plane.services.len();
+                plane.listeners.extend(fds.into_iter().map(|f| (i, f)));
+                plane.services.push(Service::new(shared, n.clone()));
+                info!(target: "fulcrum::serve", "reload: service {} started on {}", n.name,
+                    n.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+                started += 1;
+            }
+            Err(e) => {
+                warn!(target: "fulcrum::serve", "reload: service {} not started: {e}", n.name);
+                restart.push(format!("service {} (not started: {e})", n.name));
+            }
+        }
+    }
+    for what in &restart {
         warn!(target: "fulcrum::serve", "reload: {what} changed in the file; it takes effect at the next start");
     }
-    let summary = format!(
-        "reloaded: {} applied, {} waiting for a restart{}",
-        crate::words::plural(p.commands.len() as u64, "change"),
-        p.restart_needed.len(),
-        if p.restart_needed.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", p.restart_needed.join(", "))
-        }
+    let mut summary = format!(
+        "reloaded: {} applied",
+        crate::words::plural(applied as u64, "change")
     );
-    plane
-        .queued_admin
-        .extend(p.commands.into_iter().map(|c| ("reload", c)));
-    plane.cfg.backends = new.backends;
-    plane.cfg.scheduler = new.scheduler;
+    if started > 0 || !gone.is_empty() {
+        summary.push_str(&format!(
+            ", {} started, {} stopped",
+            crate::words::plural(started, "service"),
+            gone.len()
+        ));
+    }
+    summary.push_str(&format!(", {} waiting for a restart", restart.len()));
+    if !restart.is_empty() {
+        summary.push_str(&format!(" ({})", restart.join(", ")));
+    }
     Ok(summary)
+}
+
+/// Global settings that differ between the running process and the file's first
+/// service (which carries them): they need a restart.
+fn site_restart(old: &ServeConfig, new: Option<&ServeConfig>) -> Vec<String> {
+    let Some(new) = new else {
+        return Vec::new();
+    };
+    let restart: [(&str, bool); 5] = [
+        ("workers", old.workers != new.workers),
+        ("max-conns", old.max_conns != new.max_conns),
+        (
+            "control/http",
+            (&old.control, old.http) != (&new.control, new.http),
+        ),
+        (
+            "notify",
+            (&old.notify, old.notify_timeout) != (&new.notify, new.notify_timeout),
+        ),
+        ("failover", old.ha != new.ha),
+    ];
+    restart
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| (*name).to_string())
+        .collect()
 }
 
 /// What a reload does.
@@ -123,17 +226,15 @@ pub fn plan(old: &ServeConfig, new: &ServeConfig) -> Plan {
         p.commands.push(Command::SetScheduler(new.scheduler));
     }
     // Everything else: compare setting by setting and name what differs.
-    let restart: [(&str, bool); 16] = [
+    let restart: [(&str, bool); 11] = [
         ("listen", old.listen != new.listen),
         ("mode/interface", old.mode != new.mode),
         ("hash-seed", old.hash_seed != new.hash_seed),
-        ("workers", old.workers != new.workers),
         (
             "connect-timeout",
             old.connect_timeout != new.connect_timeout,
         ),
         ("idle-timeout", old.idle_timeout != new.idle_timeout),
-        ("max-conns", old.max_conns != new.max_conns),
         (
             "max-conns-per-source",
             old.max_conns_per_source != new.max_conns_per_source,
@@ -143,15 +244,6 @@ pub fn plan(old: &ServeConfig, new: &ServeConfig) -> Plan {
         ("splice", old.splice != new.splice),
         ("send-proxy", old.send_proxy != new.send_proxy),
         ("check settings", old.health != new.health),
-        (
-            "control/http",
-            (&old.control, old.http) != (&new.control, new.http),
-        ),
-        (
-            "notify",
-            (&old.notify, old.notify_timeout) != (&new.notify, new.notify_timeout),
-        ),
-        ("failover", old.ha != new.ha),
     ];
     p.restart_needed.extend(
         restart

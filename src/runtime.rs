@@ -1,14 +1,15 @@
 //! Runtime state shared by the data-plane workers of either forwarding mode and the
-//! control plane: the node pool, the global counters, the scheduler switch, the
-//! enabled/shutdown/cut flags, the passive-health observation channel, and the handles
-//! of running workers.
+//! control plane: per service ([`Shared`]) the node pool, the counters, the scheduler
+//! switch, the enabled/stop/cut flags and the passive-health observation channel; for
+//! the whole process ([`Process`]) the drain and cut flags and the open-connection count
+//! that `--max-conns` caps; and the handles of running workers.
 //!
 //! It sits below both modes (`proxy`, `direct`) and the control plane, so none of them
 //! imports another to reach it. It does no IO of its own beyond waking a poll.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,9 +31,22 @@ pub enum Observation {
     },
 }
 
-/// State every worker reads; written by the control plane.
+/// What the whole process shares with its workers, whatever the service.
+#[derive(Debug, Default)]
+pub struct Process {
+    /// Stop accepting on every service and drain (SIGTERM, `shutdown`).
+    pub shutdown: AtomicBool,
+    /// The drain time is over: close what is left, then exit.
+    pub cut_now: AtomicBool,
+    /// Open client connections over all services (what `--max-conns` caps).
+    pub active: AtomicU64,
+}
+
+/// One service's state, which every worker reads; written by the control plane.
 #[derive(Debug)]
 pub struct Shared {
+    /// The service's name (`default` for a configuration given by flags).
+    pub name: Arc<str>,
     /// The nodes.
     pub pool: Arc<Pool>,
     /// Global counters.
@@ -42,18 +56,25 @@ pub struct Shared {
     scheduler: AtomicU8,
     /// Distribution switched on (`enable`/`disable`).
     pub enabled: AtomicBool,
-    /// Stop accepting and drain.
+    /// Stop accepting on this service's listeners and drain (the service was removed by
+    /// a reload, or the process drains).
     pub shutdown: AtomicBool,
-    /// Drain time is over: close what is left.
+    /// Drain time is over: close what is left of this service's connections.
     pub cut_now: AtomicBool,
     observer: Mutex<Option<(Sender<Observation>, Arc<Waker>)>>,
     observe_on: AtomicBool,
 }
 
 impl Shared {
-    /// Shared state for a pool and a starting scheduler.
+    /// Shared state of the service `default` for a pool and a starting scheduler.
     pub fn new(pool: Arc<Pool>, stats: Arc<Stats>, kind: SchedulerKind) -> Self {
+        Self::named("default", pool, stats, kind)
+    }
+
+    /// Shared state of the service `name` for a pool and a starting scheduler.
+    pub fn named(name: &str, pool: Arc<Pool>, stats: Arc<Stats>, kind: SchedulerKind) -> Self {
         let s = Shared {
+            name: Arc::from(name),
             pool,
             stats,
             sched_shared: Arc::default(),
@@ -115,8 +136,9 @@ pub struct Workers {
     pub wakers: Vec<Arc<Waker>>,
     /// Thread handles; each returns how many connections it cut.
     pub threads: Vec<JoinHandle<io::Result<u64>>>,
-    /// Duplicates of every listener (proxy mode), for a reload's hand-over.
-    pub listener_fds: Vec<std::os::fd::OwnedFd>,
+    /// Duplicates of every listener (proxy mode), for a reload's hand-over, each with
+    /// its service's index.
+    pub listener_fds: Vec<(usize, std::os::fd::OwnedFd)>,
 }
 
 impl Workers {

@@ -25,10 +25,10 @@ use nix::sys::signalfd::SignalFd;
 
 use crate::config::{ForwardMode, ServeConfig};
 use crate::direct::DirectShared;
-use crate::plane::{Component, Plane, TOKEN_SPAN};
+use crate::plane::{Component, Plane, Service, ServiceStarter, TOKEN_SPAN};
 use crate::pool::{Pool, Stats};
-use crate::proxy::{self, WorkerConfig};
-use crate::runtime::{Shared, Workers};
+use crate::proxy::{self, LaneSender, LaneSpec, WorkerConfig};
+use crate::runtime::{Process, Shared, Workers};
 use crate::sys::signal::{self, Request};
 
 const SIGNAL: Token = Token(0);
@@ -37,22 +37,26 @@ const WAKE: Token = Token(1);
 
 /// A running distributor, before its control loop runs.
 pub struct Server {
-    /// What workers share (pool, counters, flags).
-    pub shared: Arc<Shared>,
     plane: Plane,
     components: Vec<Box<dyn Component>>,
+    /// Services that have their health checker (the first ones of `plane.services`).
+    checked: usize,
+    waker: Arc<Waker>,
     poll: Poll,
     sfd: SignalFd,
     workers: Workers,
 }
 
 impl Server {
-    /// Binds listeners and starts the workers. Signals must already be blocked (call
+    /// Binds listeners and starts the workers for `services` (at least one; the first
+    /// one's global keys are the process's). Signals must already be blocked (call
     /// [`signal::signal_fd`] first, before any other thread starts) — `sfd` is its result.
-    pub fn start(cfg: ServeConfig, sfd: SignalFd) -> io::Result<Server> {
-        let pool = Arc::new(Pool::new(&cfg.backends));
-        let stats = Arc::new(Stats::default());
-        let shared = Arc::new(Shared::new(pool, stats, cfg.scheduler));
+    pub fn start(services: Vec<ServeConfig>, sfd: SignalFd) -> io::Result<Server> {
+        let Some(cfg) = services.first().cloned() else {
+            return Err(io::Error::other("no service to serve"));
+        };
+        let shared: Vec<Arc<Shared>> = services.iter().map(service_state).collect();
+        let process = Arc::new(Process::default());
         let mut direct = match cfg.mode {
             ForwardMode::Direct(_) => Some(Arc::new(DirectShared::default())),
             ForwardMode::Proxy => None,
@@ -74,49 +78,56 @@ impl Server {
             }
             None => (None, Vec::new()),
         };
-        let components = crate::components::build(&cfg, &shared, direct.as_ref(), &waker)?;
-        let wcfg = WorkerConfig {
-            connect_timeout: cfg.connect_timeout,
-            // `--idle-timeout 0s` means no idle timeout: a deadline never reached.
-            idle_timeout: match cfg.idle_timeout {
-                Duration::ZERO => Duration::MAX,
-                d => d,
-            },
-            retries: cfg.retries,
-            max_conns: cfg.max_conns,
-            splice: cfg.splice,
-            send_proxy: cfg.send_proxy,
-            source_limit: cfg
-                .max_conns_per_source
-                .map(|n| Arc::new(proxy::source_limit::SourceLimit::new(n))),
-            access_log: cfg.access_log,
-        };
-        shared.sched_shared.set_seed(cfg.hash_seed);
+        let components = crate::components::build(&services, &shared, direct.as_ref(), &waker)?;
+        let mut lanes = Vec::new();
         let mut workers = match &cfg.mode {
-            ForwardMode::Proxy => proxy::start(
-                proxy::ListenSpec {
-                    addrs: &cfg.listen,
-                    backlog: cfg.backlog,
-                    freebind: cfg.freebind,
+            ForwardMode::Proxy => {
+                let list = services
+                    .iter()
+                    .zip(&shared)
+                    .map(|(c, sh)| proxy::ServiceListen {
+                        shared: Arc::clone(sh),
+                        cfg: worker_config(c),
+                        addrs: &c.listen,
+                        backlog: c.backlog,
+                    })
+                    .collect();
+                let started = proxy::start(
+                    list,
+                    cfg.freebind,
                     inherited,
-                },
-                cfg.workers,
-                &shared,
-                &wcfg,
-                waker,
-            )?,
+                    cfg.workers,
+                    &process,
+                    cfg.max_conns,
+                    Arc::clone(&waker),
+                )?;
+                lanes = started.lanes;
+                started.workers
+            }
             ForwardMode::Direct(d) => {
                 let counters = direct.get_or_insert_with(Default::default);
-                crate::direct::start(d, &cfg.backends, &shared, counters, waker)?
+                crate::direct::start(d, &cfg.backends, &shared[0], counters, Arc::clone(&waker))?
             }
         };
-        info!(target: "fulcrum::serve", "{}", cfg.summary());
+        for c in &services {
+            info!(target: "fulcrum::serve", "{}", c.summary());
+        }
         let listeners = std::mem::take(&mut workers.listener_fds);
-        let plane = Plane::new(Arc::clone(&shared), direct, cfg, listeners);
+        let list = shared
+            .into_iter()
+            .zip(services.iter().cloned())
+            .map(|(sh, c)| Service::new(sh, c))
+            .collect();
+        let mut plane = Plane::new(cfg.clone(), list, process, direct, listeners);
+        if !lanes.is_empty() {
+            plane.starter = Some(service_starter(&cfg, lanes, workers.wakers.clone()));
+        }
+        let checked = plane.services.len();
         let mut server = Server {
-            shared,
             plane,
             components,
+            checked,
+            waker,
             poll,
             sfd,
             workers,
@@ -143,6 +154,40 @@ impl Server {
         }
         tell_service_manager(sd_notify::NotifyState::Ready);
         Ok(server)
+    }
+
+    /// The state of service `i` (in configuration order).
+    pub fn service(&self, i: usize) -> Option<&Arc<Shared>> {
+        self.plane.services.get(i).map(|s| &s.shared)
+    }
+
+    /// Gives the services a reload started their health checker.
+    fn check_new_services(&mut self) {
+        while self.checked < self.plane.services.len() {
+            let i = self.checked;
+            self.checked += 1;
+            let svc = &self.plane.services[i];
+            let mut health = svc.cfg.health.clone();
+            // One process has one agent socket: the first service's checker owns it.
+            health.agent = None;
+            let (tx, rx) = std::sync::mpsc::channel();
+            svc.shared.set_observer(tx, Arc::clone(&self.waker));
+            let mut c: Box<dyn Component> = match crate::health::checker::Checker::new(
+                health, i, rx,
+            ) {
+                Ok(c) => Box::new(c),
+                Err(e) => {
+                    warn!(target: "fulcrum::serve", "service {}: no health checks: {e}", svc.name());
+                    continue;
+                }
+            };
+            let base = (self.components.len() + 1) * TOKEN_SPAN;
+            if let Err(e) = c.register(self.poll.registry(), base) {
+                warn!(target: "fulcrum::serve", "service {}: no health checks: {e}", svc.name());
+                continue;
+            }
+            self.components.push(c);
+        }
     }
 
     /// Lets SIGHUP re-read the configuration with `reloader` (see [`crate::reconfig`]).
@@ -203,13 +248,14 @@ impl Server {
                 }
             }
             self.plane.notifier.reap(now);
+            self.check_new_services();
             if self.plane.stop_requested && drain_deadline.is_none() {
                 self.begin_drain("shutdown command", &mut drain_deadline);
             }
             if drain_deadline.is_some_and(|d| now >= d)
-                && !self.shared.cut_now.load(Ordering::Acquire)
+                && !self.plane.process.cut_now.load(Ordering::Acquire)
             {
-                self.shared.cut_now.store(true, Ordering::Release);
+                self.plane.cut_all();
                 self.workers.wake_all();
             }
             if self.workers.threads.iter().all(|t| t.is_finished()) {
@@ -227,7 +273,8 @@ impl Server {
                 Err(_) => warn!(target: "fulcrum::serve", "worker panicked"),
             }
         }
-        self.shared
+        self.plane
+            .first()
             .stats
             .cut_at_shutdown
             .fetch_add(cut, Ordering::Relaxed);
@@ -243,7 +290,7 @@ impl Server {
                 Request::Stop if drain_deadline.is_none() => self.begin_drain(name, drain_deadline),
                 Request::Stop => {
                     info!(target: "fulcrum::serve", "{name} again: closing remaining connections now");
-                    self.shared.cut_now.store(true, Ordering::Release);
+                    self.plane.cut_all();
                     self.workers.wake_all();
                 }
                 Request::Reload => match crate::reconfig::reload_plane(&mut self.plane) {
@@ -259,14 +306,14 @@ impl Server {
     /// Stops accepting (workers close their listeners; so do the hand-over duplicates)
     /// and starts the `--drain-timeout` clock.
     fn begin_drain(&mut self, why: &str, drain_deadline: &mut Option<Instant>) {
-        let active = self.shared.stats.active.load(Ordering::Relaxed);
+        let active = self.plane.process.active.load(Ordering::Relaxed);
         info!(target: "fulcrum::serve",
             "{why}: stopped accepting; draining {} for up to {}",
             crate::words::plural(active, "connection"),
             crate::duration::format_duration(self.plane.cfg.drain_timeout));
         tell_service_manager(sd_notify::NotifyState::Stopping);
         self.plane.listeners.clear();
-        self.shared.shutdown.store(true, Ordering::Release);
+        self.plane.begin_shutdown();
         *drain_deadline = Some(Instant::now() + self.plane.cfg.drain_timeout);
         self.workers.wake_all();
     }
@@ -279,4 +326,63 @@ fn tell_service_manager(state: sd_notify::NotifyState<'_>) {
     if let Err(e) = sd_notify::notify(&[state]) {
         warn!(target: "fulcrum::serve", "could not notify systemd ($NOTIFY_SOCKET): {e}");
     }
+}
+
+/// The workers' shared state of one service.
+fn service_state(c: &ServeConfig) -> Arc<Shared> {
+    let pool = Arc::new(Pool::new(&c.backends));
+    let shared = Shared::named(&c.name, pool, Arc::new(Stats::default()), c.scheduler);
+    shared.sched_shared.set_seed(c.hash_seed);
+    Arc::new(shared)
+}
+
+/// A service's settings as the proxy workers read them.
+fn worker_config(c: &ServeConfig) -> WorkerConfig {
+    WorkerConfig {
+        connect_timeout: c.connect_timeout,
+        // `--idle-timeout 0s` means no idle timeout: a deadline never reached.
+        idle_timeout: match c.idle_timeout {
+            Duration::ZERO => Duration::MAX,
+            d => d,
+        },
+        retries: c.retries,
+        splice: c.splice,
+        send_proxy: c.send_proxy,
+        source_limit: c
+            .max_conns_per_source
+            .map(|n| Arc::new(proxy::source_limit::SourceLimit::new(n))),
+        access_log: c.access_log,
+    }
+}
+
+/// Starts services a reload adds: binds their listeners (one per worker), hands each
+/// worker its own and wakes it. `global`: the process's configuration (IP_FREEBIND).
+fn service_starter(
+    global: &ServeConfig,
+    lanes: Vec<LaneSender>,
+    wakers: Vec<Arc<Waker>>,
+) -> ServiceStarter {
+    let freebind = global.freebind;
+    Box::new(move |c: &ServeConfig| {
+        let shared = service_state(c);
+        let per_worker =
+            proxy::bind_for_workers(&c.listen, c.backlog, freebind, lanes.len(), &mut Vec::new())?;
+        let mut fds = Vec::new();
+        for l in per_worker.iter().flatten() {
+            fds.push(std::os::fd::OwnedFd::from(l.try_clone()?));
+        }
+        let cfg = worker_config(c);
+        for ((tx, waker), listeners) in lanes.iter().zip(&wakers).zip(per_worker) {
+            let spec = LaneSpec {
+                shared: Arc::clone(&shared),
+                cfg: cfg.clone(),
+                listeners,
+            };
+            if tx.send(spec).is_err() {
+                return Err(io::Error::other("a worker has stopped"));
+            }
+            let _ = waker.wake();
+        }
+        Ok((shared, fds))
+    })
 }

@@ -140,7 +140,7 @@ pub(crate) fn parse_service(
         .try_get_matches_from(argv(doc, svc, ov))
         .map_err(|e| one(clap_error(&e, locate)))?;
     let args = ServeArgs::from_arg_matches(&m).map_err(|e| one(clap_error(&e, locate)))?;
-    let config = ServeConfig::from_args(args.clone(), nofile).map_err(|e| {
+    let mut config = ServeConfig::from_args(args.clone(), nofile).map_err(|e| {
         let msg = e.0;
         let flag = flags_in(&msg)
             .into_iter()
@@ -148,6 +148,7 @@ pub(crate) fn parse_service(
             .map(str::to_string);
         one(locate(flag.as_deref(), None, msg))
     })?;
+    config.name = svc.name.clone();
     Ok(Parsed {
         config,
         values: values(&m),

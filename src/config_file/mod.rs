@@ -11,10 +11,7 @@
 //! [`ServeConfig`] validation as flags ([`args`]), so flags and file cannot disagree;
 //! errors are moved back to the key's line ([`error`]).
 //!
-//! What it does not do: run several services. The runtime serves one node pool per
-//! process today, so [`FileConfig::into_single`] refuses a file with several services
-//! after validating all of them; [`FileConfig::services`] is the form the multi-service
-//! runtime will consume. Nothing here binds a socket; reading the key files named in
+//! Nothing here binds a socket; reading the key files named in
 //! the file is part of validation (a bad key file is a configuration error).
 
 mod args;
@@ -112,26 +109,27 @@ impl FileConfig {
         &self.services
     }
 
-    /// The one service's configuration: what `serve` runs today. Several services are
-    /// refused (the runtime serves one node pool per process for now).
-    pub fn into_single(self) -> Result<ServeConfig, FileErrors> {
-        let mut services = self.services;
-        if services.len() == 1 {
-            if let Some(s) = services.pop() {
-                return Ok(s.config);
-            }
+    /// The services' configurations, in file order: what `serve` runs. Direct mode
+    /// serves one service per process: a file with a direct-mode service and another
+    /// service is refused.
+    pub fn into_services(self) -> Result<Vec<ServeConfig>, FileErrors> {
+        let direct = self
+            .services
+            .iter()
+            .find(|s| matches!(s.config.mode, crate::config::ForwardMode::Direct(_)));
+        if let (Some(d), true) = (direct, self.services.len() > 1) {
+            return Err(FileError::line(
+                &self.path,
+                d.line,
+                format!(
+                    "service \"{}\": direct mode serves one service per process; \
+                     give it a file (and a fulcrum) of its own, or use mode = \"proxy\"",
+                    d.name
+                ),
+            )
+            .into());
         }
-        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-        Err(FileError::file(
-            &self.path,
-            format!(
-                "{} services ({}): several services in one process are not supported yet; \
-                 keep one [[service]] per file and run one fulcrum per file (docs/configuration.md)",
-                names.len(),
-                names.join(", ")
-            ),
-        )
-        .into())
+        Ok(self.services.into_iter().map(|s| s.config).collect())
     }
 
     /// The normalised configuration as TOML: every key, defaults filled in.
@@ -198,17 +196,6 @@ fn listen_clash(
     }
 }
 
-/// `fulcrum serve --config FILE [FLAGS]`: the file with the flags in `matches` (serve's
-/// own) laid over it, validated; the one service's configuration.
-pub fn serve_config(
-    path: &Path,
-    matches: Option<&clap::ArgMatches>,
-    nofile: u64,
-) -> Result<ServeConfig, FileErrors> {
-    let ov = matches.map(Overrides::from_matches).unwrap_or_default();
-    FileConfig::load(path, &ov, nofile)?.into_single()
-}
-
 /// What `fulcrum check --config FILE` found.
 #[derive(Debug)]
 pub struct CheckReport {
@@ -223,7 +210,7 @@ pub fn check(path: &Path, nofile: u64) -> CheckReport {
     match FileConfig::load(path, &Overrides::default(), nofile) {
         Ok(file) => {
             let normalised = Some(file.render());
-            let errors = match file.into_single() {
+            let errors = match file.into_services() {
                 Ok(_) => FileErrors::default(),
                 Err(e) => e,
             };

@@ -26,7 +26,9 @@ fn err(text: &str) -> String {
 }
 
 fn one(text: &str) -> ServeConfig {
-    load(text).unwrap().into_single().unwrap()
+    let mut v = load(text).unwrap().into_services().unwrap();
+    assert_eq!(v.len(), 1, "one service");
+    v.remove(0)
 }
 
 const WEB: &str =
@@ -254,13 +256,26 @@ fn defaults_apply_where_a_service_does_not_set_the_key() {
 }
 
 #[test]
-fn several_services_are_validated_then_refused_by_serve() {
-    let two = format!("{WEB}\n[[service]]\nname = \"api\"\nlisten = [\"127.0.0.1:8443\"]\nbackend = [\"127.0.0.1:9002\"]\n");
-    let e = load(&two).unwrap().into_single().unwrap_err().to_string();
-    assert!(
-        e.contains("2 services (web, api): several services in one process are not supported yet"),
-        "{e}"
+fn several_services_each_keep_their_name_and_settings() {
+    let two = format!("{WEB}\n[[service]]\nname = \"api\"\nlisten = [\"127.0.0.1:8443\"]\nbackend = [\"127.0.0.1:9002\"]\nscheduler = \"lc\"\n");
+    let v = load(&two).unwrap().into_services().unwrap();
+    let names: Vec<&str> = v.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web", "api"]);
+    assert_eq!(v[1].listen, ["127.0.0.1:8443".parse().unwrap()]);
+    assert_eq!(v[1].scheduler, crate::scheduler::SchedulerKind::Lc);
+    assert_ne!(v[0].scheduler, v[1].scheduler);
+    // Direct mode serves one service per process.
+    let direct = two.replace(
+        "name = \"api\"",
+        "name = \"api\"\nmode = \"direct\"\ninterface = \"lo\"",
     );
+    if let Ok(f) = load(&direct) {
+        let e = f.into_services().unwrap_err().to_string();
+        assert!(
+            e.contains("direct mode serves one service per process"),
+            "{e}"
+        );
+    }
     // Every service's errors are reported, not the first one's only.
     let bad = two.replace("9001", "x").replace("9002", "y");
     let e = err(&bad);
@@ -333,7 +348,8 @@ fn flags_override_the_file() {
         ],
     )
     .unwrap()
-    .into_single()
+    .into_services()
+    .map(|mut v| v.remove(0))
     .unwrap();
     assert_eq!(c.workers, 2, "a global key");
     assert_eq!(c.retries, 1, "a [defaults] key");

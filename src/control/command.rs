@@ -15,7 +15,8 @@
 //! Grammar (tokens separated by whitespace, keywords lowercase and
 //! case-sensitive; see [`HELP`]):
 //! ```text
-//! show nodes|stats|config [--json]
+//! show nodes [SERVICE] [--json]
+//! show services|stats|config [--json]
 //! add node ADDR [weight 0..=256] [backup]
 //! remove node ADDR
 //! set weight ADDR 0..=256
@@ -24,7 +25,9 @@
 //! wait drained ADDR [TIMEOUT]        TIMEOUT: 200ms, 2s, 1.5s, 1m
 //! disable | enable | help
 //! ```
-//! ADDR is `IP:PORT`, IPv6 as `[::1]:80`; host names are not resolved here.
+//! ADDR is `IP:PORT`, IPv6 as `[::1]:80`, optionally `SERVICE/ADDR`; host names are
+//! not resolved here. `disable`, `enable` and `set scheduler [SERVICE] KIND` take an
+//! optional service ([`scope`]).
 //!
 //! Nothing here does I/O, reads a clock or holds live counters: the control
 //! shell owns the socket, authentication, the wait for drained connections
@@ -32,9 +35,11 @@
 
 mod apply;
 mod framing;
+mod scope;
 
 pub use apply::{apply, ApplyError, Effect, NodeEntry, NodeTable};
 pub use framing::{LineBuffer, LineError, MAX_LINE};
+pub use scope::{parse_scoped, Scoped};
 
 use std::error::Error;
 use std::fmt;
@@ -62,22 +67,26 @@ const MAX_ECHO: usize = 64;
 
 /// The reply to `help`: the grammar, one command per line.
 pub const HELP: &str = "\
-show nodes [--json]                  per-node state and counters
+show services [--json]               one line per service
+show nodes [SERVICE] [--json]        per-node state and counters
 show stats [--json]                  distributor-wide counters
 show config [--json]                 running configuration
 add node ADDR [weight N] [backup]    add a node (weight 0..=256, default 1)
 remove node ADDR                     stop new flows, remove once idle
 set weight ADDR N                    set weight 0..=256 (0 = no new flows)
 set state ADDR ready|drain|maint     set the admin state (ready cancels a removal)
-set scheduler rr|wrr|lc|wlc|maglev   switch the scheduling algorithm
+set scheduler [SERVICE] rr|wrr|lc|wlc|maglev
+                                     switch the scheduling algorithm
 wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was removed
                                      (TIMEOUT default 60s, e.g. 5m)
-disable                              refuse new connections
-enable                               distribute new connections again
+disable [SERVICE]                    refuse new connections
+enable [SERVICE]                     distribute new connections again
 shutdown                             drain and exit, as on SIGTERM (control socket only)
 expose listeners                     hand the listeners to a reloading process (socket only)
 help                                 this text
-ADDR is IP:PORT (IPv6 as [::1]:80); TIMEOUT is a number with a unit: us, ms, s, m or h.
+ADDR is IP:PORT (IPv6 as [::1]:80) or SERVICE/ADDR, needed when several services
+have that address; disable, enable and set scheduler without SERVICE act on every
+service. TIMEOUT is a number with a unit: us, ms, s, m or h.
 ";
 
 /// One parsed control command.
@@ -86,6 +95,11 @@ ADDR is IP:PORT (IPv6 as [::1]:80); TIMEOUT is a number with a unit: us, ms, s, 
 /// unchanged; `fulcrum ctl` can build commands as values and send them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `show services [--json]`
+    ShowServices {
+        /// Reply in JSON instead of an aligned table.
+        json: bool,
+    },
     /// `show nodes [--json]`
     ShowNodes {
         /// Reply in JSON instead of an aligned table.
@@ -169,6 +183,7 @@ impl fmt::Display for Command {
             write!(f, "show {what}{}", if json { " --json" } else { "" })
         };
         match self {
+            Command::ShowServices { json } => show(f, "services", *json),
             Command::ShowNodes { json } => show(f, "nodes", *json),
             Command::ShowStats { json } => show(f, "stats", *json),
             Command::ShowConfig { json } => show(f, "config", *json),
@@ -235,6 +250,8 @@ pub enum ParseError {
         /// The missing argument, e.g. `"address"`.
         what: &'static str,
     },
+    /// A service word that cannot be a service's name.
+    BadService(String),
     /// Not `IP:PORT`.
     BadAddress {
         /// The command.
@@ -314,6 +331,11 @@ impl fmt::Display for ParseError {
                 Echo(word)
             ),
             ParseError::Missing { command, what } => write!(f, "{command}: missing {what}"),
+            ParseError::BadService(s) => write!(
+                f,
+                "bad service {} (expected a service name: letters, digits, '-', '_', '.')",
+                Echo(s)
+            ),
             ParseError::BadAddress { command, value } => write!(
                 f,
                 "{command}: bad address {} (expected IP:PORT, IPv6 as [::1]:80)",
@@ -403,6 +425,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         rest: args.iter(),
     };
     let parsed = match command {
+        "show services" => Command::ShowServices { json },
         "show nodes" => Command::ShowNodes { json },
         "show stats" => Command::ShowStats { json },
         "show config" => Command::ShowConfig { json },
@@ -461,11 +484,12 @@ fn command_name<'t, 'a>(
         "show" => (
             "show",
             &[
+                ("services", "show services"),
                 ("nodes", "show nodes"),
                 ("stats", "show stats"),
                 ("config", "show config"),
             ],
-            "nodes, stats or config",
+            "services, nodes, stats or config",
         ),
         "add" => ("add", &[("node", "add node")], "node"),
         "remove" => ("remove", &[("node", "remove node")], "node"),
@@ -665,11 +689,11 @@ mod tests {
             ("SHOW nodes", r#"unknown command "SHOW""#),
             (
                 "show",
-                "show: missing argument (expected nodes, stats or config)",
+                "show: missing argument (expected services, nodes, stats or config)",
             ),
             (
                 "show nodez",
-                r#"show: unknown argument "nodez" (expected nodes, stats or config)"#,
+                r#"show: unknown argument "nodez" (expected services, nodes, stats or config)"#,
             ),
             (
                 "set weight 127.0.0.1:9000 abc",

@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use log::info;
 
-use crate::control::command::{self, apply, Command, Effect, NodeEntry, NodeTable};
+use crate::control::command::{self, apply, Command, Effect, NodeEntry, NodeTable, Scoped};
 use crate::control::render;
-use crate::control::snapshot::{CheckSnapshot, DirectSnapshot, NodeSnapshot, StatsSnapshot};
+use crate::control::snapshot::{
+    CheckSnapshot, DirectSnapshot, NodeSnapshot, ServiceSnapshot, StatsSnapshot,
+};
 use crate::duration::format_duration;
 use crate::plane::Plane;
 use crate::pool::{AdminState, NodeSpec};
@@ -52,6 +54,8 @@ pub enum Outcome {
     Reply(Reply),
     /// `wait drained`: answer when the node has no flows, or at the deadline.
     Wait {
+        /// The node's service (index in the plane).
+        service: usize,
         /// The node.
         addr: SocketAddr,
         /// Give up then.
@@ -64,29 +68,92 @@ pub enum Outcome {
 /// first; a forgotten address is reported as unknown.
 pub const REMEMBER_REMOVED: usize = 256;
 
-/// State of the executor: nodes being removed, and the last nodes removed.
+/// State of the executor: nodes being removed, and the last nodes removed (each with
+/// its service's index).
 #[derive(Debug, Default)]
 pub struct Executor {
-    removing: Vec<(SocketAddr, Instant)>,
-    removed: std::collections::VecDeque<SocketAddr>,
+    removing: Vec<(usize, SocketAddr, Instant)>,
+    removed: std::collections::VecDeque<(usize, SocketAddr)>,
+}
+
+/// Which services a command acts on.
+enum Target {
+    /// One service (its index).
+    One(usize),
+    /// Every running service (`disable`, `enable`, `set scheduler` without a service).
+    All,
 }
 
 impl Executor {
-    fn table(&self, plane: &Plane) -> NodeTable {
+    fn table(&self, plane: &Plane, svc: usize) -> NodeTable {
+        let service = &plane.services[svc];
         let mut t = NodeTable::new(
-            plane.shared.scheduler_kind(),
-            plane.shared.enabled.load(Ordering::Relaxed),
+            service.shared.scheduler_kind(),
+            service.shared.enabled.load(Ordering::Relaxed),
         );
-        for n in plane.shared.pool.snapshot().0.iter() {
+        for n in service.shared.pool.snapshot().0.iter() {
             t.commit(&Effect::Added(NodeEntry {
                 addr: n.addr(),
                 weight: n.weight(),
                 backup: n.is_backup(),
                 admin: n.admin(),
-                removing: self.removing.iter().any(|(a, _)| *a == n.addr()),
+                removing: self
+                    .removing
+                    .iter()
+                    .any(|(s, a, _)| *s == svc && *a == n.addr()),
             }));
         }
         t
+    }
+
+    /// The services `cmd` acts on: the one it names, or the one that has its node.
+    fn target(&self, plane: &Plane, cmd: &Scoped) -> Result<Target, String> {
+        if let Some(name) = &cmd.service {
+            return plane
+                .service_index(name)
+                .map(Target::One)
+                .ok_or_else(|| format!("no such service {name:?} (see show services)"));
+        }
+        let addr = match &cmd.cmd {
+            Command::AddNode { addr, .. }
+            | Command::RemoveNode { addr }
+            | Command::SetWeight { addr, .. }
+            | Command::SetState { addr, .. }
+            | Command::WaitDrained { addr, .. } => *addr,
+            _ => return Ok(Target::All),
+        };
+        let live: Vec<usize> = plane.live().map(|(i, _)| i).collect();
+        if let [only] = live[..] {
+            return Ok(Target::One(only));
+        }
+        let adding = matches!(cmd.cmd, Command::AddNode { .. });
+        let holders: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| {
+                plane.services[i].shared.pool.find(addr).is_some() || self.was_removed(i, addr)
+            })
+            .collect();
+        match holders[..] {
+            [one] if !adding => Ok(Target::One(one)),
+            [] if !adding => Err(command::ApplyError::NoSuchNode(addr).to_string()),
+            _ => {
+                let names: Vec<&str> = if adding {
+                    live.iter().map(|&i| plane.services[i].name()).collect()
+                } else {
+                    holders.iter().map(|&i| plane.services[i].name()).collect()
+                };
+                Err(format!(
+                    "{} services ({}): name one, as SERVICE/{addr}",
+                    if adding {
+                        "several"
+                    } else {
+                        "node is in several"
+                    },
+                    names.join(", ")
+                ))
+            }
+        }
     }
 
     /// Parses and runs one command line from `who`. `local`: it came from an operator
@@ -99,7 +166,7 @@ impl Executor {
         local: bool,
         now: Instant,
     ) -> Outcome {
-        let cmd = match command::parse(line) {
+        let cmd = match command::parse_scoped(line) {
             Ok(c) => c,
             Err(command::ParseError::Empty) => return Outcome::Reply(Reply::ok("")),
             Err(e) => return Outcome::Reply(Reply::error(e)),
@@ -111,51 +178,102 @@ impl Executor {
     pub fn run(
         &mut self,
         plane: &mut Plane,
-        cmd: &Command,
+        cmd: &Scoped,
         who: &str,
         local: bool,
         now: Instant,
     ) -> Outcome {
-        let table = self.table(plane);
-        // A node that was removed is drained: the removal waited for (or cut) its flows.
-        if let Command::WaitDrained { addr, .. } = cmd {
-            if table.get(*addr).is_none() && self.was_removed(*addr) {
-                return Outcome::Reply(Reply::ok(drained_removed(*addr)));
+        match &cmd.cmd {
+            Command::ShowServices { json } => {
+                let list = services(plane);
+                return Outcome::Reply(Reply::ok(if *json {
+                    render::services_json(&list)
+                } else {
+                    render::services_table(&list)
+                }));
+            }
+            Command::ShowNodes { json } => {
+                let only = match &cmd.service {
+                    Some(_) => match self.target(plane, cmd) {
+                        Ok(Target::One(i)) => Some(i),
+                        Ok(Target::All) => None,
+                        Err(e) => return Outcome::Reply(Reply::error(e)),
+                    },
+                    None => None,
+                };
+                let list = nodes_of(plane, now, only);
+                return Outcome::Reply(Reply::ok(if *json {
+                    render::nodes_json(&list)
+                } else {
+                    render::nodes_table(&list)
+                }));
+            }
+            Command::ShowStats { json } => {
+                return Outcome::Reply(Reply::ok(stats_reply(plane, now, *json)))
+            }
+            Command::ShowConfig { json } => return Outcome::Reply(Reply::ok(config(plane, *json))),
+            Command::Help => return Outcome::Reply(Reply::ok(command::HELP.trim_end())),
+            _ => {}
+        }
+        let targets: Vec<usize> = match self.target(plane, cmd) {
+            Ok(Target::One(i)) => vec![i],
+            Ok(Target::All) => plane.live().map(|(i, _)| i).collect(),
+            Err(e) => return Outcome::Reply(Reply::error(e)),
+        };
+        let several = targets.len() > 1;
+        let mut replies = Vec::with_capacity(targets.len());
+        for svc in targets {
+            let scoped = Scoped::new(Some(plane.services[svc].name()), cmd.cmd.clone());
+            match self.run_on(plane, svc, &scoped, who, local, now) {
+                Outcome::Reply(r) if !r.ok => return Outcome::Reply(r),
+                Outcome::Reply(r) if several => {
+                    replies.push(format!("{}: {}", plane.services[svc].name(), r.body))
+                }
+                Outcome::Reply(r) => replies.push(r.body),
+                wait => return wait,
             }
         }
-        let effect = match apply(&table, cmd) {
+        Outcome::Reply(Reply::ok(replies.join("\n")))
+    }
+
+    /// Runs a command on one service; `cmd` names it.
+    fn run_on(
+        &mut self,
+        plane: &mut Plane,
+        svc: usize,
+        cmd: &Scoped,
+        who: &str,
+        local: bool,
+        now: Instant,
+    ) -> Outcome {
+        let table = self.table(plane, svc);
+        // A node that was removed is drained: the removal waited for (or cut) its flows.
+        if let Command::WaitDrained { addr, .. } = cmd.cmd {
+            if table.get(addr).is_none() && self.was_removed(svc, addr) {
+                return Outcome::Reply(Reply::ok(drained_removed(addr)));
+            }
+        }
+        let effect = match apply(&table, &cmd.cmd) {
             Ok(e) => e,
             Err(e) => return Outcome::Reply(Reply::error(e)),
         };
-        let reply = match cmd {
-            Command::ShowNodes { json } => {
-                let nodes = nodes(plane, now);
-                Reply::ok(if *json {
-                    render::nodes_json(&nodes)
-                } else {
-                    render::nodes_table(&nodes)
-                })
-            }
-            Command::ShowStats { json } => Reply::ok(stats_reply(plane, now, *json)),
-            Command::ShowConfig { json } => Reply::ok(config(plane, *json)),
-            Command::Help => Reply::ok(command::HELP.trim_end()),
-            Command::WaitDrained { addr, timeout } => {
-                let t = timeout.unwrap_or(command::DEFAULT_WAIT);
-                return Outcome::Wait {
-                    addr: *addr,
-                    deadline: now + t,
-                };
-            }
-            _ => match self.carry_out(plane, &effect, now) {
-                Ok(msg) => {
-                    info!(target: "fulcrum::control", "{who}: {cmd} -> {msg}");
-                    if local {
-                        plane.admin_log.push(cmd.clone());
-                    }
-                    Reply::ok(msg)
+        if let Command::WaitDrained { addr, timeout } = cmd.cmd {
+            let t = timeout.unwrap_or(command::DEFAULT_WAIT);
+            return Outcome::Wait {
+                service: svc,
+                addr,
+                deadline: now + t,
+            };
+        }
+        let reply = match self.carry_out(plane, svc, &effect, now) {
+            Ok(msg) => {
+                info!(target: "fulcrum::control", "{who}: {cmd} -> {msg}");
+                if local {
+                    plane.admin_log.push(cmd.clone());
                 }
-                Err(e) => Reply::error(e),
-            },
+                Reply::ok(msg)
+            }
+            Err(e) => Reply::error(e),
         };
         Outcome::Reply(reply)
     }
@@ -163,10 +281,12 @@ impl Executor {
     fn carry_out(
         &mut self,
         plane: &mut Plane,
+        svc: usize,
         effect: &Effect,
         now: Instant,
     ) -> Result<String, String> {
-        let shared = &plane.shared;
+        let service = &mut plane.services[svc];
+        let shared = &service.shared;
         let find = |addr: std::net::SocketAddr| {
             shared
                 .pool
@@ -184,7 +304,7 @@ impl Executor {
                     agent: false,
                 };
                 shared.pool.add(spec).map_err(|e| e.to_string())?;
-                self.removed.retain(|a| *a != e.addr);
+                self.removed.retain(|r| *r != (svc, e.addr));
                 Ok(format!(
                     "node {} added (weight {}{})",
                     e.addr,
@@ -195,19 +315,20 @@ impl Executor {
             Effect::Removing(addr) => {
                 let node = find(*addr)?;
                 node.set_admin(AdminState::Drain);
-                plane.info.entry(*addr).or_default().removing = true;
-                let deadline = now + plane.cfg.remove_deadline;
-                self.removing.push((*addr, deadline));
+                let deadline = now + service.cfg.remove_deadline;
+                let wait = service.cfg.remove_deadline;
+                service.info.entry(*addr).or_default().removing = true;
+                self.removing.push((svc, *addr, deadline));
                 Ok(format!(
                     "node {addr} draining: removed when idle ({} active) or in {}",
                     node.active(),
-                    format_duration(plane.cfg.remove_deadline)
+                    format_duration(wait)
                 ))
             }
             Effect::RemovalCancelled(addr) => {
                 let node = find(*addr)?;
-                self.removing.retain(|(a, _)| a != addr);
-                if let Some(i) = plane.info.get_mut(addr) {
+                self.removing.retain(|(s, a, _)| (*s, a) != (svc, addr));
+                if let Some(i) = service.info.get_mut(addr) {
                     i.removing = false;
                 }
                 node.set_admin(AdminState::Ready);
@@ -243,23 +364,27 @@ impl Executor {
 
     /// Finishes removals: idle nodes leave the pool; overdue ones have their flows cut.
     pub fn tick(&mut self, plane: &mut Plane, now: Instant) {
-        let pool = &plane.shared.pool;
         let removed = &mut self.removed;
-        self.removing.retain(|(addr, deadline)| {
-            let Some(node) = pool.find(*addr) else { return false };
+        self.removing.retain(|(svc, addr, deadline)| {
+            let Some(service) = plane.services.get_mut(*svc) else {
+                return false;
+            };
+            let Some(node) = service.shared.pool.find(*addr) else {
+                return false;
+            };
             let idle = node.active() == 0;
             if idle || now >= *deadline {
                 if !idle {
                     node.cut();
                 }
-                let _ = pool.remove(*addr);
-                plane.info.remove(addr);
-                removed.retain(|a| a != addr);
+                let _ = service.shared.pool.remove(*addr);
+                service.info.remove(addr);
+                removed.retain(|r| *r != (*svc, *addr));
                 if removed.len() >= REMEMBER_REMOVED {
                     removed.pop_front();
                 }
-                removed.push_back(*addr);
-                info!(target: "fulcrum::control", "node {addr} removed{}", if idle { " (idle)" } else { " at its deadline; remaining flows cut" });
+                removed.push_back((*svc, *addr));
+                info!(target: "fulcrum::control", "service {} node {addr} removed{}", service.shared.name, if idle { " (idle)" } else { " at its deadline; remaining flows cut" });
                 false
             } else {
                 true
@@ -267,15 +392,15 @@ impl Executor {
         });
     }
 
-    /// Whether `addr` left the pool through `remove node` (among the last
+    /// Whether `addr` left service `svc` through `remove node` (among the last
     /// [`REMEMBER_REMOVED`] removals) and was not added again since.
-    pub fn was_removed(&self, addr: SocketAddr) -> bool {
-        self.removed.contains(&addr)
+    pub fn was_removed(&self, svc: usize, addr: SocketAddr) -> bool {
+        self.removed.contains(&(svc, addr))
     }
 
     /// The soonest removal deadline.
     pub fn deadline(&self) -> Option<Instant> {
-        self.removing.iter().map(|(_, d)| *d).min()
+        self.removing.iter().map(|(_, _, d)| *d).min()
     }
 }
 
@@ -300,72 +425,129 @@ pub fn drained_removed(addr: SocketAddr) -> String {
 /// `shutdown` stopped accepting; open flows finish) or `stopping` (the drain time is
 /// over: what is left is cut).
 pub fn lifecycle(plane: &Plane) -> &'static str {
-    if plane.shared.cut_now.load(Ordering::Relaxed) {
+    if plane.process.cut_now.load(Ordering::Relaxed) {
         "stopping"
-    } else if plane.shared.shutdown.load(Ordering::Relaxed) || plane.stop_requested {
+    } else if plane.process.shutdown.load(Ordering::Relaxed) || plane.stop_requested {
         "draining"
     } else {
         "serving"
     }
 }
 
-/// Per-node snapshots, in pool order.
+/// Per-node snapshots of every running service, in service then pool order.
 pub fn nodes(plane: &Plane, now: Instant) -> Vec<NodeSnapshot> {
+    nodes_of(plane, now, None)
+}
+
+/// Per-node snapshots of service `only`, or of every running service.
+pub fn nodes_of(plane: &Plane, now: Instant, only: Option<usize>) -> Vec<NodeSnapshot> {
+    let mut out = Vec::new();
+    for (i, svc) in plane.live() {
+        if only.is_some_and(|o| o != i) {
+            continue;
+        }
+        service_nodes(svc, now, &mut out);
+    }
+    out
+}
+
+/// One service's nodes, appended to `out`.
+fn service_nodes(svc: &crate::plane::Service, now: Instant, out: &mut Vec<NodeSnapshot>) {
+    let name = &svc.shared.name;
+    out.extend(svc.shared.pool.snapshot().0.iter().map(|n| {
+        let c = &n.counters;
+        let info = svc.info.get(&n.addr());
+        NodeSnapshot {
+            service: std::sync::Arc::clone(name),
+            addr: n.addr(),
+            weight: n.weight(),
+            effective_weight: n.effective_weight(),
+            backup: n.is_backup(),
+            maxconn: n.spec().maxconn,
+            admin: n.admin(),
+            health: n.health(),
+            active: n.active(),
+            total: c.total.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            connect_failures: c.connect_failures.load(Ordering::Relaxed),
+            last_check: info.and_then(|i| check_snapshot(i, now)),
+            agent: info.and_then(|i| i.agent.clone()),
+            agent_ok: n.agent_ok(),
+            removing: info.is_some_and(|i| i.removing),
+        }
+    }));
+}
+
+/// One line per running service.
+pub fn services(plane: &Plane) -> Vec<ServiceSnapshot> {
     plane
-        .shared
-        .pool
-        .snapshot()
-        .0
-        .iter()
-        .map(|n| {
-            let c = &n.counters;
-            let info = plane.info.get(&n.addr());
-            NodeSnapshot {
-                addr: n.addr(),
-                weight: n.weight(),
-                effective_weight: n.effective_weight(),
-                backup: n.is_backup(),
-                maxconn: n.spec().maxconn,
-                admin: n.admin(),
-                health: n.health(),
-                active: n.active(),
-                total: c.total.load(Ordering::Relaxed),
-                bytes_in: c.bytes_in.load(Ordering::Relaxed),
-                bytes_out: c.bytes_out.load(Ordering::Relaxed),
-                connect_failures: c.connect_failures.load(Ordering::Relaxed),
-                last_check: info.and_then(|i| check_snapshot(i, now)),
-                agent: info.and_then(|i| i.agent.clone()),
-                agent_ok: n.agent_ok(),
-                removing: info.is_some_and(|i| i.removing),
+        .live()
+        .map(|(_, svc)| {
+            let sh = &svc.shared;
+            let (nodes, _) = sh.pool.snapshot();
+            let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            ServiceSnapshot {
+                name: std::sync::Arc::clone(&sh.name),
+                listen: svc.cfg.listen.clone(),
+                mode: match svc.cfg.mode {
+                    crate::config::ForwardMode::Proxy => "proxy",
+                    crate::config::ForwardMode::Direct(_) => "direct",
+                },
+                scheduler: sh.scheduler_kind().to_string(),
+                nodes_up: nodes.iter().filter(|n| n.eligible()).count() as u64,
+                nodes_total: nodes.len() as u64,
+                active: ld(&sh.stats.active),
+                total: ld(&sh.stats.total),
+                bytes_in: ld(&sh.stats.bytes_in),
+                bytes_out: ld(&sh.stats.bytes_out),
+                no_node: ld(&sh.stats.no_node),
+                enabled: sh.enabled.load(Ordering::Relaxed),
             }
         })
         .collect()
 }
 
-/// Distributor-wide snapshot.
+/// Distributor-wide snapshot: every service's counters added up (a service removed by
+/// a reload still counts, so totals never go down).
 pub fn stats(plane: &Plane, now: Instant) -> StatsSnapshot {
-    let s = &plane.shared.stats;
-    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let sum = |f: fn(&crate::pool::Stats) -> &std::sync::atomic::AtomicU64| {
+        plane
+            .services
+            .iter()
+            .map(|s| f(&s.shared.stats).load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
     let ha = plane.ha.as_ref();
+    let first = plane.first();
+    let mut schedulers: Vec<String> = Vec::new();
+    for (_, s) in plane.live() {
+        let k = s.shared.scheduler_kind().to_string();
+        if !schedulers.contains(&k) {
+            schedulers.push(k);
+        }
+    }
     StatsSnapshot {
         uptime_s: now.saturating_duration_since(plane.started).as_secs(),
         workers: plane.cfg.workers as u32,
-        scheduler: plane.shared.scheduler_kind().to_string(),
-        enabled: plane.shared.enabled.load(Ordering::Relaxed),
+        scheduler: schedulers.join(","),
+        enabled: plane
+            .live()
+            .any(|(_, s)| s.shared.enabled.load(Ordering::Relaxed)),
         state: lifecycle(plane).to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        active: ld(&s.active),
-        total: ld(&s.total),
-        bytes_in: ld(&s.bytes_in),
-        bytes_out: ld(&s.bytes_out),
-        refused_disabled: ld(&s.refused_disabled),
-        refused_maxconn: ld(&s.refused_maxconn),
-        refused_per_source: ld(&s.refused_per_source),
-        no_node: ld(&s.no_node),
-        connect_failures: ld(&s.connect_failures),
-        accept_errors: ld(&s.accept_errors),
-        agent_accepted: ld(&s.agent_accepted),
-        agent_rejected: ld(&s.agent_rejected),
+        active: sum(|s| &s.active),
+        total: sum(|s| &s.total),
+        bytes_in: sum(|s| &s.bytes_in),
+        bytes_out: sum(|s| &s.bytes_out),
+        refused_disabled: sum(|s| &s.refused_disabled),
+        refused_maxconn: sum(|s| &s.refused_maxconn),
+        refused_per_source: sum(|s| &s.refused_per_source),
+        no_node: sum(|s| &s.no_node),
+        connect_failures: sum(|s| &s.connect_failures),
+        accept_errors: sum(|s| &s.accept_errors),
+        agent_accepted: first.stats.agent_accepted.load(Ordering::Relaxed),
+        agent_rejected: first.stats.agent_rejected.load(Ordering::Relaxed),
         ha_role: ha.map(|h| h.role.clone()),
         ha_epoch: ha.map(|h| h.epoch),
         ha_takeovers: ha.map(|h| h.takeovers),
@@ -392,15 +574,40 @@ pub fn stats_reply(plane: &Plane, now: Instant, json: bool) -> String {
 
 /// `/metrics`: Prometheus text (with direct mode's families in that mode).
 pub fn metrics(plane: &Plane, now: Instant) -> String {
-    render::prometheus(&stats(plane, now), &nodes(plane, now))
+    render::prometheus(&stats(plane, now), &services(plane), &nodes(plane, now))
 }
 
 /// `show config`: the running configuration — what a restart with the same flags would
 /// rebuild, with the runtime changes (node set, weights, scheduler, enable/disable) in.
 /// Secrets are never shown: only whether they are set.
 fn config(plane: &Plane, json: bool) -> String {
+    let live: Vec<&crate::plane::Service> = plane.live().map(|(_, s)| s).collect();
+    let fields = match live[..] {
+        [one] => service_config(one),
+        _ => vec![(
+            "services",
+            render::ConfigValue::List(
+                live.iter()
+                    .map(|s| {
+                        let mut f = vec![("name", render::ConfigValue::Str(s.name().to_owned()))];
+                        f.extend(service_config(s));
+                        render::ConfigValue::Object(f)
+                    })
+                    .collect(),
+            ),
+        )],
+    };
+    if json {
+        render::config_json(&fields)
+    } else {
+        render::config_text(&fields)
+    }
+}
+
+/// One service's running configuration, with the process's global keys.
+fn service_config(svc: &crate::plane::Service) -> Vec<(&'static str, render::ConfigValue)> {
     use render::ConfigValue as V;
-    let c = &plane.cfg;
+    let c = &svc.cfg;
     let h = &c.health;
     let dur = |d: std::time::Duration| V::Str(format_duration(d));
     let opt_str = |s: Option<String>| s.map_or(V::Null, V::Str);
@@ -410,7 +617,7 @@ fn config(plane: &Plane, json: bool) -> String {
         crate::health::config::CheckKind::Tcp => "tcp".to_string(),
         crate::health::config::CheckKind::Http { path } => format!("http:{path}"),
     };
-    let backends = plane
+    let backends = svc
         .shared
         .pool
         .snapshot()
@@ -437,14 +644,11 @@ fn config(plane: &Plane, json: bool) -> String {
         ("interface", opt_str(interface)),
         ("listen", addrs(&c.listen)),
         ("backends", V::List(backends)),
-        (
-            "scheduler",
-            V::Str(plane.shared.scheduler_kind().to_string()),
-        ),
+        ("scheduler", V::Str(svc.shared.scheduler_kind().to_string())),
         ("hash_seed", V::Num(c.hash_seed)),
         (
             "enabled",
-            V::Bool(plane.shared.enabled.load(Ordering::Relaxed)),
+            V::Bool(svc.shared.enabled.load(Ordering::Relaxed)),
         ),
         ("workers", V::Num(c.workers as u64)),
         ("max_conns", V::Num(c.max_conns)),
@@ -512,9 +716,5 @@ fn config(plane: &Plane, json: bool) -> String {
             ("ha_group", V::Num(ha.group.into())),
         ]),
     }
-    if json {
-        render::config_json(&fields)
-    } else {
-        render::config_text(&fields)
-    }
+    fields
 }

@@ -207,6 +207,11 @@ pub(crate) fn route(
             "application/json",
             &render::nodes_json(&exec::nodes(plane, now)),
         ),
+        ("GET", "/api/v1/services") => response(
+            200,
+            "application/json",
+            &render::services_json(&exec::services(plane)),
+        ),
         ("GET", "/api/v1/stats") => response(
             200,
             "application/json",
@@ -220,8 +225,8 @@ pub(crate) fn route(
         ("POST", "/api/v1/command") => command(exec, plane, who, req, token, now),
         (
             _,
-            "/" | "/index.html" | "/metrics" | "/api/v1/nodes" | "/api/v1/stats"
-            | "/api/v1/console" | "/api/v1/command",
+            "/" | "/index.html" | "/metrics" | "/api/v1/nodes" | "/api/v1/services"
+            | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command",
         ) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }
@@ -647,7 +652,8 @@ mod tests {
         let pool = Arc::new(crate::pool::Pool::new(&cfg.backends));
         let stats = Arc::new(crate::pool::Stats::default());
         let shared = Arc::new(crate::runtime::Shared::new(pool, stats, cfg.scheduler));
-        Plane::new(shared, None, cfg, Vec::new())
+        let svc = crate::plane::Service::new(shared, cfg.clone());
+        Plane::new(cfg, vec![svc], Arc::default(), None, Vec::new())
     }
 
     const TOKEN: &str = "0123456789abcdef";
@@ -786,7 +792,17 @@ mod tests {
         let mut p = plane();
         let m = call(&mut p, &req("GET", "/metrics", None, ""), None);
         assert_eq!(status(&m), 200);
-        assert!(body(&m).contains("fulcrum_node_connections_total{node=\"127.0.0.1:9001\"}"));
+        assert!(body(&m).contains(
+            "fulcrum_node_connections_total{service=\"default\",node=\"127.0.0.1:9001\"}"
+        ));
+        assert!(body(&m).contains("fulcrum_service_nodes{service=\"default\"} 1"));
+        let s = call(&mut p, &req("GET", "/api/v1/services", None, ""), None);
+        assert_eq!(status(&s), 200);
+        assert!(
+            body(&s).starts_with("[{\"name\":\"default\",\"mode\":\"proxy\""),
+            "{}",
+            body(&s)
+        );
         let n = call(&mut p, &req("GET", "/api/v1/nodes?pretty", None, ""), None);
         assert_eq!(status(&n), 200);
         assert!(
@@ -837,11 +853,11 @@ mod tests {
         assert_eq!(status(&call(&mut p, &wrong, Some(TOKEN))), 401);
         let short = req("POST", "/api/v1/command", Some("0123"), "disable");
         assert_eq!(status(&call(&mut p, &short, Some(TOKEN))), 401);
-        assert!(p.shared.enabled.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(p.first().enabled.load(std::sync::atomic::Ordering::Relaxed));
         let ok = req("POST", "/api/v1/command", Some(TOKEN), "disable\n");
         let r = call(&mut p, &ok, Some(TOKEN));
         assert_eq!(status(&r), 200, "{}", body(&r));
-        assert!(!p.shared.enabled.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(!p.first().enabled.load(std::sync::atomic::Ordering::Relaxed));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 
 use crate::control::snapshot::{
-    AdminState, CheckSnapshot, HealthState, NodeSnapshot, StatsSnapshot,
+    AdminState, CheckSnapshot, HealthState, NodeSnapshot, ServiceSnapshot, StatsSnapshot,
 };
 
 /// `Content-Type` for [`prometheus`] output served over HTTP.
@@ -149,10 +149,16 @@ pub fn not_eligible(n: &NodeSnapshot) -> Option<String> {
 }
 
 fn table_row(n: &NodeSnapshot) -> [String; COLUMNS] {
-    let node = if n.backup {
-        format!("{} (backup)", n.addr)
-    } else {
+    // As the commands name it: SERVICE/ADDR, or ADDR in the one service of flags.
+    let addr = if &*n.service == crate::config::DEFAULT_SERVICE {
         n.addr.to_string()
+    } else {
+        format!("{}/{}", n.service, n.addr)
+    };
+    let node = if n.backup {
+        format!("{addr} (backup)")
+    } else {
+        addr
     };
     let weight = if n.effective_weight == n.weight {
         n.weight.to_string()
@@ -325,10 +331,152 @@ impl<'a> JsonObject<'a> {
     }
 }
 
+/// `show services`: one aligned line per service.
+pub fn services_table(list: &[ServiceSnapshot]) -> String {
+    let header = [
+        "SERVICE",
+        "MODE",
+        "LISTEN",
+        "SCHEDULER",
+        "NODES",
+        "ACTIVE",
+        "TOTAL",
+        "ENABLED",
+    ];
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .map(|s| {
+            [
+                s.name.to_string(),
+                s.mode.to_owned(),
+                s.listen
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s.scheduler.clone(),
+                format!("{}/{}", s.nodes_up, s.nodes_total),
+                s.active.to_string(),
+                s.total.to_string(),
+                if s.enabled { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header.map(str::to_owned)).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(
+                ' ',
+                w.saturating_sub(cell.chars().count()),
+            ));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `show services --json` and `/api/v1/services`: a JSON array, one object per service.
+pub fn services_json(list: &[ServiceSnapshot]) -> String {
+    let mut out = String::from("[");
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let mut o = JsonObject::open(&mut out);
+        o.str("name", &s.name);
+        o.str("mode", s.mode);
+        o.value(
+            "listen",
+            &ConfigValue::List(
+                s.listen
+                    .iter()
+                    .map(|a| ConfigValue::Str(a.to_string()))
+                    .collect(),
+            ),
+        );
+        o.str("scheduler", &s.scheduler);
+        o.num("nodes_up", s.nodes_up);
+        o.num("nodes_total", s.nodes_total);
+        o.num("active", s.active);
+        o.num("total", s.total);
+        o.num("bytes_in", s.bytes_in);
+        o.num("bytes_out", s.bytes_out);
+        o.num("no_node", s.no_node);
+        o.bool("enabled", s.enabled);
+        o.close();
+    }
+    out.push(']');
+    out
+}
+
+/// Per-service families of [`prometheus`], labelled `service`.
+type ServiceFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ServiceSnapshot) -> u64,
+);
+const SERVICE_FAMILIES: [ServiceFamily; 7] = [
+    (
+        "fulcrum_service_up",
+        "gauge",
+        "1 if the service distributes new connections, 0 if disabled.",
+        |s| u64::from(s.enabled),
+    ),
+    (
+        "fulcrum_service_nodes_usable",
+        "gauge",
+        "Nodes of the service that take new connections now.",
+        |s| s.nodes_up,
+    ),
+    (
+        "fulcrum_service_nodes",
+        "gauge",
+        "Nodes in the service's pool.",
+        |s| s.nodes_total,
+    ),
+    (
+        "fulcrum_service_connections_active",
+        "gauge",
+        "Client connections of the service open now.",
+        |s| s.active,
+    ),
+    (
+        "fulcrum_service_connections_total",
+        "counter",
+        "Client connections the service accepted.",
+        |s| s.total,
+    ),
+    (
+        "fulcrum_service_bytes_in_total",
+        "counter",
+        "Bytes the service received from clients.",
+        |s| s.bytes_in,
+    ),
+    (
+        "fulcrum_service_bytes_out_total",
+        "counter",
+        "Bytes the service sent to clients.",
+        |s| s.bytes_out,
+    ),
+];
+
 /// JSON array of nodes, one object each, in the given order, compact and
 /// on one line. Keys, always present, in this order:
 ///
-/// `addr` (string, `"[::1]:80"` for IPv6), `weight`, `effective_weight`,
+/// `service` (its name), `addr` (string, `"[::1]:80"` for IPv6), `weight`, `effective_weight`,
 /// `backup` (bool), `maxconn` (0 = no limit), `admin` (`"ready"`, `"drain"`,
 /// `"maint"`), `removing` (bool: `remove node` ran; `admin` is `"drain"` until the node
 /// leaves the pool), `health` (`"up"`, `"warning"`, `"down"`), `active`, `total`,
@@ -345,6 +493,7 @@ pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
             out.push(',');
         }
         let mut o = JsonObject::open(&mut out);
+        o.str("service", &n.service);
         o.str("addr", &n.addr.to_string());
         o.num("weight", n.weight.into());
         o.num("effective_weight", n.effective_weight.into());
@@ -730,15 +879,21 @@ fn us_as_seconds(us: u64) -> String {
 /// Metrics in the Prometheus text exposition format 0.0.4 (serve with
 /// [`PROMETHEUS_CONTENT_TYPE`]).
 ///
-/// Distributor families always appear; per-node families appear when
-/// `nodes` is non-empty, labelled `node="IP:PORT"` (`"[::1]:80"` for IPv6),
+/// Distributor families always appear; per-service families (`fulcrum_service_*`,
+/// labelled `service="NAME"`) for every running service; per-node families appear
+/// when `nodes` is non-empty, labelled `service="NAME",node="IP:PORT"` (`"[::1]:80"`
+/// for IPv6),
 /// nodes in the given order; `fulcrum_node_health` and `fulcrum_node_admin`
 /// are one-hot over every state (`state` label), as are `fulcrum_state` (life cycle)
 /// and `fulcrum_node_agent` (only nodes with an agent); `fulcrum_node_check_rtt_seconds`
 /// has a sample for each node whose last check measured one. Each `fulcrum_ha_*` family
 /// appears only when its snapshot field is `Some`; `fulcrum_ha_role` has a
 /// single sample, the current role, valued 1.
-pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
+pub fn prometheus(
+    stats: &StatsSnapshot,
+    services: &[ServiceSnapshot],
+    nodes: &[NodeSnapshot],
+) -> String {
     let mut e = Exposition { out: String::new() };
     e.single(
         "fulcrum_up",
@@ -845,12 +1000,21 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
         &stats.agent_rejected,
     );
 
+    if !services.is_empty() {
+        for (name, kind, help, read) in SERVICE_FAMILIES {
+            e.family(name, kind, help);
+            for svc in services {
+                e.sample(name, &[("service", &svc.name)], &read(svc));
+            }
+        }
+    }
+
     if !nodes.is_empty() {
         let labels: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
         for (name, kind, help, read) in NODE_FAMILIES {
             e.family(name, kind, help);
             for (n, label) in nodes.iter().zip(&labels) {
-                e.sample(name, &[("node", label)], &read(n));
+                e.sample(name, &[("service", &n.service), ("node", label)], &read(n));
             }
         }
         let name = "fulcrum_node_health";
@@ -862,7 +1026,15 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
         for (n, label) in nodes.iter().zip(&labels) {
             for s in HealthState::ALL {
                 let value = u8::from(n.health == s);
-                e.sample(name, &[("node", label), ("state", s.as_str())], &value);
+                e.sample(
+                    name,
+                    &[
+                        ("service", &n.service),
+                        ("node", label),
+                        ("state", s.as_str()),
+                    ],
+                    &value,
+                );
             }
         }
         let name = "fulcrum_node_admin";
@@ -874,7 +1046,15 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
         for (n, label) in nodes.iter().zip(&labels) {
             for s in AdminState::ALL {
                 let value = u8::from(n.admin == s);
-                e.sample(name, &[("node", label), ("state", s.as_str())], &value);
+                e.sample(
+                    name,
+                    &[
+                        ("service", &n.service),
+                        ("node", label),
+                        ("state", s.as_str()),
+                    ],
+                    &value,
+                );
             }
         }
         let with_agent = || nodes.iter().zip(&labels).filter(|(n, _)| n.agent.is_some());
@@ -888,7 +1068,11 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
             for (n, label) in with_agent() {
                 for s in AGENT_STATES {
                     let value = u8::from(n.agent.as_deref() == Some(s));
-                    e.sample(name, &[("node", label), ("state", s)], &value);
+                    e.sample(
+                        name,
+                        &[("service", &n.service), ("node", label), ("state", s)],
+                        &value,
+                    );
                 }
             }
         }
@@ -896,7 +1080,7 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
             nodes
                 .iter()
                 .zip(&labels)
-                .filter_map(|(n, l)| Some((n.last_check.as_ref()?.rtt_us?, l)))
+                .filter_map(|(n, l)| Some((n.last_check.as_ref()?.rtt_us?, &n.service, l)))
         };
         if rtts().next().is_some() {
             let name = "fulcrum_node_check_rtt_seconds";
@@ -905,8 +1089,12 @@ pub fn prometheus(stats: &StatsSnapshot, nodes: &[NodeSnapshot]) -> String {
                 "gauge",
                 "Round-trip time of the node's last health check that got an answer.",
             );
-            for (us, label) in rtts() {
-                e.sample(name, &[("node", label)], &us_as_seconds(us));
+            for (us, service, label) in rtts() {
+                e.sample(
+                    name,
+                    &[("service", service), ("node", label)],
+                    &us_as_seconds(us),
+                );
             }
         }
     }
@@ -969,6 +1157,7 @@ mod tests {
     fn nodes() -> Vec<NodeSnapshot> {
         vec![
             NodeSnapshot {
+                service: "default".into(),
                 addr: "10.0.0.1:8080".parse().unwrap(),
                 weight: 10,
                 effective_weight: 10,
@@ -992,6 +1181,7 @@ mod tests {
                 }),
             },
             NodeSnapshot {
+                service: "default".into(),
                 addr: "[2001:db8::2]:80".parse().unwrap(),
                 weight: 5,
                 effective_weight: 2,
@@ -1052,7 +1242,7 @@ mod tests {
             }),
             ..stats()
         };
-        let (json, text, prom) = (stats_json(&s), stats_text(&s), prometheus(&s, &[]));
+        let (json, text, prom) = (stats_json(&s), stats_text(&s), prometheus(&s, &[], &[]));
         assert!(json.ends_with("\"direct_drops\":1}"), "{json}");
         assert!(text.contains("direct_drops: 1\n"), "{text}");
         for c in &crate::direct::stats::COUNTERS {
@@ -1129,11 +1319,11 @@ NODE                       WEIGHT  ADMIN     HEALTH   AGENT       ACTIVE  TOTAL 
     #[test]
     fn nodes_json_exact() {
         let want = concat!(
-            r#"[{"addr":"10.0.0.1:8080","weight":10,"effective_weight":10,"backup":false,"#,
+            r#"[{"service":"default","addr":"10.0.0.1:8080","weight":10,"effective_weight":10,"backup":false,"#,
             r#""maxconn":0,"admin":"ready","removing":false,"health":"up","active":3,"total":120,"#,
             r#""bytes_in":12800,"bytes_out":1258291,"connect_failures":0,"agent":null,"not_eligible":null,"#,
             r#""last_check":{"ok":true,"detail":"connected","age_ms":1234,"rtt_us":412}},"#,
-            r#"{"addr":"[2001:db8::2]:80","weight":5,"effective_weight":2,"backup":true,"#,
+            r#"{"service":"default","addr":"[2001:db8::2]:80","weight":5,"effective_weight":2,"backup":true,"#,
             r#""maxconn":100,"admin":"drain","removing":true,"health":"warning","active":0,"total":7,"#,
             r#""bytes_in":42,"bytes_out":0,"connect_failures":2,"agent":"overloaded","#,
             r#""not_eligible":"removing","last_check":null}]"#,
@@ -1203,7 +1393,7 @@ agent_rejected: 1
         let mut s = stats();
         s.scheduler = "w\"r\\r\n".into();
         assert!(stats_json(&s).contains(r#""scheduler":"w\"r\\r\n""#));
-        assert!(prometheus(&s, &[])
+        assert!(prometheus(&s, &[], &[])
             .contains("fulcrum_scheduler_info{scheduler=\"w\\\"r\\\\r\\n\"} 1\n"));
         assert!(stats_text(&s).contains("scheduler: w\"r\\r\\n\n"));
     }
@@ -1262,70 +1452,70 @@ fulcrum_agent_heartbeats_accepted_total 9
 fulcrum_agent_heartbeats_rejected_total 1
 # HELP fulcrum_node_connections_active Connections open to the node now.
 # TYPE fulcrum_node_connections_active gauge
-fulcrum_node_connections_active{node="10.0.0.1:8080"} 3
-fulcrum_node_connections_active{node="[2001:db8::2]:80"} 0
+fulcrum_node_connections_active{service="default",node="10.0.0.1:8080"} 3
+fulcrum_node_connections_active{service="default",node="[2001:db8::2]:80"} 0
 # HELP fulcrum_node_connections_total Connections forwarded to the node.
 # TYPE fulcrum_node_connections_total counter
-fulcrum_node_connections_total{node="10.0.0.1:8080"} 120
-fulcrum_node_connections_total{node="[2001:db8::2]:80"} 7
+fulcrum_node_connections_total{service="default",node="10.0.0.1:8080"} 120
+fulcrum_node_connections_total{service="default",node="[2001:db8::2]:80"} 7
 # HELP fulcrum_node_bytes_in_total Bytes from clients sent to the node.
 # TYPE fulcrum_node_bytes_in_total counter
-fulcrum_node_bytes_in_total{node="10.0.0.1:8080"} 12800
-fulcrum_node_bytes_in_total{node="[2001:db8::2]:80"} 42
+fulcrum_node_bytes_in_total{service="default",node="10.0.0.1:8080"} 12800
+fulcrum_node_bytes_in_total{service="default",node="[2001:db8::2]:80"} 42
 # HELP fulcrum_node_bytes_out_total Bytes from the node sent to clients.
 # TYPE fulcrum_node_bytes_out_total counter
-fulcrum_node_bytes_out_total{node="10.0.0.1:8080"} 1258291
-fulcrum_node_bytes_out_total{node="[2001:db8::2]:80"} 0
+fulcrum_node_bytes_out_total{service="default",node="10.0.0.1:8080"} 1258291
+fulcrum_node_bytes_out_total{service="default",node="[2001:db8::2]:80"} 0
 # HELP fulcrum_node_connect_failures_total Failed connection attempts to the node.
 # TYPE fulcrum_node_connect_failures_total counter
-fulcrum_node_connect_failures_total{node="10.0.0.1:8080"} 0
-fulcrum_node_connect_failures_total{node="[2001:db8::2]:80"} 2
+fulcrum_node_connect_failures_total{service="default",node="10.0.0.1:8080"} 0
+fulcrum_node_connect_failures_total{service="default",node="[2001:db8::2]:80"} 2
 # HELP fulcrum_node_weight Configured weight (0 = no new flows).
 # TYPE fulcrum_node_weight gauge
-fulcrum_node_weight{node="10.0.0.1:8080"} 10
-fulcrum_node_weight{node="[2001:db8::2]:80"} 5
+fulcrum_node_weight{service="default",node="10.0.0.1:8080"} 10
+fulcrum_node_weight{service="default",node="[2001:db8::2]:80"} 5
 # HELP fulcrum_node_effective_weight Weight the scheduler uses now.
 # TYPE fulcrum_node_effective_weight gauge
-fulcrum_node_effective_weight{node="10.0.0.1:8080"} 10
-fulcrum_node_effective_weight{node="[2001:db8::2]:80"} 2
+fulcrum_node_effective_weight{service="default",node="10.0.0.1:8080"} 10
+fulcrum_node_effective_weight{service="default",node="[2001:db8::2]:80"} 2
 # HELP fulcrum_node_backup 1 if the node is a backup node.
 # TYPE fulcrum_node_backup gauge
-fulcrum_node_backup{node="10.0.0.1:8080"} 0
-fulcrum_node_backup{node="[2001:db8::2]:80"} 1
+fulcrum_node_backup{service="default",node="10.0.0.1:8080"} 0
+fulcrum_node_backup{service="default",node="[2001:db8::2]:80"} 1
 # HELP fulcrum_node_maxconn Connection limit of the node (0 = none).
 # TYPE fulcrum_node_maxconn gauge
-fulcrum_node_maxconn{node="10.0.0.1:8080"} 0
-fulcrum_node_maxconn{node="[2001:db8::2]:80"} 100
+fulcrum_node_maxconn{service="default",node="10.0.0.1:8080"} 0
+fulcrum_node_maxconn{service="default",node="[2001:db8::2]:80"} 100
 # HELP fulcrum_node_removing 1 while `remove node` drains the node (it leaves the pool when idle).
 # TYPE fulcrum_node_removing gauge
-fulcrum_node_removing{node="10.0.0.1:8080"} 0
-fulcrum_node_removing{node="[2001:db8::2]:80"} 1
+fulcrum_node_removing{service="default",node="10.0.0.1:8080"} 0
+fulcrum_node_removing{service="default",node="[2001:db8::2]:80"} 1
 # HELP fulcrum_node_health 1 for the node's current health state, 0 for the others.
 # TYPE fulcrum_node_health gauge
-fulcrum_node_health{node="10.0.0.1:8080",state="up"} 1
-fulcrum_node_health{node="10.0.0.1:8080",state="warning"} 0
-fulcrum_node_health{node="10.0.0.1:8080",state="down"} 0
-fulcrum_node_health{node="[2001:db8::2]:80",state="up"} 0
-fulcrum_node_health{node="[2001:db8::2]:80",state="warning"} 1
-fulcrum_node_health{node="[2001:db8::2]:80",state="down"} 0
+fulcrum_node_health{service="default",node="10.0.0.1:8080",state="up"} 1
+fulcrum_node_health{service="default",node="10.0.0.1:8080",state="warning"} 0
+fulcrum_node_health{service="default",node="10.0.0.1:8080",state="down"} 0
+fulcrum_node_health{service="default",node="[2001:db8::2]:80",state="up"} 0
+fulcrum_node_health{service="default",node="[2001:db8::2]:80",state="warning"} 1
+fulcrum_node_health{service="default",node="[2001:db8::2]:80",state="down"} 0
 # HELP fulcrum_node_admin 1 for the node's current admin state, 0 for the others.
 # TYPE fulcrum_node_admin gauge
-fulcrum_node_admin{node="10.0.0.1:8080",state="ready"} 1
-fulcrum_node_admin{node="10.0.0.1:8080",state="drain"} 0
-fulcrum_node_admin{node="10.0.0.1:8080",state="maint"} 0
-fulcrum_node_admin{node="[2001:db8::2]:80",state="ready"} 0
-fulcrum_node_admin{node="[2001:db8::2]:80",state="drain"} 1
-fulcrum_node_admin{node="[2001:db8::2]:80",state="maint"} 0
+fulcrum_node_admin{service="default",node="10.0.0.1:8080",state="ready"} 1
+fulcrum_node_admin{service="default",node="10.0.0.1:8080",state="drain"} 0
+fulcrum_node_admin{service="default",node="10.0.0.1:8080",state="maint"} 0
+fulcrum_node_admin{service="default",node="[2001:db8::2]:80",state="ready"} 0
+fulcrum_node_admin{service="default",node="[2001:db8::2]:80",state="drain"} 1
+fulcrum_node_admin{service="default",node="[2001:db8::2]:80",state="maint"} 0
 # HELP fulcrum_node_agent 1 for the node agent's current verdict, 0 for the others (nodes with an agent).
 # TYPE fulcrum_node_agent gauge
-fulcrum_node_agent{node="[2001:db8::2]:80",state="ready"} 0
-fulcrum_node_agent{node="[2001:db8::2]:80",state="drain"} 0
-fulcrum_node_agent{node="[2001:db8::2]:80",state="overloaded"} 1
-fulcrum_node_agent{node="[2001:db8::2]:80",state="down"} 0
-fulcrum_node_agent{node="[2001:db8::2]:80",state="missing"} 0
+fulcrum_node_agent{service="default",node="[2001:db8::2]:80",state="ready"} 0
+fulcrum_node_agent{service="default",node="[2001:db8::2]:80",state="drain"} 0
+fulcrum_node_agent{service="default",node="[2001:db8::2]:80",state="overloaded"} 1
+fulcrum_node_agent{service="default",node="[2001:db8::2]:80",state="down"} 0
+fulcrum_node_agent{service="default",node="[2001:db8::2]:80",state="missing"} 0
 # HELP fulcrum_node_check_rtt_seconds Round-trip time of the node's last health check that got an answer.
 # TYPE fulcrum_node_check_rtt_seconds gauge
-fulcrum_node_check_rtt_seconds{node="10.0.0.1:8080"} 0.000412
+fulcrum_node_check_rtt_seconds{service="default",node="10.0.0.1:8080"} 0.000412
 # HELP fulcrum_ha_role Current HA role of this distributor (always 1).
 # TYPE fulcrum_ha_role gauge
 fulcrum_ha_role{role="master"} 1
@@ -1342,7 +1532,7 @@ fulcrum_ha_peer_heartbeat_age_seconds 0.25
 # TYPE fulcrum_ha_heartbeats_rejected_total counter
 fulcrum_ha_heartbeats_rejected_total 0
 "#;
-        let got = prometheus(&stats(), &nodes());
+        let got = prometheus(&stats(), &[], &nodes());
         // Line by line first, so a mismatch names the line.
         for (g, w) in got.lines().zip(want.lines()) {
             assert_eq!(g, w);
@@ -1352,13 +1542,13 @@ fulcrum_ha_heartbeats_rejected_total 0
 
     #[test]
     fn prometheus_families_are_declared_once() {
-        let text = prometheus(&stats(), &nodes());
+        let text = prometheus(&stats(), &[], &nodes());
         let mut seen = std::collections::HashSet::new();
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             assert!(seen.insert(line.to_owned()), "{line}");
         }
         // Without HA or nodes, those families are absent entirely.
-        let bare = prometheus(&StatsSnapshot::default(), &[]);
+        let bare = prometheus(&StatsSnapshot::default(), &[], &[]);
         assert!(!bare.contains("fulcrum_ha_") && !bare.contains("fulcrum_node_"));
         assert!(bare.contains("\nfulcrum_up 0\n"));
     }

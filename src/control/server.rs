@@ -55,7 +55,7 @@ struct UnixConn {
     lines: LineBuffer,
     out: Vec<u8>,
     /// A `wait drained` in progress: (node, deadline). Further lines wait behind it.
-    waiting: Option<(std::net::SocketAddr, Instant)>,
+    waiting: Option<(usize, std::net::SocketAddr, Instant)>,
     closing: bool,
     /// The last read stopped at its round cap, not at `WouldBlock`: drive again on the
     /// next tick (no new readiness edge will come for bytes already queued).
@@ -232,8 +232,7 @@ impl ControlServer {
                         "stopping: draining {} for up to {}",
                         crate::words::plural(
                             plane
-                                .shared
-                                .stats
+                                .process
                                 .active
                                 .load(std::sync::atomic::Ordering::Relaxed),
                             "connection"
@@ -266,16 +265,24 @@ impl ControlServer {
                 }
                 Ok(l) => match self.exec.execute(plane, &l, who, true, now) {
                     Outcome::Reply(r) => r,
-                    Outcome::Wait { addr, deadline } => {
-                        *waiting = Some((addr, deadline));
+                    Outcome::Wait {
+                        service,
+                        addr,
+                        deadline,
+                    } => {
+                        *waiting = Some((service, addr, deadline));
                         break;
                     }
                 },
             };
             push_reply(out, &reply);
         }
-        if let Some((addr, deadline)) = *waiting {
-            match plane.shared.pool.find(addr) {
+        if let Some((service, addr, deadline)) = *waiting {
+            match plane
+                .services
+                .get(service)
+                .and_then(|s| s.shared.pool.find(addr))
+            {
                 // Only a removal takes a node out of the pool: it is drained.
                 None => {
                     push_reply(out, &Reply::ok(crate::control::exec::drained_removed(addr)));
@@ -364,7 +371,7 @@ fn expose_listeners(
     if !flush(stream, out) || !out.is_empty() {
         return Err("earlier replies are still queued; send this on a fresh connection".into());
     }
-    let fds: Vec<std::os::fd::RawFd> = plane.listeners.iter().map(|f| f.as_raw_fd()).collect();
+    let fds: Vec<std::os::fd::RawFd> = plane.listeners.iter().map(|(_, f)| f.as_raw_fd()).collect();
     // What the successor should know it replaces: the HTTP address it may be dropping.
     let http = plane
         .cfg

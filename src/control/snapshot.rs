@@ -31,6 +31,8 @@ pub struct CheckSnapshot {
 /// A copied-out view of one server node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSnapshot {
+    /// The node's service.
+    pub service: std::sync::Arc<str>,
     /// The node's address (IP and port).
     pub addr: SocketAddr,
     /// Configured weight, `0..=256`; 0 means no new flows.
@@ -66,6 +68,35 @@ pub struct NodeSnapshot {
     /// Whether the agent's verdict lets the node take new flows (always true without
     /// an agent).
     pub agent_ok: bool,
+}
+
+/// A copied-out view of one service (`show services`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSnapshot {
+    /// Its name.
+    pub name: std::sync::Arc<str>,
+    /// Its listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// `proxy` or `direct`.
+    pub mode: &'static str,
+    /// Its scheduler.
+    pub scheduler: String,
+    /// Nodes that take new flows now.
+    pub nodes_up: u64,
+    /// Nodes in its pool.
+    pub nodes_total: u64,
+    /// Client connections open now.
+    pub active: u64,
+    /// Client connections accepted.
+    pub total: u64,
+    /// Bytes from clients.
+    pub bytes_in: u64,
+    /// Bytes to clients.
+    pub bytes_out: u64,
+    /// Connections closed because no node could take them.
+    pub no_node: u64,
+    /// Distribution switched on.
+    pub enabled: bool,
 }
 
 /// A copied-out view of the whole distributor.

@@ -33,7 +33,7 @@ use log::{debug, error, info, warn, Level};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
-use crate::control::command::Command;
+use crate::control::command::Scoped;
 use crate::direct::DirectShared;
 use crate::ha::config::HaConfig;
 use crate::ha::garp::GarpSender;
@@ -419,7 +419,7 @@ impl HaDriver {
 
     fn send_full_snapshot(&mut self, plane: &Plane, now: Instant) {
         self.full_id = self.full_id.wrapping_add(1);
-        let states = sync::pool_states(&plane.shared.pool);
+        let states = all_states(plane);
         for part in sync::encode_full(self.full_id, &states) {
             self.send_sync(&part, now);
         }
@@ -510,7 +510,7 @@ impl HaDriver {
                 advert.epoch, self.machine.epoch());
             return;
         }
-        let mut current = sync::pool_states(&plane.shared.pool);
+        let mut current = all_states(plane);
         let cmds = match msg {
             Message::Delta(cmds) => cmds,
             Message::Full {
@@ -621,7 +621,7 @@ impl Component for HaDriver {
         if self.resigned {
             return;
         }
-        if plane.shared.shutdown.load(Ordering::Acquire) {
+        if plane.process.shutdown.load(Ordering::Acquire) {
             info!(target: "fulcrum::ha", "shutting down: releasing the VIP and resigning");
             self.resign(plane);
             return;
@@ -660,7 +660,7 @@ impl Component for HaDriver {
             .min()
     }
 
-    fn on_admin(&mut self, _plane: &mut Plane, cmds: &[Command]) {
+    fn on_admin(&mut self, _plane: &mut Plane, cmds: &[Scoped]) {
         if self.resigned || self.machine.role() != Role::Master {
             return;
         }
@@ -673,6 +673,15 @@ impl Component for HaDriver {
     fn on_shutdown(&mut self, plane: &mut Plane) {
         self.resign(plane);
     }
+}
+
+/// The synced state of every running service's nodes.
+fn all_states(plane: &Plane) -> Vec<sync::NodeState> {
+    let mut out = Vec::new();
+    for (_, s) in plane.live() {
+        sync::pool_states(s.name(), &s.shared.pool, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]

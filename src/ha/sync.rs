@@ -28,7 +28,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::control::command::{self, Command, DEFAULT_WEIGHT};
+use crate::control::command::{self, Command, Scoped, DEFAULT_WEIGHT};
 use crate::pool::{AdminState, Pool};
 use crate::wire::advert::MAX_PAYLOAD_LEN;
 
@@ -38,9 +38,11 @@ pub const FULL_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 pub const MAX_PARTS: u16 = 1024;
 
 /// The synced part of one node's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeState {
-    /// Identity.
+    /// Its service (`default` for a configuration given by flags).
+    pub service: String,
+    /// Identity within the service.
     pub addr: SocketAddr,
     /// Configured weight.
     pub weight: u32,
@@ -50,25 +52,35 @@ pub struct NodeState {
     pub admin: AdminState,
 }
 
-/// The current node set of a pool (nodes already removed are left out).
-pub fn pool_states(pool: &Pool) -> Vec<NodeState> {
-    pool.snapshot()
-        .0
-        .iter()
-        .filter(|n| !n.is_removed())
-        .map(|n| NodeState {
-            addr: n.addr(),
-            weight: n.weight(),
-            backup: n.is_backup(),
-            admin: n.admin(),
-        })
-        .collect()
+/// The current node set of the pool of `service` (nodes already removed are left out),
+/// appended to `out`.
+pub fn pool_states(service: &str, pool: &Pool, out: &mut Vec<NodeState>) {
+    out.extend(
+        pool.snapshot()
+            .0
+            .iter()
+            .filter(|n| !n.is_removed())
+            .map(|n| NodeState {
+                service: service.to_owned(),
+                addr: n.addr(),
+                weight: n.weight(),
+                backup: n.is_backup(),
+                admin: n.admin(),
+            }),
+    );
+}
+
+/// The service a synced line is for (a line without one is for `default`).
+fn service_of(cmd: &Scoped) -> &str {
+    cmd.service
+        .as_deref()
+        .unwrap_or(crate::config::DEFAULT_SERVICE)
 }
 
 /// Whether a command is one the master syncs to the backup.
-pub fn is_synced(cmd: &Command) -> bool {
+pub fn is_synced(cmd: &Scoped) -> bool {
     matches!(
-        cmd,
+        cmd.cmd,
         Command::AddNode { .. }
             | Command::RemoveNode { .. }
             | Command::SetWeight { .. }
@@ -80,7 +92,7 @@ pub fn is_synced(cmd: &Command) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Admin changes, in order.
-    Delta(Vec<Command>),
+    Delta(Vec<Scoped>),
     /// One part of a full snapshot.
     Full {
         /// Snapshot id (the same in every part).
@@ -90,7 +102,7 @@ pub enum Message {
         /// Parts in the snapshot.
         total: u16,
         /// The part's command lines.
-        lines: Vec<Command>,
+        lines: Vec<Scoped>,
     },
     /// "Send me a full snapshot now."
     Request,
@@ -131,7 +143,7 @@ pub fn encode_request() -> Vec<u8> {
 
 /// Packs the synced commands among `cmds` into payloads of at most
 /// [`MAX_PAYLOAD_LEN`] bytes (none if nothing is synced).
-pub fn encode_delta(cmds: &[Command]) -> Vec<Vec<u8>> {
+pub fn encode_delta(cmds: &[Scoped]) -> Vec<Vec<u8>> {
     let lines = cmds
         .iter()
         .filter(|c| is_synced(c))
@@ -156,7 +168,8 @@ pub fn encode_full(id: u64, nodes: &[NodeState]) -> Vec<Vec<u8>> {
             addr: n.addr,
             state: n.admin,
         };
-        format!("{add}\n{state}\n")
+        let svc = Some(n.service.as_str());
+        format!("{}\n{}\n", Scoped::new(svc, add), Scoped::new(svc, state))
     });
     let mut bodies = pack(blocks, MAX_PAYLOAD_LEN - HEADER_ROOM);
     if bodies.is_empty() {
@@ -237,10 +250,10 @@ pub fn decode(payload: &[u8]) -> Result<Message, SyncError> {
     }
 }
 
-fn commands<'a>(lines: impl Iterator<Item = (usize, &'a str)>) -> Result<Vec<Command>, SyncError> {
+fn commands<'a>(lines: impl Iterator<Item = (usize, &'a str)>) -> Result<Vec<Scoped>, SyncError> {
     lines
         .map(|(i, l)| {
-            let cmd = command::parse(l).map_err(|e| err(i + 1, e.to_string()))?;
+            let cmd = command::parse_scoped(l).map_err(|e| err(i + 1, e.to_string()))?;
             if is_synced(&cmd) {
                 Ok(cmd)
             } else {
@@ -252,24 +265,26 @@ fn commands<'a>(lines: impl Iterator<Item = (usize, &'a str)>) -> Result<Vec<Com
 
 /// The node set a full snapshot describes: `add node` defines a node, `set weight` /
 /// `set state` amend one defined earlier.
-pub fn snapshot_states(lines: &[Command]) -> Result<Vec<NodeState>, SyncError> {
+pub fn snapshot_states(lines: &[Scoped]) -> Result<Vec<NodeState>, SyncError> {
     let mut out: Vec<NodeState> = Vec::new();
-    for (i, cmd) in lines.iter().enumerate() {
+    for (i, line) in lines.iter().enumerate() {
+        let svc = service_of(line);
         let find = |out: &mut Vec<NodeState>, addr: SocketAddr| {
             out.iter()
-                .position(|n| n.addr == addr)
-                .ok_or_else(|| err(i + 1, format!("{addr} set before it is added")))
+                .position(|n| n.service == svc && n.addr == addr)
+                .ok_or_else(|| err(i + 1, format!("{svc}/{addr} set before it is added")))
         };
-        match *cmd {
+        match line.cmd {
             Command::AddNode {
                 addr,
                 weight,
                 backup,
             } => {
-                if out.iter().any(|n| n.addr == addr) {
-                    return Err(err(i + 1, format!("{addr} added twice")));
+                if out.iter().any(|n| n.service == svc && n.addr == addr) {
+                    return Err(err(i + 1, format!("{svc}/{addr} added twice")));
                 }
                 out.push(NodeState {
+                    service: svc.to_owned(),
                     addr,
                     weight: weight.unwrap_or(DEFAULT_WEIGHT),
                     backup,
@@ -284,7 +299,7 @@ pub fn snapshot_states(lines: &[Command]) -> Result<Vec<NodeState>, SyncError> {
                 let at = find(&mut out, addr)?;
                 out[at].admin = state;
             }
-            ref other => return Err(err(i + 1, format!("not part of a snapshot: {other}"))),
+            _ => return Err(err(i + 1, format!("not part of a snapshot: {line}"))),
         }
     }
     Ok(out)
@@ -292,18 +307,20 @@ pub fn snapshot_states(lines: &[Command]) -> Result<Vec<NodeState>, SyncError> {
 
 /// The commands that turn `current` into `desired`. A node whose `backup` flag
 /// differs keeps its flag (it cannot change in place); the rest of it is synced.
-pub fn diff(desired: &[NodeState], current: &[NodeState]) -> Vec<Command> {
+pub fn diff(desired: &[NodeState], current: &[NodeState]) -> Vec<Scoped> {
     let mut out = Vec::new();
+    let same = |a: &NodeState, b: &NodeState| a.service == b.service && a.addr == b.addr;
     for d in desired {
-        match current.iter().find(|c| c.addr == d.addr) {
+        let mut push = |cmd: Command| out.push(Scoped::new(Some(&d.service), cmd));
+        match current.iter().find(|c| same(c, d)) {
             None => {
-                out.push(Command::AddNode {
+                push(Command::AddNode {
                     addr: d.addr,
                     weight: Some(d.weight),
                     backup: d.backup,
                 });
                 if d.admin != AdminState::Ready {
-                    out.push(Command::SetState {
+                    push(Command::SetState {
                         addr: d.addr,
                         state: d.admin,
                     });
@@ -311,13 +328,13 @@ pub fn diff(desired: &[NodeState], current: &[NodeState]) -> Vec<Command> {
             }
             Some(c) => {
                 if c.weight != d.weight {
-                    out.push(Command::SetWeight {
+                    push(Command::SetWeight {
                         addr: d.addr,
                         weight: d.weight,
                     });
                 }
                 if c.admin != d.admin {
-                    out.push(Command::SetState {
+                    push(Command::SetState {
                         addr: d.addr,
                         state: d.admin,
                     });
@@ -326,8 +343,11 @@ pub fn diff(desired: &[NodeState], current: &[NodeState]) -> Vec<Command> {
         }
     }
     for c in current {
-        if !desired.iter().any(|d| d.addr == c.addr) {
-            out.push(Command::RemoveNode { addr: c.addr });
+        if !desired.iter().any(|d| same(c, d)) {
+            out.push(Scoped::new(
+                Some(&c.service),
+                Command::RemoveNode { addr: c.addr },
+            ));
         }
     }
     out
@@ -335,9 +355,10 @@ pub fn diff(desired: &[NodeState], current: &[NodeState]) -> Vec<Command> {
 
 /// Whether applying `cmd` to `current` would change anything (a delta command for a
 /// node that is not there is left for the next full snapshot).
-pub fn changes(cmd: &Command, current: &[NodeState]) -> bool {
-    let find = |addr: &SocketAddr| current.iter().find(|n| n.addr == *addr);
-    match cmd {
+pub fn changes(cmd: &Scoped, current: &[NodeState]) -> bool {
+    let svc = service_of(cmd);
+    let find = |addr: &SocketAddr| current.iter().find(|n| n.service == svc && n.addr == *addr);
+    match &cmd.cmd {
         Command::AddNode { addr, .. } => find(addr).is_none(),
         Command::RemoveNode { addr } => find(addr).is_some(),
         Command::SetWeight { addr, weight } => find(addr).is_some_and(|n| n.weight != *weight),
@@ -348,28 +369,31 @@ pub fn changes(cmd: &Command, current: &[NodeState]) -> bool {
 
 /// Applies a synced command to a local copy of the node set (to judge the next
 /// command of the same delta against the state it will meet).
-pub fn apply_to(states: &mut Vec<NodeState>, cmd: &Command) {
-    match *cmd {
+pub fn apply_to(states: &mut Vec<NodeState>, cmd: &Scoped) {
+    let svc = service_of(cmd);
+    let is = |n: &NodeState, addr: SocketAddr| n.service == svc && n.addr == addr;
+    match cmd.cmd {
         Command::AddNode {
             addr,
             weight,
             backup,
-        } if !states.iter().any(|n| n.addr == addr) => {
+        } if !states.iter().any(|n| is(n, addr)) => {
             states.push(NodeState {
+                service: svc.to_owned(),
                 addr,
                 weight: weight.unwrap_or(DEFAULT_WEIGHT),
                 backup,
                 admin: AdminState::Ready,
             });
         }
-        Command::RemoveNode { addr } => states.retain(|n| n.addr != addr),
+        Command::RemoveNode { addr } => states.retain(|n| !is(n, addr)),
         Command::SetWeight { addr, weight } => {
-            if let Some(n) = states.iter_mut().find(|n| n.addr == addr) {
+            if let Some(n) = states.iter_mut().find(|n| is(n, addr)) {
                 n.weight = weight;
             }
         }
         Command::SetState { addr, state } => {
-            if let Some(n) = states.iter_mut().find(|n| n.addr == addr) {
+            if let Some(n) = states.iter_mut().find(|n| is(n, addr)) {
                 n.admin = state;
             }
         }
@@ -387,7 +411,7 @@ pub struct Assembler {
 struct Pending {
     from: u32,
     id: u64,
-    parts: Vec<Option<Vec<Command>>>,
+    parts: Vec<Option<Vec<Scoped>>>,
 }
 
 impl Assembler {
@@ -399,8 +423,8 @@ impl Assembler {
         id: u64,
         part: u16,
         total: u16,
-        lines: Vec<Command>,
-    ) -> Option<Vec<Command>> {
+        lines: Vec<Scoped>,
+    ) -> Option<Vec<Scoped>> {
         let total = usize::from(total.clamp(1, MAX_PARTS));
         let index = usize::from(part).checked_sub(1).filter(|i| *i < total)?;
         let fresh = match &self.current {
@@ -430,6 +454,7 @@ mod tests {
 
     fn node(last: u8, weight: u32, admin: AdminState) -> NodeState {
         NodeState {
+            service: "default".into(),
             addr: SocketAddr::from(([10, 99, 0, last], 80)),
             weight,
             backup: false,
@@ -443,7 +468,7 @@ mod tests {
 
     #[test]
     fn delta_round_trips_and_skips_unsynced() {
-        let cmds = vec![
+        let cmds: Vec<Scoped> = vec![
             Command::SetState {
                 addr: addr(21),
                 state: AdminState::Drain,
@@ -454,7 +479,10 @@ mod tests {
                 addr: addr(22),
                 weight: 5,
             },
-        ];
+        ]
+        .into_iter()
+        .map(Scoped::from)
+        .collect();
         let p = encode_delta(&cmds);
         assert_eq!(p.len(), 1);
         assert_eq!(
@@ -465,7 +493,7 @@ mod tests {
             decode(&p[0]),
             Ok(Message::Delta(vec![cmds[0].clone(), cmds[3].clone()]))
         );
-        assert!(encode_delta(&[Command::Enable]).is_empty());
+        assert!(encode_delta(&[Command::Enable.into()]).is_empty());
     }
 
     #[test]
@@ -513,6 +541,7 @@ mod tests {
     fn large_snapshot_splits_and_reassembles_in_any_order() {
         let nodes: Vec<NodeState> = (0..200u32)
             .map(|i| NodeState {
+                service: "default".into(),
                 addr: SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8], 8080)),
                 weight: i % 257,
                 backup: i % 7 == 0,
@@ -583,15 +612,18 @@ mod tests {
             addr: addr(1),
             state: AdminState::Drain,
         };
-        assert!(snapshot_states(&[set]).is_err());
+        assert!(snapshot_states(&[set.into()]).is_err());
         let add = Command::AddNode {
             addr: addr(1),
             weight: None,
             backup: false,
         };
-        assert!(snapshot_states(&[add.clone(), add.clone()]).is_err());
-        assert!(snapshot_states(&[Command::RemoveNode { addr: addr(1) }]).is_err());
-        assert_eq!(snapshot_states(&[add]).unwrap()[0].weight, DEFAULT_WEIGHT);
+        assert!(snapshot_states(&[add.clone().into(), add.clone().into()]).is_err());
+        assert!(snapshot_states(&[Command::RemoveNode { addr: addr(1) }.into()]).is_err());
+        assert_eq!(
+            snapshot_states(&[add.into()]).unwrap()[0].weight,
+            DEFAULT_WEIGHT
+        );
     }
 
     #[test]
@@ -628,6 +660,9 @@ mod tests {
                 },
                 Command::RemoveNode { addr: addr(3) },
             ]
+            .into_iter()
+            .map(|c| Scoped::new(Some("default"), c))
+            .collect::<Vec<_>>()
         );
         assert!(diff(&current, &current).is_empty());
     }
@@ -639,22 +674,30 @@ mod tests {
             addr: addr(last),
             state: AdminState::Drain,
         };
-        assert!(changes(&drain(1), &current));
-        assert!(!changes(&drain(2), &current));
+        assert!(changes(&drain(1).into(), &current));
+        assert!(!changes(&drain(2).into(), &current));
         assert!(!changes(
             &Command::SetState {
                 addr: addr(1),
                 state: AdminState::Ready
-            },
+            }
+            .into(),
             &current
         ));
-        assert!(changes(&Command::RemoveNode { addr: addr(1) }, &current));
-        assert!(!changes(&Command::RemoveNode { addr: addr(2) }, &current));
+        assert!(changes(
+            &Command::RemoveNode { addr: addr(1) }.into(),
+            &current
+        ));
+        assert!(!changes(
+            &Command::RemoveNode { addr: addr(2) }.into(),
+            &current
+        ));
         assert!(!changes(
             &Command::SetWeight {
                 addr: addr(1),
                 weight: 1
-            },
+            }
+            .into(),
             &current
         ));
     }
@@ -662,25 +705,27 @@ mod tests {
     #[test]
     fn apply_to_follows_a_delta() {
         let mut states = vec![node(1, 1, AdminState::Ready)];
-        let add = Command::AddNode {
+        let add: Scoped = Command::AddNode {
             addr: addr(2),
             weight: None,
             backup: false,
-        };
+        }
+        .into();
         assert!(changes(&add, &states));
         apply_to(&mut states, &add);
         assert!(!changes(&add, &states));
-        apply_to(&mut states, &drain_cmd(2));
+        apply_to(&mut states, &drain_cmd(2).into());
         assert_eq!(states[1].admin, AdminState::Drain);
         apply_to(
             &mut states,
             &Command::SetWeight {
                 addr: addr(2),
                 weight: 9,
-            },
+            }
+            .into(),
         );
         assert_eq!(states[1].weight, 9);
-        apply_to(&mut states, &Command::RemoveNode { addr: addr(1) });
+        apply_to(&mut states, &Command::RemoveNode { addr: addr(1) }.into());
         assert_eq!(states.len(), 1);
     }
 

@@ -87,11 +87,18 @@ pub struct Checker {
     last_reject_log: Option<Instant>,
     base: usize,
     buf: Vec<u8>,
+    /// The service whose nodes it checks (index in the plane).
+    service: usize,
 }
 
 impl Checker {
-    /// A checker; `observations` carries the workers' passive failures.
-    pub fn new(cfg: HealthConfig, observations: ObsReceiver<Observation>) -> io::Result<Self> {
+    /// A checker of the nodes of service `service` (index in the plane); `observations`
+    /// carries the workers' passive failures for that service.
+    pub fn new(
+        cfg: HealthConfig,
+        service: usize,
+        observations: ObsReceiver<Observation>,
+    ) -> io::Result<Self> {
         let agent_sock = match &cfg.agent {
             Some(a) => Some(UdpSocket::bind(a.listen).map_err(|e| {
                 io::Error::new(e.kind(), format!("--agent-listen {}: {e}", a.listen))
@@ -110,6 +117,7 @@ impl Checker {
             last_reject_log: None,
             base: 0,
             buf: vec![0; 2048],
+            service,
         })
     }
 
@@ -119,12 +127,12 @@ impl Checker {
 
     /// Adds checks for new nodes, drops those of removed ones.
     fn sync(&mut self, plane: &mut Plane, registry: &Registry, now: Instant) {
-        let g = plane.shared.pool.generation();
+        let g = plane.services[self.service].shared.pool.generation();
         if g == self.generation {
             return;
         }
         self.generation = g;
-        let (nodes, _) = plane.shared.pool.snapshot();
+        let (nodes, _) = plane.services[self.service].shared.pool.snapshot();
         let n = nodes.len() as u64;
         let interval = self.cfg.policy.base;
         for (i, node) in nodes.iter().enumerate() {
@@ -181,7 +189,7 @@ impl Checker {
                 }
                 self.agent_rx.forget(&addr.to_string());
             }
-            plane.info.remove(&addr);
+            plane.services[self.service].info.remove(&addr);
         }
     }
 
@@ -348,9 +356,13 @@ impl Checker {
             },
             Err(r) => r.to_string(),
         };
-        plane.info.entry(addr).or_default().last_check = Some((outcome.is_ok(), detail, now, rtt));
+        plane.services[self.service]
+            .info
+            .entry(addr)
+            .or_default()
+            .last_check = Some((outcome.is_ok(), detail, now, rtt));
         if let Some(tr) = transition {
-            apply_transition(plane, c, &tr, now, self.cfg.slow_start);
+            apply_transition(plane, self.service, c, &tr, now, self.cfg.slow_start);
         }
     }
 
@@ -366,7 +378,7 @@ impl Checker {
             };
             debug!(target: "fulcrum::health", "node={node} passive failure ({why})");
             if let Some(tr) = c.tracker.on_passive_failure(t, why) {
-                apply_transition(plane, c, &tr, now, self.cfg.slow_start);
+                apply_transition(plane, self.service, c, &tr, now, self.cfg.slow_start);
                 // Probe it soon (fast interval) rather than at its steady pace.
                 let fast = now + self.cfg.policy.fast;
                 if c.next_at > fast {
@@ -455,7 +467,7 @@ impl Checker {
                 );
                 continue;
             }
-            plane
+            plane.services[self.service]
                 .shared
                 .stats
                 .agent_accepted
@@ -471,6 +483,7 @@ impl Checker {
                 };
                 view.state = Some(hb.state);
                 agent_changed(
+                    self.service,
                     plane,
                     c,
                     &old,
@@ -495,7 +508,14 @@ impl Checker {
             if !view.missing && view.liveness.is_missing(t) {
                 view.missing = true;
                 let old = view.state.map_or("none".into(), |s| s.to_string());
-                agent_changed(plane, c, &old, "missing", "agent heartbeats stopped".into());
+                agent_changed(
+                    self.service,
+                    plane,
+                    c,
+                    &old,
+                    "missing",
+                    "agent heartbeats stopped".into(),
+                );
             }
         }
     }
@@ -510,7 +530,7 @@ fn reject(
     why: &str,
 ) {
     plane
-        .shared
+        .first()
         .stats
         .agent_rejected
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -520,14 +540,32 @@ fn reject(
     }
 }
 
+/// A node as alerts name it: `SERVICE/ADDR`, or `ADDR` in the one service of flags.
+fn subject(service: &str, addr: SocketAddr) -> String {
+    if service == crate::config::DEFAULT_SERVICE {
+        addr.to_string()
+    } else {
+        format!("{service}/{addr}")
+    }
+}
+
 /// Applies the agent's verdict to the node and raises an alert.
-fn agent_changed(plane: &mut Plane, c: &mut NodeCheck, old: &str, new: &str, reason: String) {
+fn agent_changed(
+    svc: usize,
+    plane: &mut Plane,
+    c: &mut NodeCheck,
+    old: &str,
+    new: &str,
+    reason: String,
+) {
     let ok = new == "ready";
     c.node.set_agent_ok(ok);
-    plane.info.entry(c.node.addr()).or_default().agent = Some(new.to_string());
+    let service = &mut plane.services[svc];
+    service.info.entry(c.node.addr()).or_default().agent = Some(new.to_string());
+    let subject = subject(service.name(), c.node.addr());
     plane.notifier.alert(Alert {
         event: "agent",
-        subject: c.node.addr().to_string(),
+        subject,
         old: old.to_string(),
         new: new.to_string(),
         reason,
@@ -538,6 +576,7 @@ fn agent_changed(plane: &mut Plane, c: &mut NodeCheck, old: &str, new: &str, rea
 /// Applies a health transition: pool state, slow start, alert.
 fn apply_transition(
     plane: &mut Plane,
+    svc: usize,
     c: &mut NodeCheck,
     tr: &Transition,
     now: Instant,
@@ -563,9 +602,10 @@ fn apply_transition(
             c.tracker.consecutive_failures()
         ),
     };
+    let subject = subject(plane.services[svc].name(), c.node.addr());
     plane.notifier.alert(Alert {
         event: "health",
-        subject: c.node.addr().to_string(),
+        subject,
         old: tr.from.to_string(),
         new: tr.to.to_string(),
         reason,

@@ -62,6 +62,8 @@ impl End {
 /// A client connection and its node connection.
 #[derive(Debug)]
 pub struct Conn {
+    /// The worker's index of the connection's service.
+    pub lane: usize,
     /// Distinguishes this connection from a later one in the same slab slot (timers).
     pub serial: u64,
     /// Client side.

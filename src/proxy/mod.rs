@@ -20,8 +20,8 @@ use std::sync::Arc;
 use mio::{Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::runtime::{Shared, Workers};
-pub use worker::WorkerConfig;
+use crate::runtime::{Process, Shared, Workers};
+pub use worker::{LaneSender, LaneSpec, WorkerConfig};
 
 /// A listening socket for one worker: SO_REUSEPORT, non-blocking, TCP_NODELAY (accepted
 /// sockets inherit it), IPv6 sockets v6-only so `[::]` and `0.0.0.0` can both be listed.
@@ -87,56 +87,126 @@ pub(crate) fn ensure_no_listener(addr: SocketAddr, freebind: bool) -> io::Result
     })
 }
 
-/// Where and how to listen.
-pub struct ListenSpec<'a> {
-    /// `--listen` addresses.
+/// One service to serve: its state, its worker settings, and where it listens.
+pub struct ServiceListen<'a> {
+    /// The service.
+    pub shared: Arc<Shared>,
+    /// Its worker settings.
+    pub cfg: WorkerConfig,
+    /// Its `--listen` addresses.
     pub addrs: &'a [SocketAddr],
     /// listen(2) backlog.
     pub backlog: u32,
-    /// IP_FREEBIND (a backup binds its VIP before owning it).
-    pub freebind: bool,
-    /// Listening sockets handed over by a reload (see [`start`]).
-    pub inherited: Vec<std::net::TcpListener>,
 }
 
-/// Binds every listener for every worker, then starts the workers.
-/// `on_exit` is woken when a worker thread ends.
+/// Running proxy workers, and where to send them services a reload adds.
+pub struct Started {
+    /// The threads and their wakers.
+    pub workers: Workers,
+    /// One per worker, in worker order.
+    pub lanes: Vec<LaneSender>,
+}
+
+/// Binds every listener of every service for every worker, then starts the workers.
+/// `on_exit` is woken when a worker thread ends. `freebind`: IP_FREEBIND (a backup binds
+/// its VIP before owning it).
 ///
-/// `listen.inherited`: listening sockets handed over by the process this one replaces (see
+/// `inherited`: listening sockets handed over by the process this one replaces (see
 /// [`crate::reload`]). They are used for their addresses instead of new ones, spread
 /// over the workers (worker `i` takes the `i`-th; extra ones go round-robin, since a
 /// socket left unaccepted would strand its queue); a worker without one binds its own.
-/// Inherited sockets whose address is not in `listen` are closed.
+/// Inherited sockets whose address no service listens on are closed.
 pub fn start(
-    listen: ListenSpec<'_>,
+    services: Vec<ServiceListen<'_>>,
+    freebind: bool,
+    mut inherited: Vec<std::net::TcpListener>,
     n_workers: usize,
-    shared: &Arc<Shared>,
-    cfg: &WorkerConfig,
+    process: &Arc<Process>,
+    max_conns: u64,
     on_exit: Arc<Waker>,
-) -> io::Result<Workers> {
-    let ListenSpec {
-        addrs: listen,
-        backlog,
-        freebind,
-        inherited,
-    } = listen;
-    let mut handed: Vec<(SocketAddr, Vec<std::net::TcpListener>)> =
-        listen.iter().map(|&a| (a, Vec::new())).collect();
+) -> io::Result<Started> {
+    let mut per_worker: Vec<Vec<LaneSpec>> = (0..n_workers).map(|_| Vec::new()).collect();
+    for svc in services {
+        let bound = bind_for_workers(svc.addrs, svc.backlog, freebind, n_workers, &mut inherited)?;
+        for (lanes, listeners) in per_worker.iter_mut().zip(bound) {
+            lanes.push(LaneSpec {
+                shared: Arc::clone(&svc.shared),
+                cfg: svc.cfg.clone(),
+                listeners,
+            });
+        }
+    }
     for l in inherited {
+        if let Ok(at) = l.local_addr() {
+            log::warn!(target: "fulcrum::proxy",
+                "inherited listener {at} is not in any service's listen addresses: closed (connections queued on it are reset)");
+        }
+    }
+    let mut listener_fds = Vec::new();
+    for lanes in &per_worker {
+        for (svc, lane) in lanes.iter().enumerate() {
+            for l in &lane.listeners {
+                listener_fds.push((svc, std::os::fd::OwnedFd::from(l.try_clone()?)));
+            }
+        }
+    }
+    let mut wakers = Vec::with_capacity(n_workers);
+    let mut threads = Vec::with_capacity(n_workers);
+    let mut senders = Vec::with_capacity(n_workers);
+    for (id, lanes) in per_worker.into_iter().enumerate() {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = worker::Worker::new(id, poll, Arc::clone(process), max_conns, lanes, rx)?;
+        let exit = Arc::clone(&on_exit);
+        let t = std::thread::Builder::new()
+            .name(format!("fulcrum-w{id}"))
+            .spawn(move || {
+                let r = w.run();
+                let _ = exit.wake();
+                r
+            })?;
+        wakers.push(waker);
+        threads.push(t);
+        senders.push(tx);
+    }
+    Ok(Started {
+        workers: Workers {
+            wakers,
+            threads,
+            listener_fds,
+        },
+        lanes: senders,
+    })
+}
+
+/// One listener per worker for each of `addrs`: `result[i]` is worker `i`'s. Takes the
+/// sockets for these addresses out of `inherited` first.
+pub fn bind_for_workers(
+    addrs: &[SocketAddr],
+    backlog: u32,
+    freebind: bool,
+    n_workers: usize,
+    inherited: &mut Vec<std::net::TcpListener>,
+) -> io::Result<Vec<Vec<std::net::TcpListener>>> {
+    let mut handed: Vec<(SocketAddr, Vec<std::net::TcpListener>)> =
+        addrs.iter().map(|&a| (a, Vec::new())).collect();
+    let mut rest = Vec::new();
+    for l in inherited.drain(..) {
         let at = l.local_addr()?;
         match handed.iter_mut().find(|(a, _)| *a == at) {
             Some((_, v)) => v.push(l),
-            None => log::warn!(target: "fulcrum::proxy",
-                "inherited listener {at} is not in --listen: closed (connections queued on it are reset)"),
+            None => rest.push(l),
         }
     }
+    *inherited = rest;
     for (a, v) in &handed {
         if v.is_empty() {
             ensure_no_listener(*a, freebind).map_err(|e| listen_error(*a, &e))?;
         }
     }
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n_workers)
-        .map(|_| Vec::with_capacity(listen.len()))
+        .map(|_| Vec::with_capacity(addrs.len()))
         .collect();
     for (a, v) in handed {
         let n_inherited = v.len();
@@ -148,34 +218,7 @@ pub fn start(
             ls.push(l);
         }
     }
-    let mut listener_fds = Vec::new();
-    for ls in &per_worker {
-        for l in ls {
-            listener_fds.push(std::os::fd::OwnedFd::from(l.try_clone()?));
-        }
-    }
-    let mut wakers = Vec::with_capacity(n_workers);
-    let mut threads = Vec::with_capacity(n_workers);
-    for (id, ls) in per_worker.into_iter().enumerate() {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
-        let w = worker::Worker::new(id, poll, ls, Arc::clone(shared), cfg.clone())?;
-        let exit = Arc::clone(&on_exit);
-        let t = std::thread::Builder::new()
-            .name(format!("fulcrum-w{id}"))
-            .spawn(move || {
-                let r = w.run();
-                let _ = exit.wake();
-                r
-            })?;
-        wakers.push(waker);
-        threads.push(t);
-    }
-    Ok(Workers {
-        wakers,
-        threads,
-        listener_fds,
-    })
+    Ok(per_worker)
 }
 
 #[cfg(test)]

@@ -1,15 +1,23 @@
 //! One proxy worker: a mio reactor that owns its listeners and its connections.
 //!
-//! Accepts clients on its own SO_REUSEPORT listeners, picks a node with its scheduler,
-//! connects without blocking (retrying another node on failure), relays both ways, and
-//! enforces connect and idle timeouts. Shares with other workers only the pool snapshot,
-//! atomic counters and a few flags in [`Shared`].
+//! Accepts clients on its own SO_REUSEPORT listeners, picks a node with the scheduler of
+//! the listener's service, connects without blocking (retrying another node on
+//! failure), relays both ways, and enforces connect and idle timeouts. Shares with other
+//! workers only the pool snapshots, atomic counters and a few flags in [`Shared`] (one
+//! per service) and [`Process`].
+//!
+//! Each service is a [`Lane`]: its shared state, its settings, the worker's copy of its
+//! node list and its scheduler. A connection remembers its lane's index, so the hot path
+//! indexes a short vector; nothing on it grows with the number of services. A reload
+//! adds lanes through [`LaneSender`]; a removed service's lane stops accepting and stays
+//! until the process exits (its slot is a few hundred bytes).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +29,7 @@ use slab::Slab;
 use super::conn::{Conn, End, Phase};
 use super::relay::Pumped;
 use crate::pool::Node;
-use crate::runtime::{Observation, Shared};
+use crate::runtime::{Observation, Process, Shared};
 use crate::scheduler::Scheduler;
 use crate::wire::proxy_protocol;
 
@@ -43,7 +51,7 @@ fn server_token(key: usize) -> Token {
     Token(FIRST_CONN + 2 * key + 1)
 }
 
-/// Settings a worker needs, copied out of the config.
+/// A service's settings as a worker needs them, copied out of its configuration.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Per-attempt connect timeout.
@@ -52,8 +60,6 @@ pub struct WorkerConfig {
     pub idle_timeout: Duration,
     /// Connect retries on other nodes.
     pub retries: u32,
-    /// Global connection cap.
-    pub max_conns: u64,
     /// splice(2) for bulk transfers.
     pub splice: bool,
     /// PROXY protocol header to send each node before the client's data.
@@ -65,17 +71,72 @@ pub struct WorkerConfig {
     pub access_log: bool,
 }
 
-/// A worker's reactor and everything it owns.
-pub struct Worker {
-    id: usize,
-    poll: Poll,
-    listeners: Vec<TcpListener>,
-    conns: Slab<Conn>,
+/// A service a worker serves: its state, settings and this worker's listeners for it.
+pub struct LaneSpec {
+    /// The service.
+    pub shared: Arc<Shared>,
+    /// Its settings.
+    pub cfg: WorkerConfig,
+    /// This worker's listening sockets for it.
+    pub listeners: Vec<std::net::TcpListener>,
+}
+
+/// Where a reload sends a running worker the services it should start serving.
+pub type LaneSender = Sender<LaneSpec>;
+
+/// One service inside a worker.
+struct Lane {
     shared: Arc<Shared>,
     cfg: WorkerConfig,
     nodes: Arc<[Arc<Node>]>,
     generation: u64,
     sched: Scheduler,
+    /// Its listeners were closed (the service stopped).
+    closed: bool,
+}
+
+impl Lane {
+    fn new(shared: Arc<Shared>, cfg: WorkerConfig) -> Lane {
+        let (nodes, generation) = shared.pool.snapshot();
+        let sched = Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared));
+        Lane {
+            shared,
+            cfg,
+            nodes,
+            generation,
+            sched,
+            closed: false,
+        }
+    }
+
+    /// Takes a new node snapshot or scheduler when the control plane changed them.
+    fn refresh(&mut self) {
+        let g = self.shared.pool.generation();
+        if g != self.generation {
+            let (nodes, g) = self.shared.pool.snapshot();
+            self.nodes = nodes;
+            self.generation = g;
+            self.sched.reset();
+        }
+        let kind = self.shared.scheduler_kind();
+        if kind != self.sched.kind() {
+            self.sched = Scheduler::new(kind, Arc::clone(&self.shared.sched_shared));
+        }
+    }
+}
+
+/// A worker's reactor and everything it owns.
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    /// Listening sockets with their lane (token = 1 + index); `None` once closed.
+    listeners: Vec<Option<(usize, TcpListener)>>,
+    conns: Slab<Conn>,
+    process: Arc<Process>,
+    /// `--max-conns`: open connections over every service.
+    max_conns: u64,
+    lanes: Vec<Lane>,
+    new_lanes: Receiver<LaneSpec>,
     scratch: Vec<u8>,
     spare: Vec<Vec<u8>>,
     /// Connect deadlines: (deadline, slab key, serial, attempt). Stale entries are skipped.
@@ -98,36 +159,28 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker over an already created `poll` (whose waker the main thread holds) and
-    /// already bound listeners.
+    /// A worker over an already created `poll` (whose waker the main thread holds),
+    /// serving `lanes` (services with already bound listeners); `new_lanes` brings the
+    /// services a reload adds, each announced by a wake-up of the poll's waker.
     pub fn new(
         id: usize,
         poll: Poll,
-        std_listeners: Vec<std::net::TcpListener>,
-        shared: Arc<Shared>,
-        cfg: WorkerConfig,
+        process: Arc<Process>,
+        max_conns: u64,
+        lanes: Vec<LaneSpec>,
+        new_lanes: Receiver<LaneSpec>,
     ) -> io::Result<Worker> {
-        let mut listeners = Vec::with_capacity(std_listeners.len());
-        for (i, l) in std_listeners.into_iter().enumerate() {
-            let mut l = TcpListener::from_std(l);
-            poll.registry()
-                .register(&mut l, Token(1 + i), Interest::READABLE)?;
-            listeners.push(l);
-        }
-        let (nodes, generation) = shared.pool.snapshot();
-        let kind = shared.scheduler_kind();
         let now = Instant::now();
-        Ok(Worker {
+        let mut w = Worker {
             id,
             poll,
-            accept_more: vec![true; listeners.len()],
-            listeners,
+            accept_more: Vec::new(),
+            listeners: Vec::new(),
             conns: Slab::with_capacity(1024),
-            sched: Scheduler::new(kind, Arc::clone(&shared.sched_shared)),
-            shared,
-            cfg,
-            nodes,
-            generation,
+            process,
+            max_conns,
+            lanes: Vec::new(),
+            new_lanes,
             scratch: vec![0; SCRATCH],
             spare: Vec::new(),
             timers: BinaryHeap::new(),
@@ -140,7 +193,48 @@ impl Worker {
             now,
             draining: false,
             exclude: Vec::new(),
-        })
+        };
+        for l in lanes {
+            w.add_lane(l)?;
+        }
+        Ok(w)
+    }
+
+    /// Starts serving a service: registers its listeners.
+    fn add_lane(&mut self, spec: LaneSpec) -> io::Result<()> {
+        if self.listeners.len() + spec.listeners.len() >= FIRST_CONN {
+            return Err(io::Error::other(format!(
+                "more than {} listening sockets in one worker",
+                FIRST_CONN - 1
+            )));
+        }
+        let lane = self.lanes.len();
+        for l in spec.listeners {
+            let mut l = TcpListener::from_std(l);
+            let token = Token(1 + self.listeners.len());
+            self.poll
+                .registry()
+                .register(&mut l, token, Interest::READABLE)?;
+            self.listeners.push(Some((lane, l)));
+            self.accept_more.push(true);
+        }
+        self.lanes.push(Lane::new(spec.shared, spec.cfg));
+        Ok(())
+    }
+
+    /// Takes the services a reload added.
+    fn take_new_lanes(&mut self) {
+        loop {
+            match self.new_lanes.try_recv() {
+                Ok(spec) => {
+                    let name = Arc::clone(&spec.shared.name);
+                    if let Err(e) = self.add_lane(spec) {
+                        warn!(target: "fulcrum::proxy", "worker={} cannot serve service {name}: {e}", self.id);
+                    }
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
     }
 
     /// Runs until shut down and drained (or cut). Returns how many connections were cut.
@@ -167,7 +261,7 @@ impl Worker {
             self.now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    WAKER => {}
+                    WAKER => self.take_new_lanes(),
                     Token(t) if t < FIRST_CONN => {
                         if let Some(flag) = self.accept_more.get_mut(t - 1) {
                             *flag = true;
@@ -190,7 +284,7 @@ impl Worker {
             if self.draining && self.conns.is_empty() {
                 return Ok(0);
             }
-            if self.shared.cut_now.load(Ordering::Acquire) {
+            if self.process.cut_now.load(Ordering::Acquire) {
                 return Ok(self.cut_all());
             }
             self.accept_all();
@@ -207,19 +301,40 @@ impl Worker {
             && self.accept_paused_until.is_none()
             && self.fd_wait.is_empty()
             && self.accept_more.iter().any(|&m| m)
-            && self.shared.stats.active.load(Ordering::Relaxed) < self.cfg.max_conns
+            && self.process.active.load(Ordering::Relaxed) < self.max_conns
     }
 
+    /// Closes the listeners of services told to stop, and all of them when the process
+    /// drains. Closing a listener resets whatever waits in its accept queue; the kernel
+    /// steers new SYNs to listeners still open (other workers, or none).
     fn check_shutdown(&mut self) {
-        if !self.draining && self.shared.shutdown.load(Ordering::Acquire) {
-            self.draining = true;
-            for l in &mut self.listeners {
-                let _ = self.poll.registry().deregister(l);
+        if self.draining {
+            return;
+        }
+        let all = self.process.shutdown.load(Ordering::Acquire);
+        let mut closed_any = false;
+        for lane in &mut self.lanes {
+            if !lane.closed && (all || lane.shared.shutdown.load(Ordering::Acquire)) {
+                lane.closed = true;
+                closed_any = true;
             }
-            // Closing the listeners resets whatever waits in their accept queues; the
-            // kernel steers new SYNs to listeners still open (other workers, or none).
-            self.listeners.clear();
-            self.accept_more.clear();
+        }
+        if !closed_any && !all {
+            return;
+        }
+        for (slot, more) in self.listeners.iter_mut().zip(&mut self.accept_more) {
+            if slot
+                .as_ref()
+                .is_some_and(|(lane, _)| self.lanes[*lane].closed)
+            {
+                if let Some((_, mut l)) = slot.take() {
+                    let _ = self.poll.registry().deregister(&mut l);
+                }
+                *more = false;
+            }
+        }
+        if all {
+            self.draining = true;
             debug!(target: "fulcrum::proxy", "worker={} stopped accepting, active={}", self.id, self.conns.len());
         }
     }
@@ -231,20 +346,6 @@ impl Worker {
             self.close(k, End::Shutdown);
         }
         n
-    }
-
-    fn refresh_nodes(&mut self) {
-        let g = self.shared.pool.generation();
-        if g != self.generation {
-            let (nodes, g) = self.shared.pool.snapshot();
-            self.nodes = nodes;
-            self.generation = g;
-            self.sched.reset();
-        }
-        let kind = self.shared.scheduler_kind();
-        if kind != self.sched.kind() {
-            self.sched = Scheduler::new(kind, Arc::clone(&self.shared.sched_shared));
-        }
     }
 
     fn accept_all(&mut self) {
@@ -266,19 +367,24 @@ impl Worker {
                 if n == ACCEPT_BATCH {
                     break; // come back right after the other events
                 }
-                if self.shared.stats.active.load(Ordering::Relaxed) >= self.cfg.max_conns {
+                let Some((lane, listener)) = &self.listeners[i] else {
+                    break;
+                };
+                let lane = *lane;
+                if self.process.active.load(Ordering::Relaxed) >= self.max_conns {
                     // Leave clients in the kernel's accept queue; the tick retries.
-                    self.shared
+                    self.lanes[lane]
+                        .shared
                         .stats
                         .refused_maxconn
                         .fetch_add(1, Ordering::Relaxed);
                     self.accept_paused_until = Some(self.now + TICK);
                     return;
                 }
-                match self.listeners[i].accept() {
+                match listener.accept() {
                     Ok((stream, peer)) => {
                         n += 1;
-                        self.on_accept(stream, peer);
+                        self.on_accept(lane, stream, peer);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.accept_more[i] = false;
@@ -286,7 +392,8 @@ impl Worker {
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        self.shared
+                        self.lanes[lane]
+                            .shared
                             .stats
                             .accept_errors
                             .fetch_add(1, Ordering::Relaxed);
@@ -302,18 +409,18 @@ impl Worker {
         }
     }
 
-    fn on_accept(&mut self, client: TcpStream, peer: SocketAddr) {
-        self.shared.stats.total.fetch_add(1, Ordering::Relaxed);
-        if !self.shared.enabled.load(Ordering::Relaxed) {
-            self.shared
+    fn on_accept(&mut self, lane_idx: usize, client: TcpStream, peer: SocketAddr) {
+        let lane = &mut self.lanes[lane_idx];
+        lane.shared.stats.total.fetch_add(1, Ordering::Relaxed);
+        if !lane.shared.enabled.load(Ordering::Relaxed) {
+            lane.shared
                 .stats
                 .refused_disabled
                 .fetch_add(1, Ordering::Relaxed);
             reset(&client);
             return;
         }
-        self.refresh_nodes();
-        self.exclude.clear();
+        lane.refresh();
         // Hashing schedulers (Maglev) key on the client address: source affinity.
         let mut key = [0u8; 16];
         let key = match peer.ip() {
@@ -326,15 +433,15 @@ impl Worker {
                 &key[..]
             }
         };
-        let Some(idx) = self.sched.pick_hashed(&self.nodes, key) else {
-            self.shared.stats.no_node.fetch_add(1, Ordering::Relaxed);
+        let Some(idx) = lane.sched.pick_hashed(&lane.nodes, key) else {
+            lane.shared.stats.no_node.fetch_add(1, Ordering::Relaxed);
             debug!(target: "fulcrum::proxy", "client={peer} no usable node");
             reset(&client);
             return;
         };
-        if let Some(l) = &self.cfg.source_limit {
+        if let Some(l) = &lane.cfg.source_limit {
             if !l.try_acquire(peer.ip()) {
-                self.shared
+                lane.shared
                     .stats
                     .refused_per_source
                     .fetch_add(1, Ordering::Relaxed);
@@ -343,12 +450,14 @@ impl Worker {
                 return;
             }
         }
-        self.shared.stats.active.fetch_add(1, Ordering::Relaxed);
+        lane.shared.stats.active.fetch_add(1, Ordering::Relaxed);
+        self.process.active.fetch_add(1, Ordering::Relaxed);
         self.serial += 1;
-        let node = Arc::clone(&self.nodes[idx]);
+        let node = Arc::clone(&lane.nodes[idx]);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let mut conn = Conn {
+            lane: lane_idx,
             serial: self.serial,
             client,
             peer,
@@ -367,8 +476,10 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!(target: "fulcrum::proxy", "register client: {e}");
-            self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
-            if let Some(l) = &self.cfg.source_limit {
+            let lane = &self.lanes[lane_idx];
+            lane.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+            self.process.active.fetch_sub(1, Ordering::Relaxed);
+            if let Some(l) = &lane.cfg.source_limit {
                 l.release(peer.ip());
             }
             return;
@@ -379,7 +490,11 @@ impl Worker {
 
     /// Starts connect attempt `attempt` to the connection's current node.
     fn connect(&mut self, key: usize, attempt: u32) {
-        self.connect_until(key, attempt, self.now + self.cfg.connect_timeout);
+        let Some(c) = self.conns.get(key) else {
+            return;
+        };
+        let timeout = self.lanes[c.lane].cfg.connect_timeout;
+        self.connect_until(key, attempt, self.now + timeout);
     }
 
     /// [`Self::connect`] with the attempt's deadline given: a retry after a descriptor
@@ -414,7 +529,8 @@ impl Worker {
                 c.node.counters.total.fetch_sub(1, Ordering::Relaxed);
                 self.fd_wait.push((key, c.serial, attempt, deadline));
                 // Counted as a connect failure of the distributor, not of the node.
-                self.shared
+                self.lanes[c.lane]
+                    .shared
                     .stats
                     .connect_failures
                     .fetch_add(1, Ordering::Relaxed);
@@ -478,43 +594,43 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut s);
         }
         let node = Arc::clone(&c.node);
+        let lane = &mut self.lanes[c.lane];
         node.counters.active.fetch_sub(1, Ordering::Relaxed);
         node.counters
             .connect_failures
             .fetch_add(1, Ordering::Relaxed);
-        self.shared
+        lane.shared
             .stats
             .connect_failures
             .fetch_add(1, Ordering::Relaxed);
-        self.shared.observe(Observation::ConnectFailed {
+        lane.shared.observe(Observation::ConnectFailed {
             node: node.addr(),
             why,
         });
         c.tried.push(node.addr());
         debug!(target: "fulcrum::proxy", "client={} node={} connect failed ({why}), attempt {}", c.peer, node.addr(), attempt + 1);
-        if attempt >= self.cfg.retries {
+        if attempt >= lane.cfg.retries {
             self.close(key, End::ConnectFailed);
             return;
         }
-        // Retry path only (rare): the tried list is copied to release the borrow.
-        let tried = c.tried.clone();
-        self.refresh_nodes();
+        // Retry path only (rare).
+        lane.refresh();
         self.exclude.clear();
-        for (i, n) in self.nodes.iter().enumerate() {
-            if tried.contains(&n.addr()) {
+        for (i, n) in lane.nodes.iter().enumerate() {
+            if c.tried.contains(&n.addr()) {
                 self.exclude.push(i);
             }
         }
-        match self.sched.pick(&self.nodes, &self.exclude) {
+        match lane.sched.pick(&lane.nodes, &self.exclude) {
             Some(i) => {
-                let next = Arc::clone(&self.nodes[i]);
+                let next = Arc::clone(&lane.nodes[i]);
                 if let Some(c) = self.conns.get_mut(key) {
                     c.node = next;
                 }
                 self.connect(key, attempt + 1);
             }
             None => {
-                self.shared.stats.no_node.fetch_add(1, Ordering::Relaxed);
+                lane.shared.stats.no_node.fetch_add(1, Ordering::Relaxed);
                 self.close(key, End::ConnectFailed);
             }
         }
@@ -554,7 +670,7 @@ impl Worker {
                 },
                 Ok(Some(e)) | Err(e) => return self.connect_failed(key, connect_error_words(&e)),
             }
-            if let Some(version) = self.cfg.send_proxy {
+            if let Some(version) = self.lanes[c.lane].cfg.send_proxy {
                 // The address the client reached (the VIP), as the node should see it.
                 let Ok(dst) = c.client.local_addr() else {
                     return self.abort(key, End::ClientError);
@@ -578,7 +694,7 @@ impl Worker {
             return;
         };
         let (b_up, b_down) = (c.up.bytes, c.down.bytes);
-        let splice = self.cfg.splice;
+        let splice = self.lanes[c.lane].cfg.splice;
         let down_eof = c.down.read_eof;
         let up = c.up.pump(
             &mut c.client,
@@ -631,7 +747,8 @@ impl Worker {
             return;
         }
         let mut c = self.conns.remove(key);
-        c.flush_counters(&self.shared.stats);
+        let lane = &self.lanes[c.lane];
+        c.flush_counters(&lane.shared.stats);
         if let Phase::Relaying = c.phase {
             c.node.counters.active.fetch_sub(1, Ordering::Relaxed);
         } else if c.server.is_some() {
@@ -641,8 +758,9 @@ impl Worker {
         if let End::ConnectFailed | End::Shutdown | End::Cut = end {
             reset(&c.client);
         }
-        self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
-        if let Some(l) = &self.cfg.source_limit {
+        lane.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.process.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(l) = &lane.cfg.source_limit {
             l.release(c.peer.ip());
         }
         if let Some(b) = c.up.take_buffer() {
@@ -653,10 +771,10 @@ impl Worker {
         }
         self.spare.truncate(64);
         // The access log is a bool test when off: nothing is formatted or allocated.
-        if self.cfg.access_log {
+        if lane.cfg.access_log {
             info!(target: "fulcrum::access",
-                "client={} node={} bytes_in={} bytes_out={} duration_ms={} end={}",
-                c.peer, c.node.addr(), c.up.bytes, c.down.bytes,
+                "service={} client={} node={} bytes_in={} bytes_out={} duration_ms={} end={}",
+                lane.shared.name, c.peer, c.node.addr(), c.up.bytes, c.down.bytes,
                 self.now.saturating_duration_since(c.started).as_millis(), end.as_str());
         } else {
             debug!(target: "fulcrum::proxy",
@@ -685,15 +803,15 @@ impl Worker {
 
     fn sweep(&mut self) {
         self.next_sweep = self.now + TICK;
-        let idle = self.cfg.idle_timeout;
         let now = self.now;
         let mut expired = Vec::new();
         for (k, c) in self.conns.iter_mut() {
-            c.flush_counters(&self.shared.stats);
-            if c.node.is_cut() {
+            let lane = &self.lanes[c.lane];
+            c.flush_counters(&lane.shared.stats);
+            if c.node.is_cut() || lane.shared.cut_now.load(Ordering::Relaxed) {
                 expired.push((k, End::Cut));
             } else if matches!(c.phase, Phase::Relaying)
-                && now.saturating_duration_since(c.last_active) >= idle
+                && now.saturating_duration_since(c.last_active) >= lane.cfg.idle_timeout
             {
                 expired.push((k, End::Idle));
             }

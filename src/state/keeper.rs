@@ -15,7 +15,7 @@ use log::{info, warn};
 use mio::event::Event;
 use mio::Registry;
 
-use crate::control::command::Command;
+use crate::control::command::Scoped;
 use crate::plane::{Component, Plane};
 use crate::words::plural;
 
@@ -27,7 +27,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 pub struct StateKeeper {
     path: PathBuf,
     /// Commands read at start, until the first tick queues them.
-    loaded: Option<Vec<Command>>,
+    loaded: Option<Vec<Scoped>>,
     /// What the file holds now (as written by this process).
     written: Option<String>,
     next: Instant,
@@ -70,17 +70,24 @@ impl StateKeeper {
 
     /// Rewrites the file if the runtime changes differ from what it holds.
     fn persist(&mut self, plane: &Plane) {
-        // A node being removed is recorded as removed: that is where it is going.
-        let nodes: Vec<_> = crate::ha::sync::pool_states(&plane.shared.pool)
-            .into_iter()
-            .filter(|n| !plane.info.get(&n.addr).is_some_and(|i| i.removing))
-            .collect();
-        let running = super::Running {
-            nodes: &nodes,
-            scheduler: plane.shared.scheduler_kind(),
-            enabled: plane.shared.enabled.load(Ordering::Relaxed),
-        };
-        let cmds = super::changes(&plane.cfg.backends, plane.cfg.scheduler, &running);
+        let mut cmds = Vec::new();
+        for (_, svc) in plane.live() {
+            // A node being removed is recorded as removed: that is where it is going.
+            let mut nodes = Vec::new();
+            crate::ha::sync::pool_states(svc.name(), &svc.shared.pool, &mut nodes);
+            nodes.retain(|n| !svc.info.get(&n.addr).is_some_and(|i| i.removing));
+            let running = super::Running {
+                nodes: &nodes,
+                scheduler: svc.shared.scheduler_kind(),
+                enabled: svc.shared.enabled.load(Ordering::Relaxed),
+            };
+            cmds.extend(super::changes(
+                svc.name(),
+                &svc.cfg.backends,
+                svc.cfg.scheduler,
+                &running,
+            ));
+        }
         let text = super::render(&cmds);
         if self.written.as_deref() == Some(text.as_str()) {
             return;
@@ -128,7 +135,7 @@ impl Component for StateKeeper {
         Some(self.next)
     }
 
-    fn on_admin(&mut self, _plane: &mut Plane, _cmds: &[Command]) {
+    fn on_admin(&mut self, _plane: &mut Plane, _cmds: &[Scoped]) {
         // Written on the next turn, at once.
         self.next = Instant::now();
     }

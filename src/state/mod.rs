@@ -24,7 +24,7 @@ pub use keeper::StateKeeper;
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::control::command::{self, Command};
+use crate::control::command::{self, Command, Scoped};
 use crate::ha::sync::{diff, NodeState};
 use crate::pool::{AdminState, NodeSpec};
 use crate::scheduler::SchedulerKind;
@@ -46,15 +46,18 @@ pub struct Running<'a> {
     pub enabled: bool,
 }
 
-/// The commands that turn the configured nodes and scheduler into `running`.
+/// The commands that turn the configured nodes and scheduler of `service` into
+/// `running` (its nodes).
 pub fn changes(
+    service: &str,
     configured: &[NodeSpec],
     scheduler: SchedulerKind,
     running: &Running<'_>,
-) -> Vec<Command> {
+) -> Vec<Scoped> {
     let base: Vec<NodeState> = configured
         .iter()
         .map(|n| NodeState {
+            service: service.to_owned(),
             addr: n.addr,
             weight: n.weight,
             backup: n.backup,
@@ -63,16 +66,19 @@ pub fn changes(
         .collect();
     let mut out = diff(running.nodes, &base);
     if running.scheduler != scheduler {
-        out.push(Command::SetScheduler(running.scheduler));
+        out.push(Scoped::new(
+            Some(service),
+            Command::SetScheduler(running.scheduler),
+        ));
     }
     if !running.enabled {
-        out.push(Command::Disable);
+        out.push(Scoped::new(Some(service), Command::Disable));
     }
     out
 }
 
 /// The file's text for `cmds`.
-pub fn render(cmds: &[Command]) -> String {
+pub fn render(cmds: &[Scoped]) -> String {
     let mut s = String::from(HEADER);
     s.push('\n');
     for c in cmds {
@@ -85,14 +91,14 @@ pub fn render(cmds: &[Command]) -> String {
 /// Reads a state file's text: every non-comment line must be a command that changes
 /// state; the first that is not makes the whole file invalid (it was not written by
 /// fulcrum, or was cut short), with the line number.
-pub fn parse(text: &str) -> Result<Vec<Command>, String> {
+pub fn parse(text: &str) -> Result<Vec<Scoped>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let cmd = command::parse(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let cmd = command::parse_scoped(line).map_err(|e| format!("line {}: {e}", i + 1))?;
         if !is_state(&cmd) {
             return Err(format!("line {}: \"{line}\" is not a state change", i + 1));
         }
@@ -102,16 +108,16 @@ pub fn parse(text: &str) -> Result<Vec<Command>, String> {
 }
 
 /// What failover syncs (the node set), plus the switches that stay per distributor.
-fn is_state(cmd: &Command) -> bool {
+fn is_state(cmd: &Scoped) -> bool {
     crate::ha::sync::is_synced(cmd)
         || matches!(
-            cmd,
+            cmd.cmd,
             Command::SetScheduler(_) | Command::Disable | Command::Enable
         )
 }
 
 /// Loads the state file at `path`: `Ok(None)` when there is none yet.
-pub fn load(path: &Path) -> Result<Option<Vec<Command>>, String> {
+pub fn load(path: &Path) -> Result<Option<Vec<Scoped>>, String> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -171,6 +177,7 @@ mod tests {
 
     fn node(addr: &str, weight: u32, admin: AdminState) -> NodeState {
         NodeState {
+            service: "default".into(),
             addr: addr.parse().unwrap(),
             weight,
             backup: false,
@@ -187,7 +194,7 @@ mod tests {
             scheduler: SchedulerKind::Rr,
             enabled: true,
         };
-        assert!(changes(&cfg, SchedulerKind::Rr, &r).is_empty());
+        assert!(changes("default", &cfg, SchedulerKind::Rr, &r).is_empty());
     }
 
     #[test]
@@ -202,7 +209,7 @@ mod tests {
             scheduler: SchedulerKind::Wlc,
             enabled: false,
         };
-        let cmds = changes(&cfg, SchedulerKind::Rr, &r);
+        let cmds = changes("default", &cfg, SchedulerKind::Rr, &r);
         let text = render(&cmds);
         assert_eq!(
             text.lines().skip(1).collect::<Vec<_>>(),
@@ -215,7 +222,34 @@ mod tests {
                 "disable",
             ]
         );
-        assert_eq!(parse(&text).unwrap(), cmds);
+        assert_eq!(render(&parse(&text).unwrap()), text);
+    }
+
+    #[test]
+    fn a_named_service_is_written_into_every_line() {
+        let cfg = [spec("10.0.0.1:80", 1)];
+        let nodes = [NodeState {
+            service: "web".into(),
+            ..node("10.0.0.1:80", 3, AdminState::Maint)
+        }];
+        let r = Running {
+            nodes: &nodes,
+            scheduler: SchedulerKind::Lc,
+            enabled: false,
+        };
+        let text = render(&changes("web", &cfg, SchedulerKind::Rr, &r));
+        assert_eq!(
+            text.lines().skip(1).collect::<Vec<_>>(),
+            [
+                "set weight web/10.0.0.1:80 3",
+                "set state web/10.0.0.1:80 maint",
+                "set scheduler web lc",
+                "disable web",
+            ]
+        );
+        let back = parse(&text).unwrap();
+        assert!(back.iter().all(|c| c.service.as_deref() == Some("web")));
+        assert_eq!(render(&back), text);
     }
 
     #[test]
@@ -235,9 +269,9 @@ mod tests {
         let p = dir.join("state");
         assert_eq!(load(&p), Ok(None));
         write_atomic(&p, "# h\ndisable\n").unwrap();
-        assert_eq!(load(&p), Ok(Some(vec![Command::Disable])));
+        assert_eq!(load(&p), Ok(Some(vec![Command::Disable.into()])));
         write_atomic(&p, "# h\nenable\n").unwrap();
-        assert_eq!(load(&p), Ok(Some(vec![Command::Enable])));
+        assert_eq!(load(&p), Ok(Some(vec![Command::Enable.into()])));
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporary file left behind");
         let _ = std::fs::remove_dir_all(&dir);

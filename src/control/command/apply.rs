@@ -231,7 +231,8 @@ impl Error for ApplyError {}
 /// changing anything; call [`NodeTable::commit`] to apply it.
 pub fn apply(table: &NodeTable, cmd: &Command) -> Result<Effect, ApplyError> {
     match *cmd {
-        Command::ShowNodes { .. }
+        Command::ShowServices { .. }
+        | Command::ShowNodes { .. }
         | Command::ShowStats { .. }
         | Command::ShowConfig { .. }
         | Command::Help => Ok(Effect::None),
