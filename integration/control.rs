@@ -701,7 +701,10 @@ fn stats_and_metrics_say_draining_during_sigterm_drain() {
         "{m}"
     );
     assert!(
-        m.contains(&format!("fulcrum_node_removing{{service=\"default\",node=\"{}\"}} 0", b.addr)),
+        m.contains(&format!(
+            "fulcrum_node_removing{{service=\"default\",node=\"{}\"}} 0",
+            b.addr
+        )),
         "{m}"
     );
     let _held = TcpStream::connect(addr).unwrap();

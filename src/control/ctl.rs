@@ -94,7 +94,7 @@ impl std::error::Error for CtlError {}
 /// How long to wait for the reply to `line`: `timeout`, or longer for a `wait drained`
 /// whose own timeout (60 s when omitted) is longer.
 pub fn reply_timeout(line: &str, timeout: Duration) -> Duration {
-    match crate::control::command::parse(line) {
+    match crate::control::command::parse_scoped(line).map(|s| s.cmd) {
         Ok(crate::control::command::Command::WaitDrained { timeout: t, .. }) => {
             let own = t.unwrap_or(crate::control::command::DEFAULT_WAIT);
             timeout.max(own.saturating_add(WAIT_MARGIN))
