@@ -365,7 +365,7 @@ fn sighup_adds_and_removes_services_without_dropping_anything() {
     const LEN: usize = 8 << 20;
     let bulk = slow_sender(7, LEN);
     let extra = Backend::start(says("extra"));
-    let (web, api, more) = (free_port(), free_port(), free_port());
+    let (web, web_b, api, more) = (free_port(), free_port(), free_port(), free_port());
     let sock = dir.path("ctl.sock");
     let conf = dir.path("site.toml");
     let file = |services: &str| {
@@ -373,12 +373,13 @@ fn sighup_adds_and_removes_services_without_dropping_anything() {
             "workers = 2\ndrain-timeout = \"2s\"\ncontrol = \"{sock}\"\n\n[defaults]\ncheck = \"none\"\n\n{services}"
         )
     };
-    let web_svc = |w: u32| {
+    let web_svc = |w: u32, listen: &str, extra: &str| {
         format!(
-            "[[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:{web}\"]\nbackend = [\"{},weight={w}\", \"{}\"]\n\n",
+            "[[service]]\nname = \"web\"\nlisten = [{listen}]\nbackend = [\"{},weight={w}\", \"{}\"]\n{extra}\n",
             web1.addr, web2.addr
         )
     };
+    let web_a = format!("\"127.0.0.1:{web}\"");
     let api_svc = format!(
         "[[service]]\nname = \"api\"\nlisten = [\"127.0.0.1:{api}\"]\nbackend = [\"{}\"]\n\n",
         bulk.addr
@@ -387,7 +388,7 @@ fn sighup_adds_and_removes_services_without_dropping_anything() {
         "[[service]]\nname = \"more\"\nlisten = [\"127.0.0.1:{more}\"]\nbackend = [\"{}\"]\n\n",
         extra.addr
     );
-    std::fs::write(&conf, file(&format!("{}{api_svc}", web_svc(1)))).unwrap();
+    std::fs::write(&conf, file(&format!("{}{api_svc}", web_svc(1, &web_a, "")))).unwrap();
     let mut p = spawn(&["serve", "--config", &conf], "info");
     wait_listening(loopback(web), &p);
     wait_listening(loopback(api), &p);
@@ -427,8 +428,11 @@ fn sighup_adds_and_removes_services_without_dropping_anything() {
     };
     std::thread::sleep(Duration::from_millis(400));
 
-    // The file adds "more", drops "api" and weighs web1 3.
-    std::fs::write(&conf, file(&format!("{}{more_svc}", web_svc(3)))).unwrap();
+    // The file adds "more", drops "api", weighs web1 3, gives web a second address, a
+    // longer connect timeout and TCP checks.
+    let web_ab = format!("{web_a}, \"127.0.0.1:{web_b}\"");
+    let web_new = web_svc(3, &web_ab, "connect-timeout = \"3s\"\ncheck = \"tcp\"\n");
+    std::fs::write(&conf, file(&format!("{web_new}{more_svc}"))).unwrap();
     p.signal(nix::sys::signal::Signal::SIGHUP);
     assert!(
         eventually(Duration::from_secs(5), || p
@@ -439,6 +443,24 @@ fn sighup_adds_and_removes_services_without_dropping_anything() {
     );
     wait_listening(loopback(more), &p);
     assert_eq!(fetch(loopback(more)).unwrap(), "extra\n");
+    wait_listening(loopback(web_b), &p);
+    assert!(fetch(loopback(web_b)).unwrap().starts_with("web"));
+    let config = ctl.ok("show config --json");
+    assert!(config.contains("\"connect_timeout\":\"3s\""), "{config}");
+    assert!(config.contains("\"check\":\"tcp\""), "{config}");
+    assert!(
+        p.log().contains("0 waiting for a restart"),
+        "{}",
+        p.log()
+    );
+    // TCP checks now run on web's nodes (their last check is shown).
+    assert!(
+        eventually(Duration::from_secs(5), || ctl
+            .ok("show nodes web --json")
+            .contains("\"last_check\":{\"ok\":true")),
+        "{}",
+        ctl.ok("show nodes web --json")
+    );
     let s = ctl.ok("show services");
     assert!(s.contains("more ") && !s.contains("api "), "{s}");
     assert!(ctl

@@ -80,10 +80,28 @@ impl Service {
     }
 }
 
-/// Something that starts serving a service while the process runs (a reload added it);
-/// returns its state and duplicates of its listeners (for a reload's hand-over).
+/// What a configuration reload asks of the data plane for one service.
+pub enum ServiceChange<'a> {
+    /// Start serving a service the file added.
+    Start(&'a ServeConfig),
+    /// A running service's worker settings changed (timeouts, retries, splice, PROXY
+    /// protocol, access log), or listen addresses were added or removed.
+    Update {
+        /// The service.
+        shared: &'a Arc<Shared>,
+        /// Its new configuration.
+        cfg: &'a ServeConfig,
+        /// Listen addresses to bind.
+        bind: &'a [SocketAddr],
+        /// Listen addresses to close.
+        close: &'a [SocketAddr],
+    },
+}
+
+/// Carries out a [`ServiceChange`] on the running workers (proxy mode); returns the
+/// service's state and duplicates of the listeners it bound (for a reload's hand-over).
 pub type ServiceStarter =
-    Box<dyn FnMut(&ServeConfig) -> io::Result<(Arc<Shared>, Vec<std::os::fd::OwnedFd>)>>;
+    Box<dyn FnMut(ServiceChange<'_>) -> io::Result<(Arc<Shared>, Vec<std::os::fd::OwnedFd>)>>;
 
 /// What components share.
 pub struct Plane {

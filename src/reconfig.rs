@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 
 use crate::config::{Reloader, ServeConfig};
 use crate::control::command::{Command, Scoped};
-use crate::plane::{Plane, Service};
+use crate::plane::{Plane, Service, ServiceChange};
 use crate::pool::NodeSpec;
 
 /// The control-socket command that reloads, as SIGHUP does (Unix socket only).
@@ -67,8 +67,19 @@ pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<Stri
         let Some(i) = plane.service_index(&n.name) else {
             continue;
         };
-        let p = plan(&plane.services[i].cfg, n);
+        let mut p = plan(&plane.services[i].cfg, n);
         let several = plane.services.len() > 1 || new.len() > 1;
+        let live = match plane.starter.as_mut() {
+            Some(start) => apply_live(
+                start,
+                plane.services.get(i),
+                n,
+                &mut p,
+                &mut plane.listeners,
+                i,
+            ),
+            None => false,
+        };
         for c in &p.commands {
             info!(target: "fulcrum::serve", "reload: {c}");
         }
@@ -89,6 +100,17 @@ pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<Stri
         let svc = &mut plane.services[i];
         svc.cfg.backends = n.backends.clone();
         svc.cfg.scheduler = n.scheduler;
+        // The service's checker takes new check settings on its next tick.
+        svc.cfg.health = n.health.clone();
+        if live {
+            svc.cfg.listen = n.listen.clone();
+            svc.cfg.connect_timeout = n.connect_timeout;
+            svc.cfg.idle_timeout = n.idle_timeout;
+            svc.cfg.retries = n.retries;
+            svc.cfg.splice = n.splice;
+            svc.cfg.send_proxy = n.send_proxy;
+            svc.cfg.access_log = n.access_log;
+        }
     }
     // Services the file no longer has: stop accepting, let their connections finish.
     let gone: Vec<usize> = plane
@@ -110,7 +132,7 @@ pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<Stri
         let Some(start) = plane.starter.as_mut() else {
             break;
         };
-        match start(n) {
+        match start(ServiceChange::Start(n)) {
             Ok((shared, fds)) => {
                 let i = plane.services.len();
                 plane.listeners.extend(fds.into_iter().map(|f| (i, f)));
@@ -144,6 +166,78 @@ pub fn reload(plane: &mut Plane, reloader: Option<&mut Reloader>) -> Result<Stri
         summary.push_str(&format!(" ({})", restart.join(", ")));
     }
     Ok(summary)
+}
+
+/// Settings of a running service that the proxy workers take while they run: listen
+/// addresses, timeouts, retries, splice, PROXY protocol, the access log.
+const LIVE: [&str; 7] = [
+    "listen",
+    "connect-timeout",
+    "idle-timeout",
+    "retries",
+    "splice",
+    "send-proxy",
+    "access-log",
+];
+
+/// Hands the live settings of `new` to the workers of running service `svc` (index `i`)
+/// when the plan says some differ; on success they leave the plan's restart list, and
+/// it returns true.
+fn apply_live(
+    start: &mut crate::plane::ServiceStarter,
+    svc: Option<&Service>,
+    new: &ServeConfig,
+    p: &mut Plan,
+    listeners: &mut Vec<(usize, std::os::fd::OwnedFd)>,
+    i: usize,
+) -> bool {
+    let Some(svc) = svc else {
+        return false;
+    };
+    if !p.restart_needed.iter().any(|w| LIVE.contains(&w.as_str())) {
+        return false;
+    }
+    let old = &svc.cfg.listen;
+    let bind: Vec<std::net::SocketAddr> = new
+        .listen
+        .iter()
+        .filter(|a| !old.contains(a))
+        .copied()
+        .collect();
+    let close: Vec<std::net::SocketAddr> = old
+        .iter()
+        .filter(|a| !new.listen.contains(a))
+        .copied()
+        .collect();
+    let change = ServiceChange::Update {
+        shared: &svc.shared,
+        cfg: new,
+        bind: &bind,
+        close: &close,
+    };
+    match start(change) {
+        Ok((_, fds)) => {
+            listeners.retain(|(s, fd)| {
+                *s != i
+                    || !socket2::SockRef::from(fd)
+                        .local_addr()
+                        .ok()
+                        .and_then(|a| a.as_socket())
+                        .is_some_and(|a| close.contains(&a))
+            });
+            listeners.extend(fds.into_iter().map(|f| (i, f)));
+            p.restart_needed.retain(|w| !LIVE.contains(&w.as_str()));
+            if !bind.is_empty() || !close.is_empty() {
+                info!(target: "fulcrum::serve", "reload: service {}: listening on {}", svc.name(),
+                    new.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
+            }
+            true
+        }
+        Err(e) => {
+            warn!(target: "fulcrum::serve", "reload: service {}: new listen addresses or settings not applied: {e}", svc.name());
+            false
+        }
+    }
 }
 
 /// Global settings that differ between the running process and the file's first
@@ -243,7 +337,7 @@ pub fn plan(old: &ServeConfig, new: &ServeConfig) -> Plan {
         ("backlog", old.backlog != new.backlog),
         ("splice", old.splice != new.splice),
         ("send-proxy", old.send_proxy != new.send_proxy),
-        ("check settings", old.health != new.health),
+        ("access-log", old.access_log != new.access_log),
     ];
     p.restart_needed.extend(
         restart
@@ -321,7 +415,6 @@ mod tests {
             [
                 "backend 127.0.0.1:2 (backup/maxconn/agent)",
                 "connect-timeout",
-                "check settings"
             ]
         );
     }

@@ -25,7 +25,7 @@ use nix::sys::signalfd::SignalFd;
 
 use crate::config::{ForwardMode, ServeConfig};
 use crate::direct::DirectShared;
-use crate::plane::{Component, Plane, Service, ServiceStarter, TOKEN_SPAN};
+use crate::plane::{Component, Plane, Service, ServiceChange, ServiceStarter, TOKEN_SPAN};
 use crate::pool::{Pool, Stats};
 use crate::proxy::{self, LaneSender, LaneSpec, WorkerConfig};
 use crate::runtime::{Process, Shared, Workers};
@@ -355,18 +355,27 @@ fn worker_config(c: &ServeConfig) -> WorkerConfig {
     }
 }
 
-/// Starts services a reload adds: binds their listeners (one per worker), hands each
-/// worker its own and wakes it. `global`: the process's configuration (IP_FREEBIND).
+/// Starts services a reload adds, and changes running ones: binds listeners (one per
+/// worker), hands each worker its own with the settings, and wakes it. `global`: the
+/// process's configuration (IP_FREEBIND).
 fn service_starter(
     global: &ServeConfig,
     lanes: Vec<LaneSender>,
     wakers: Vec<Arc<Waker>>,
 ) -> ServiceStarter {
     let freebind = global.freebind;
-    Box::new(move |c: &ServeConfig| {
-        let shared = service_state(c);
+    Box::new(move |change: ServiceChange<'_>| {
+        let (shared, c, bind, close) = match change {
+            ServiceChange::Start(c) => (service_state(c), c, &c.listen[..], &[][..]),
+            ServiceChange::Update {
+                shared,
+                cfg,
+                bind,
+                close,
+            } => (Arc::clone(shared), cfg, bind, close),
+        };
         let per_worker =
-            proxy::bind_for_workers(&c.listen, c.backlog, freebind, lanes.len(), &mut Vec::new())?;
+            proxy::bind_for_workers(bind, c.backlog, freebind, lanes.len(), &mut Vec::new())?;
         let mut fds = Vec::new();
         for l in per_worker.iter().flatten() {
             fds.push(std::os::fd::OwnedFd::from(l.try_clone()?));
@@ -377,6 +386,7 @@ fn service_starter(
                 shared: Arc::clone(&shared),
                 cfg: cfg.clone(),
                 listeners,
+                close: close.to_vec(),
             };
             if tx.send(spec).is_err() {
                 return Err(io::Error::other("a worker has stopped"));

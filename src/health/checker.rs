@@ -125,6 +125,29 @@ impl Checker {
         now.saturating_duration_since(self.origin)
     }
 
+    /// Takes the service's check settings when a reload changed them: every node's
+    /// check restarts with the new settings from the health it has now (no node flips
+    /// because its settings changed). The agent socket stays as it was at start.
+    fn adopt(&mut self, plane: &mut Plane, registry: &Registry) {
+        let Some(svc) = plane.services.get(self.service) else {
+            return;
+        };
+        let mut want = svc.cfg.health.clone();
+        want.agent = self.cfg.agent.clone();
+        if want == self.cfg {
+            return;
+        }
+        debug!(target: "fulcrum::health", "service {}: new check settings", svc.name());
+        self.cfg = want;
+        let probes: Vec<usize> = self.probes.iter().map(|(k, _)| k).collect();
+        for k in probes {
+            self.drop_probe(registry, k);
+        }
+        self.checks.clear();
+        // The next sync builds every node's check again.
+        self.generation = u64::MAX;
+    }
+
     /// Adds checks for new nodes, drops those of removed ones.
     fn sync(&mut self, plane: &mut Plane, registry: &Registry, now: Instant) {
         let g = plane.services[self.service].shared.pool.generation();
@@ -157,7 +180,7 @@ impl Checker {
                 _ => None,
             };
             // Thresholds were validated with the configuration.
-            let tracker = match HealthTracker::new(self.cfg.thresholds, Health::Up) {
+            let tracker = match HealthTracker::new(self.cfg.thresholds, node.health()) {
                 Ok(t) => t,
                 Err(_) => continue,
             };
@@ -660,6 +683,7 @@ impl Component for Checker {
     }
 
     fn on_tick(&mut self, plane: &mut Plane, registry: &Registry, now: Instant) {
+        self.adopt(plane, registry);
         self.sync(plane, registry, now);
         self.on_observations(plane, now);
         // Timed-out probes.

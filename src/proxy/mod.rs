@@ -133,6 +133,7 @@ pub fn start(
                 shared: Arc::clone(&svc.shared),
                 cfg: svc.cfg.clone(),
                 listeners,
+                close: Vec::new(),
             });
         }
     }

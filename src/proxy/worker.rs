@@ -77,8 +77,10 @@ pub struct LaneSpec {
     pub shared: Arc<Shared>,
     /// Its settings.
     pub cfg: WorkerConfig,
-    /// This worker's listening sockets for it.
+    /// This worker's listening sockets for it (for a service it serves already: more).
     pub listeners: Vec<std::net::TcpListener>,
+    /// For a service it serves already: the listen addresses to close.
+    pub close: Vec<SocketAddr>,
 }
 
 /// Where a reload sends a running worker the services it should start serving.
@@ -200,7 +202,9 @@ impl Worker {
         Ok(w)
     }
 
-    /// Starts serving a service: registers its listeners.
+    /// Starts serving a service (registers its listeners), or changes one it serves: its
+    /// settings (the per-client limit it started with stays: open connections hold
+    /// their places in it), listeners added and closed.
     fn add_lane(&mut self, spec: LaneSpec) -> io::Result<()> {
         if self.listeners.len() + spec.listeners.len() >= FIRST_CONN {
             return Err(io::Error::other(format!(
@@ -208,7 +212,28 @@ impl Worker {
                 FIRST_CONN - 1
             )));
         }
-        let lane = self.lanes.len();
+        let known = self
+            .lanes
+            .iter()
+            .position(|l| Arc::ptr_eq(&l.shared, &spec.shared));
+        let lane = known.unwrap_or(self.lanes.len());
+        if let Some(i) = known {
+            let old = &mut self.lanes[i];
+            let limit = old.cfg.source_limit.take();
+            old.cfg = spec.cfg.clone();
+            old.cfg.source_limit = limit;
+            for (slot, more) in self.listeners.iter_mut().zip(&mut self.accept_more) {
+                let closing = slot.as_ref().is_some_and(|(l, sock)| {
+                    *l == i && sock.local_addr().is_ok_and(|a| spec.close.contains(&a))
+                });
+                if closing {
+                    if let Some((_, mut sock)) = slot.take() {
+                        let _ = self.poll.registry().deregister(&mut sock);
+                    }
+                    *more = false;
+                }
+            }
+        }
         for l in spec.listeners {
             let mut l = TcpListener::from_std(l);
             let token = Token(1 + self.listeners.len());
@@ -218,7 +243,9 @@ impl Worker {
             self.listeners.push(Some((lane, l)));
             self.accept_more.push(true);
         }
-        self.lanes.push(Lane::new(spec.shared, spec.cfg));
+        if known.is_none() {
+            self.lanes.push(Lane::new(spec.shared, spec.cfg));
+        }
         Ok(())
     }
 
