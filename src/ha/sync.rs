@@ -729,6 +729,47 @@ mod tests {
         assert_eq!(states.len(), 1);
     }
 
+    #[test]
+    fn one_address_in_two_services_is_two_nodes() {
+        let web = |w| NodeState {
+            service: "web".into(),
+            ..node(1, w, AdminState::Ready)
+        };
+        let api = |w| NodeState {
+            service: "api".into(),
+            ..node(1, w, AdminState::Ready)
+        };
+        // A snapshot holds both; the lines name their service.
+        let p = encode_full(3, &[web(1), api(2)]);
+        let text = std::str::from_utf8(&p[0]).unwrap();
+        assert!(
+            text.contains("add node web/10.99.0.1:80 weight 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("set state api/10.99.0.1:80 ready\n"),
+            "{text}"
+        );
+        let Ok(Message::Full { lines, .. }) = decode(&p[0]) else {
+            panic!("not a full snapshot")
+        };
+        assert_eq!(snapshot_states(&lines), Ok(vec![web(1), api(2)]));
+        // A change to one service's node leaves the other's alone.
+        let current = [web(1), api(2)];
+        let d = diff(&[web(5), api(2)], &current);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].to_string(), "set weight web/10.99.0.1:80 5");
+        let mut states = current.to_vec();
+        apply_to(&mut states, &d[0]);
+        assert_eq!(states, [web(5), api(2)]);
+        let rm = Scoped::new(Some("api"), Command::RemoveNode { addr: addr(1) });
+        assert!(changes(&rm, &states));
+        apply_to(&mut states, &rm);
+        assert_eq!(states, [web(5)]);
+        // Removing it from a service that lacks it changes nothing.
+        assert!(!changes(&rm, &states));
+    }
+
     fn drain_cmd(last: u8) -> Command {
         Command::SetState {
             addr: addr(last),
