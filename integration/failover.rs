@@ -395,6 +395,83 @@ fn drained_node_is_drained_on_the_backup_and_after_takeover() {
     );
 }
 
+/// A node's admin state in one service, from `show nodes --json`.
+fn admin_in(nodes_json: &str, service: &str, addr: &str) -> Option<String> {
+    let at = nodes_json.find(&format!("\"service\":\"{service}\",\"addr\":\"{addr}\""))?;
+    admin_of(&nodes_json[at..], addr)
+}
+
+#[test]
+fn two_services_sync_their_admin_changes_separately() {
+    let _one = serial();
+    let mut pair = Pair::new(&[]);
+    // Both services list the same two nodes: a change must reach only its service.
+    let file = |lb: &str, priority: &str, peer: &str, key: &str, sock: &str| {
+        format!(
+            "workers = 1\ncontrol = \"{sock}\"\nvip = [\"{VIP}/24\"]\ninterface = \"eth0\"\n\
+             peer = [\"{peer}\"]\nha-key-file = \"{key}\"\npriority = {priority}\n\n\
+             [[service]]\nname = \"web\"\nlisten = [\"{VIP}:80\"]\n\
+             backend = [\"10.99.0.21:80\", \"10.99.0.22:80\"]\n\n\
+             [[service]]\nname = \"api\"\nlisten = [\"{VIP}:81\"]\n\
+             backend = [\"10.99.0.21:80\", \"10.99.0.22:80\"]\n# {lb}\n"
+        )
+    };
+    let s1 = pair.lab.dir.join("lb1.sock").display().to_string();
+    let s2 = pair.lab.dir.join("lb2.sock").display().to_string();
+    let key = pair.key.clone();
+    let c1 = pair
+        .lab
+        .write("lb1.toml", &file("lb1", "200", "10.99.0.12", &key, &s1))
+        .display()
+        .to_string();
+    let c2 = pair
+        .lab
+        .write("lb2.toml", &file("lb2", "100", "10.99.0.11", &key, &s2))
+        .display()
+        .to_string();
+    let env = [("RUST_LOG", "info")];
+    let lb1 = pair
+        .lab
+        .spawn("lb1", bin(), &["serve", "--config", &c1], &env);
+    let lb2 = pair
+        .lab
+        .spawn("lb2", bin(), &["serve", "--config", &c2], &env);
+    assert!(
+        pair.wait_sole_master("lb1", Duration::from_secs(3)),
+        "lb1:\n{}",
+        lb1.log()
+    );
+    ctl(
+        &pair.lab,
+        "lb1",
+        &s1,
+        &["set", "state", "web/10.99.0.21:80", "drain"],
+    );
+    ctl(
+        &pair.lab,
+        "lb1",
+        &s1,
+        &["set", "weight", "api/10.99.0.22:80", "7"],
+    );
+    let synced = wait_until(Duration::from_secs(3), || {
+        let json = ctl(&pair.lab, "lb2", &s2, &["show", "nodes", "--json"]);
+        admin_in(&json, "web", "10.99.0.21:80").as_deref() == Some("drain")
+            && json.contains("\"service\":\"api\",\"addr\":\"10.99.0.22:80\",\"weight\":7")
+    });
+    let json = ctl(&pair.lab, "lb2", &s2, &["show", "nodes", "--json"]);
+    assert!(synced, "not synced to lb2: {json}\nlb2:\n{}", lb2.log());
+    // The other service's copy of each node is untouched.
+    assert_eq!(
+        admin_in(&json, "api", "10.99.0.21:80").as_deref(),
+        Some("ready"),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"service\":\"web\",\"addr\":\"10.99.0.22:80\",\"weight\":1"),
+        "{json}"
+    );
+}
+
 /// Reads real adverts that lb1 also sends to the attacker (a third `--peer`).
 fn capture(ns: &str, want: usize) -> Vec<Vec<u8>> {
     let ns = ns.to_string();
