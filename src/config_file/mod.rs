@@ -94,6 +94,22 @@ impl FileConfig {
                 Err(es) => es.into_iter().for_each(|e| errors.push(e)),
             }
         }
+        // Commands and state-file lines leave the name `default` out (it is the one
+        // service of flags), so beside other services it would be ambiguous.
+        if doc.services.len() > 1 {
+            for svc in doc
+                .services
+                .iter()
+                .filter(|s| s.name == crate::config::DEFAULT_SERVICE)
+            {
+                errors.push(FileError::line(
+                    path,
+                    svc.line,
+                    "name = \"default\": reserved for the one service of a file or of flags; \
+                     give each of several services its own name",
+                ));
+            }
+        }
         if !errors.is_empty() {
             errors.sort();
             return Err(errors);

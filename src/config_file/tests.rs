@@ -287,6 +287,15 @@ fn several_services_each_keep_their_name_and_settings() {
 }
 
 #[test]
+fn default_is_a_name_for_one_service_only() {
+    let one = "[[service]]\nname = \"default\"\nlisten = \"127.0.0.1:8080\"\nbackend = [\"127.0.0.1:1\"]\n";
+    assert!(load(one).is_ok());
+    let two = format!("{one}[[service]]\nname = \"api\"\nlisten = \"127.0.0.1:8081\"\nbackend = [\"127.0.0.1:2\"]\n");
+    let e = err(&two);
+    assert!(e.contains(":2: name = \"default\": reserved"), "{e}");
+}
+
+#[test]
 fn arrays_and_a_single_string_for_repeatable_keys() {
     let c = one("[[service]]\nname = \"web\"\nlisten = \"127.0.0.1:8080\"\nbackend = [\"127.0.0.1:1\", \"127.0.0.1:2,weight=3\", \"127.0.0.1:3,backup\"]\n");
     assert_eq!(c.listen.len(), 1);
