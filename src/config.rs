@@ -23,6 +23,7 @@ use crate::health::http::StatusSet;
 use crate::health::interval::IntervalPolicy;
 use crate::health::state::Thresholds;
 use crate::pool::NodeSpec;
+use crate::scaleout::config::{ScaleoutArgs, ScaleoutConfig};
 use crate::scheduler::SchedulerKind;
 
 /// `fulcrum demo` flags.
@@ -196,6 +197,9 @@ pub struct ServeArgs {
     /// Failover (primary/backup pair): on when `--vip` is given.
     #[command(flatten)]
     pub ha: HaArgs,
+    /// Scale-out (BGP announcements, BFD): on when `--bgp-peer` is given.
+    #[command(flatten)]
+    pub scaleout: ScaleoutArgs,
 }
 
 fn parse_statuses(s: &str) -> Result<StatusSet, String> {
@@ -386,6 +390,8 @@ pub struct ServeConfig {
     pub notify_timeout: Duration,
     /// Failover, when `--vip` is given.
     pub ha: Option<HaConfig>,
+    /// Scale-out (BGP, BFD), when `--bgp-peer` is given.
+    pub scaleout: Option<ScaleoutConfig>,
     /// `--access-log`: one info line per closed connection (proxy mode).
     pub access_log: bool,
 }
@@ -516,6 +522,14 @@ impl ServeConfig {
                 ));
             }
         }
+        let scaleout = ScaleoutConfig::from_args(a.scaleout.clone())?;
+        if scaleout.is_some() && ha.is_some() {
+            return Err(
+                "--bgp-peer/--announce and --vip are alternatives: announce the address over BGP \
+                 from every distributor (active-active), or fail it over between a pair, not both"
+                    .into(),
+            );
+        }
         let thresholds = Thresholds {
             rise: a.rise,
             warn: a.warn,
@@ -584,6 +598,13 @@ impl ServeConfig {
                     from.display()
                 ));
             }
+            if scaleout.is_some() {
+                return Err(format!(
+                    "--listeners-from {}: not with --bgp-peer (two processes cannot hold one BGP \
+                     session and the BFD port); restart a distributor instead: it withdraws first",
+                    from.display()
+                ));
+            }
             if ha.is_some() {
                 return Err(format!(
                     "--listeners-from {}: not with --vip (the old process would resign the VIP to the \
@@ -630,6 +651,7 @@ impl ServeConfig {
             notify: a.notify,
             notify_timeout: a.notify_timeout,
             ha,
+            scaleout,
             access_log: a.access_log,
         })
     }

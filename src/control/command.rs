@@ -65,6 +65,7 @@ pub const HELP: &str = "\
 show nodes [--json]                  per-node state and counters
 show stats [--json]                  distributor-wide counters
 show config [--json]                 running configuration
+show bgp [--json]                    BGP peers, announced routes, BFD (scale-out)
 add node ADDR [weight N] [backup]    add a node (weight 0..=256, default 1)
 remove node ADDR                     stop new flows, remove once idle
 set weight ADDR N                    set weight 0..=256 (0 = no new flows)
@@ -98,6 +99,11 @@ pub enum Command {
     },
     /// `show config [--json]`
     ShowConfig {
+        /// Reply in JSON instead of text.
+        json: bool,
+    },
+    /// `show bgp [--json]`
+    ShowBgp {
         /// Reply in JSON instead of text.
         json: bool,
     },
@@ -172,6 +178,7 @@ impl fmt::Display for Command {
             Command::ShowNodes { json } => show(f, "nodes", *json),
             Command::ShowStats { json } => show(f, "stats", *json),
             Command::ShowConfig { json } => show(f, "config", *json),
+            Command::ShowBgp { json } => show(f, "bgp", *json),
             Command::AddNode {
                 addr,
                 weight,
@@ -406,6 +413,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         "show nodes" => Command::ShowNodes { json },
         "show stats" => Command::ShowStats { json },
         "show config" => Command::ShowConfig { json },
+        "show bgp" => Command::ShowBgp { json },
         "add node" => parse_add_node(&mut args)?,
         "remove node" => Command::RemoveNode { addr: args.addr()? },
         "set weight" => Command::SetWeight {
@@ -464,8 +472,9 @@ fn command_name<'t, 'a>(
                 ("nodes", "show nodes"),
                 ("stats", "show stats"),
                 ("config", "show config"),
+                ("bgp", "show bgp"),
             ],
-            "nodes, stats or config",
+            "nodes, stats, config or bgp",
         ),
         "add" => ("add", &[("node", "add node")], "node"),
         "remove" => ("remove", &[("node", "remove node")], "node"),
@@ -665,11 +674,11 @@ mod tests {
             ("SHOW nodes", r#"unknown command "SHOW""#),
             (
                 "show",
-                "show: missing argument (expected nodes, stats or config)",
+                "show: missing argument (expected nodes, stats, config or bgp)",
             ),
             (
                 "show nodez",
-                r#"show: unknown argument "nodez" (expected nodes, stats or config)"#,
+                r#"show: unknown argument "nodez" (expected nodes, stats, config or bgp)"#,
             ),
             (
                 "set weight 127.0.0.1:9000 abc",

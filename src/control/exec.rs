@@ -138,6 +138,11 @@ impl Executor {
             }
             Command::ShowStats { json } => Reply::ok(stats_reply(plane, now, *json)),
             Command::ShowConfig { json } => Reply::ok(config(plane, *json)),
+            Command::ShowBgp { json } => match &plane.bgp {
+                Some(b) if *json => Reply::ok(b.json(now)),
+                Some(b) => Reply::ok(b.text(now)),
+                None => Reply::error("BGP is not configured (no --bgp-peer)"),
+            },
             Command::Help => Reply::ok(command::HELP.trim_end()),
             Command::WaitDrained { addr, timeout } => {
                 let t = timeout.unwrap_or(command::DEFAULT_WAIT);

@@ -1,0 +1,651 @@
+//! The scale-out component: one TCP connection per `--bgp-peer` driving a
+//! [`bgp::session::Session`], the BFD sessions of the peers that asked for them,
+//! and the announce decision ([`super::announce::Policy`]) fed from the pool.
+//!
+//! What it owns: the sockets (non-blocking connect, write buffering, reads handed to
+//! the session), the monotonic clock the sans-IO cores see (a [`Duration`] since the
+//! component was built), the announced /32s on `lo` in proxy mode (added at start,
+//! removed at exit, with the failover component's netlink code), tearing a BGP
+//! session down when its BFD session goes Down, and the `show bgp` snapshot.
+//!
+//! What it does not do: parse BGP or BFD, or decide when to announce; the cores do.
+//! It reads the pool and the `enable`/`disable` switch through exactly two functions,
+//! [`usable_nodes`] and [`enabled`], so that a per-service plane changes them only.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn, Level};
+use mio::event::Event as MioEvent;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::announce::{Desired, Policy};
+use super::bfd_link::BfdLink;
+use super::config::{PeerSpec, ScaleoutConfig};
+use super::status::{BfdStatus, BgpStatus, PeerStatus};
+use crate::bfd::{Event as BfdEvent, State as BfdState};
+use crate::bgp::session::{Config as SessionConfig, DownReason, Event, Session, StateKind};
+use crate::ha::config::Vip;
+use crate::ha::vip::{Change, Netlink};
+use crate::notify::Alert;
+use crate::plane::{Component, Plane};
+
+/// Token offset of the BFD receive socket; peer `i` uses `PEER_TOKENS + i`.
+const BFD_TOKEN: usize = 0;
+const PEER_TOKENS: usize = 1;
+/// Reads per readiness event on one BGP connection (bounded).
+const MAX_READS: usize = 64;
+
+/// Usable nodes of the service: those that may take a new flow now. The one place
+/// the driver reads the pool.
+pub fn usable_nodes(plane: &Plane) -> usize {
+    plane
+        .shared
+        .pool
+        .snapshot()
+        .0
+        .iter()
+        .filter(|n| n.eligible())
+        .count()
+}
+
+/// Distribution is switched on (`enable`/`disable`). The one place the driver reads
+/// the switch.
+pub fn enabled(plane: &Plane) -> bool {
+    plane.shared.enabled.load(Ordering::Relaxed)
+}
+
+/// A TCP connection to a peer.
+struct Conn {
+    stream: TcpStream,
+    connected: bool,
+    /// Bytes the socket did not take yet (back-pressure from the peer).
+    out: Vec<u8>,
+}
+
+struct Peer {
+    spec: PeerSpec,
+    session: Session,
+    conn: Option<Conn>,
+    established_at: Option<Instant>,
+    last_error: Option<String>,
+    /// Index into the BFD link's sessions.
+    bfd: Option<usize>,
+    bfd_downs: u64,
+}
+
+/// The scale-out component.
+pub struct ScaleoutDriver {
+    cfg: ScaleoutConfig,
+    epoch: Instant,
+    peers: Vec<Peer>,
+    bfd: Option<BfdLink>,
+    policy: Policy,
+    desired: Option<Desired>,
+    router_id: Ipv4Addr,
+    /// /32s added to `lo` (proxy mode), removed at exit.
+    on_lo: Vec<Vip>,
+    netlink: Option<Netlink>,
+    stop_until: Option<Instant>,
+    /// First token of the range [`Component::register`] gave.
+    base: usize,
+}
+
+/// The local IPv4 address the kernel would use towards `peer` (a connected UDP socket
+/// sends nothing).
+fn local_ipv4_towards(peer: SocketAddr) -> io::Result<Ipv4Addr> {
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    s.connect(peer)?;
+    match s.local_addr()?.ip() {
+        IpAddr::V4(a) if !a.is_unspecified() => Ok(a),
+        other => Err(io::Error::other(format!(
+            "no local IPv4 address towards {peer} ({other})"
+        ))),
+    }
+}
+
+/// The reason a session went down, for the operator.
+fn describe(reason: DownReason) -> String {
+    match reason {
+        DownReason::ConnectFailed => "connect failed".into(),
+        DownReason::ConnectTimeout => "connect timed out".into(),
+        DownReason::PeerClosed => "peer closed the connection".into(),
+        DownReason::HoldTimerExpired => "hold timer expired (sent NOTIFICATION 4/0)".into(),
+        DownReason::NotificationReceived { code, subcode } => {
+            format!("peer sent NOTIFICATION {code}/{subcode}")
+        }
+        DownReason::NotificationSent { code, subcode } => {
+            format!("sent NOTIFICATION {code}/{subcode}")
+        }
+    }
+}
+
+fn state_name(s: StateKind) -> &'static str {
+    match s {
+        StateKind::Idle => "idle",
+        StateKind::Connect => "connect",
+        StateKind::OpenSent => "opensent",
+        StateKind::OpenConfirm => "openconfirm",
+        StateKind::Established => "established",
+    }
+}
+
+fn bfd_state_name(s: BfdState) -> &'static str {
+    match s {
+        BfdState::AdminDown => "admindown",
+        BfdState::Down => "down",
+        BfdState::Init => "init",
+        BfdState::Up => "up",
+    }
+}
+
+impl ScaleoutDriver {
+    /// Builds the sessions (finding each one's local address), opens the BFD sockets
+    /// and, with `own_addresses` (proxy mode), adds every announced /32 to `lo`.
+    pub fn new(cfg: &ScaleoutConfig, own_addresses: bool) -> io::Result<ScaleoutDriver> {
+        let mut locals = Vec::new();
+        for p in &cfg.peers {
+            let local = local_ipv4_towards(p.addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("--bgp-peer {}: {e}", p.addr)))?;
+            locals.push(local);
+        }
+        let router_id = match (cfg.router_id, locals.first()) {
+            (Some(id), _) => id,
+            (None, Some(l)) => *l,
+            (None, None) => return Err(io::Error::other("no BGP peer")),
+        };
+        let seed = u64::from(std::process::id()) ^ u64::from(u32::from(router_id)) << 16;
+        let bfd_addrs: Vec<Ipv4Addr> = cfg
+            .peers
+            .iter()
+            .filter(|p| p.bfd)
+            .filter_map(|p| match p.addr.ip() {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let bfd = if bfd_addrs.is_empty() {
+            None
+        } else {
+            Some(BfdLink::open(
+                &bfd_addrs,
+                cfg.bfd_interval,
+                cfg.bfd_multiplier,
+                seed,
+            )?)
+        };
+        let mut peers = Vec::new();
+        let mut bfd_index = 0;
+        for (p, local) in cfg.peers.iter().zip(locals) {
+            let session = Session::new(SessionConfig {
+                local_as: cfg.local_as,
+                peer_as: p.asn,
+                router_id,
+                hold_time: p.hold,
+                next_hop_v4: local,
+                next_hop_v6: None,
+            })
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("--bgp-peer {}: {e}", p.addr),
+                )
+            })?;
+            let bfd = p.bfd.then(|| {
+                bfd_index += 1;
+                bfd_index - 1
+            });
+            peers.push(Peer {
+                spec: *p,
+                session,
+                conn: None,
+                established_at: None,
+                last_error: None,
+                bfd,
+                bfd_downs: 0,
+            });
+        }
+        let mut driver = ScaleoutDriver {
+            cfg: cfg.clone(),
+            epoch: Instant::now(),
+            peers,
+            bfd,
+            policy: Policy::new(cfg.min_healthy, cfg.hold_down, cfg.shutdown_delay),
+            desired: None,
+            router_id,
+            on_lo: Vec::new(),
+            netlink: None,
+            stop_until: None,
+            base: 0,
+        };
+        if own_addresses {
+            driver.add_to_lo()?;
+        }
+        info!(target: "fulcrum::bgp", "{} router_id={router_id}", cfg.summary());
+        Ok(driver)
+    }
+
+    /// Proxy mode: the distributor owns each announced host address, so the listeners
+    /// can bind it and the kernel accepts the routed traffic.
+    fn add_to_lo(&mut self) -> io::Result<()> {
+        let lo = pnet::datalink::interfaces()
+            .into_iter()
+            .find(|i| i.is_loopback())
+            .ok_or_else(|| io::Error::other("no loopback interface"))?;
+        let mut nl = Netlink::open(lo.index)
+            .map_err(|e| io::Error::new(e.kind(), format!("netlink: {e}")))?;
+        for p in &self.cfg.announce {
+            let (IpAddr::V4(addr), 32) = (p.addr(), p.prefix_len()) else {
+                info!(target: "fulcrum::bgp", "{p}: not a /32, not added to lo (route it to this host yourself)");
+                continue;
+            };
+            let vip = Vip { addr, prefix: 32 };
+            match nl.add(vip) {
+                Ok(Change::Done) => {
+                    info!(target: "fulcrum::bgp", "added {vip} to lo");
+                    self.on_lo.push(vip);
+                }
+                Ok(Change::Unchanged) => {
+                    info!(target: "fulcrum::bgp", "{vip} is already on lo; left as found at exit")
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("--announce {p}: adding it to lo: {e}"),
+                    ))
+                }
+            }
+        }
+        self.netlink = Some(nl);
+        Ok(())
+    }
+
+    fn now(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.epoch)
+    }
+
+    fn instant(&self, d: Duration) -> Instant {
+        self.epoch + d
+    }
+
+    fn apply_desired(&mut self, d: Desired) {
+        if self.desired == Some(d) {
+            return;
+        }
+        let before = self.desired.replace(d);
+        for p in &mut self.peers {
+            match d {
+                Desired::Announce => {
+                    // Prefixes were validated as IPv4: set_routes cannot refuse them.
+                    let _ = p.session.set_routes(self.cfg.announce.clone());
+                }
+                Desired::AnnounceGraceful => {
+                    let _ = p.session.set_routes(self.cfg.announce.clone());
+                    p.session.graceful_shutdown();
+                }
+                Desired::Withdraw => p.session.withdraw_all(),
+            }
+        }
+        info!(target: "fulcrum::bgp", "routes: {:?} -> {d:?}", before);
+    }
+
+    /// Writes, closes, connects and reports whatever the session asks for.
+    fn pump(&mut self, i: usize, registry: &Registry, base_token: usize, plane: &mut Plane) {
+        let epoch = self.epoch;
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        // Bounded: every round consumes a queued item; a session queues finitely many.
+        for _ in 0..64 {
+            let mut progressed = false;
+            while let Some(bytes) = p.session.poll_transmit() {
+                progressed = true;
+                if let Some(c) = p.conn.as_mut() {
+                    c.out.extend_from_slice(&bytes);
+                }
+            }
+            flush(p, Instant::now().saturating_duration_since(epoch));
+            let Some(ev) = p.session.poll_event() else {
+                if !progressed {
+                    break;
+                }
+                continue;
+            };
+            let now = Instant::now();
+            let t = now.saturating_duration_since(epoch);
+            match ev {
+                Event::Connect => {
+                    if let Some(mut c) = p.conn.take() {
+                        let _ = registry.deregister(&mut c.stream);
+                    }
+                    match TcpStream::connect(p.spec.addr) {
+                        Ok(mut stream) => {
+                            let token = Token(base_token + PEER_TOKENS + i);
+                            match registry.register(
+                                &mut stream,
+                                token,
+                                Interest::READABLE | Interest::WRITABLE,
+                            ) {
+                                Ok(()) => {
+                                    p.conn = Some(Conn {
+                                        stream,
+                                        connected: false,
+                                        out: Vec::new(),
+                                    })
+                                }
+                                Err(e) => {
+                                    debug!(target: "fulcrum::bgp", "peer {}: register: {e}", p.spec.addr);
+                                    p.session.on_connect_failed(t);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            debug!(target: "fulcrum::bgp", "peer {}: connect: {e}", p.spec.addr);
+                            p.session.on_connect_failed(t);
+                        }
+                    }
+                }
+                Event::Close => {
+                    if let Some(mut c) = p.conn.take() {
+                        // The NOTIFICATION that explains the close was queued before.
+                        let _ = write_out(&mut c);
+                        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                        let _ = registry.deregister(&mut c.stream);
+                    }
+                }
+                Event::Established => {
+                    p.established_at = Some(now);
+                    info!(target: "fulcrum::bgp", "peer {} as {}: established", p.spec.addr, p.spec.asn);
+                    plane.notifier.alert(Alert {
+                        event: "bgp",
+                        subject: p.spec.addr.to_string(),
+                        old: "down".into(),
+                        new: "established".into(),
+                        reason: "session up".into(),
+                        level: Level::Info,
+                    });
+                }
+                Event::Down { reason } => {
+                    let why = describe(reason);
+                    if p.established_at.take().is_some() {
+                        warn!(target: "fulcrum::bgp", "peer {} as {}: session down: {why}", p.spec.addr, p.spec.asn);
+                        plane.notifier.alert(Alert {
+                            event: "bgp",
+                            subject: p.spec.addr.to_string(),
+                            old: "established".into(),
+                            new: "down".into(),
+                            reason: why.clone(),
+                            level: Level::Warn,
+                        });
+                    } else {
+                        debug!(target: "fulcrum::bgp", "peer {}: attempt failed: {why}", p.spec.addr);
+                    }
+                    p.last_error = Some(why);
+                    // The session is over: whatever it wanted written went out at Close.
+                    if let Some(mut c) = p.conn.take() {
+                        let _ = registry.deregister(&mut c.stream);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_peer_event(&mut self, i: usize, ev: &MioEvent) {
+        let t = self.now(Instant::now());
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        let Some(c) = p.conn.as_mut() else {
+            return;
+        };
+        if !c.connected {
+            if !(ev.is_writable() || ev.is_error() || ev.is_write_closed()) {
+                return;
+            }
+            match c.stream.take_error() {
+                Ok(Some(_)) | Err(_) => {
+                    p.conn = None;
+                    p.session.on_connect_failed(t);
+                    return;
+                }
+                Ok(None) => {}
+            }
+            match c.stream.peer_addr() {
+                Ok(_) => {
+                    c.connected = true;
+                    let _ = c.stream.set_nodelay(true);
+                    p.session.on_connected(t);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(_) => {
+                    p.conn = None;
+                    p.session.on_connect_failed(t);
+                    return;
+                }
+            }
+        }
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            let mut buf = [0u8; 4096];
+            for _ in 0..MAX_READS {
+                let Some(c) = p.conn.as_mut() else { break };
+                match c.stream.read(&mut buf) {
+                    Ok(0) => {
+                        p.session.on_closed(t);
+                        break;
+                    }
+                    Ok(n) => p.session.on_bytes(buf.get(..n).unwrap_or_default(), t),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        debug!(target: "fulcrum::bgp", "peer {}: read: {e}", p.spec.addr);
+                        p.session.on_closed(t);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// BFD: timers, events (Down tears the BGP session down), transmissions.
+    fn drive_bfd(&mut self, now: Duration) {
+        let Some(link) = self.bfd.as_mut() else {
+            return;
+        };
+        link.on_timeout(now);
+        for p in &mut self.peers {
+            let Some(b) = p.bfd.and_then(|b| link.peers.get_mut(b)) else {
+                continue;
+            };
+            while let Some(ev) = b.session.poll_event() {
+                match ev {
+                    BfdEvent::Up => {
+                        info!(target: "fulcrum::bfd", "peer {}: BFD up (detection {} ms)", b.addr, b.session.detection_time().as_millis())
+                    }
+                    BfdEvent::Down { diag } => {
+                        p.bfd_downs += 1;
+                        warn!(target: "fulcrum::bfd", "peer {}: BFD down ({diag:?}): closing the BGP session", b.addr);
+                        if p.session.state() != StateKind::Idle {
+                            p.session.on_closed(now);
+                            p.last_error = Some(format!("BFD down ({diag:?})"));
+                        }
+                    }
+                }
+            }
+        }
+        link.transmit(now);
+    }
+
+    fn refresh_status(&self, plane: &mut Plane, usable: usize, reason: &'static str) {
+        let link = self.bfd.as_ref();
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                let c = p.session.counters();
+                let bfd = p.bfd.and_then(|b| link?.peers.get(b)).map(|b| {
+                    let bc = b.session.counters();
+                    let d = &bc.dropped;
+                    BfdStatus {
+                        state: bfd_state_name(b.session.state()).into(),
+                        detection: b.session.detection_time(),
+                        received: bc.received,
+                        sent: bc.sent,
+                        dropped: d.malformed
+                            + d.authentication
+                            + d.wrong_discriminator
+                            + d.demand
+                            + d.admin_down,
+                        downs: p.bfd_downs,
+                    }
+                });
+                PeerStatus {
+                    addr: p.spec.addr.to_string(),
+                    asn: p.spec.asn,
+                    state: state_name(p.session.state()),
+                    established_at: p.established_at,
+                    hold_s: p.spec.hold,
+                    prefixes: p.session.announced().len(),
+                    last_error: p.last_error.clone(),
+                    established: c.established_transitions,
+                    notifications_sent: c.notifications_sent,
+                    notifications_received: c.notifications_received,
+                    malformed: c.messages_malformed,
+                    updates_received: c.updates_received,
+                    bfd,
+                }
+            })
+            .collect();
+        plane.bgp = Some(BgpStatus {
+            local_as: self.cfg.local_as,
+            router_id: self.router_id.to_string(),
+            prefixes: self.cfg.announce.iter().map(|p| p.to_string()).collect(),
+            announcing: self.desired.is_some_and(|d| d != Desired::Withdraw),
+            reason,
+            usable,
+            min_healthy: self.cfg.min_healthy,
+            peers,
+            bfd_malformed: link.map_or(0, |l| l.counters.malformed),
+            bfd_unknown: link.map_or(0, |l| l.counters.unknown),
+        });
+    }
+}
+
+/// Moves buffered bytes to the socket of a connected peer.
+fn flush(p: &mut Peer, now: Duration) {
+    let Some(c) = p.conn.as_mut() else { return };
+    if !c.connected || c.out.is_empty() {
+        return;
+    }
+    if write_out(c).is_err() {
+        p.conn = None;
+        p.session.on_closed(now);
+    }
+}
+
+/// Writes until the buffer is empty or the socket is full.
+fn write_out(c: &mut Conn) -> io::Result<()> {
+    let mut written = 0;
+    while written < c.out.len() {
+        match c.stream.write(c.out.get(written..).unwrap_or_default()) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    c.out.drain(..written.min(c.out.len()));
+    Ok(())
+}
+
+impl Component for ScaleoutDriver {
+    fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
+        self.base = base;
+        if let Some(link) = self.bfd.as_mut() {
+            registry.register(link.rx(), Token(base + BFD_TOKEN), Interest::READABLE)?;
+        }
+        let now = self.now(Instant::now());
+        for p in &mut self.peers {
+            p.session.start(now);
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, _plane: &mut Plane, _registry: &Registry, offset: usize, ev: &MioEvent) {
+        let now = self.now(Instant::now());
+        if offset == BFD_TOKEN {
+            if let Some(link) = self.bfd.as_mut() {
+                link.on_readable(now);
+            }
+        } else if let Some(i) = offset.checked_sub(PEER_TOKENS) {
+            self.on_peer_event(i, ev);
+        }
+    }
+
+    fn on_tick(&mut self, plane: &mut Plane, registry: &Registry, at: Instant) {
+        let now = self.now(at);
+        for p in &mut self.peers {
+            if p.session.poll_timeout().is_some_and(|t| t <= now) {
+                p.session.on_timeout(now);
+            }
+        }
+        self.drive_bfd(now);
+        let usable = usable_nodes(plane);
+        let (desired, reason) = self.policy.update(usable, enabled(plane), now);
+        self.apply_desired(desired);
+        for i in 0..self.peers.len() {
+            self.pump(i, registry, self.base, plane);
+        }
+        self.refresh_status(plane, usable, reason.as_str());
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let sessions = self.peers.iter().filter_map(|p| p.session.poll_timeout());
+        let bfd = self.bfd.as_ref().and_then(|l| l.poll_timeout());
+        sessions
+            .chain(bfd)
+            .chain(self.policy.deadline())
+            .min()
+            .map(|d| self.instant(d))
+            .into_iter()
+            .chain(self.stop_until)
+            .min()
+    }
+
+    fn on_stop(&mut self, _plane: &mut Plane, at: Instant) -> Option<Instant> {
+        let keep = self.policy.stop(self.now(at));
+        let until = at + keep;
+        self.stop_until = Some(until);
+        info!(target: "fulcrum::bgp", "stopping: graceful-shutdown community now, withdrawing in {} ms, draining in {} ms",
+            (self.cfg.shutdown_delay / 2).as_millis(), keep.as_millis());
+        Some(until)
+    }
+
+    fn on_shutdown(&mut self, _plane: &mut Plane) {
+        let now = self.now(Instant::now());
+        for p in &mut self.peers {
+            p.session.withdraw_all();
+            while let Some(bytes) = p.session.poll_transmit() {
+                if let Some(c) = p.conn.as_mut() {
+                    c.out.extend_from_slice(&bytes);
+                }
+            }
+            flush(p, now);
+            // Closing the connection ends the session: the router drops our routes.
+            if let Some(c) = p.conn.take() {
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        if let Some(nl) = self.netlink.as_mut() {
+            for vip in self.on_lo.drain(..) {
+                match nl.remove(vip) {
+                    Ok(_) => info!(target: "fulcrum::bgp", "removed {vip} from lo"),
+                    Err(e) => warn!(target: "fulcrum::bgp", "removing {vip} from lo: {e}"),
+                }
+            }
+        }
+    }
+}
