@@ -22,7 +22,7 @@ use mio::event::Event as MioEvent;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::announce::{Desired, Policy};
+use super::announce::{Desired, Policy, Reason};
 use super::bfd_link::BfdLink;
 use super::config::{PeerSpec, ScaleoutConfig};
 use super::status::{BfdStatus, BgpStatus, PeerStatus};
@@ -75,6 +75,8 @@ struct Peer {
     /// Index into the BFD link's sessions.
     bfd: Option<usize>,
     bfd_downs: u64,
+    /// Why we closed the session ourselves (BFD), for the Down that follows.
+    closing_because: Option<String>,
 }
 
 /// The scale-out component.
@@ -206,6 +208,7 @@ impl ScaleoutDriver {
                 last_error: None,
                 bfd,
                 bfd_downs: 0,
+                closing_because: None,
             });
         }
         let mut driver = ScaleoutDriver {
@@ -249,7 +252,9 @@ impl ScaleoutDriver {
                     self.on_lo.push(vip);
                 }
                 Ok(Change::Unchanged) => {
-                    info!(target: "fulcrum::bgp", "{vip} is already on lo; left as found at exit")
+                    // Most likely left by a previous run that was killed: ours now.
+                    info!(target: "fulcrum::bgp", "{vip} was already on lo; removed at exit");
+                    self.on_lo.push(vip);
                 }
                 Err(e) => {
                     return Err(io::Error::new(
@@ -271,11 +276,11 @@ impl ScaleoutDriver {
         self.epoch + d
     }
 
-    fn apply_desired(&mut self, d: Desired) {
+    fn apply_desired(&mut self, d: Desired, reason: Reason) {
         if self.desired == Some(d) {
             return;
         }
-        let before = self.desired.replace(d);
+        self.desired = Some(d);
         for p in &mut self.peers {
             match d {
                 Desired::Announce => {
@@ -289,7 +294,12 @@ impl ScaleoutDriver {
                 Desired::Withdraw => p.session.withdraw_all(),
             }
         }
-        info!(target: "fulcrum::bgp", "routes: {:?} -> {d:?}", before);
+        let what = match d {
+            Desired::Announce => "announced",
+            Desired::AnnounceGraceful => "announced with GRACEFUL_SHUTDOWN (RFC 8326)",
+            Desired::Withdraw => "withdrawn",
+        };
+        info!(target: "fulcrum::bgp", "routes {what} ({})", reason.as_str());
     }
 
     /// Writes, closes, connects and reports whatever the session asks for.
@@ -369,7 +379,7 @@ impl ScaleoutDriver {
                     });
                 }
                 Event::Down { reason } => {
-                    let why = describe(reason);
+                    let why = p.closing_because.take().unwrap_or_else(|| describe(reason));
                     if p.established_at.take().is_some() {
                         warn!(target: "fulcrum::bgp", "peer {} as {}: session down: {why}", p.spec.addr, p.spec.asn);
                         plane.notifier.alert(Alert {
@@ -468,8 +478,8 @@ impl ScaleoutDriver {
                         p.bfd_downs += 1;
                         warn!(target: "fulcrum::bfd", "peer {}: BFD down ({diag:?}): closing the BGP session", b.addr);
                         if p.session.state() != StateKind::Idle {
+                            p.closing_because = Some(format!("BFD down ({diag:?})"));
                             p.session.on_closed(now);
-                            p.last_error = Some(format!("BFD down ({diag:?})"));
                         }
                     }
                 }
@@ -506,7 +516,9 @@ impl ScaleoutDriver {
                     asn: p.spec.asn,
                     state: state_name(p.session.state()),
                     established_at: p.established_at,
-                    hold_s: p.spec.hold,
+                    hold_s: p.session.hold_time().map_or(p.spec.hold, |h| {
+                        u16::try_from(h.as_secs()).unwrap_or(u16::MAX)
+                    }),
                     prefixes: p.session.announced().len(),
                     last_error: p.last_error.clone(),
                     established: c.established_transitions,
@@ -595,7 +607,7 @@ impl Component for ScaleoutDriver {
         self.drive_bfd(now);
         let usable = usable_nodes(plane);
         let (desired, reason) = self.policy.update(usable, enabled(plane), now);
-        self.apply_desired(desired);
+        self.apply_desired(desired, reason);
         for i in 0..self.peers.len() {
             self.pump(i, registry, self.base, plane);
         }
