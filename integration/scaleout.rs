@@ -343,6 +343,9 @@ fn fetch_vip(timeout: Duration) -> Result<String, String> {
         .to_string())
 }
 
+/// One client attempt: when it ended, and the body or the error.
+type Attempt = (Instant, Result<String, String>);
+
 /// What a client loop saw.
 #[derive(Debug)]
 struct Probe {
@@ -358,7 +361,7 @@ fn probe(lab: &Lab, secs: Duration, every: Duration) -> thread::JoinHandle<Probe
     let ns = lab.ns("client");
     thread::spawn(move || {
         enter_ns(&ns);
-        let results: Arc<Mutex<Vec<(Instant, Result<String, String>)>>> = Arc::default();
+        let results: Arc<Mutex<Vec<Attempt>>> = Arc::default();
         let start = Instant::now();
         let mut handles = Vec::new();
         let mut i = 0u32;
@@ -563,9 +566,14 @@ fn scaleout_dead_host_bfd_versus_hold_timer() {
     let bfd = bfd.unwrap_or_else(|| panic!("lb1 still a next hop\n{}", e.logs()));
     let hold = hold.unwrap_or_else(|| panic!("lb2 still a next hop\n{}", e.logs()));
     assert!(bfd < Duration::from_millis(600), "BFD: {bfd:?}");
+    // Hold 3 s with keepalives every 1 s: BIRD's hold timer fires 2-3 s after the
+    // drop; BIRD 2.0.12 then flushes the route at its next main-loop wake-up, up to
+    // 3 s later when nothing else wakes it (ECMP-NOTES pitfall 3; measured 5.0-5.6 s
+    // here with both distributors dead).
     assert!(
-        hold > Duration::from_millis(1500) && hold < Duration::from_millis(4500),
-        "hold timer: {hold:?}"
+        hold > Duration::from_millis(1500) && hold < Duration::from_millis(6500),
+        "hold timer: {hold:?}\n{}",
+        e.logs()
     );
     // The dead host's own side saw BFD go down and closed its session.
     assert!(
