@@ -1018,6 +1018,47 @@ mod tests {
     }
 
     #[test]
+    fn bgp_refused_with_failover_and_reload() {
+        let key = std::env::temp_dir().join(format!("fulcrum-cfg-bgpkey-{}", std::process::id()));
+        crate::secret::write_private(&key, "0123456789abcdef0123\n");
+        let bgp = [
+            "--bgp-as",
+            "65001",
+            "--bgp-peer",
+            "10.0.0.1,as=65000,bfd",
+            "--announce",
+            "10.0.0.100/32",
+        ];
+        let base = ["--listen", "10.0.0.100:80", "--backend", "10.0.0.21:80"];
+        let key_s = key.display().to_string();
+        let ha = [
+            "--vip",
+            "10.0.0.100/24",
+            "--interface",
+            "eth0",
+            "--peer",
+            "10.0.0.12",
+            "--ha-key-file",
+            key_s.as_str(),
+        ];
+        let e = serve(&[&base[..], &bgp[..], &ha[..]].concat()).unwrap_err();
+        assert!(
+            e.contains("--bgp-peer/--announce and --vip are alternatives"),
+            "{e}"
+        );
+        let reload = ["--listeners-from", "/run/fulcrum.sock"];
+        let e = serve(&[&base[..], &bgp[..], &reload[..]].concat()).unwrap_err();
+        assert!(e.contains("not with --bgp-peer"), "{e}");
+        let c = serve(&[&base[..], &bgp[..]].concat()).unwrap();
+        let so = c.scaleout.expect("scale-out configured");
+        assert_eq!(so.local_as, 65001);
+        assert!(so.peers[0].bfd);
+        let e = serve(&[&base[..], &["--announce", "10.0.0.100/32"][..]].concat()).unwrap_err();
+        assert!(e.contains("need --bgp-as"), "{e}");
+        let _ = std::fs::remove_file(&key);
+    }
+
+    #[test]
     fn max_conns_derived_from_nofile() {
         let cli = TestCli::try_parse_from([
             "fulcrum",

@@ -123,7 +123,7 @@ pub fn plan(old: &ServeConfig, new: &ServeConfig) -> Plan {
         p.commands.push(Command::SetScheduler(new.scheduler));
     }
     // Everything else: compare setting by setting and name what differs.
-    let restart: [(&str, bool); 16] = [
+    let restart: [(&str, bool); 17] = [
         ("listen", old.listen != new.listen),
         ("mode/interface", old.mode != new.mode),
         ("hash-seed", old.hash_seed != new.hash_seed),
@@ -152,6 +152,7 @@ pub fn plan(old: &ServeConfig, new: &ServeConfig) -> Plan {
             (&old.notify, old.notify_timeout) != (&new.notify, new.notify_timeout),
         ),
         ("failover", old.ha != new.ha),
+        ("bgp/bfd", old.scaleout != new.scaleout),
     ];
     p.restart_needed.extend(
         restart

@@ -28,6 +28,9 @@ pub const BGP_PORT: u16 = 179;
 /// Hold time offered when a peer has no `hold=` (RFC 4271 §10 suggests 90 s).
 pub const DEFAULT_HOLD: u16 = 90;
 
+/// The longest hold-down and shutdown delay accepted.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+
 /// One `--bgp-peer` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerSpec {
@@ -138,6 +141,17 @@ impl ScaleoutConfig {
                 return Err(format!("--announce {p}: prefix given twice"));
             }
             announce.push(p);
+        }
+        for (flag, d) in [
+            ("--announce-hold-down", a.announce_hold_down),
+            ("--bgp-shutdown-delay", a.bgp_shutdown_delay),
+        ] {
+            if d > MAX_DELAY {
+                return Err(format!(
+                    "{flag} {}: at most 1h",
+                    crate::duration::format_duration(d)
+                ));
+            }
         }
         if a.announce_min_healthy == 0 {
             return Err(
@@ -370,6 +384,10 @@ mod tests {
             "given twice",
         );
         bad(&|a| a.announce_min_healthy = 0, "at least 1");
+        bad(
+            &|a| a.bgp_shutdown_delay = Duration::from_secs(3601),
+            "--bgp-shutdown-delay 3601s: at most 1h",
+        );
         bad(
             &|a| a.bgp_router_id = Some(Ipv4Addr::UNSPECIFIED),
             "0.0.0.0",

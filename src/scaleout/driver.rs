@@ -1,5 +1,5 @@
 //! The scale-out component: one TCP connection per `--bgp-peer` driving a
-//! [`bgp::session::Session`], the BFD sessions of the peers that asked for them,
+//! [`crate::bgp::session::Session`], the BFD sessions of the peers that asked for them,
 //! and the announce decision ([`super::announce::Policy`]) fed from the pool.
 //!
 //! What it owns: the sockets (non-blocking connect, write buffering, reads handed to
@@ -272,8 +272,9 @@ impl ScaleoutDriver {
         at.saturating_duration_since(self.epoch)
     }
 
-    fn instant(&self, d: Duration) -> Instant {
-        self.epoch + d
+    /// The instant `d` after the epoch; a deadline too far to represent is none.
+    fn instant(&self, d: Duration) -> Option<Instant> {
+        self.epoch.checked_add(d)
     }
 
     fn apply_desired(&mut self, d: Desired, reason: Reason) {
@@ -621,7 +622,7 @@ impl Component for ScaleoutDriver {
             .chain(bfd)
             .chain(self.policy.deadline())
             .min()
-            .map(|d| self.instant(d))
+            .and_then(|d| self.instant(d))
             .into_iter()
             .chain(self.stop_until)
             .min()
@@ -629,7 +630,8 @@ impl Component for ScaleoutDriver {
 
     fn on_stop(&mut self, _plane: &mut Plane, at: Instant) -> Option<Instant> {
         let keep = self.policy.stop(self.now(at));
-        let until = at + keep;
+        // Bounded by the flag's validation; an unrepresentable instant drains at once.
+        let until = at.checked_add(keep)?;
         self.stop_until = Some(until);
         info!(target: "fulcrum::bgp", "stopping: graceful-shutdown community now, withdrawing in {} ms, draining in {} ms",
             (self.cfg.shutdown_delay / 2).as_millis(), keep.as_millis());
