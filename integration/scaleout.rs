@@ -670,6 +670,28 @@ fn scaleout_health_and_admin_drive_the_route() {
         "disable: withdrawn after {gone:?}; enable: announced after {:?}",
         t1.elapsed()
     );
+    // `bgp withdraw` on lb2: routes go, the distributor keeps serving; `bgp announce`.
+    let t4 = Instant::now();
+    e.ctl(1).ok("bgp withdraw");
+    let gone = e.time_until_gone("10.99.0.12", t4, Duration::from_secs(5));
+    assert!(
+        gone.is_some(),
+        "bgp withdraw did not withdraw\n{}",
+        e.logs()
+    );
+    let show = e.ctl(1).ok("show bgp");
+    assert!(show.contains("withdrawn (bgp withdraw"), "{show}");
+    assert!(e
+        .ctl(1)
+        .ok("show stats --json")
+        .contains("\"state\":\"serving\""));
+    e.ctl(1).ok("bgp announce");
+    assert!(
+        e.wait_hops(2, Duration::from_secs(5)),
+        "bgp announce did not re-announce\n{}",
+        e.logs()
+    );
+    println!("bgp withdraw: withdrawn after {gone:?}");
     // Every node down.
     for i in 0..2 {
         let n = e.nodes[i].take().expect("nginx");

@@ -86,6 +86,9 @@ pub struct Plane {
     pub stop_requested: bool,
     /// BGP/BFD status for `show bgp`, when scale-out is configured.
     pub bgp: Option<crate::scaleout::status::BgpStatus>,
+    /// `bgp withdraw` ran on the control socket: routes stay withdrawn (while the
+    /// distributor keeps serving) until `bgp announce`.
+    pub bgp_withdrawn: bool,
 }
 
 impl Plane {
@@ -113,6 +116,7 @@ impl Plane {
             listeners,
             stop_requested: false,
             bgp: None,
+            bgp_withdrawn: false,
         }
     }
 }

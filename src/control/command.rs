@@ -76,6 +76,7 @@ wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was 
 disable                              refuse new connections
 enable                               distribute new connections again
 shutdown                             drain and exit, as on SIGTERM (control socket only)
+bgp withdraw | bgp announce          withdraw the BGP routes and keep serving, or undo (socket only)
 expose listeners                     hand the listeners to a reloading process (socket only)
 help                                 this text
 ADDR is IP:PORT (IPv6 as [::1]:80); TIMEOUT is a number with a unit: us, ms, s, m or h.

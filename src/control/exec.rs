@@ -397,7 +397,11 @@ pub fn stats_reply(plane: &Plane, now: Instant, json: bool) -> String {
 
 /// `/metrics`: Prometheus text (with direct mode's families in that mode).
 pub fn metrics(plane: &Plane, now: Instant) -> String {
-    render::prometheus(&stats(plane, now), &nodes(plane, now))
+    let mut out = render::prometheus(&stats(plane, now), &nodes(plane, now));
+    if let Some(b) = &plane.bgp {
+        b.prometheus(&mut out);
+    }
+    out
 }
 
 /// `show config`: the running configuration — what a restart with the same flags would

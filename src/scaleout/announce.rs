@@ -41,6 +41,8 @@ pub enum Reason {
     HoldDown,
     /// `disable` on the control interface.
     Disabled,
+    /// `bgp withdraw` on the control socket.
+    Withdrawn,
     /// Stopping: graceful-shutdown community, then withdrawn.
     Stopping,
 }
@@ -53,6 +55,7 @@ impl Reason {
             Reason::Unhealthy => "unhealthy",
             Reason::HoldDown => "hold-down",
             Reason::Disabled => "disabled",
+            Reason::Withdrawn => "bgp withdraw",
             Reason::Stopping => "stopping",
         }
     }
@@ -88,8 +91,15 @@ impl Policy {
         }
     }
 
-    /// Feeds the current pool and switch; returns what the routes should be.
-    pub fn update(&mut self, usable: usize, enabled: bool, now: Duration) -> (Desired, Reason) {
+    /// Feeds the current pool, the `enable`/`disable` switch and `bgp withdraw`;
+    /// returns what the routes should be.
+    pub fn update(
+        &mut self,
+        usable: usize,
+        enabled: bool,
+        withdrawn: bool,
+        now: Duration,
+    ) -> (Desired, Reason) {
         if enabled && !self.enabled {
             // `enable` is an operator's decision, not a recovering pool.
             self.healthy = usable >= self.min_healthy;
@@ -106,6 +116,9 @@ impl Policy {
                 self.healthy = true;
                 self.ok_since = None;
             }
+        }
+        if withdrawn {
+            return (Desired::Withdraw, Reason::Withdrawn);
         }
         if let Some(t) = self.stopping_since {
             let withdraw_at = t.saturating_add(self.shutdown_delay / 2);
@@ -161,7 +174,7 @@ mod tests {
     fn scaleout_announces_at_start_when_healthy() {
         let mut p = policy();
         assert_eq!(
-            p.update(2, true, ms(0)),
+            p.update(2, true, false, ms(0)),
             (Desired::Announce, Reason::Healthy)
         );
         assert_eq!(p.deadline(), None);
@@ -171,7 +184,7 @@ mod tests {
     fn scaleout_starts_withdrawn_below_min_healthy() {
         let mut p = policy();
         assert_eq!(
-            p.update(1, true, ms(0)),
+            p.update(1, true, false, ms(0)),
             (Desired::Withdraw, Reason::Unhealthy)
         );
     }
@@ -179,16 +192,16 @@ mod tests {
     #[test]
     fn scaleout_withdraws_at_once_and_reannounces_after_hold_down() {
         let mut p = policy();
-        p.update(3, true, ms(0));
-        assert_eq!(p.update(1, true, ms(100)).0, Desired::Withdraw);
+        p.update(3, true, false, ms(0));
+        assert_eq!(p.update(1, true, false, ms(100)).0, Desired::Withdraw);
         assert_eq!(
-            p.update(2, true, ms(200)),
+            p.update(2, true, false, ms(200)),
             (Desired::Withdraw, Reason::HoldDown)
         );
         assert_eq!(p.deadline(), Some(ms(5200)));
-        assert_eq!(p.update(2, true, ms(5199)).0, Desired::Withdraw);
+        assert_eq!(p.update(2, true, false, ms(5199)).0, Desired::Withdraw);
         assert_eq!(
-            p.update(2, true, ms(5200)),
+            p.update(2, true, false, ms(5200)),
             (Desired::Announce, Reason::Healthy)
         );
         assert_eq!(p.deadline(), None);
@@ -197,13 +210,13 @@ mod tests {
     #[test]
     fn scaleout_flapping_pool_restarts_the_hold_down() {
         let mut p = policy();
-        p.update(2, true, ms(0));
+        p.update(2, true, false, ms(0));
         let mut announcements = 0;
         let mut last = Desired::Announce;
         // Healthy 1 s, unhealthy 1 s, for 20 s: one withdrawal, no re-announcement.
         for i in 1..=200u64 {
             let usable = if (i / 10) % 2 == 0 { 2 } else { 1 };
-            let (d, _) = p.update(usable, true, ms(i * 100));
+            let (d, _) = p.update(usable, true, false, ms(i * 100));
             if d != last && d == Desired::Announce {
                 announcements += 1;
             }
@@ -216,42 +229,56 @@ mod tests {
     #[test]
     fn scaleout_disable_withdraws_enable_reannounces_without_hold_down() {
         let mut p = policy();
-        p.update(2, true, ms(0));
+        p.update(2, true, false, ms(0));
         assert_eq!(
-            p.update(2, false, ms(10)),
+            p.update(2, false, false, ms(10)),
             (Desired::Withdraw, Reason::Disabled)
         );
         assert_eq!(
-            p.update(2, true, ms(20)),
+            p.update(2, true, false, ms(20)),
             (Desired::Announce, Reason::Healthy)
         );
         // Disabled while unhealthy, enabled while still unhealthy: withdrawn.
-        p.update(0, false, ms(30));
+        p.update(0, false, false, ms(30));
         assert_eq!(
-            p.update(0, true, ms(40)),
+            p.update(0, true, false, ms(40)),
             (Desired::Withdraw, Reason::Unhealthy)
+        );
+    }
+
+    #[test]
+    fn scaleout_operator_withdraw_wins_until_undone() {
+        let mut p = policy();
+        p.update(2, true, false, ms(0));
+        assert_eq!(
+            p.update(2, true, true, ms(10)),
+            (Desired::Withdraw, Reason::Withdrawn)
+        );
+        assert_eq!(
+            p.update(2, true, false, ms(20)),
+            (Desired::Announce, Reason::Healthy)
         );
     }
 
     #[test]
     fn scaleout_stop_is_graceful_then_withdrawn() {
         let mut p = policy();
-        p.update(2, true, ms(0));
+        p.update(2, true, false, ms(0));
         assert_eq!(p.stop(ms(1000)), ms(2000));
         assert_eq!(p.stop(ms(1500)), ms(1500));
         assert_eq!(
-            p.update(2, true, ms(1000)),
+            p.update(2, true, false, ms(1000)),
             (Desired::AnnounceGraceful, Reason::Stopping)
         );
         assert_eq!(p.deadline(), Some(ms(2000)));
         assert_eq!(
-            p.update(2, true, ms(2000)),
+            p.update(2, true, false, ms(2000)),
             (Desired::Withdraw, Reason::Stopping)
         );
         // Unhealthy while stopping: no graceful re-announcement.
         let mut q = policy();
-        q.update(0, true, ms(0));
+        q.update(0, true, false, ms(0));
         q.stop(ms(0));
-        assert_eq!(q.update(0, true, ms(1)).0, Desired::Withdraw);
+        assert_eq!(q.update(0, true, false, ms(1)).0, Desired::Withdraw);
     }
 }

@@ -58,6 +58,11 @@ pub fn enabled(plane: &Plane) -> bool {
     plane.shared.enabled.load(Ordering::Relaxed)
 }
 
+/// The operator withdrew the routes with `bgp withdraw` (the distributor still serves).
+pub fn operator_withdrawn(plane: &Plane) -> bool {
+    plane.bgp_withdrawn
+}
+
 /// A TCP connection to a peer.
 struct Conn {
     stream: TcpStream,
@@ -607,7 +612,9 @@ impl Component for ScaleoutDriver {
         }
         self.drive_bfd(now);
         let usable = usable_nodes(plane);
-        let (desired, reason) = self.policy.update(usable, enabled(plane), now);
+        let (desired, reason) =
+            self.policy
+                .update(usable, enabled(plane), operator_withdrawn(plane), now);
         self.apply_desired(desired, reason);
         for i in 0..self.peers.len() {
             self.pump(i, registry, self.base, plane);

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::control::render::push_json_escaped;
+use crate::control::render::{prom_label_escape, push_json_escaped};
 
 /// One BGP peer as `show bgp` presents it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +199,159 @@ impl BgpStatus {
     }
 }
 
+impl BgpStatus {
+    /// The `fulcrum_bgp_*` and `fulcrum_bfd_*` families for `/metrics` (Prometheus
+    /// text format 0.0.4), appended to `out`.
+    pub fn prometheus(&self, out: &mut String) {
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            out,
+            "fulcrum_bgp_announcing",
+            "gauge",
+            "1 while the prefixes are announced, 0 while withdrawn.",
+        );
+        let _ = writeln!(out, "fulcrum_bgp_announcing {}", u8::from(self.announcing));
+        type PeerFamily = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&PeerStatus) -> u64,
+        );
+        let bgp: [PeerFamily; 7] = [
+            (
+                "fulcrum_bgp_session_up",
+                "gauge",
+                "1 while the session with the peer is Established.",
+                |p| u64::from(p.state == "established"),
+            ),
+            (
+                "fulcrum_bgp_prefixes_announced",
+                "gauge",
+                "Prefixes the peer has from us.",
+                |p| p.prefixes as u64,
+            ),
+            (
+                "fulcrum_bgp_established_total",
+                "counter",
+                "Times the session reached Established.",
+                |p| p.established,
+            ),
+            (
+                "fulcrum_bgp_notifications_sent_total",
+                "counter",
+                "NOTIFICATIONs sent (malformed or refused input, hold expiry).",
+                |p| p.notifications_sent,
+            ),
+            (
+                "fulcrum_bgp_notifications_received_total",
+                "counter",
+                "NOTIFICATIONs received.",
+                |p| p.notifications_received,
+            ),
+            (
+                "fulcrum_bgp_malformed_total",
+                "counter",
+                "Messages refused as malformed or unexpected.",
+                |p| p.malformed,
+            ),
+            (
+                "fulcrum_bgp_updates_received_total",
+                "counter",
+                "UPDATEs received and ignored (announce-only).",
+                |p| p.updates_received,
+            ),
+        ];
+        for (name, kind, help, value) in bgp {
+            family(out, name, kind, help);
+            for p in &self.peers {
+                let _ = writeln!(
+                    out,
+                    "{name}{{peer=\"{}\"}} {}",
+                    prom_label_escape(&p.addr),
+                    value(p)
+                );
+            }
+        }
+        type BfdFamily = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&BfdStatus) -> String,
+        );
+        let bfd: [BfdFamily; 6] = [
+            (
+                "fulcrum_bfd_session_up",
+                "gauge",
+                "1 while the BFD session is Up.",
+                |b| u8::from(b.state == "up").to_string(),
+            ),
+            (
+                "fulcrum_bfd_detection_seconds",
+                "gauge",
+                "Detection time in force (0 until the peer is heard).",
+                |b| format!("{:.3}", b.detection.as_secs_f64()),
+            ),
+            (
+                "fulcrum_bfd_received_total",
+                "counter",
+                "BFD packets accepted by the session.",
+                |b| b.received.to_string(),
+            ),
+            (
+                "fulcrum_bfd_sent_total",
+                "counter",
+                "BFD packets sent.",
+                |b| b.sent.to_string(),
+            ),
+            (
+                "fulcrum_bfd_dropped_total",
+                "counter",
+                "BFD packets the session dropped (discriminator, demand, ...).",
+                |b| b.dropped.to_string(),
+            ),
+            (
+                "fulcrum_bfd_down_total",
+                "counter",
+                "Times the BFD session went Down (each closed the BGP session).",
+                |b| b.downs.to_string(),
+            ),
+        ];
+        if self.peers.iter().any(|p| p.bfd.is_some()) {
+            for (name, kind, help, value) in bfd {
+                family(out, name, kind, help);
+                for p in &self.peers {
+                    if let Some(b) = &p.bfd {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{peer=\"{}\"}} {}",
+                            prom_label_escape(&p.addr),
+                            value(b)
+                        );
+                    }
+                }
+            }
+            family(
+                out,
+                "fulcrum_bfd_datagrams_dropped_total",
+                "counter",
+                "BFD datagrams dropped before any session, by reason.",
+            );
+            let _ = writeln!(
+                out,
+                "fulcrum_bfd_datagrams_dropped_total{{reason=\"malformed\"}} {}",
+                self.bfd_malformed
+            );
+            let _ = writeln!(
+                out,
+                "fulcrum_bfd_datagrams_dropped_total{{reason=\"no_session\"}} {}",
+                self.bfd_unknown
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +400,23 @@ mod tests {
         assert!(j.contains("\"last_error\":\"peer sent \\\"x\\\"\""));
         assert!(j.contains("\"detection_ms\":300"));
         assert!(j.ends_with("\"bfd_malformed\":1,\"bfd_unknown\":2}"));
+        let mut m = String::new();
+        s.prometheus(&mut m);
+        assert!(
+            m.contains("fulcrum_bgp_session_up{peer=\"10.0.0.1:179\"} 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("fulcrum_bfd_detection_seconds{peer=\"10.0.0.1:179\"} 0.300\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("fulcrum_bfd_datagrams_dropped_total{reason=\"no_session\"} 2\n"),
+            "{m}"
+        );
+        let mut seen = std::collections::HashSet::new();
+        for line in m.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert!(seen.insert(line.to_owned()), "{line}");
+        }
     }
 }
