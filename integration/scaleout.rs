@@ -884,6 +884,12 @@ for p in [b"", b"\x00", b"junk" * 10, b"\x20\x40\x03\x18" + b"\x00" * 20, b"\xff
     let show = ctl.ok("show bgp --json");
     println!("{show}");
     assert!(ok, "junk BFD not counted: {show}");
+    let config = ctl.ok("show config --json");
+    assert!(config.contains("\"bgp_as\":65001"), "{config}");
+    assert!(
+        config.contains("\"10.99.0.1:179,as=65000,hold=90s,bfd\""),
+        "{config}"
+    );
     // Each refusal is counted on its peer.
     assert!(show.matches("\"malformed\":1").count() >= 5, "{show}");
     // Still serving: the process answers and forwards.

@@ -521,6 +521,33 @@ fn config(plane: &Plane, json: bool) -> String {
             ("ha_group", V::Num(ha.group.into())),
         ]),
     }
+    if let Some(so) = &c.scaleout {
+        let peers = so
+            .peers
+            .iter()
+            .map(|p| {
+                let bfd = if p.bfd { ",bfd" } else { "" };
+                V::Str(format!("{},as={},hold={}s{bfd}", p.addr, p.asn, p.hold))
+            })
+            .collect();
+        fields.extend([
+            ("bgp_as", V::Num(so.local_as.into())),
+            ("bgp_peer", V::List(peers)),
+            (
+                "bgp_router_id",
+                opt_str(so.router_id.map(|r| r.to_string())),
+            ),
+            (
+                "announce",
+                V::List(so.announce.iter().map(|p| V::Str(p.to_string())).collect()),
+            ),
+            ("announce_min_healthy", V::Num(so.min_healthy as u64)),
+            ("announce_hold_down", dur(so.hold_down)),
+            ("bgp_shutdown_delay", dur(so.shutdown_delay)),
+            ("bfd_interval", dur(so.bfd_interval)),
+            ("bfd_multiplier", V::Num(so.bfd_multiplier.into())),
+        ]);
+    }
     if json {
         render::config_json(&fields)
     } else {
