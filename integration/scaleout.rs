@@ -631,6 +631,97 @@ fn scaleout_sigterm_loses_nothing() {
     }
 }
 
+/// One HTTP/1.1 keep-alive request on an open connection; the body.
+fn get_keepalive(s: &mut TcpStream) -> Result<String, String> {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    // Bounded: the answer is a few hundred bytes; the read timeout ends a stall.
+    for _ in 0..64 {
+        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Ok(body.trim().to_string());
+            }
+        }
+    }
+    Err("no complete answer".into())
+}
+
+/// Measures (does not bound) what a planned removal does to established keep-alive
+/// flows in proxy mode: the router re-hashes them (ECMP-NOTES, "Do surviving flows
+/// move?"), and a flow that reaches a distributor that does not know it is reset. The
+/// numbers go to docs/scale-out.md.
+#[test]
+fn scaleout_established_flows_across_a_planned_removal() {
+    let _g = serial();
+    if !have_bird() {
+        return;
+    }
+    let mut e = lab3();
+    let ns = e.lab.ns("client");
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let flows = thread::spawn(move || {
+        enter_ns(&ns);
+        let mut conns = Vec::new();
+        for _ in 0..60 {
+            let addr = SocketAddr::V4(SocketAddrV4::new(VIP, 80));
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+            get_keepalive(&mut s).expect("first request");
+            conns.push(s);
+        }
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+        conns
+            .iter_mut()
+            .map(|s| get_keepalive(s).is_ok())
+            .collect::<Vec<bool>>()
+    });
+    // Let the 60 flows open, see where they are, then stop lb3.
+    assert!(wait_until(Duration::from_secs(10), || {
+        (0..3)
+            .map(|i| stat(&e.ctl(i).ok("show stats --json"), "active"))
+            .sum::<u64>()
+            == 60
+    }));
+    let per_lb: Vec<u64> = (0..3)
+        .map(|i| stat(&e.ctl(i).ok("show stats --json"), "active"))
+        .collect();
+    let victim = e.lbs[2].take().expect("lb3");
+    let t0 = Instant::now();
+    e.lab.signal(&victim, Signal::SIGTERM);
+    assert!(e
+        .time_until_gone("10.99.0.13", t0, Duration::from_secs(5))
+        .is_some());
+    thread::sleep(Duration::from_millis(200));
+    let _ = tx.send(());
+    let ok = flows.join().expect("flows");
+    let survived = ok.iter().filter(|o| **o).count();
+    println!(
+        "planned removal of lb3 with 60 keep-alive flows open (per distributor {per_lb:?}): {survived} survived, {} broke",
+        60 - survived
+    );
+    assert_eq!(ok.len(), 60);
+    // Removing the last next hop re-hashes only its neighbour's share (hash-threshold):
+    // lb1's flows are untouched.
+    assert!(
+        survived as u64 >= per_lb[0],
+        "{survived} < lb1's {}",
+        per_lb[0]
+    );
+}
+
 /// Test 6: all nodes down → every distributor withdraws; nodes back → announced again
 /// (after the hold-down). `disable` withdraws one distributor, `enable` brings it back.
 #[test]
