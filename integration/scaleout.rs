@@ -67,7 +67,7 @@ struct Ecmp {
 /// One distributor's extra flags.
 struct LbSpec {
     peer_opts: &'static str,
-    extra: Vec<&'static str>,
+    extra: Vec<String>,
 }
 
 impl LbSpec {
@@ -234,7 +234,7 @@ impl Ecmp {
             "--control",
             &sock,
         ];
-        args.extend(spec.extra.iter().copied());
+        args.extend(spec.extra.iter().map(String::as_str));
         let p = self.lab.spawn(&name, bin(), &args, &[("RUST_LOG", "info")]);
         let ok = wait_until(Duration::from_secs(5), || {
             std::path::Path::new(&sock).exists()
@@ -731,9 +731,19 @@ fn scaleout_health_and_admin_drive_the_route() {
         return;
     }
     let mut e = Ecmp::new(2);
+    let events = e.lab.dir.join("notify.log");
+    let notify = format!(
+        "echo \"$FULCRUM_EVENT $FULCRUM_SUBJECT $FULCRUM_OLD_STATE $FULCRUM_NEW_STATE $FULCRUM_REASON\" >> {}",
+        events.display()
+    );
     let spec = || LbSpec {
         peer_opts: "hold=9s,bfd",
-        extra: vec!["--announce-hold-down", "1s"],
+        extra: vec![
+            "--announce-hold-down".into(),
+            "1s".into(),
+            "--notify".into(),
+            notify.clone(),
+        ],
     };
     e.start_lb(0, &spec());
     e.start_lb(1, &spec());
@@ -799,9 +809,9 @@ fn scaleout_health_and_admin_drive_the_route() {
     let show = e.ctl(1).ok("show bgp --json");
     assert!(show.contains("\"announcing\":false"), "{show}");
     // Nodes back: announced again once the pool has been healthy for the hold-down.
+    let t3 = Instant::now();
     e.nodes[0] = Some(e.lab.nginx("srv1"));
     e.nodes[1] = Some(e.lab.nginx("srv2"));
-    let t3 = Instant::now();
     assert!(
         e.wait_hops(2, Duration::from_secs(10)),
         "not announced again: {:?}\n{}",
@@ -810,6 +820,18 @@ fn scaleout_health_and_admin_drive_the_route() {
     );
     let up = t3.elapsed();
     println!("all nodes down: withdrawn after {down:?}; nodes back: announced after {up:?}");
+    // Session and route changes reach the notify command.
+    let seen = wait_until(Duration::from_secs(3), || {
+        let log = std::fs::read_to_string(&events).unwrap_or_default();
+        log.contains("bgp routes announced withdrawn unhealthy")
+            && log.contains("bgp routes withdrawn announced healthy")
+            && log.contains("bgp 10.99.0.1:179 down established session up")
+    });
+    assert!(
+        seen,
+        "notify log: {}",
+        std::fs::read_to_string(&events).unwrap_or_default()
+    );
     assert!(down < Duration::from_secs(2), "withdrawal took {down:?}");
     assert!(
         up >= Duration::from_secs(1),

@@ -282,11 +282,11 @@ impl ScaleoutDriver {
         self.epoch.checked_add(d)
     }
 
-    fn apply_desired(&mut self, d: Desired, reason: Reason) {
+    fn apply_desired(&mut self, plane: &mut Plane, d: Desired, reason: Reason) {
         if self.desired == Some(d) {
             return;
         }
-        self.desired = Some(d);
+        let before = self.desired.replace(d);
         for p in &mut self.peers {
             match d {
                 Desired::Announce => {
@@ -306,6 +306,25 @@ impl ScaleoutDriver {
             Desired::Withdraw => "withdrawn",
         };
         info!(target: "fulcrum::bgp", "routes {what} ({})", reason.as_str());
+        let name = |d: Option<Desired>| match d {
+            None => "none",
+            Some(Desired::Withdraw) => "withdrawn",
+            Some(_) => "announced",
+        };
+        if name(before) != name(Some(d)) {
+            plane.notifier.alert(Alert {
+                event: "bgp",
+                subject: "routes".into(),
+                old: name(before).into(),
+                new: name(Some(d)).into(),
+                reason: reason.as_str().into(),
+                // Losing traffic for health is what an operator must look at.
+                level: match reason {
+                    Reason::Unhealthy => Level::Warn,
+                    _ => Level::Info,
+                },
+            });
+        }
     }
 
     /// Writes, closes, connects and reports whatever the session asks for.
@@ -615,7 +634,7 @@ impl Component for ScaleoutDriver {
         let (desired, reason) =
             self.policy
                 .update(usable, enabled(plane), operator_withdrawn(plane), now);
-        self.apply_desired(desired, reason);
+        self.apply_desired(plane, desired, reason);
         for i in 0..self.peers.len() {
             self.pump(i, registry, self.base, plane);
         }
