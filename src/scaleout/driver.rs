@@ -12,22 +12,22 @@
 //! It reads the pool and the `enable`/`disable` switch through exactly two functions,
 //! [`usable_nodes`] and [`enabled`], so that a per-service plane changes them only.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn, Level};
+use log::{info, warn, Level};
 use mio::event::Event as MioEvent;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::announce::{Desired, Policy, Reason};
 use super::bfd_link::BfdLink;
-use super::config::{PeerSpec, ScaleoutConfig};
+use super::config::ScaleoutConfig;
+use super::peer::{flush, state_name, Peer};
 use super::status::{BfdStatus, BgpStatus, PeerStatus};
 use crate::bfd::{Event as BfdEvent, State as BfdState};
-use crate::bgp::session::{Config as SessionConfig, DownReason, Event, Session, StateKind};
+use crate::bgp::session::{Config as SessionConfig, Session, StateKind};
 use crate::ha::config::Vip;
 use crate::ha::vip::{Change, Netlink};
 use crate::notify::Alert;
@@ -36,8 +36,6 @@ use crate::plane::{Component, Plane};
 /// Token offset of the BFD receive socket; peer `i` uses `PEER_TOKENS + i`.
 const BFD_TOKEN: usize = 0;
 const PEER_TOKENS: usize = 1;
-/// Reads per readiness event on one BGP connection (bounded).
-const MAX_READS: usize = 64;
 
 /// Usable nodes of the service: those that may take a new flow now. The one place
 /// the driver reads the pool.
@@ -61,27 +59,6 @@ pub fn enabled(plane: &Plane) -> bool {
 /// The operator withdrew the routes with `bgp withdraw` (the distributor still serves).
 pub fn operator_withdrawn(plane: &Plane) -> bool {
     plane.bgp_withdrawn
-}
-
-/// A TCP connection to a peer.
-struct Conn {
-    stream: TcpStream,
-    connected: bool,
-    /// Bytes the socket did not take yet (back-pressure from the peer).
-    out: Vec<u8>,
-}
-
-struct Peer {
-    spec: PeerSpec,
-    session: Session,
-    conn: Option<Conn>,
-    established_at: Option<Instant>,
-    last_error: Option<String>,
-    /// Index into the BFD link's sessions.
-    bfd: Option<usize>,
-    bfd_downs: u64,
-    /// Why we closed the session ourselves (BFD), for the Down that follows.
-    closing_because: Option<String>,
 }
 
 /// The scale-out component.
@@ -111,32 +88,6 @@ fn local_ipv4_towards(peer: SocketAddr) -> io::Result<Ipv4Addr> {
         other => Err(io::Error::other(format!(
             "no local IPv4 address towards {peer} ({other})"
         ))),
-    }
-}
-
-/// The reason a session went down, for the operator.
-fn describe(reason: DownReason) -> String {
-    match reason {
-        DownReason::ConnectFailed => "connect failed".into(),
-        DownReason::ConnectTimeout => "connect timed out".into(),
-        DownReason::PeerClosed => "peer closed the connection".into(),
-        DownReason::HoldTimerExpired => "hold timer expired (sent NOTIFICATION 4/0)".into(),
-        DownReason::NotificationReceived { code, subcode } => {
-            format!("peer sent NOTIFICATION {code}/{subcode}")
-        }
-        DownReason::NotificationSent { code, subcode } => {
-            format!("sent NOTIFICATION {code}/{subcode}")
-        }
-    }
-}
-
-fn state_name(s: StateKind) -> &'static str {
-    match s {
-        StateKind::Idle => "idle",
-        StateKind::Connect => "connect",
-        StateKind::OpenSent => "opensent",
-        StateKind::OpenConfirm => "openconfirm",
-        StateKind::Established => "established",
     }
 }
 
@@ -327,163 +278,6 @@ impl ScaleoutDriver {
         }
     }
 
-    /// Writes, closes, connects and reports whatever the session asks for.
-    fn pump(&mut self, i: usize, registry: &Registry, base_token: usize, plane: &mut Plane) {
-        let epoch = self.epoch;
-        let Some(p) = self.peers.get_mut(i) else {
-            return;
-        };
-        // Bounded: every round consumes a queued item; a session queues finitely many.
-        for _ in 0..64 {
-            let mut progressed = false;
-            while let Some(bytes) = p.session.poll_transmit() {
-                progressed = true;
-                if let Some(c) = p.conn.as_mut() {
-                    c.out.extend_from_slice(&bytes);
-                }
-            }
-            flush(p, Instant::now().saturating_duration_since(epoch));
-            let Some(ev) = p.session.poll_event() else {
-                if !progressed {
-                    break;
-                }
-                continue;
-            };
-            let now = Instant::now();
-            let t = now.saturating_duration_since(epoch);
-            match ev {
-                Event::Connect => {
-                    if let Some(mut c) = p.conn.take() {
-                        let _ = registry.deregister(&mut c.stream);
-                    }
-                    match TcpStream::connect(p.spec.addr) {
-                        Ok(mut stream) => {
-                            let token = Token(base_token + PEER_TOKENS + i);
-                            match registry.register(
-                                &mut stream,
-                                token,
-                                Interest::READABLE | Interest::WRITABLE,
-                            ) {
-                                Ok(()) => {
-                                    p.conn = Some(Conn {
-                                        stream,
-                                        connected: false,
-                                        out: Vec::new(),
-                                    })
-                                }
-                                Err(e) => {
-                                    debug!(target: "fulcrum::bgp", "peer {}: register: {e}", p.spec.addr);
-                                    p.session.on_connect_failed(t);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            debug!(target: "fulcrum::bgp", "peer {}: connect: {e}", p.spec.addr);
-                            p.session.on_connect_failed(t);
-                        }
-                    }
-                }
-                Event::Close => {
-                    if let Some(mut c) = p.conn.take() {
-                        // The NOTIFICATION that explains the close was queued before.
-                        let _ = write_out(&mut c);
-                        let _ = c.stream.shutdown(std::net::Shutdown::Write);
-                        let _ = registry.deregister(&mut c.stream);
-                    }
-                }
-                Event::Established => {
-                    p.established_at = Some(now);
-                    info!(target: "fulcrum::bgp", "peer {} as {}: established", p.spec.addr, p.spec.asn);
-                    plane.notifier.alert(Alert {
-                        event: "bgp",
-                        subject: p.spec.addr.to_string(),
-                        old: "down".into(),
-                        new: "established".into(),
-                        reason: "session up".into(),
-                        level: Level::Info,
-                    });
-                }
-                Event::Down { reason } => {
-                    let why = p.closing_because.take().unwrap_or_else(|| describe(reason));
-                    if p.established_at.take().is_some() {
-                        warn!(target: "fulcrum::bgp", "peer {} as {}: session down: {why}", p.spec.addr, p.spec.asn);
-                        plane.notifier.alert(Alert {
-                            event: "bgp",
-                            subject: p.spec.addr.to_string(),
-                            old: "established".into(),
-                            new: "down".into(),
-                            reason: why.clone(),
-                            level: Level::Warn,
-                        });
-                    } else {
-                        debug!(target: "fulcrum::bgp", "peer {}: attempt failed: {why}", p.spec.addr);
-                    }
-                    p.last_error = Some(why);
-                    // The session is over: whatever it wanted written went out at Close.
-                    if let Some(mut c) = p.conn.take() {
-                        let _ = registry.deregister(&mut c.stream);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_peer_event(&mut self, i: usize, ev: &MioEvent) {
-        let t = self.now(Instant::now());
-        let Some(p) = self.peers.get_mut(i) else {
-            return;
-        };
-        let Some(c) = p.conn.as_mut() else {
-            return;
-        };
-        if !c.connected {
-            if !(ev.is_writable() || ev.is_error() || ev.is_write_closed()) {
-                return;
-            }
-            match c.stream.take_error() {
-                Ok(Some(_)) | Err(_) => {
-                    p.conn = None;
-                    p.session.on_connect_failed(t);
-                    return;
-                }
-                Ok(None) => {}
-            }
-            match c.stream.peer_addr() {
-                Ok(_) => {
-                    c.connected = true;
-                    let _ = c.stream.set_nodelay(true);
-                    p.session.on_connected(t);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(_) => {
-                    p.conn = None;
-                    p.session.on_connect_failed(t);
-                    return;
-                }
-            }
-        }
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            let mut buf = [0u8; 4096];
-            for _ in 0..MAX_READS {
-                let Some(c) = p.conn.as_mut() else { break };
-                match c.stream.read(&mut buf) {
-                    Ok(0) => {
-                        p.session.on_closed(t);
-                        break;
-                    }
-                    Ok(n) => p.session.on_bytes(buf.get(..n).unwrap_or_default(), t),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        debug!(target: "fulcrum::bgp", "peer {}: read: {e}", p.spec.addr);
-                        p.session.on_closed(t);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
     /// BFD: timers, events (Down tears the BGP session down), transmissions.
     fn drive_bfd(&mut self, now: Duration) {
         let Some(link) = self.bfd.as_mut() else {
@@ -570,34 +364,6 @@ impl ScaleoutDriver {
     }
 }
 
-/// Moves buffered bytes to the socket of a connected peer.
-fn flush(p: &mut Peer, now: Duration) {
-    let Some(c) = p.conn.as_mut() else { return };
-    if !c.connected || c.out.is_empty() {
-        return;
-    }
-    if write_out(c).is_err() {
-        p.conn = None;
-        p.session.on_closed(now);
-    }
-}
-
-/// Writes until the buffer is empty or the socket is full.
-fn write_out(c: &mut Conn) -> io::Result<()> {
-    let mut written = 0;
-    while written < c.out.len() {
-        match c.stream.write(c.out.get(written..).unwrap_or_default()) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    c.out.drain(..written.min(c.out.len()));
-    Ok(())
-}
-
 impl Component for ScaleoutDriver {
     fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
         self.base = base;
@@ -617,8 +383,11 @@ impl Component for ScaleoutDriver {
             if let Some(link) = self.bfd.as_mut() {
                 link.on_readable(now);
             }
-        } else if let Some(i) = offset.checked_sub(PEER_TOKENS) {
-            self.on_peer_event(i, ev);
+        } else if let Some(p) = offset
+            .checked_sub(PEER_TOKENS)
+            .and_then(|i| self.peers.get_mut(i))
+        {
+            p.on_event(ev, now);
         }
     }
 
@@ -635,8 +404,9 @@ impl Component for ScaleoutDriver {
             self.policy
                 .update(usable, enabled(plane), operator_withdrawn(plane), now);
         self.apply_desired(plane, desired, reason);
-        for i in 0..self.peers.len() {
-            self.pump(i, registry, self.base, plane);
+        let epoch = self.epoch;
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            p.pump(Token(self.base + PEER_TOKENS + i), registry, plane, epoch);
         }
         self.refresh_status(plane, usable, reason.as_str());
     }

@@ -9,7 +9,7 @@
 //! - [`status`]: the `show bgp` snapshot and its renderings (pure).
 //! - [`bfd_link`]: the RFC 5881 sockets and the demultiplexing of BFD sessions.
 //! - [`driver`]: the control-plane component that drives [`crate::bgp::session`]
-//!   over TCP and [`crate::bfd::session`] over UDP.
+//!   over TCP (one [`peer`] each) and [`crate::bfd::session`] over UDP.
 //!
 //! The BGP and BFD protocol cores stay in [`crate::bgp`] and [`crate::bfd`].
 
@@ -17,4 +17,5 @@ pub mod announce;
 pub mod bfd_link;
 pub mod config;
 pub mod driver;
+mod peer;
 pub mod status;
