@@ -14,6 +14,7 @@ use crate::ha::driver::HaDriver;
 use crate::health::checker::Checker;
 use crate::plane::Component;
 use crate::runtime::Shared;
+use crate::scaleout::driver::ScaleoutDriver;
 use crate::state::StateKeeper;
 
 /// The components for these services (the first one's global keys are the process's),
@@ -63,6 +64,12 @@ pub fn build(
     }
     if let Some(ha) = &cfg.ha {
         list.push(Box::new(HaDriver::new(ha, direct.cloned())?));
+    }
+    if let Some(so) = &cfg.scaleout {
+        // Proxy mode owns the announced addresses on lo; direct mode must not (the
+        // kernel would answer the SYNs the data plane forwards).
+        let own = matches!(cfg.mode, crate::config::ForwardMode::Proxy);
+        list.push(Box::new(ScaleoutDriver::new(so, own)?));
     }
     Ok(list)
 }

@@ -23,6 +23,7 @@ use crate::health::http::StatusSet;
 use crate::health::interval::IntervalPolicy;
 use crate::health::state::Thresholds;
 use crate::pool::NodeSpec;
+use crate::scaleout::config::{ScaleoutArgs, ScaleoutConfig};
 use crate::scheduler::SchedulerKind;
 
 /// `fulcrum demo` flags.
@@ -196,6 +197,9 @@ pub struct ServeArgs {
     /// Failover (primary/backup pair): on when `--vip` is given.
     #[command(flatten)]
     pub ha: HaArgs,
+    /// Scale-out (BGP announcements, BFD): on when `--bgp-peer` is given.
+    #[command(flatten)]
+    pub scaleout: ScaleoutArgs,
 }
 
 fn parse_statuses(s: &str) -> Result<StatusSet, String> {
@@ -388,6 +392,8 @@ pub struct ServeConfig {
     pub notify_timeout: Duration,
     /// Failover, when `--vip` is given.
     pub ha: Option<HaConfig>,
+    /// Scale-out (BGP, BFD), when `--bgp-peer` is given.
+    pub scaleout: Option<ScaleoutConfig>,
     /// `--access-log`: one info line per closed connection (proxy mode).
     pub access_log: bool,
 }
@@ -521,6 +527,14 @@ impl ServeConfig {
                 ));
             }
         }
+        let scaleout = ScaleoutConfig::from_args(a.scaleout.clone())?;
+        if scaleout.is_some() && ha.is_some() {
+            return Err(
+                "--bgp-peer/--announce and --vip are alternatives: announce the address over BGP \
+                 from every distributor (active-active), or fail it over between a pair, not both"
+                    .into(),
+            );
+        }
         let thresholds = Thresholds {
             rise: a.rise,
             warn: a.warn,
@@ -589,6 +603,13 @@ impl ServeConfig {
                     from.display()
                 ));
             }
+            if scaleout.is_some() {
+                return Err(format!(
+                    "--listeners-from {}: not with --bgp-peer (two processes cannot hold one BGP \
+                     session and the BFD port); restart a distributor instead: it withdraws first",
+                    from.display()
+                ));
+            }
             if ha.is_some() {
                 return Err(format!(
                     "--listeners-from {}: not with --vip (the old process would resign the VIP to the \
@@ -636,6 +657,7 @@ impl ServeConfig {
             notify: a.notify,
             notify_timeout: a.notify_timeout,
             ha,
+            scaleout,
             access_log: a.access_log,
         })
     }
@@ -998,6 +1020,47 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.contains("not with --vip"), "{e}");
+        let _ = std::fs::remove_file(&key);
+    }
+
+    #[test]
+    fn bgp_refused_with_failover_and_reload() {
+        let key = std::env::temp_dir().join(format!("fulcrum-cfg-bgpkey-{}", std::process::id()));
+        crate::secret::write_private(&key, "0123456789abcdef0123\n");
+        let bgp = [
+            "--bgp-as",
+            "65001",
+            "--bgp-peer",
+            "10.0.0.1,as=65000,bfd",
+            "--announce",
+            "10.0.0.100/32",
+        ];
+        let base = ["--listen", "10.0.0.100:80", "--backend", "10.0.0.21:80"];
+        let key_s = key.display().to_string();
+        let ha = [
+            "--vip",
+            "10.0.0.100/24",
+            "--interface",
+            "eth0",
+            "--peer",
+            "10.0.0.12",
+            "--ha-key-file",
+            key_s.as_str(),
+        ];
+        let e = serve(&[&base[..], &bgp[..], &ha[..]].concat()).unwrap_err();
+        assert!(
+            e.contains("--bgp-peer/--announce and --vip are alternatives"),
+            "{e}"
+        );
+        let reload = ["--listeners-from", "/run/fulcrum.sock"];
+        let e = serve(&[&base[..], &bgp[..], &reload[..]].concat()).unwrap_err();
+        assert!(e.contains("not with --bgp-peer"), "{e}");
+        let c = serve(&[&base[..], &bgp[..]].concat()).unwrap();
+        let so = c.scaleout.expect("scale-out configured");
+        assert_eq!(so.local_as, 65001);
+        assert!(so.peers[0].bfd);
+        let e = serve(&[&base[..], &["--announce", "10.0.0.100/32"][..]].concat()).unwrap_err();
+        assert!(e.contains("need --bgp-as"), "{e}");
         let _ = std::fs::remove_file(&key);
     }
 

@@ -32,6 +32,7 @@ pub mod reconfig;
 pub(crate) mod reload;
 pub mod rollout;
 pub(crate) mod runtime;
+pub mod scaleout;
 pub mod scheduler;
 pub(crate) mod secret;
 pub mod serve;

@@ -18,7 +18,7 @@ pub const MAX_RUNNING: usize = 32;
 /// One state change worth telling the operator about.
 #[derive(Debug, Clone)]
 pub struct Alert {
-    /// What kind of state changed: `health`, `agent`, `role`, `admin`.
+    /// What kind of state changed: `health`, `agent`, `role`, `admin`, `bgp`.
     pub event: &'static str,
     /// The node address, or `distributor` for role changes.
     pub subject: String,
@@ -71,7 +71,7 @@ impl Notifier {
                 a.event, a.subject, self.running.len());
             return;
         }
-        let node = if a.event == "role" {
+        let node = if a.event == "role" || a.event == "bgp" {
             ""
         } else {
             a.subject.as_str()

@@ -140,6 +140,11 @@ pub struct Plane {
     pub listeners: Vec<(usize, std::os::fd::OwnedFd)>,
     /// `shutdown` ran on the control socket: drain and exit, as on SIGTERM.
     pub stop_requested: bool,
+    /// BGP/BFD status for `show bgp`, when scale-out is configured.
+    pub bgp: Option<crate::scaleout::status::BgpStatus>,
+    /// `bgp withdraw` ran on the control socket: routes stay withdrawn (while the
+    /// distributor keeps serving) until `bgp announce`.
+    pub bgp_withdrawn: bool,
 }
 
 impl Plane {
@@ -169,6 +174,8 @@ impl Plane {
             reloader: None,
             listeners,
             stop_requested: false,
+            bgp: None,
+            bgp_withdrawn: false,
         }
     }
 
@@ -225,6 +232,12 @@ pub trait Component {
     fn deadline(&self) -> Option<Instant>;
     /// Admin changes made this turn by another component (control → failover sync).
     fn on_admin(&mut self, _plane: &mut Plane, _cmds: &[Scoped]) {}
+    /// A stop was requested (SIGTERM, `shutdown`): returns until when the process
+    /// should keep accepting before the drain starts (BGP withdraws first, so routers
+    /// move new flows away while they are still served). `None`: drain at once.
+    fn on_stop(&mut self, _plane: &mut Plane, _now: Instant) -> Option<Instant> {
+        None
+    }
     /// The process is shutting down (release resources such as the VIP).
     fn on_shutdown(&mut self, _plane: &mut Plane) {}
     /// Every component and worker started: publish what waited for that (a reload's

@@ -246,7 +246,7 @@ fn site_restart(old: &ServeConfig, new: Option<&ServeConfig>) -> Vec<String> {
     let Some(new) = new else {
         return Vec::new();
     };
-    let restart: [(&str, bool); 5] = [
+    let restart: [(&str, bool); 6] = [
         ("workers", old.workers != new.workers),
         ("max-conns", old.max_conns != new.max_conns),
         (
@@ -258,6 +258,7 @@ fn site_restart(old: &ServeConfig, new: Option<&ServeConfig>) -> Vec<String> {
             (&old.notify, old.notify_timeout) != (&new.notify, new.notify_timeout),
         ),
         ("failover", old.ha != new.ha),
+        ("bgp/bfd", old.scaleout != new.scaleout),
     ];
     restart
         .iter()

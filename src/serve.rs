@@ -201,6 +201,8 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         let mut drain_deadline: Option<Instant> = None;
+        // A stop that waits for BGP withdrawals before draining: (when, why).
+        let mut pending_stop: Option<(Instant, String)> = None;
         loop {
             let now = Instant::now();
             let mut next = self.components.iter().filter_map(|c| c.deadline()).min();
@@ -213,6 +215,9 @@ impl Server {
                         .min(now + Duration::from_millis(50)),
                 );
             }
+            if let Some((at, _)) = &pending_stop {
+                next = Some(next.map_or(*at, |n| n.min(*at)));
+            }
             let timeout = next.map(|n| n.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -222,7 +227,7 @@ impl Server {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    SIGNAL => self.on_signal(&mut drain_deadline),
+                    SIGNAL => self.on_signal(&mut drain_deadline, &mut pending_stop),
                     WAKE => {}
                     Token(t) => {
                         let i = t / TOKEN_SPAN;
@@ -249,8 +254,14 @@ impl Server {
             }
             self.plane.notifier.reap(now);
             self.check_new_services();
-            if self.plane.stop_requested && drain_deadline.is_none() {
-                self.begin_drain("shutdown command", &mut drain_deadline);
+            if self.plane.stop_requested && drain_deadline.is_none() && pending_stop.is_none() {
+                self.request_stop("shutdown command", &mut drain_deadline, &mut pending_stop);
+            }
+            if let Some((at, why)) = &pending_stop {
+                if now >= *at && drain_deadline.is_none() {
+                    let why = why.clone();
+                    self.begin_drain(&why, &mut drain_deadline);
+                }
             }
             if drain_deadline.is_some_and(|d| now >= d)
                 && !self.plane.process.cut_now.load(Ordering::Acquire)
@@ -283,10 +294,18 @@ impl Server {
         Ok(())
     }
 
-    fn on_signal(&mut self, drain_deadline: &mut Option<Instant>) {
+    fn on_signal(
+        &mut self,
+        drain_deadline: &mut Option<Instant>,
+        pending_stop: &mut Option<(Instant, String)>,
+    ) {
         while let Some(sig) = signal::next(&mut self.sfd) {
             let name = sig.name;
             match sig.request {
+                Request::Stop if pending_stop.is_none() && drain_deadline.is_none() => {
+                    self.request_stop(name, drain_deadline, pending_stop)
+                }
+                // A second signal while routes are being withdrawn: drain now.
                 Request::Stop if drain_deadline.is_none() => self.begin_drain(name, drain_deadline),
                 Request::Stop => {
                     info!(target: "fulcrum::serve", "{name} again: closing remaining connections now");
@@ -300,6 +319,31 @@ impl Server {
                 },
                 Request::Ignore => info!(target: "fulcrum::serve", "{name}: ignored (no meaning)"),
             }
+        }
+    }
+
+    /// A stop: components that announce routes withdraw them first and say how long
+    /// to keep accepting meanwhile; without such a component the drain starts now.
+    fn request_stop(
+        &mut self,
+        why: &str,
+        drain_deadline: &mut Option<Instant>,
+        pending_stop: &mut Option<(Instant, String)>,
+    ) {
+        let now = Instant::now();
+        let until = self
+            .components
+            .iter_mut()
+            .filter_map(|c| c.on_stop(&mut self.plane, now))
+            .max();
+        match until {
+            Some(at) if at > now => {
+                info!(target: "fulcrum::serve",
+                    "{why}: withdrawing routes; still accepting for {} ms, then draining",
+                    at.saturating_duration_since(now).as_millis());
+                *pending_stop = Some((at, why.to_string()));
+            }
+            _ => self.begin_drain(why, drain_deadline),
         }
     }
 

@@ -7,10 +7,9 @@
 //! state machine in asynchronous mode (§6.2, §6.8) with its detection and
 //! transmit timers, driven by the caller's clock and a seed.
 //!
-//! What it is not: there are no sockets, no clock and no threads here, and
-//! nothing calls it yet. The UDP driver (ports 3784/49152–65535, TTL 255, RFC
-//! 5881), the flags and the wiring to the BGP session come later. No demand
-//! mode, echo function or authentication.
+//! What it is not: there are no sockets, no clock and no threads here. The UDP
+//! shell (ports 3784/49152–65535, TTL 255, RFC 5881) and the tie to a BGP peer are
+//! in [`crate::scaleout`]. No demand mode, echo function or authentication.
 
 pub mod session;
 pub mod wire;

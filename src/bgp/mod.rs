@@ -9,10 +9,10 @@
 //! as `now`; bytes come in as slices and go out as `Vec<u8>`; requests to open or
 //! close the TCP connection come out as events.
 //!
-//! What it is not: there are no sockets, no clock and no threads here, and
-//! nothing calls it yet. The mio driver, flags and wiring into `serve` come next,
-//! then BFD. It never accepts routes: received UPDATEs are checked for framing,
-//! counted and ignored.
+//! What it is not: there are no sockets, no clock and no threads here; the mio
+//! driver, the flags and the wiring into `serve` are in [`crate::scaleout`]. It
+//! never accepts routes: received UPDATEs are checked for framing, counted and
+//! ignored.
 
 pub mod prefix;
 pub mod session;

@@ -118,6 +118,16 @@ pub(crate) const KEYS: &[Key] = &[
     ),
     key("ha-key-file", Global, Value),
     key("ha-group", Global, Value),
+    // Scale-out (BGP, BFD).
+    key("bgp-as", Global, Value),
+    key("bgp-peer", Global, List),
+    key("bgp-router-id", Global, Value),
+    key("announce", Global, List),
+    key("announce-min-healthy", Global, Value),
+    key("announce-hold-down", Global, Value),
+    key("bgp-shutdown-delay", Global, Value),
+    key("bfd-interval", Global, Value),
+    key("bfd-multiplier", Global, Value),
     // One service.
     key("listen", Service, List),
     key("backend", Service, List),

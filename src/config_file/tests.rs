@@ -435,3 +435,20 @@ fn garbage_never_panics() {
     }
     fuzz_structure(&[0xff, 0xfe, b'[']);
 }
+
+#[test]
+fn scaleout_keys_build_the_bgp_config() {
+    let c = one(&format!(
+        "bgp-as = 65001\nbgp-peer = [\"10.0.0.1,as=65000,hold=9s,bfd\", \"10.0.0.2,as=65000\"]\n\
+         announce = \"10.0.0.100/32\"\nannounce-min-healthy = 2\nbfd-interval = \"50ms\"\n{WEB}"
+    ));
+    let so = c.scaleout.expect("scale-out configured");
+    assert_eq!(so.local_as, 65001);
+    assert_eq!(so.peers.len(), 2);
+    assert!(so.peers[0].bfd && !so.peers[1].bfd);
+    assert_eq!(so.announce.len(), 1);
+    assert_eq!(so.min_healthy, 2);
+    assert_eq!(so.bfd_interval, Duration::from_millis(50));
+    let e = err(&format!("bgp-as = 65001\nbgp-peer = \"10.0.0.1\"\n{WEB}"));
+    assert!(e.contains("bgp-peer") && e.contains("missing as=N"), "{e}");
+}

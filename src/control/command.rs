@@ -71,6 +71,7 @@ show services [--json]               one line per service
 show nodes [SERVICE] [--json]        per-node state and counters
 show stats [--json]                  distributor-wide counters
 show config [--json]                 running configuration
+show bgp [--json]                    BGP peers, announced routes, BFD (scale-out)
 add node ADDR [weight N] [backup]    add a node (weight 0..=256, default 1)
 remove node ADDR                     stop new flows, remove once idle
 set weight ADDR N                    set weight 0..=256 (0 = no new flows)
@@ -82,6 +83,7 @@ wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was 
 disable [SERVICE]                    refuse new connections
 enable [SERVICE]                     distribute new connections again
 shutdown                             drain and exit, as on SIGTERM (control socket only)
+bgp withdraw | bgp announce          withdraw the BGP routes and keep serving, or undo (socket only)
 expose listeners                     hand the listeners to a reloading process (socket only)
 help                                 this text
 ADDR is IP:PORT (IPv6 as [::1]:80) or SERVICE/ADDR, needed when several services
@@ -112,6 +114,11 @@ pub enum Command {
     },
     /// `show config [--json]`
     ShowConfig {
+        /// Reply in JSON instead of text.
+        json: bool,
+    },
+    /// `show bgp [--json]`
+    ShowBgp {
         /// Reply in JSON instead of text.
         json: bool,
     },
@@ -187,6 +194,7 @@ impl fmt::Display for Command {
             Command::ShowNodes { json } => show(f, "nodes", *json),
             Command::ShowStats { json } => show(f, "stats", *json),
             Command::ShowConfig { json } => show(f, "config", *json),
+            Command::ShowBgp { json } => show(f, "bgp", *json),
             Command::AddNode {
                 addr,
                 weight,
@@ -429,6 +437,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         "show nodes" => Command::ShowNodes { json },
         "show stats" => Command::ShowStats { json },
         "show config" => Command::ShowConfig { json },
+        "show bgp" => Command::ShowBgp { json },
         "add node" => parse_add_node(&mut args)?,
         "remove node" => Command::RemoveNode { addr: args.addr()? },
         "set weight" => Command::SetWeight {
@@ -488,8 +497,9 @@ fn command_name<'t, 'a>(
                 ("nodes", "show nodes"),
                 ("stats", "show stats"),
                 ("config", "show config"),
+                ("bgp", "show bgp"),
             ],
-            "services, nodes, stats or config",
+            "services, nodes, stats, config or bgp",
         ),
         "add" => ("add", &[("node", "add node")], "node"),
         "remove" => ("remove", &[("node", "remove node")], "node"),
@@ -689,11 +699,11 @@ mod tests {
             ("SHOW nodes", r#"unknown command "SHOW""#),
             (
                 "show",
-                "show: missing argument (expected services, nodes, stats or config)",
+                "show: missing argument (expected services, nodes, stats, config or bgp)",
             ),
             (
                 "show nodez",
-                r#"show: unknown argument "nodez" (expected services, nodes, stats or config)"#,
+                r#"show: unknown argument "nodez" (expected services, nodes, stats, config or bgp)"#,
             ),
             (
                 "set weight 127.0.0.1:9000 abc",

@@ -212,6 +212,13 @@ impl Executor {
                 return Outcome::Reply(Reply::ok(stats_reply(plane, now, *json)))
             }
             Command::ShowConfig { json } => return Outcome::Reply(Reply::ok(config(plane, *json))),
+            Command::ShowBgp { json } => {
+                return Outcome::Reply(match &plane.bgp {
+                    Some(b) if *json => Reply::ok(b.json(now)),
+                    Some(b) => Reply::ok(b.text(now)),
+                    None => Reply::error("BGP is not configured (no --bgp-peer)"),
+                })
+            }
             Command::Help => return Outcome::Reply(Reply::ok(command::HELP.trim_end())),
             _ => {}
         }
@@ -574,7 +581,11 @@ pub fn stats_reply(plane: &Plane, now: Instant, json: bool) -> String {
 
 /// `/metrics`: Prometheus text (with direct mode's families in that mode).
 pub fn metrics(plane: &Plane, now: Instant) -> String {
-    render::prometheus(&stats(plane, now), &services(plane), &nodes(plane, now))
+    let mut out = render::prometheus(&stats(plane, now), &services(plane), &nodes(plane, now));
+    if let Some(b) = &plane.bgp {
+        b.prometheus(&mut out);
+    }
+    out
 }
 
 /// `show config`: the running configuration — what a restart with the same flags would
@@ -715,6 +726,33 @@ fn service_config(svc: &crate::plane::Service) -> Vec<(&'static str, render::Con
             ("preempt", V::Bool(ha.preempt)),
             ("ha_group", V::Num(ha.group.into())),
         ]),
+    }
+    if let Some(so) = &c.scaleout {
+        let peers = so
+            .peers
+            .iter()
+            .map(|p| {
+                let bfd = if p.bfd { ",bfd" } else { "" };
+                V::Str(format!("{},as={},hold={}s{bfd}", p.addr, p.asn, p.hold))
+            })
+            .collect();
+        fields.extend([
+            ("bgp_as", V::Num(so.local_as.into())),
+            ("bgp_peer", V::List(peers)),
+            (
+                "bgp_router_id",
+                opt_str(so.router_id.map(|r| r.to_string())),
+            ),
+            (
+                "announce",
+                V::List(so.announce.iter().map(|p| V::Str(p.to_string())).collect()),
+            ),
+            ("announce_min_healthy", V::Num(so.min_healthy as u64)),
+            ("announce_hold_down", dur(so.hold_down)),
+            ("bgp_shutdown_delay", dur(so.shutdown_delay)),
+            ("bfd_interval", dur(so.bfd_interval)),
+            ("bfd_multiplier", V::Num(so.bfd_multiplier.into())),
+        ]);
     }
     fields
 }

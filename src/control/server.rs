@@ -37,6 +37,12 @@ use crate::plane::{Component, Plane};
 
 const UNIX_LISTENER: usize = 0;
 const HTTP_LISTENER: usize = 1;
+/// `bgp withdraw`: withdraw the announced prefixes and keep serving (control socket
+/// only, like `shutdown`: it moves traffic away from this distributor).
+const BGP_WITHDRAW: &str = "bgp withdraw";
+/// `bgp announce`: undo `bgp withdraw`.
+const BGP_ANNOUNCE: &str = "bgp announce";
+
 /// Unix connection `key` has token offset `FIRST_UNIX + key`.
 const FIRST_UNIX: usize = 2;
 /// HTTP connection `key` has token offset `FIRST_HTTP + key` (far above any Unix key).
@@ -239,6 +245,20 @@ impl ControlServer {
                         ),
                         crate::duration::format_duration(plane.cfg.drain_timeout)
                     ))
+                }
+                Ok(l) if matches!(l.trim(), BGP_WITHDRAW | BGP_ANNOUNCE) => {
+                    if plane.bgp.is_none() {
+                        Reply::error("BGP is not configured (no --bgp-peer)")
+                    } else {
+                        let withdraw = l.trim() == BGP_WITHDRAW;
+                        plane.bgp_withdrawn = withdraw;
+                        warn!(target: "fulcrum::control", "{who}: {}", l.trim());
+                        Reply::ok(if withdraw {
+                            "withdrawing every prefix; still serving (bgp announce undoes it)"
+                        } else {
+                            "announcing again while the pool is healthy"
+                        })
+                    }
                 }
                 Ok(l) if l.trim() == crate::reconfig::RELOAD => {
                     match crate::reconfig::reload_plane(plane) {

@@ -9,3 +9,4 @@ pub mod netdev;
 pub mod packet;
 pub mod scm;
 pub mod signal;
+pub mod ttl;

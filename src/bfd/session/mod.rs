@@ -236,6 +236,11 @@ impl Session {
         self.local_diag
     }
 
+    /// Our discriminator (bfd.LocalDiscr), for demultiplexing.
+    pub fn local_discriminator(&self) -> u32 {
+        self.config.local_discriminator
+    }
+
     /// The peer's discriminator, 0 if not known (bfd.RemoteDiscr).
     pub fn remote_discriminator(&self) -> u32 {
         self.remote_discr

@@ -276,6 +276,14 @@ impl Session {
         &self.counters
     }
 
+    /// The negotiated hold time, once OPENs are exchanged (RFC 4271 §4.2).
+    pub fn hold_time(&self) -> Option<Duration> {
+        match self.state {
+            State::OpenConfirm { neg, .. } | State::Established { neg, .. } => Some(neg.hold),
+            _ => None,
+        }
+    }
+
     /// The prefixes the peer currently has from us.
     pub fn announced(&self) -> &BTreeSet<Prefix> {
         &self.announced
