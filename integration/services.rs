@@ -503,3 +503,92 @@ fn sighup_adds_and_removes_services_without_dropping_anything() {
     p.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log());
 }
+
+#[test]
+fn a_node_agent_speaks_to_every_service_that_lists_its_node() {
+    let dir = Scratch::new("agent");
+    let key = dir.path("agent.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let load = dir.path("loadavg");
+    std::fs::write(&load, "0.10 0.10 0.10 1/100 1\n").unwrap();
+    let a = Backend::start(says("a"));
+    let b = Backend::start(says("b"));
+    let (web, api, agent_port) = (free_port(), free_port(), free_port());
+    let sock = dir.path("ctl.sock");
+    let conf = dir.path("site.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "workers = 1\ncontrol = \"{sock}\"\nagent-listen = \"127.0.0.1:{agent_port}\"\n\
+             agent-key-file = \"{key}\"\nagent-interval = \"100ms\"\n\n[defaults]\ncheck = \"none\"\n\n\
+             [[service]]\nname = \"web\"\nlisten = [\"127.0.0.1:{web}\"]\nbackend = [\"{},agent\", \"{}\"]\n\n\
+             [[service]]\nname = \"api\"\nlisten = [\"127.0.0.1:{api}\"]\nbackend = [\"{},agent\", \"{}\"]\n",
+            a.addr, b.addr, a.addr, b.addr
+        ),
+    )
+    .unwrap();
+    let p = spawn(&["serve", "--config", &conf], "info");
+    wait_listening(loopback(web), &p);
+    let mut agent = spawn(
+        &[
+            "agent",
+            "--service",
+            &a.addr.to_string(),
+            "--distributor",
+            &format!("127.0.0.1:{agent_port}"),
+            "--key-file",
+            &key,
+            "--interval",
+            "100ms",
+            "--overload",
+            "2.0",
+            "--loadavg-file",
+            &load,
+        ],
+        "info",
+    );
+    let ctl = Ctl::new(&sock);
+    let agent_of = |service: &str| {
+        let json = ctl.ok("show nodes --json");
+        let at = json.find(&format!(
+            "\"service\":\"{service}\",\"addr\":\"{}\"",
+            a.addr
+        ))?;
+        let rest = &json[at..];
+        let v = &rest[rest.find("\"agent\":")? + 8..];
+        Some(v[..v.find(',')?].trim_matches('"').to_string())
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || agent_of("web").as_deref()
+            == Some("ready")
+            && agent_of("api").as_deref() == Some("ready")),
+        "{}\n{}",
+        ctl.ok("show nodes --json"),
+        p.log()
+    );
+    // Overloaded: both services skip the node.
+    std::fs::write(&load, "99.0 50.0 10.0 1/100 1\n").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || agent_of("web").as_deref()
+            == Some("overloaded")
+            && agent_of("api").as_deref() == Some("overloaded")),
+        "{}\n{}",
+        ctl.ok("show nodes --json"),
+        p.log()
+    );
+    for port in [web, api] {
+        let seen: Vec<String> = (0..6).filter_map(|_| fetch(loopback(port)).ok()).collect();
+        assert!(seen.iter().all(|s| s == "b\n"), "{port}: {seen:?}");
+    }
+    // Heartbeats stop: missing in both.
+    agent.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = agent.wait_exit(Duration::from_secs(2));
+    assert!(
+        eventually(Duration::from_secs(5), || agent_of("web").as_deref()
+            == Some("missing")
+            && agent_of("api").as_deref() == Some("missing")),
+        "{}",
+        ctl.ok("show nodes --json")
+    );
+}

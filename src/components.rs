@@ -32,15 +32,12 @@ pub fn build(
     };
     // One health checker per service (a node in two services is checked for each).
     // Passive health: workers report failed connects through the service's channel.
-    // The node agents' one UDP socket belongs to the first service's checker.
+    // The node agents' one UDP socket belongs to the first service's checker, which
+    // hands each authenticated heartbeat to every service's checker.
     for (i, (c, sh)) in services.iter().zip(shared).enumerate() {
         let (tx, rx) = mpsc::channel();
         sh.set_observer(tx, Arc::clone(waker));
-        let mut health = c.health.clone();
-        if i > 0 {
-            health.agent = None;
-        }
-        list.push(Box::new(Checker::new(health, i, rx)?));
+        list.push(Box::new(Checker::new(c.health.clone(), i, i == 0, rx)?));
     }
     // Before the control component: its first tick queues the state file's commands
     // for the control component to run in the same turn.

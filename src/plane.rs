@@ -35,6 +35,32 @@ pub struct NodeInfo {
     pub removing: bool,
 }
 
+/// A node agent's heartbeat, authenticated and checked against replay by the health
+/// checker that owns the agent socket, for the checker of every service that lists the
+/// node (with `,agent`) to apply.
+#[derive(Debug, Clone)]
+pub struct AgentReport {
+    /// Increasing per report: each checker applies those above the last it saw.
+    pub seq: u64,
+    /// The node.
+    pub addr: SocketAddr,
+    /// The state the agent reports.
+    pub state: crate::wire::heartbeat::AgentState,
+    /// Requested weight in percent, if any.
+    pub weight_pct: Option<u8>,
+    /// Load average per CPU × 1000.
+    pub load_per_cpu_milli: u32,
+}
+
+/// The agent reports of the last few turns (the owner trims it).
+#[derive(Debug, Default)]
+pub struct AgentInbox {
+    /// Reports, oldest first.
+    pub reports: std::collections::VecDeque<AgentReport>,
+    /// The last sequence number given.
+    pub last_seq: u64,
+}
+
 /// Failover status for display (filled by the HA component when configured).
 #[derive(Debug, Clone, Default)]
 pub struct HaInfo {
@@ -122,6 +148,8 @@ pub struct Plane {
     pub started: Instant,
     /// Failover status, when configured.
     pub ha: Option<HaInfo>,
+    /// Node-agent heartbeats, from the agent socket's owner to every service's checker.
+    pub agent_inbox: AgentInbox,
     /// Admin changes applied locally this turn (for failover state sync).
     pub admin_log: Vec<Scoped>,
     /// Admin changes received from the failover peer, to apply locally (the control
@@ -168,6 +196,7 @@ impl Plane {
             starter: None,
             started: Instant::now(),
             ha: None,
+            agent_inbox: AgentInbox::default(),
             admin_log: Vec::new(),
             remote_admin: Vec::new(),
             queued_admin: Vec::new(),

@@ -167,13 +167,12 @@ impl Server {
             let i = self.checked;
             self.checked += 1;
             let svc = &self.plane.services[i];
-            let mut health = svc.cfg.health.clone();
             // One process has one agent socket: the first service's checker owns it.
-            health.agent = None;
+            let health = svc.cfg.health.clone();
             let (tx, rx) = std::sync::mpsc::channel();
             svc.shared.set_observer(tx, Arc::clone(&self.waker));
             let mut c: Box<dyn Component> = match crate::health::checker::Checker::new(
-                health, i, rx,
+                health, i, false, rx,
             ) {
                 Ok(c) => Box::new(c),
                 Err(e) => {

@@ -89,21 +89,30 @@ pub struct Checker {
     buf: Vec<u8>,
     /// The service whose nodes it checks (index in the plane).
     service: usize,
+    /// The last agent report (of `Plane::agent_inbox`) applied.
+    agent_seen: u64,
 }
+
+/// Agent reports kept in the plane's inbox (every checker reads them in the turn they
+/// arrive; the rest is a margin).
+const INBOX_KEEP: usize = 1024;
 
 impl Checker {
     /// A checker of the nodes of service `service` (index in the plane); `observations`
-    /// carries the workers' passive failures for that service.
+    /// carries the workers' passive failures for that service. `agent_socket`: this one
+    /// binds the node agents' UDP socket (one checker per process does) and hands every
+    /// authenticated heartbeat to the others through the plane.
     pub fn new(
         cfg: HealthConfig,
         service: usize,
+        agent_socket: bool,
         observations: ObsReceiver<Observation>,
     ) -> io::Result<Self> {
         let agent_sock = match &cfg.agent {
-            Some(a) => Some(UdpSocket::bind(a.listen).map_err(|e| {
+            Some(a) if agent_socket => Some(UdpSocket::bind(a.listen).map_err(|e| {
                 io::Error::new(e.kind(), format!("--agent-listen {}: {e}", a.listen))
             })?),
-            None => None,
+            _ => None,
         };
         Ok(Checker {
             cfg,
@@ -118,6 +127,7 @@ impl Checker {
             base: 0,
             buf: vec![0; 2048],
             service,
+            agent_seen: 0,
         })
     }
 
@@ -419,7 +429,6 @@ impl Checker {
             return;
         };
         let wall_ms = wall_ms();
-        let t = now.saturating_duration_since(self.origin);
         for _ in 0..256 {
             let (n, from) = match sock.recv_from(&mut self.buf) {
                 Ok(x) => x,
@@ -457,28 +466,33 @@ impl Checker {
                 );
                 continue;
             };
-            let Some(c) = self.checks.get_mut(&addr) else {
+            // Any running service may list the node; each applies the report itself.
+            let listed = |agent: bool| {
+                plane.live().any(|(_, svc)| {
+                    svc.shared
+                        .pool
+                        .find(addr)
+                        .is_some_and(|n| !agent || n.spec().agent)
+                })
+            };
+            let why = if !listed(false) {
+                Some("no such node")
+            } else if !listed(true) {
+                Some("no agent expected for node (its --backend lacks ,agent)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 reject(
                     plane,
                     &mut self.last_reject_log,
                     now,
                     from,
                     &hb.node_id,
-                    "no such node",
+                    why,
                 );
                 continue;
-            };
-            let Some(view) = c.agent.as_mut() else {
-                reject(
-                    plane,
-                    &mut self.last_reject_log,
-                    now,
-                    from,
-                    &hb.node_id,
-                    "no agent expected for node (its --backend lacks ,agent)",
-                );
-                continue;
-            };
+            }
             if let Err(r) = self.agent_rx.accept(&hb, wall_ms) {
                 reject(
                     plane,
@@ -490,31 +504,69 @@ impl Checker {
                 );
                 continue;
             }
-            plane.services[self.service]
-                .shared
+            plane
+                .first()
                 .stats
                 .agent_accepted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let inbox = &mut plane.agent_inbox;
+            inbox.last_seq += 1;
+            inbox.reports.push_back(crate::plane::AgentReport {
+                seq: inbox.last_seq,
+                addr,
+                state: hb.state,
+                weight_pct: hb.weight_pct,
+                load_per_cpu_milli: hb.load_per_cpu_milli,
+            });
+            while inbox.reports.len() > INBOX_KEEP {
+                inbox.reports.pop_front();
+            }
+        }
+        self.take_reports(plane, now);
+    }
+
+    /// Applies the agent reports that arrived since the last call to this service's
+    /// nodes that expect an agent.
+    fn take_reports(&mut self, plane: &mut Plane, now: Instant) {
+        if plane.agent_inbox.last_seq <= self.agent_seen {
+            return;
+        }
+        let t = self.t(now);
+        let fresh: Vec<crate::plane::AgentReport> = plane
+            .agent_inbox
+            .reports
+            .iter()
+            .filter(|r| r.seq > self.agent_seen)
+            .cloned()
+            .collect();
+        self.agent_seen = plane.agent_inbox.last_seq;
+        for r in fresh {
+            let Some(c) = self.checks.get_mut(&r.addr) else {
+                continue;
+            };
+            let Some(view) = c.agent.as_mut() else {
+                continue;
+            };
             view.liveness.on_heartbeat(t);
-            view.weight_pct = hb.weight_pct;
+            view.weight_pct = r.weight_pct;
             let was_missing = std::mem::replace(&mut view.missing, false);
-            if view.state != Some(hb.state) || was_missing {
+            if view.state != Some(r.state) || was_missing {
                 let old = if was_missing {
                     "missing".to_string()
                 } else {
                     view.state.map_or("none".into(), |s| s.to_string())
                 };
-                view.state = Some(hb.state);
+                view.state = Some(r.state);
                 agent_changed(
                     self.service,
                     plane,
                     c,
                     &old,
-                    &hb.state.to_string(),
+                    &r.state.to_string(),
                     format!(
                         "agent reported {} (load/cpu {:.2})",
-                        hb.state,
-                        f64::from(hb.load_per_cpu_milli) / 1000.0
+                        r.state,
+                        f64::from(r.load_per_cpu_milli) / 1000.0
                     ),
                 );
             }
@@ -720,6 +772,7 @@ impl Component for Checker {
                 self.start_probe(plane, registry, addr, now);
             }
         }
+        self.take_reports(plane, now);
         self.check_agents(plane, now);
         if self.cfg.slow_start > Duration::ZERO {
             for c in self.checks.values_mut().filter(|c| c.up_since.is_some()) {
