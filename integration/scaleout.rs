@@ -905,7 +905,8 @@ print("DONE", flush=True)
 "#;
 
 /// Test 7: bad input from a peer gets the right NOTIFICATION, is counted, and fulcrum
-/// keeps serving; junk BFD datagrams are dropped and counted.
+/// keeps serving; junk BFD datagrams are dropped and counted; a BFD packet with a TTL
+/// below 255 never reaches its session (RFC 5881 §5).
 #[test]
 fn scaleout_bad_peer_input_is_refused_and_counted() {
     let _g = serial();
@@ -997,6 +998,38 @@ for p in [b"", b"\x00", b"junk" * 10, b"\x20\x40\x03\x18" + b"\x00" * 20, b"\xff
     let show = ctl.ok("show bgp --json");
     println!("{show}");
     assert!(ok, "junk BFD not counted: {show}");
+    // RFC 5881 §5: a valid packet from the peer with TTL 254 is dropped and counted and
+    // never reaches the session; the same packet with TTL 255 does. (IP_MINTTL would
+    // not do: Linux ignores it for UDP, as this test showed.)
+    let valid = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[1]))
+s.bind(("10.99.0.1", 49201))
+s.sendto(struct.pack("!BBBBIIIII", 0x20, 0x40, 3, 24, 0x11223344, 0, 1000000, 1000000, 0),
+         ("10.99.0.11", 3784))
+"#;
+    let valid_path = lab.write("valid.py", valid);
+    let valid_s = valid_path.display().to_string();
+    lab.must("rtr", "python3", &[&valid_s, "254"]);
+    thread::sleep(Duration::from_millis(300));
+    let show = ctl.ok("show bgp --json");
+    assert!(
+        show.contains("\"bfd\":{\"state\":\"down\""),
+        "TTL 254 reached the session: {show}"
+    );
+    assert!(show.contains("\"received\":0,"), "{show}");
+    assert_eq!(stat(&show, "bfd_ttl"), 1, "{show}");
+    lab.must("rtr", "python3", &[&valid_s, "255"]);
+    let ok = wait_until(Duration::from_secs(3), || {
+        ctl.ok("show bgp --json")
+            .contains("\"bfd\":{\"state\":\"init\"")
+    });
+    assert!(
+        ok,
+        "TTL 255 did not reach the session: {}",
+        ctl.ok("show bgp --json")
+    );
     let config = ctl.ok("show config --json");
     assert!(config.contains("\"bgp_as\":65001"), "{config}");
     assert!(

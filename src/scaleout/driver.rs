@@ -360,6 +360,7 @@ impl ScaleoutDriver {
             peers,
             bfd_malformed: link.map_or(0, |l| l.counters.malformed),
             bfd_unknown: link.map_or(0, |l| l.counters.unknown),
+            bfd_ttl: link.map_or(0, |l| l.counters.ttl),
         });
     }
 }
