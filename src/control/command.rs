@@ -15,7 +15,7 @@
 //! Grammar (tokens separated by whitespace, keywords lowercase and
 //! case-sensitive; see [`HELP`]):
 //! ```text
-//! show nodes|stats|config [--json]
+//! show nodes|stats|config|bgp [--json]
 //! add node ADDR [weight 0..=256] [backup]
 //! remove node ADDR
 //! set weight ADDR 0..=256
