@@ -601,7 +601,13 @@ fn scaleout_sigterm_loses_nothing() {
     let t0 = Instant::now();
     let victim = e.lbs[2].take().expect("lb3");
     e.lab.signal(&victim, Signal::SIGTERM);
+    // RFC 8326: first re-announced with GRACEFUL_SHUTDOWN, as the router sees it.
+    let gshut = wait_until(Duration::from_millis(900), || {
+        e.birdc(&["show", "route", "all", &format!("{VIP}/32")])
+            .contains("(65535,0)")
+    });
     let gone = e.time_until_gone("10.99.0.13", t0, Duration::from_secs(5));
+    assert!(gshut, "BIRD never saw the GRACEFUL_SHUTDOWN community");
     let exited = e.lab.reap(victim.pid, Duration::from_secs(10));
     let p = client.join().expect("probe");
     println!(
