@@ -76,6 +76,8 @@ pub struct ScaleoutDriver {
     stop_until: Option<Instant>,
     /// First token of the range [`Component::register`] gave.
     base: usize,
+    /// The sessions were started (on the first tick).
+    started: bool,
 }
 
 /// The local IPv4 address the kernel would use towards `peer` (a connected UDP socket
@@ -179,6 +181,7 @@ impl ScaleoutDriver {
             netlink: None,
             stop_until: None,
             base: 0,
+            started: false,
         };
         if own_addresses {
             driver.add_to_lo()?;
@@ -371,10 +374,6 @@ impl Component for ScaleoutDriver {
         if let Some(link) = self.bfd.as_mut() {
             registry.register(link.rx(), Token(base + BFD_TOKEN), Interest::READABLE)?;
         }
-        let now = self.now(Instant::now());
-        for p in &mut self.peers {
-            p.session.start(now);
-        }
         Ok(())
     }
 
@@ -394,6 +393,14 @@ impl Component for ScaleoutDriver {
 
     fn on_tick(&mut self, plane: &mut Plane, registry: &Registry, at: Instant) {
         let now = self.now(at);
+        if !self.started {
+            // ManualStart (RFC 4271 §8.1.2) on the first turn of the loop, whose
+            // deadline asked for that turn at once.
+            self.started = true;
+            for p in &mut self.peers {
+                p.session.start(now);
+            }
+        }
         for p in &mut self.peers {
             if p.session.poll_timeout().is_some_and(|t| t <= now) {
                 p.session.on_timeout(now);
@@ -413,6 +420,9 @@ impl Component for ScaleoutDriver {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        if !self.started {
+            return Some(self.epoch);
+        }
         let sessions = self.peers.iter().filter_map(|p| p.session.poll_timeout());
         let bfd = self.bfd.as_ref().and_then(|l| l.poll_timeout());
         sessions
