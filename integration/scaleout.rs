@@ -1183,7 +1183,10 @@ fn scaleout_session_life_against_a_fake_router() {
         "fake router: connected {connect_after:?} after start; withdrawal {after:?} after the GRACEFUL_SHUTDOWN announcement"
     );
     // Sessions start on the first loop turn (1.01 s when they waited for another wake-up).
-    assert!(connect_after < Duration::from_millis(500), "{connect_after:?}");
+    assert!(
+        connect_after < Duration::from_millis(500),
+        "{connect_after:?}"
+    );
     assert!(
         after >= Duration::from_millis(400) && after < Duration::from_millis(900),
         "{after:?}"

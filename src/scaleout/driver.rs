@@ -216,10 +216,14 @@ impl ScaleoutDriver {
                     self.on_lo.push(vip);
                 }
                 Err(e) => {
+                    // Leave lo as it was: the process is not starting.
+                    for added in self.on_lo.drain(..) {
+                        let _ = nl.remove(added);
+                    }
                     return Err(io::Error::new(
                         e.kind(),
                         format!("--announce {p}: adding it to lo: {e}"),
-                    ))
+                    ));
                 }
             }
         }
