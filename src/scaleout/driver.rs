@@ -372,6 +372,28 @@ impl ScaleoutDriver {
     }
 }
 
+impl ScaleoutDriver {
+    /// Removes the /32s this process added to `lo`.
+    fn release_addresses(&mut self) {
+        if let Some(nl) = self.netlink.as_mut() {
+            for vip in self.on_lo.drain(..) {
+                match nl.remove(vip) {
+                    Ok(_) => info!(target: "fulcrum::bgp", "removed {vip} from lo"),
+                    Err(e) => warn!(target: "fulcrum::bgp", "removing {vip} from lo: {e}"),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ScaleoutDriver {
+    /// A start that fails after this component was built (a listener that cannot
+    /// bind) never reaches `on_shutdown`: release the addresses here too.
+    fn drop(&mut self) {
+        self.release_addresses();
+    }
+}
+
 impl Component for ScaleoutDriver {
     fn register(&mut self, registry: &Registry, base: usize) -> io::Result<()> {
         self.base = base;
@@ -464,13 +486,6 @@ impl Component for ScaleoutDriver {
                 let _ = c.stream.shutdown(std::net::Shutdown::Both);
             }
         }
-        if let Some(nl) = self.netlink.as_mut() {
-            for vip in self.on_lo.drain(..) {
-                match nl.remove(vip) {
-                    Ok(_) => info!(target: "fulcrum::bgp", "removed {vip} from lo"),
-                    Err(e) => warn!(target: "fulcrum::bgp", "removing {vip} from lo: {e}"),
-                }
-            }
-        }
+        self.release_addresses();
     }
 }
