@@ -601,7 +601,13 @@ fn scaleout_sigterm_loses_nothing() {
     let t0 = Instant::now();
     let victim = e.lbs[2].take().expect("lb3");
     e.lab.signal(&victim, Signal::SIGTERM);
+    // RFC 8326: first re-announced with GRACEFUL_SHUTDOWN, as the router sees it.
+    let gshut = wait_until(Duration::from_millis(900), || {
+        e.birdc(&["show", "route", "all", &format!("{VIP}/32")])
+            .contains("(65535,0)")
+    });
     let gone = e.time_until_gone("10.99.0.13", t0, Duration::from_secs(5));
+    assert!(gshut, "BIRD never saw the GRACEFUL_SHUTDOWN community");
     let exited = e.lab.reap(victim.pid, Duration::from_secs(10));
     let p = client.join().expect("probe");
     println!(
@@ -905,7 +911,8 @@ print("DONE", flush=True)
 "#;
 
 /// Test 7: bad input from a peer gets the right NOTIFICATION, is counted, and fulcrum
-/// keeps serving; junk BFD datagrams are dropped and counted.
+/// keeps serving; junk BFD datagrams are dropped and counted; a BFD packet with a TTL
+/// below 255 never reaches its session (RFC 5881 §5).
 #[test]
 fn scaleout_bad_peer_input_is_refused_and_counted() {
     let _g = serial();
@@ -997,6 +1004,38 @@ for p in [b"", b"\x00", b"junk" * 10, b"\x20\x40\x03\x18" + b"\x00" * 20, b"\xff
     let show = ctl.ok("show bgp --json");
     println!("{show}");
     assert!(ok, "junk BFD not counted: {show}");
+    // RFC 5881 §5: a valid packet from the peer with TTL 254 is dropped and counted and
+    // never reaches the session; the same packet with TTL 255 does. (IP_MINTTL would
+    // not do: Linux ignores it for UDP, as this test showed.)
+    let valid = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[1]))
+s.bind(("10.99.0.1", 49201))
+s.sendto(struct.pack("!BBBBIIIII", 0x20, 0x40, 3, 24, 0x11223344, 0, 1000000, 1000000, 0),
+         ("10.99.0.11", 3784))
+"#;
+    let valid_path = lab.write("valid.py", valid);
+    let valid_s = valid_path.display().to_string();
+    lab.must("rtr", "python3", &[&valid_s, "254"]);
+    thread::sleep(Duration::from_millis(300));
+    let show = ctl.ok("show bgp --json");
+    assert!(
+        show.contains("\"bfd\":{\"state\":\"down\""),
+        "TTL 254 reached the session: {show}"
+    );
+    assert!(show.contains("\"received\":0,"), "{show}");
+    assert_eq!(stat(&show, "bfd_ttl"), 1, "{show}");
+    lab.must("rtr", "python3", &[&valid_s, "255"]);
+    let ok = wait_until(Duration::from_secs(3), || {
+        ctl.ok("show bgp --json")
+            .contains("\"bfd\":{\"state\":\"init\"")
+    });
+    assert!(
+        ok,
+        "TTL 255 did not reach the session: {}",
+        ctl.ok("show bgp --json")
+    );
     let config = ctl.ok("show config --json");
     assert!(config.contains("\"bgp_as\":65001"), "{config}");
     assert!(
@@ -1015,4 +1054,142 @@ for p in [b"", b"\x00", b"junk" * 10, b"\x20\x40\x03\x18" + b"\x00" * 20, b"\xff
     .expect("client");
     assert_eq!(body.as_deref(), Ok("srv1"), "{}", lb.log());
     assert!(!lb.log().contains("panicked"), "{}", lb.log());
+}
+
+/// Reads one BGP message (type, body) within the socket's read timeout.
+fn bgp_read(s: &mut TcpStream) -> Result<(u8, Vec<u8>), String> {
+    let mut head = [0u8; 19];
+    s.read_exact(&mut head)
+        .map_err(|e| format!("header: {e}"))?;
+    if head[..16] != [0xff; 16] {
+        return Err("bad marker".into());
+    }
+    let len = usize::from(u16::from_be_bytes([head[16], head[17]]));
+    let mut body = vec![0u8; len.saturating_sub(19)];
+    s.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
+    Ok((head[18], body))
+}
+
+/// The next UPDATE, skipping KEEPALIVEs (bounded).
+fn bgp_next_update(s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    for _ in 0..20 {
+        match bgp_read(s)? {
+            (2, body) => return Ok(body),
+            (4, _) => continue,
+            (t, body) => return Err(format!("unexpected type {t}: {body:?}")),
+        }
+    }
+    Err("no UPDATE among 20 messages".into())
+}
+
+fn bgp_msg(t: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(t);
+    m.extend_from_slice(body);
+    m
+}
+
+/// Without root or BIRD: a fake router on loopback sees the whole life of a session
+/// from `fulcrum serve` itself: OPEN, the announcement with our NEXT_HOP, `disable`
+/// withdrawing and `enable` announcing again, then on SIGTERM the GRACEFUL_SHUTDOWN
+/// re-announcement, the withdrawal and the close. `--check none`, so nothing but the
+/// component's own deadlines wakes the loop.
+#[test]
+fn scaleout_session_life_against_a_fake_router() {
+    let _g = serial();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let backend = common::Backend::start(common::says("node"));
+    let sock = std::env::temp_dir().join(format!("fulcrum-bgp-{}.sock", std::process::id()));
+    let sock_s = sock.display().to_string();
+    let peer = format!("127.0.0.1:{port},as=65000,hold=3s");
+    let started = Instant::now();
+    let (mut p, _) = common::start_fulcrum(
+        &[backend.addr],
+        &[
+            "--check",
+            "none",
+            "--bgp-as",
+            "65001",
+            "--bgp-peer",
+            &peer,
+            "--announce",
+            "10.0.0.0/24",
+            "--control",
+            &sock_s,
+            "--bgp-shutdown-delay",
+            "1s",
+        ],
+    );
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut s = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("fulcrum did not connect: {e}\n{}", p.log()),
+        }
+    };
+    let connect_after = started.elapsed();
+    s.set_nonblocking(false).expect("blocking");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let (t, open) = bgp_read(&mut s).expect("OPEN");
+    assert_eq!(t, 1, "{open:?}");
+    assert_eq!(open[0], 4, "version");
+    assert_eq!(u16::from_be_bytes([open[3], open[4]]), 3, "hold offered");
+    // Our OPEN: version 4, AS 65000, hold 3, id 10.99.0.1, no parameters; KEEPALIVE.
+    let mut ours = vec![4u8];
+    ours.extend_from_slice(&65000u16.to_be_bytes());
+    ours.extend_from_slice(&3u16.to_be_bytes());
+    ours.extend_from_slice(&[10, 99, 0, 1, 0]);
+    s.write_all(&bgp_msg(1, &ours)).expect("send OPEN");
+    s.write_all(&bgp_msg(4, &[])).expect("send KEEPALIVE");
+    let announce = bgp_next_update(&mut s).expect("announcement");
+    assert!(announce.ends_with(&[24, 10, 0, 0]), "{announce:?}");
+    assert!(
+        announce.windows(7).any(|w| w == [0x40, 3, 4, 127, 0, 0, 1]),
+        "NEXT_HOP 127.0.0.1: {announce:?}"
+    );
+    let ctl = Ctl::new(&sock);
+    ctl.ok("disable");
+    let withdraw = bgp_next_update(&mut s).expect("withdrawal");
+    assert_eq!(withdraw, vec![0, 4, 24, 10, 0, 0, 0, 0], "{withdraw:?}");
+    ctl.ok("enable");
+    let again = bgp_next_update(&mut s).expect("announced again");
+    assert!(again.ends_with(&[24, 10, 0, 0]), "{again:?}");
+    // Keepalives both ways keep the session up past the hold time (3 s).
+    for _ in 0..4 {
+        thread::sleep(Duration::from_millis(900));
+        s.write_all(&bgp_msg(4, &[])).expect("keepalive");
+    }
+    assert!(ctl.ok("show bgp").contains("established"));
+    p.signal(Signal::SIGTERM);
+    let gshut = bgp_next_update(&mut s).expect("graceful shutdown");
+    assert!(
+        gshut.windows(4).any(|w| w == [0xff, 0xff, 0, 0]) && gshut.ends_with(&[24, 10, 0, 0]),
+        "GRACEFUL_SHUTDOWN: {gshut:?}"
+    );
+    let t_gshut = Instant::now();
+    let gone = bgp_next_update(&mut s).expect("withdrawal on stop");
+    assert_eq!(gone, vec![0, 4, 24, 10, 0, 0, 0, 0]);
+    let after = t_gshut.elapsed();
+    // Then the connection closes (EOF), and the process exits after its drain.
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log());
+    println!(
+        "fake router: connected {connect_after:?} after start; withdrawal {after:?} after the GRACEFUL_SHUTDOWN announcement"
+    );
+    // Sessions start on the first loop turn (1.01 s when they waited for another wake-up).
+    assert!(
+        connect_after < Duration::from_millis(500),
+        "{connect_after:?}"
+    );
+    assert!(
+        after >= Duration::from_millis(400) && after < Duration::from_millis(900),
+        "{after:?}"
+    );
+    let _ = std::fs::remove_file(&sock);
 }

@@ -16,7 +16,7 @@
 //! case-sensitive; see [`HELP`]):
 //! ```text
 //! show nodes [SERVICE] [--json]
-//! show services|stats|config [--json]
+//! show services|stats|config|bgp [--json]
 //! add node ADDR [weight 0..=256] [backup]
 //! remove node ADDR
 //! set weight ADDR 0..=256

@@ -1,8 +1,8 @@
 //! The BFD shell: the UDP sockets of RFC 5881 single-hop BFD and the sessions they
 //! carry, one per BGP peer that asked for `bfd`.
 //!
-//! What it owns: the receive socket on UDP 3784 (with `IP_MINTTL` 255, so the kernel
-//! drops any packet that did not come from a neighbour one hop away, RFC 5881 §5),
+//! What it owns: the receive socket on UDP 3784 (with `IP_RECVTTL`: a packet whose TTL
+//! is not 255 did not come from a neighbour one hop away and is dropped, RFC 5881 §5),
 //! the send socket (TTL 255, one source port in 49152–65535 for every session, §4),
 //! demultiplexing a datagram to its session ([`demux`]: by your-discriminator, or by
 //! the source address while that is zero, RFC 5880 §6.8.6), and the counters of
@@ -42,6 +42,8 @@ pub struct LinkCounters {
     pub malformed: u64,
     /// Valid, but no session matches the discriminator or the source.
     pub unknown: u64,
+    /// Received with a TTL other than 255 (RFC 5881 §5), or without a TTL.
+    pub ttl: u64,
 }
 
 /// The sockets and sessions.
@@ -79,8 +81,8 @@ impl BfdLink {
     ) -> io::Result<BfdLink> {
         let rx = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BFD_PORT))
             .map_err(|e| io::Error::new(e.kind(), format!("BFD: bind UDP {BFD_PORT}: {e}")))?;
-        crate::sys::ttl::set_min_ttl(&rx, 255)
-            .map_err(|e| io::Error::new(e.kind(), format!("BFD: IP_MINTTL: {e}")))?;
+        crate::sys::ttl::set_recv_ttl(&rx)
+            .map_err(|e| io::Error::new(e.kind(), format!("BFD: IP_RECVTTL: {e}")))?;
         rx.set_nonblocking(true)?;
         let tx = bind_source_port(seed)?;
         tx.set_ttl(255)?;
@@ -119,7 +121,7 @@ impl BfdLink {
     pub fn on_readable(&mut self, now: Duration) {
         let mut buf = [0u8; 512];
         for _ in 0..MAX_READS {
-            let (n, src) = match self.rx.recv_from(&mut buf) {
+            let (n, src, ttl) = match crate::sys::ttl::recv_from_ttl(&self.rx, &mut buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -128,6 +130,12 @@ impl BfdLink {
                     return;
                 }
             };
+            if ttl != Some(255) {
+                // RFC 5881 §5: MUST be discarded.
+                self.counters.ttl += 1;
+                debug!(target: "fulcrum::bfd", "dropped a datagram from {src} with TTL {ttl:?} (not 255)");
+                continue;
+            }
             self.on_datagram(buf.get(..n).unwrap_or_default(), src, now);
         }
     }

@@ -85,6 +85,8 @@ pub struct ScaleoutDriver {
     stop_until: Option<Instant>,
     /// First token of the range [`Component::register`] gave.
     base: usize,
+    /// The sessions were started (on the first tick).
+    started: bool,
 }
 
 /// The local IPv4 address the kernel would use towards `peer` (a connected UDP socket
@@ -188,6 +190,7 @@ impl ScaleoutDriver {
             netlink: None,
             stop_until: None,
             base: 0,
+            started: false,
         };
         if own_addresses {
             driver.add_to_lo()?;
@@ -222,10 +225,14 @@ impl ScaleoutDriver {
                     self.on_lo.push(vip);
                 }
                 Err(e) => {
+                    // Leave lo as it was: the process is not starting.
+                    for added in self.on_lo.drain(..) {
+                        let _ = nl.remove(added);
+                    }
                     return Err(io::Error::new(
                         e.kind(),
                         format!("--announce {p}: adding it to lo: {e}"),
-                    ))
+                    ));
                 }
             }
         }
@@ -369,7 +376,30 @@ impl ScaleoutDriver {
             peers,
             bfd_malformed: link.map_or(0, |l| l.counters.malformed),
             bfd_unknown: link.map_or(0, |l| l.counters.unknown),
+            bfd_ttl: link.map_or(0, |l| l.counters.ttl),
         });
+    }
+}
+
+impl ScaleoutDriver {
+    /// Removes the /32s this process added to `lo`.
+    fn release_addresses(&mut self) {
+        if let Some(nl) = self.netlink.as_mut() {
+            for vip in self.on_lo.drain(..) {
+                match nl.remove(vip) {
+                    Ok(_) => info!(target: "fulcrum::bgp", "removed {vip} from lo"),
+                    Err(e) => warn!(target: "fulcrum::bgp", "removing {vip} from lo: {e}"),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ScaleoutDriver {
+    /// A start that fails after this component was built (a listener that cannot
+    /// bind) never reaches `on_shutdown`: release the addresses here too.
+    fn drop(&mut self) {
+        self.release_addresses();
     }
 }
 
@@ -378,10 +408,6 @@ impl Component for ScaleoutDriver {
         self.base = base;
         if let Some(link) = self.bfd.as_mut() {
             registry.register(link.rx(), Token(base + BFD_TOKEN), Interest::READABLE)?;
-        }
-        let now = self.now(Instant::now());
-        for p in &mut self.peers {
-            p.session.start(now);
         }
         Ok(())
     }
@@ -402,6 +428,14 @@ impl Component for ScaleoutDriver {
 
     fn on_tick(&mut self, plane: &mut Plane, registry: &Registry, at: Instant) {
         let now = self.now(at);
+        if !self.started {
+            // ManualStart (RFC 4271 §8.1.2) on the first turn of the loop, whose
+            // deadline asked for that turn at once.
+            self.started = true;
+            for p in &mut self.peers {
+                p.session.start(now);
+            }
+        }
         for p in &mut self.peers {
             if p.session.poll_timeout().is_some_and(|t| t <= now) {
                 p.session.on_timeout(now);
@@ -421,6 +455,9 @@ impl Component for ScaleoutDriver {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        if !self.started {
+            return Some(self.epoch);
+        }
         let sessions = self.peers.iter().filter_map(|p| p.session.poll_timeout());
         let bfd = self.bfd.as_ref().and_then(|l| l.poll_timeout());
         sessions
@@ -458,13 +495,6 @@ impl Component for ScaleoutDriver {
                 let _ = c.stream.shutdown(std::net::Shutdown::Both);
             }
         }
-        if let Some(nl) = self.netlink.as_mut() {
-            for vip in self.on_lo.drain(..) {
-                match nl.remove(vip) {
-                    Ok(_) => info!(target: "fulcrum::bgp", "removed {vip} from lo"),
-                    Err(e) => warn!(target: "fulcrum::bgp", "removing {vip} from lo: {e}"),
-                }
-            }
-        }
+        self.release_addresses();
     }
 }

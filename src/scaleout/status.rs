@@ -80,6 +80,8 @@ pub struct BgpStatus {
     pub bfd_malformed: u64,
     /// BFD datagrams with no matching session.
     pub bfd_unknown: u64,
+    /// BFD datagrams received with a TTL other than 255.
+    pub bfd_ttl: u64,
 }
 
 impl BgpStatus {
@@ -133,8 +135,8 @@ impl BgpStatus {
         }
         let _ = write!(
             out,
-            "bfd datagrams dropped: {} malformed, {} without session",
-            self.bfd_malformed, self.bfd_unknown
+            "bfd datagrams dropped: {} malformed, {} without session, {} with TTL != 255",
+            self.bfd_malformed, self.bfd_unknown, self.bfd_ttl
         );
         out
     }
@@ -184,7 +186,7 @@ impl BgpStatus {
             ));
         }
         format!(
-            "{{\"local_as\":{},\"router_id\":{},\"prefixes\":[{}],\"announcing\":{},\"reason\":{},\"usable\":{},\"min_healthy\":{},\"peers\":[{}],\"bfd_malformed\":{},\"bfd_unknown\":{}}}",
+            "{{\"local_as\":{},\"router_id\":{},\"prefixes\":[{}],\"announcing\":{},\"reason\":{},\"usable\":{},\"min_healthy\":{},\"peers\":[{}],\"bfd_malformed\":{},\"bfd_unknown\":{},\"bfd_ttl\":{}}}",
             self.local_as,
             q(&self.router_id),
             prefixes.join(","),
@@ -194,7 +196,8 @@ impl BgpStatus {
             self.min_healthy,
             peers.join(","),
             self.bfd_malformed,
-            self.bfd_unknown
+            self.bfd_unknown,
+            self.bfd_ttl
         )
     }
 }
@@ -348,6 +351,11 @@ impl BgpStatus {
                 "fulcrum_bfd_datagrams_dropped_total{{reason=\"no_session\"}} {}",
                 self.bfd_unknown
             );
+            let _ = writeln!(
+                out,
+                "fulcrum_bfd_datagrams_dropped_total{{reason=\"ttl\"}} {}",
+                self.bfd_ttl
+            );
         }
     }
 }
@@ -391,6 +399,7 @@ mod tests {
             }],
             bfd_malformed: 1,
             bfd_unknown: 2,
+            bfd_ttl: 3,
         };
         let t = s.text(now);
         assert!(t.contains("peer 10.0.0.1:179 as 65000: established for 0s, hold 9s, 1 prefixes"));
@@ -399,7 +408,7 @@ mod tests {
         assert!(j.contains("\"state\":\"established\",\"uptime_s\":0,\"hold_s\":9"));
         assert!(j.contains("\"last_error\":\"peer sent \\\"x\\\"\""));
         assert!(j.contains("\"detection_ms\":300"));
-        assert!(j.ends_with("\"bfd_malformed\":1,\"bfd_unknown\":2}"));
+        assert!(j.ends_with("\"bfd_malformed\":1,\"bfd_unknown\":2,\"bfd_ttl\":3}"));
         let mut m = String::new();
         s.prometheus(&mut m);
         assert!(
