@@ -33,6 +33,8 @@ use nix::sys::signal::Signal;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 100, 100);
 const RTR: &str = "10.99.0.1";
+/// The service port of the direct-mode test (the nodes' nginx holds port 80).
+const DR_PORT: u16 = 9000;
 
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -83,7 +85,7 @@ impl Ecmp {
     /// Builds the lab with `n` distributor namespaces (not started).
     fn new(n: usize) -> Ecmp {
         let mut hosts = vec![("rtr", 1u8), ("client", 10), ("srv1", 21), ("srv2", 22)];
-        let names = ["lb1", "lb2", "lb3"];
+        let names = ["lb1", "lb2", "lb3", "lb4"];
         for (i, name) in names.iter().enumerate().take(n) {
             hosts.push((name, 11 + i as u8));
         }
@@ -235,6 +237,54 @@ impl Ecmp {
             &sock,
         ];
         args.extend(spec.extra.iter().map(String::as_str));
+        let p = self.lab.spawn(&name, bin(), &args, &[("RUST_LOG", "info")]);
+        let ok = wait_until(Duration::from_secs(5), || {
+            std::path::Path::new(&sock).exists()
+        });
+        assert!(ok, "{name} did not start: {}", p.log());
+        self.lbs[i] = Some(p);
+    }
+
+    /// Starts fulcrum in direct mode on lb`i+1`: the VIP is not local (the router sends
+    /// its frames to this host's MAC), the nodes answer the client themselves, and every
+    /// distributor has the same nodes and Maglev seed, so each makes the same choice.
+    fn start_direct_lb(&mut self, i: usize) {
+        let name = format!("lb{}", i + 1);
+        let peer = format!("{RTR},as=65000,hold=9s");
+        let sock = self.ctl_path(i);
+        let listen = format!("{VIP}:{DR_PORT}");
+        let announce = format!("{VIP}/32");
+        let b1 = format!("10.99.0.21:{DR_PORT}");
+        let b2 = format!("10.99.0.22:{DR_PORT}");
+        let args = [
+            "serve",
+            "--mode",
+            "direct",
+            "--interface",
+            "eth0",
+            "--listen",
+            &listen,
+            "--backend",
+            &b1,
+            "--backend",
+            &b2,
+            "--hash-seed",
+            "7",
+            "--check",
+            "tcp",
+            "--check-interval",
+            "200ms",
+            "--bgp-as",
+            "65001",
+            "--bgp-peer",
+            &peer,
+            "--announce",
+            &announce,
+            "--announce-hold-down",
+            "0s",
+            "--control",
+            &sock,
+        ];
         let p = self.lab.spawn(&name, bin(), &args, &[("RUST_LOG", "info")]);
         let ok = wait_until(Duration::from_secs(5), || {
             std::path::Path::new(&sock).exists()
@@ -726,6 +776,145 @@ fn scaleout_established_flows_across_a_planned_removal() {
         "{survived} < lb1's {}",
         per_lb[0]
     );
+}
+
+/// A node's slow sender for the direct-mode test, in `ns`: on 0.0.0.0:`DR_PORT`, each
+/// client sends one seed byte and gets `len` bytes of `pattern(seed)`, 16 KiB every
+/// 40 ms. Accepts until `until`.
+fn slow_sender(ns: String, len: usize, until: Instant) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        enter_ns(&ns);
+        let l = std::net::TcpListener::bind(("0.0.0.0", DR_PORT)).expect("bind node port");
+        l.set_nonblocking(true).expect("nonblocking");
+        while Instant::now() < until {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                        let mut seed = [0u8; 1];
+                        // A health check connects and closes: nothing to send.
+                        if s.read_exact(&mut seed).is_err() {
+                            return;
+                        }
+                        let data = common::pattern(u64::from(seed[0]), len);
+                        for chunk in data.chunks(16 * 1024) {
+                            if s.write_all(chunk).is_err() {
+                                return;
+                            }
+                            thread::sleep(Duration::from_millis(40));
+                        }
+                    });
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    })
+}
+
+/// Test 5: direct mode. Eight long-lived, rate-limited transfers spread over three
+/// distributors; one is killed mid-transfer, then a fourth joins. Every distributor has
+/// the same nodes and Maglev seed, so a flow that ECMP moves to a distributor that has
+/// never seen it gets the same node (the Maglev choice for a mid-flow packet): all eight
+/// finish byte-exact.
+#[test]
+fn scaleout_direct_mode_flows_survive_a_distributor_leaving_and_joining() {
+    let _g = serial();
+    if !have_bird() {
+        return;
+    }
+    let mut e = Ecmp::new(4);
+    // The nodes own the VIP on lo (never answering ARP for it) and answer the client
+    // through the router.
+    for srv in ["srv1", "srv2"] {
+        e.lab.must(srv, "ip", &["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+        e.lab.must(srv, "sysctl", &["-qw", "net.ipv4.conf.all.arp_ignore=1"]);
+        e.lab.must(srv, "sysctl", &["-qw", "net.ipv4.conf.all.arp_announce=2"]);
+        e.lab.must(srv, "ip", &["route", "add", "default", "via", RTR]);
+    }
+    const LEN: usize = 3 << 20; // 192 chunks of 16 KiB, 40 ms apart: ≈ 8 s each
+    let until = Instant::now() + Duration::from_secs(60);
+    let senders = [
+        slow_sender(e.lab.ns("srv1"), LEN, until),
+        slow_sender(e.lab.ns("srv2"), LEN, until),
+    ];
+    for i in 0..3 {
+        e.start_direct_lb(i);
+    }
+    assert!(
+        e.wait_hops(3, Duration::from_secs(15)),
+        "three next hops expected, got {:?}\n{}",
+        e.next_hops(),
+        e.logs()
+    );
+    let ns = e.lab.ns("client");
+    let transfers: Vec<thread::JoinHandle<Result<(), String>>> = (1..=8u8)
+        .map(|seed| {
+            let ns = ns.clone();
+            thread::spawn(move || {
+                enter_ns(&ns);
+                let addr = SocketAddr::V4(SocketAddrV4::new(VIP, DR_PORT));
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    .map_err(|e| format!("flow {seed}: connect: {e}"))?;
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                s.write_all(&[seed]).map_err(|e| format!("flow {seed}: {e}"))?;
+                let mut got = Vec::with_capacity(LEN);
+                let r = s.read_to_end(&mut got);
+                if got.len() != LEN || got != common::pattern(u64::from(seed), LEN) {
+                    return Err(format!(
+                        "flow {seed}: {} of {LEN} bytes, {} ({r:?})",
+                        got.len(),
+                        if got == common::pattern(u64::from(seed), got.len()) {
+                            "what came was right"
+                        } else {
+                            "corrupt"
+                        }
+                    ));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    // Let the flows start, then kill the distributor that carries the most of them.
+    thread::sleep(Duration::from_secs(2));
+    let flows: Vec<u64> = (0..3)
+        .map(|i| stat(&e.ctl(i).ok("show stats --json"), "direct_flows"))
+        .collect();
+    let victim_i = (0..3).max_by_key(|&i| flows[i]).unwrap_or(0);
+    let victim = e.lbs[victim_i].take().expect("started");
+    let victim_ip = format!("10.99.0.{}", 11 + victim_i);
+    let t0 = Instant::now();
+    e.lab.signal(&victim, Signal::SIGKILL);
+    assert!(
+        e.time_until_gone(&victim_ip, t0, Duration::from_secs(5)).is_some(),
+        "the killed distributor's next hop stayed"
+    );
+    // A fourth distributor joins while the transfers run.
+    thread::sleep(Duration::from_secs(1));
+    e.start_direct_lb(3);
+    assert!(
+        e.wait_hops(3, Duration::from_secs(15)),
+        "the fourth distributor did not join: {:?}\n{}",
+        e.next_hops(),
+        e.logs()
+    );
+    let results: Vec<Result<(), String>> = transfers
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|_| Err("panicked".into())))
+        .collect();
+    let joined: Vec<u64> = [0usize, 1, 2, 3]
+        .iter()
+        .filter(|&&i| i != victim_i)
+        .map(|&i| stat(&e.ctl(i).ok("show stats --json"), "direct_flows_created"))
+        .collect();
+    println!(
+        "direct mode: flows per distributor before the kill {flows:?}, killed lb{}; flows created since on the others {joined:?}",
+        victim_i + 1
+    );
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:?}\n{}", e.logs());
+    assert!(flows[victim_i] > 0, "the killed distributor carried no flow: {flows:?}");
+    drop(senders);
 }
 
 /// Test 6: all nodes down → every distributor withdraws; nodes back → announced again
