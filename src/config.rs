@@ -23,6 +23,7 @@ use crate::health::http::StatusSet;
 use crate::health::interval::IntervalPolicy;
 use crate::health::state::Thresholds;
 use crate::pool::NodeSpec;
+use crate::rollout::config::{HookArgs, HookConfig};
 use crate::scheduler::SchedulerKind;
 
 /// `fulcrum demo` flags.
@@ -196,6 +197,9 @@ pub struct ServeArgs {
     /// Failover (primary/backup pair): on when `--vip` is given.
     #[command(flatten)]
     pub ha: HaArgs,
+    /// Declared hooks, the only commands a rollout may run.
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 fn parse_statuses(s: &str) -> Result<StatusSet, String> {
@@ -390,6 +394,8 @@ pub struct ServeConfig {
     pub ha: Option<HaConfig>,
     /// `--access-log`: one info line per closed connection (proxy mode).
     pub access_log: bool,
+    /// `--hook`, `--hook-timeout`: what a rollout may run.
+    pub hooks: HookConfig,
 }
 
 /// A configuration the operator must fix: a flag's value, or flags that do not go
@@ -511,6 +517,7 @@ impl ServeConfig {
             );
         }
         let ha = HaConfig::from_args(a.ha, a.interface.clone())?;
+        let hooks = HookConfig::from_args(a.hooks)?;
         if let (Some(h), ForwardMode::Direct(d)) = (&ha, &mode) {
             // In direct mode the VIP is never a local address: failover switches the
             // data plane's ARP answering instead, so the VIP must be the one it serves.
@@ -637,6 +644,7 @@ impl ServeConfig {
             notify_timeout: a.notify_timeout,
             ha,
             access_log: a.access_log,
+            hooks,
         })
     }
 

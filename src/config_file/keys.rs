@@ -118,6 +118,9 @@ pub(crate) const KEYS: &[Key] = &[
     ),
     key("ha-key-file", Global, Value),
     key("ha-group", Global, Value),
+    // Rolling maintenance.
+    key("hook", Global, List),
+    key("hook-timeout", Global, Value),
     // One service.
     key("listen", Service, List),
     key("backend", Service, List),
