@@ -140,6 +140,9 @@ pub struct Plane {
     pub listeners: Vec<(usize, std::os::fd::OwnedFd)>,
     /// `shutdown` ran on the control socket: drain and exit, as on SIGTERM.
     pub stop_requested: bool,
+    /// Rolling maintenance: the operator's requests (from the control component) and the
+    /// status the rollout component publishes.
+    pub rollout: crate::rollout::board::Board,
 }
 
 impl Plane {
@@ -169,6 +172,7 @@ impl Plane {
             reloader: None,
             listeners,
             stop_requested: false,
+            rollout: crate::rollout::board::Board::default(),
         }
     }
 

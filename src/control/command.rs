@@ -23,6 +23,9 @@
 //! set state ADDR ready|drain|maint
 //! set scheduler rr|wrr|lc|wlc|maglev
 //! wait drained ADDR [TIMEOUT]        TIMEOUT: 200ms, 2s, 1.5s, 1m
+//! rollout start hook NAME [service S] [batch N] [min-ready N]
+//!               [healthy-timeout DUR] [drain-timeout DUR]
+//! rollout status [--json] | rollout abort | rollout resume
 //! disable | enable | help
 //! ```
 //! ADDR is `IP:PORT`, IPv6 as `[::1]:80`, optionally `SERVICE/ADDR`; host names are
@@ -35,10 +38,12 @@
 
 mod apply;
 mod framing;
+mod rollout;
 mod scope;
 
 pub use apply::{apply, ApplyError, Effect, NodeEntry, NodeTable};
 pub use framing::{LineBuffer, LineError, MAX_LINE};
+pub use rollout::{RolloutCommand, StartSpec};
 pub use scope::{parse_scoped, Scoped};
 
 use std::error::Error;
@@ -81,6 +86,14 @@ wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was 
                                      (TIMEOUT default 60s, e.g. 5m)
 disable [SERVICE]                    refuse new connections
 enable [SERVICE]                     distribute new connections again
+rollout start hook NAME [service S] [batch N] [min-ready N] [healthy-timeout DUR]
+        [drain-timeout DUR]          drain, run the declared hook, wait healthy, ready:
+                                     batch nodes at a time, never fewer than min-ready
+                                     usable (defaults: batch 1, min-ready 1, healthy-
+                                     timeout 60s, drain-timeout --deadline; socket only)
+rollout status [--json]              the last rollout, per node, with the hook's output
+rollout abort                        stop: nothing new starts, the current node stays maint
+rollout resume                       re-run the stopped nodes, then carry on (socket only)
 shutdown                             drain and exit, as on SIGTERM (control socket only)
 expose listeners                     hand the listeners to a reloading process (socket only)
 help                                 this text
@@ -156,6 +169,8 @@ pub enum Command {
         /// Give up after this long; `None` waits for the shell's default.
         timeout: Option<Duration>,
     },
+    /// `rollout start|status|abort|resume`
+    Rollout(RolloutCommand),
     /// `help`
     Help,
 }
@@ -173,6 +188,9 @@ impl Command {
                 | Command::Disable
                 | Command::Enable
                 | Command::SetScheduler(_)
+                | Command::Rollout(
+                    RolloutCommand::Start(_) | RolloutCommand::Abort | RolloutCommand::Resume
+                )
         )
     }
 }
@@ -214,6 +232,7 @@ impl fmt::Display for Command {
                     None => Ok(()),
                 }
             }
+            Command::Rollout(r) => r.fmt(f),
             Command::Help => f.write_str("help"),
         }
     }
@@ -311,6 +330,17 @@ pub enum ParseError {
         /// The command.
         command: &'static str,
     },
+    /// Not a hook's name.
+    BadHook(String),
+    /// Not a whole number in range.
+    BadNumber {
+        /// The command.
+        command: &'static str,
+        /// The option.
+        option: &'static str,
+        /// The rejected token.
+        value: String,
+    },
 }
 
 impl fmt::Display for ParseError {
@@ -374,6 +404,21 @@ impl fmt::Display for ParseError {
             ParseError::JsonNotAllowed { command } => {
                 write!(f, "{command}: \"--json\" is only accepted by show commands")
             }
+            ParseError::BadHook(h) => write!(
+                f,
+                "bad hook name {} (expected a declared hook's name: letters, digits, '-', '_', '.')",
+                Echo(h)
+            ),
+            ParseError::BadNumber {
+                command,
+                option,
+                value,
+            } => write!(
+                f,
+                "{command}: bad {option} {} (expected a whole number up to {})",
+                Echo(value),
+                rollout::MAX_COUNT
+            ),
         }
     }
 }
@@ -407,7 +452,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
     let (command, args) = command_name(first, rest)?;
 
     // `--json` is only meaningful as the very last token of a show command.
-    let is_show = command.starts_with("show ");
+    let is_show = command.starts_with("show ") || command == "rollout status";
     let (json, args) = match args.split_last() {
         Some((&"--json", init)) if is_show => (true, init),
         _ => (false, args),
@@ -420,6 +465,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         });
     }
 
+    if command == "rollout start" {
+        return rollout::parse_start(args);
+    }
     let mut args = Args {
         command,
         rest: args.iter(),
@@ -462,6 +510,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
             };
             Command::WaitDrained { addr, timeout }
         }
+        "rollout status" => Command::Rollout(RolloutCommand::Status { json }),
+        "rollout abort" => Command::Rollout(RolloutCommand::Abort),
+        "rollout resume" => Command::Rollout(RolloutCommand::Resume),
         "disable" => Command::Disable,
         "enable" => Command::Enable,
         // `command_name` returns only the names matched above, and "help".
@@ -503,6 +554,16 @@ fn command_name<'t, 'a>(
             "weight, state or scheduler",
         ),
         "wait" => ("wait", &[("drained", "wait drained")], "drained"),
+        "rollout" => (
+            "rollout",
+            &[
+                ("start", "rollout start"),
+                ("status", "rollout status"),
+                ("abort", "rollout abort"),
+                ("resume", "rollout resume"),
+            ],
+            "start, status, abort or resume",
+        ),
         _ => return Err(ParseError::UnknownCommand(first.to_owned())),
     };
     let (command, subs, expected) = table;

@@ -213,6 +213,11 @@ impl Executor {
             }
             Command::ShowConfig { json } => return Outcome::Reply(Reply::ok(config(plane, *json))),
             Command::Help => return Outcome::Reply(Reply::ok(command::HELP.trim_end())),
+            // Not a node change: never forwarded to the failover peer nor kept in the
+            // state file.
+            Command::Rollout(r) => {
+                return Outcome::Reply(crate::control::rollout::run(plane, r, who, now))
+            }
             _ => {}
         }
         let targets: Vec<usize> = match self.target(plane, cmd) {

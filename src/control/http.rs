@@ -264,6 +264,18 @@ fn command(
             &format!("`{line}` is allowed on the Unix control socket only (fulcrum ctl)"),
         );
     }
+    // Starting (or resuming) a rollout runs commands on the hosts: local operators only.
+    // Status and abort are allowed with the token, like any other command.
+    if let Ok(crate::control::command::Command::Rollout(
+        crate::control::command::RolloutCommand::Start(_)
+        | crate::control::command::RolloutCommand::Resume,
+    )) = crate::control::command::parse(line)
+    {
+        return error(
+            400,
+            "`rollout start` and `rollout resume` are allowed on the Unix control socket only (fulcrum ctl)",
+        );
+    }
     match exec.execute(plane, line, who, true, now) {
         Outcome::Reply(r) if r.ok => response(200, "text/plain", &format!("{}\n", r.body)),
         Outcome::Reply(r) => response(400, "text/plain", &format!("{}\n", r.body)),

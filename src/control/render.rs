@@ -35,7 +35,7 @@ pub fn json_escape(s: &str) -> String {
     out
 }
 
-fn push_json_escaped(out: &mut String, s: &str) {
+pub(crate) fn push_json_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -21,7 +21,9 @@
 //! refuses them), and a rollout's progress is not replicated to a failover peer; see
 //! `docs/maintenance.md`.
 
+pub mod board;
 pub mod config;
+pub mod driver;
 pub mod hook;
 pub mod machine;
 pub mod plan;

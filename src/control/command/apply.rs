@@ -235,6 +235,7 @@ pub fn apply(table: &NodeTable, cmd: &Command) -> Result<Effect, ApplyError> {
         | Command::ShowNodes { .. }
         | Command::ShowStats { .. }
         | Command::ShowConfig { .. }
+        | Command::Rollout(_)
         | Command::Help => Ok(Effect::None),
         Command::AddNode {
             addr,

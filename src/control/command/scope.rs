@@ -87,7 +87,7 @@ pub fn parse_scoped(line: &str) -> Result<Scoped, ParseError> {
 }
 
 /// A service word must look like a configuration's service name.
-fn check_service(s: &str) -> Result<(), ParseError> {
+pub(super) fn check_service(s: &str) -> Result<(), ParseError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_SERVICE
         && s.bytes()
