@@ -448,11 +448,7 @@ fn sighup_adds_and_removes_services_without_dropping_anything() {
     let config = ctl.ok("show config --json");
     assert!(config.contains("\"connect_timeout\":\"3s\""), "{config}");
     assert!(config.contains("\"check\":\"tcp\""), "{config}");
-    assert!(
-        p.log().contains("0 waiting for a restart"),
-        "{}",
-        p.log()
-    );
+    assert!(p.log().contains("0 waiting for a restart"), "{}", p.log());
     // TCP checks now run on web's nodes (their last check is shown).
     assert!(
         eventually(Duration::from_secs(5), || ctl
