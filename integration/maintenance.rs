@@ -1,4 +1,4 @@
-//! End-to-end tests of rolling maintenance (issue #13): a real fulcrum in front of real
+//! End-to-end tests of rolling maintenance and maintenance windows (issue #13): a real fulcrum in front of real
 //! nginx nodes (one nginx process per node, no master process, on loopback ports),
 //! declared hooks that restart a node's nginx, and `fulcrum ctl rollout …`.
 //!
@@ -204,6 +204,22 @@ fn distributor(nodes: &Nodes, sock: &str) -> (Proc, SocketAddr, Ctl) {
         ctl.run("show nodes").1
     );
     (p, addr, ctl)
+}
+
+/// A number field of `addr`'s object in `show nodes --json`.
+fn node_num(ctl: &Ctl, addr: SocketAddr, key: &str) -> u64 {
+    let out = ctl.ok("show nodes --json");
+    let at = out
+        .find(&format!("\"addr\":\"{addr}\""))
+        .expect("node listed");
+    let rest = &out[at..];
+    let k = rest.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+    rest[k..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
 }
 
 /// Nodes the scheduler may pick now, from `show nodes --json`.
@@ -486,4 +502,110 @@ fn min_ready_waits_while_the_pool_is_too_thin() {
         ctl.ok("rollout status")
     );
     assert_eq!(nodes.restarts(), addrs);
+}
+
+#[test]
+fn a_maintenance_window_empties_the_node_keeps_it_out_and_gives_it_back() {
+    let nodes = Nodes::new("w", 2);
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let hook = nodes.hook_flag();
+    let (p, addr) = start_fulcrum(
+        &nodes.addrs(),
+        &[
+            "--control",
+            &sock,
+            "--check",
+            "http:/",
+            "--check-interval",
+            "100ms",
+            "--check-fast-interval",
+            "100ms",
+            "--check-down-interval",
+            "100ms",
+            "--check-timeout",
+            "90ms",
+            "--rise",
+            "2",
+            "--fall",
+            "1",
+            "--hook",
+            &hook,
+            // Windows are drained this long ahead of their opening.
+            "--deadline",
+            "1s",
+        ],
+    );
+    let ctl = Ctl::new(&sock);
+    assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
+    let b = nodes.addrs()[1];
+
+    // Two idle connections through fulcrum: round-robin puts one on each node.
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    assert!(eventually(Duration::from_secs(2), || node_num(
+        &ctl, b, "active"
+    ) == 1));
+
+    let t0 = Instant::now();
+    let out = ctl.ok(&format!("set state {b} maint at +3s for 3s"));
+    assert!(
+        out.contains(&format!("node {b}: maint window in 3.0s for 3s")),
+        "{out}"
+    );
+    let (code, _, err) = ctl.run(&format!("set state {b} maint at +9s"));
+    assert_eq!(code, 1);
+    assert!(err.contains("has a maintenance window already"), "{err}");
+    let shown = ctl.ok("show nodes");
+    assert!(shown.contains("maint window in"), "{shown}");
+    assert_eq!(admin(&ctl, b), "ready", "drained only --deadline ahead");
+
+    // Drained ahead (from 2 s), still holding the idle flow; at the opening it is
+    // empty and in maint.
+    assert!(eventually(Duration::from_secs(3), || admin(&ctl, b) == "drain"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1800),
+        "drained too early: {:?}",
+        t0.elapsed()
+    );
+    assert!(eventually(Duration::from_secs(3), || admin(&ctl, b) == "maint"));
+    let opened = t0.elapsed();
+    assert!(
+        opened >= Duration::from_millis(2900),
+        "opened at {opened:?}"
+    );
+    assert!(eventually(Duration::from_millis(500), || node_num(
+        &ctl, b, "active"
+    ) == 0));
+    let shown = ctl.ok("show nodes");
+    assert!(shown.contains("maint window open"), "{shown}");
+
+    // No new flow reaches it during the window.
+    let total = node_num(&ctl, b, "total");
+    let bodies: Vec<String> = (0..20).filter_map(|_| get(addr)).collect();
+    assert_eq!(bodies.len(), 20);
+    assert!(bodies.iter().all(|b| b == "node0"), "{bodies:?}");
+    assert_eq!(node_num(&ctl, b, "total"), total);
+
+    // Back after it.
+    assert!(eventually(Duration::from_secs(5), || admin(&ctl, b) == "ready"));
+    let closed = t0.elapsed();
+    assert!(
+        closed >= Duration::from_millis(5900),
+        "closed at {closed:?}"
+    );
+    assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 2));
+    let bodies: Vec<String> = (0..10).filter_map(|_| get(addr)).collect();
+    assert!(bodies.iter().any(|b| b == "node1"), "{bodies:?}");
+    assert!(!ctl.ok("show nodes").contains("maint window"));
+    eprintln!("window: opened at {opened:?}, closed at {closed:?}");
+    drop(idle);
+
+    // A window cancelled after it began puts the node back at once.
+    ctl.ok(&format!("set state {b} maint at +0s"));
+    assert!(eventually(Duration::from_secs(2), || admin(&ctl, b) == "maint"));
+    let out = ctl.ok(&format!("cancel maint {b}"));
+    assert!(out.contains("cancelled; ready again"), "{out}");
+    assert!(eventually(Duration::from_secs(2), || admin(&ctl, b) == "ready"));
+    let (code, _, err) = ctl.run(&format!("cancel maint {b}"));
+    assert_eq!(code, 1, "{err}");
+    assert!(p.log().contains("maint window"), "{}", p.log());
 }

@@ -21,6 +21,8 @@
 //! remove node ADDR
 //! set weight ADDR 0..=256
 //! set state ADDR ready|drain|maint
+//! set state ADDR maint at TIME [for DUR]   TIME: +DUR or YYYY-MM-DDTHH:MM:SSZ
+//! cancel maint ADDR
 //! set scheduler rr|wrr|lc|wlc|maglev
 //! wait drained ADDR [TIMEOUT]        TIMEOUT: 200ms, 2s, 1.5s, 1m
 //! rollout start hook NAME [service S] [batch N] [min-ready N]
@@ -54,6 +56,7 @@ use std::time::Duration;
 use crate::control::snapshot::AdminState;
 use crate::duration::format_duration;
 pub use crate::duration::{parse_duration, DurationError};
+pub use crate::rollout::window::At;
 pub use crate::scheduler::SchedulerKind;
 
 /// Largest weight a node may have; 0 is allowed and means "no new flows",
@@ -80,6 +83,11 @@ add node ADDR [weight N] [backup]    add a node (weight 0..=256, default 1)
 remove node ADDR                     stop new flows, remove once idle
 set weight ADDR N                    set weight 0..=256 (0 = no new flows)
 set state ADDR ready|drain|maint     set the admin state (ready cancels a removal)
+set state ADDR maint at TIME [for DUR]
+                                     a maintenance window: drained ahead (--deadline),
+                                     maint from TIME (+10m, or 2026-12-01T02:00:00Z UTC),
+                                     ready again after DUR
+cancel maint ADDR                    drop the window (ready again if it began)
 set scheduler [SERVICE] rr|wrr|lc|wlc|maglev
                                      switch the scheduling algorithm
 wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was removed
@@ -171,6 +179,20 @@ pub enum Command {
     },
     /// `rollout start|status|abort|resume`
     Rollout(RolloutCommand),
+    /// `set state ADDR maint at TIME [for DUR]`: a maintenance window.
+    ScheduleMaint {
+        /// The node.
+        addr: SocketAddr,
+        /// When the window opens.
+        at: At,
+        /// How long it stays open; `None`: until the node is set ready.
+        length: Option<Duration>,
+    },
+    /// `cancel maint ADDR`: drop the node's window (ready again if it began).
+    CancelMaint {
+        /// The node.
+        addr: SocketAddr,
+    },
     /// `help`
     Help,
 }
@@ -188,6 +210,8 @@ impl Command {
                 | Command::Disable
                 | Command::Enable
                 | Command::SetScheduler(_)
+                | Command::ScheduleMaint { .. }
+                | Command::CancelMaint { .. }
                 | Command::Rollout(
                     RolloutCommand::Start(_) | RolloutCommand::Abort | RolloutCommand::Resume
                 )
@@ -233,6 +257,14 @@ impl fmt::Display for Command {
                 }
             }
             Command::Rollout(r) => r.fmt(f),
+            Command::ScheduleMaint { addr, at, length } => {
+                write!(f, "set state {addr} maint at {at}")?;
+                match length {
+                    Some(l) => write!(f, " for {}", format_duration(*l)),
+                    None => Ok(()),
+                }
+            }
+            Command::CancelMaint { addr } => write!(f, "cancel maint {addr}"),
             Command::Help => f.write_str("help"),
         }
     }
@@ -332,6 +364,15 @@ pub enum ParseError {
     },
     /// Not a hook's name.
     BadHook(String),
+    /// Not a window's opening time.
+    BadTime {
+        /// The command.
+        command: &'static str,
+        /// The rejected token.
+        value: String,
+        /// What was expected.
+        why: String,
+    },
     /// Not a whole number in range.
     BadNumber {
         /// The command.
@@ -404,6 +445,11 @@ impl fmt::Display for ParseError {
             ParseError::JsonNotAllowed { command } => {
                 write!(f, "{command}: \"--json\" is only accepted by show commands")
             }
+            ParseError::BadTime {
+                command,
+                value,
+                why,
+            } => write!(f, "{command}: bad time {}: {why}", Echo(value)),
             ParseError::BadHook(h) => write!(
                 f,
                 "bad hook name {} (expected a declared hook's name: letters, digits, '-', '_', '.')",
@@ -490,8 +536,32 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
                 command,
                 value: value.to_owned(),
             })?;
-            Command::SetState { addr, state }
+            match args.rest.as_slice().first() {
+                Some(&"at") if state == AdminState::Maint => {
+                    args.rest.next();
+                    let value = args.required("time")?;
+                    let at = At::parse(value).map_err(|why| ParseError::BadTime {
+                        command,
+                        value: value.to_owned(),
+                        why,
+                    })?;
+                    let length = match args.rest.as_slice().first() {
+                        Some(&"for") => {
+                            args.rest.next();
+                            let d = args.required("duration")?;
+                            Some(
+                                parse_duration(d)
+                                    .map_err(|error| ParseError::BadTimeout { command, error })?,
+                            )
+                        }
+                        _ => None,
+                    };
+                    Command::ScheduleMaint { addr, at, length }
+                }
+                _ => Command::SetState { addr, state },
+            }
         }
+        "cancel maint" => Command::CancelMaint { addr: args.addr()? },
         "set scheduler" => {
             let value = args.required("scheduler")?;
             let kind = value.parse().map_err(|_| ParseError::BadScheduler {
@@ -554,6 +624,7 @@ fn command_name<'t, 'a>(
             "weight, state or scheduler",
         ),
         "wait" => ("wait", &[("drained", "wait drained")], "drained"),
+        "cancel" => ("cancel", &[("maint", "cancel maint")], "maint"),
         "rollout" => (
             "rollout",
             &[
@@ -734,6 +805,23 @@ mod tests {
             ("disable", Command::Disable),
             ("enable", Command::Enable),
             ("help", Command::Help),
+            (
+                "set state 127.0.0.1:9000 maint at +3s for 1m",
+                Command::ScheduleMaint {
+                    addr: a,
+                    at: At::In(Duration::from_secs(3)),
+                    length: Some(Duration::from_secs(60)),
+                },
+            ),
+            (
+                "set state [::1]:80 maint at 2026-12-01T02:00:00Z",
+                Command::ScheduleMaint {
+                    addr: v6,
+                    at: At::parse("2026-12-01T02:00:00Z").unwrap(),
+                    length: None,
+                },
+            ),
+            ("cancel maint [::1]:80", Command::CancelMaint { addr: v6 }),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line).as_ref(), Ok(want), "{line}");
@@ -811,6 +899,19 @@ mod tests {
                 "wait drained 1.2.3.4:80 5",
                 r#"wait drained: bad timeout "5": missing unit (expected us, ms, s, m or h, e.g. 200ms)"#,
             ),
+            (
+                "set state 1.2.3.4:80 maint at 3s",
+                r#"set state: bad time "3s": expected +DURATION (e.g. +10m) or a UTC time YYYY-MM-DDTHH:MM:SSZ"#,
+            ),
+            (
+                "set state 1.2.3.4:80 drain at +3s",
+                r#"unexpected argument "at" after "set state""#,
+            ),
+            (
+                "set state 1.2.3.4:80 maint at +3s for",
+                "set state: missing duration",
+            ),
+            ("cancel maint", "cancel maint: missing address"),
             (
                 "wait drained 1.2.3.4:80 5d",
                 r#"wait drained: bad timeout "5d": unknown unit "d" (expected us, ms, s, m or h)"#,

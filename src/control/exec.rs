@@ -119,7 +119,9 @@ impl Executor {
             | Command::RemoveNode { addr }
             | Command::SetWeight { addr, .. }
             | Command::SetState { addr, .. }
-            | Command::WaitDrained { addr, .. } => *addr,
+            | Command::WaitDrained { addr, .. }
+            | Command::ScheduleMaint { addr, .. }
+            | Command::CancelMaint { addr } => *addr,
             _ => return Ok(Target::All),
         };
         let live: Vec<usize> = plane.live().map(|(i, _)| i).collect();
@@ -225,6 +227,11 @@ impl Executor {
             Ok(Target::All) => plane.live().map(|(i, _)| i).collect(),
             Err(e) => return Outcome::Reply(Reply::error(e)),
         };
+        if let (Command::ScheduleMaint { .. } | Command::CancelMaint { .. }, [svc]) =
+            (&cmd.cmd, &targets[..])
+        {
+            return Outcome::Reply(crate::control::rollout::window(plane, *svc, &cmd.cmd, who));
+        }
         let several = targets.len() > 1;
         let mut replies = Vec::with_capacity(targets.len());
         for svc in targets {
@@ -451,7 +458,14 @@ pub fn nodes_of(plane: &Plane, now: Instant, only: Option<usize>) -> Vec<NodeSna
         if only.is_some_and(|o| o != i) {
             continue;
         }
+        let first = out.len();
         service_nodes(svc, now, &mut out);
+        let wall = crate::time::wall_ms();
+        for w in plane.rollout.windows.iter().filter(|w| w.service == i) {
+            if let Some(n) = out[first..].iter_mut().find(|n| n.addr == w.addr) {
+                n.window = Some(w.describe(wall));
+            }
+        }
     }
     out
 }
@@ -480,6 +494,7 @@ fn service_nodes(svc: &crate::plane::Service, now: Instant, out: &mut Vec<NodeSn
             agent: info.and_then(|i| i.agent.clone()),
             agent_ok: n.agent_ok(),
             removing: info.is_some_and(|i| i.removing),
+            window: None,
         }
     }));
 }

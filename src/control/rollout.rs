@@ -1,6 +1,7 @@
 //! The `rollout …` commands on the control interface: validation of `rollout start`
 //! into a [`Plan`], the requests queued for the rollout component, and the text and
-//! JSON of `rollout status`.
+//! JSON of `rollout status`; and the maintenance windows (`set state ADDR maint at
+//! TIME [for DUR]`, `cancel maint ADDR`), kept on the same board.
 //!
 //! What it owns: turning a [`RolloutCommand`] into a [`Reply`] now. It starts nothing
 //! itself: a valid start becomes a [`Request`] on the plane's board, which
@@ -9,11 +10,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::control::command::{RolloutCommand, StartSpec};
+use log::info;
+
+use crate::control::command::{At, Command, RolloutCommand, Scoped, StartSpec};
 use crate::control::exec::Reply;
 use crate::control::render::push_json_escaped;
+use crate::duration::format_duration;
 use crate::plane::Plane;
+use crate::pool::AdminState;
 use crate::rollout::board::{node_since, node_word, overall_word, Report, Request};
+use crate::rollout::window::{Phase, Window};
 use crate::rollout::{Action, NodeState, Overall, Plan};
 
 /// `healthy-timeout` when not given.
@@ -137,6 +143,87 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
         who: who.to_owned(),
     });
     Reply::ok(reply)
+}
+
+/// `set state ADDR maint at TIME [for DUR]` and `cancel maint ADDR` on service `svc`.
+/// The window's steps are taken by the rollout component; a cancelled window that
+/// already took the node out puts it back (ready) here.
+pub fn window(plane: &mut Plane, svc: usize, cmd: &Command, who: &str) -> Reply {
+    let service = &plane.services[svc];
+    let name = service.name().to_owned();
+    let now = crate::time::wall_ms();
+    match cmd {
+        Command::ScheduleMaint { addr, at, length } => {
+            if service.shared.pool.find(*addr).is_none() {
+                return Reply::error(format!("no such node {addr}"));
+            }
+            if plane
+                .rollout
+                .windows
+                .iter()
+                .any(|w| w.service == svc && w.addr == *addr)
+            {
+                return Reply::error(format!(
+                    "node {addr} has a maintenance window already (cancel maint {addr} first)"
+                ));
+            }
+            let opens_ms = at.resolve(now);
+            if matches!(at, At::Utc(_)) && opens_ms < now {
+                return Reply::error(format!("{at} is in the past"));
+            }
+            let lead = service.cfg.remove_deadline;
+            let w = Window {
+                service: svc,
+                addr: *addr,
+                opens_ms,
+                length: *length,
+                lead,
+                phase: Phase::Scheduled,
+            };
+            let msg = format!(
+                "node {addr}: {} (opens {}; drained from {} before)",
+                w.describe(now),
+                crate::rollout::window::format_utc(opens_ms / 1000),
+                format_duration(lead)
+            );
+            info!(target: "fulcrum::control", "{who}: service {name} {cmd} -> {msg}");
+            plane.rollout.windows.push(w);
+            Reply::ok(msg)
+        }
+        Command::CancelMaint { addr } => {
+            let Some(i) = plane
+                .rollout
+                .windows
+                .iter()
+                .position(|w| w.service == svc && w.addr == *addr)
+            else {
+                return Reply::error(format!("node {addr} has no maintenance window"));
+            };
+            let w = plane.rollout.windows.remove(i);
+            let msg = match w.cancel() {
+                Some(_) => {
+                    if let Some(n) = service.shared.pool.find(*addr) {
+                        n.clear_cut();
+                    }
+                    plane.queued_admin.push((
+                        "maint window",
+                        Scoped::new(
+                            Some(&name),
+                            Command::SetState {
+                                addr: *addr,
+                                state: AdminState::Ready,
+                            },
+                        ),
+                    ));
+                    format!("node {addr}: maintenance window cancelled; ready again")
+                }
+                None => format!("node {addr}: maintenance window cancelled"),
+            };
+            info!(target: "fulcrum::control", "{who}: service {name} {cmd} -> {msg}");
+            Reply::ok(msg)
+        }
+        _ => Reply::error("not a maintenance window command"),
+    }
 }
 
 /// Seconds with one decimal: `12.3s`.

@@ -80,6 +80,9 @@ pub struct Board {
     pub report: Option<Report>,
     /// The id of the last rollout started (the next one gets the one after).
     pub last_id: u64,
+    /// Scheduled maintenance windows, at most one per node (driven by the same
+    /// component).
+    pub windows: Vec<super::window::Window>,
 }
 
 impl Board {

@@ -23,6 +23,10 @@
 //! hook ended (a streak from before the restart proves nothing); without health checks
 //! (`--check none`) a node counts as healthy at once.
 //!
+//! It also takes the due steps of the scheduled maintenance windows on the plane's
+//! board ([`super::window`]): drain ahead, maint (cutting what is left) at the opening,
+//! ready at the end, each queued as `set state` from `maint window`.
+//!
 //! What it does not do: agent tasks (a `task` plan is refused), or survive a restart or
 //! a failover (the nodes' admin states do, through the state file and the peer).
 
@@ -40,6 +44,7 @@ use super::config::HookConfig;
 use super::hook::{failure_text, Ended, HookEnv, HookRun};
 use super::machine::{Command, NodeView, Overall, Rollout, RunId, Status, Target};
 use super::plan::{Action, Plan};
+use super::window::Step;
 use crate::control::command::{Command as CtlCommand, Scoped};
 use crate::health::config::CheckKind;
 use crate::notify::Alert;
@@ -61,6 +66,8 @@ pub struct RolloutDriver {
     /// Admin changes were queued this tick: run another turn at once, so the control
     /// component applies them without waiting for the next deadline.
     again: bool,
+    /// Maintenance windows are scheduled: keep ticking.
+    windows: bool,
 }
 
 struct Current {
@@ -87,6 +94,7 @@ impl RolloutDriver {
             origin: Instant::now(),
             current: None,
             again: false,
+            windows: false,
         }
     }
 
@@ -411,6 +419,51 @@ impl Current {
     }
 }
 
+/// Takes the maintenance windows' due steps; returns whether admin changes were queued.
+fn windows(plane: &mut Plane, now_ms: u64) -> bool {
+    let mut queued = false;
+    let mut i = 0;
+    while i < plane.rollout.windows.len() {
+        let w = &mut plane.rollout.windows[i];
+        let Some((step, over)) = w.poll(now_ms) else {
+            i += 1;
+            continue;
+        };
+        let (svc, addr) = (w.service, w.addr);
+        if over {
+            plane.rollout.windows.remove(i);
+        }
+        let Some(service) = plane.services.get(svc) else {
+            continue;
+        };
+        let node = service.shared.pool.find(addr);
+        let state = match step {
+            Step::Drain => AdminState::Drain,
+            Step::Maint => {
+                if let Some(n) = node.as_ref().filter(|n| n.active() > 0) {
+                    warn!(target: "fulcrum::rollout", "maint window of {addr}: {} flows still open at the opening: cut", n.active());
+                    n.cut();
+                }
+                AdminState::Maint
+            }
+            Step::Ready => {
+                if let Some(n) = &node {
+                    n.clear_cut();
+                }
+                AdminState::Ready
+            }
+        };
+        info!(target: "fulcrum::rollout", "service {} node {addr}: maint window: {state}", service.name());
+        let name = service.name().to_owned();
+        plane.queued_admin.push((
+            "maint window",
+            Scoped::new(Some(&name), CtlCommand::SetState { addr, state }),
+        ));
+        queued = true;
+    }
+    queued
+}
+
 fn is_active(o: &Overall) -> bool {
     matches!(
         o,
@@ -434,7 +487,8 @@ impl Component for RolloutDriver {
     fn on_event(&mut self, _: &mut Plane, _: &Registry, _: usize, _: &Event) {}
 
     fn on_tick(&mut self, plane: &mut Plane, _registry: &Registry, now: Instant) {
-        self.again = false;
+        self.again = windows(plane, crate::time::wall_ms());
+        self.windows = !plane.rollout.windows.is_empty();
         self.take_requests(plane, now);
         let t = now.saturating_duration_since(self.origin);
         let Some(c) = self.current.as_mut() else {
@@ -445,7 +499,7 @@ impl Component for RolloutDriver {
         if c.rollout.poll_timeout().is_some_and(|d| d <= t) {
             c.rollout.on_timeout(t);
         }
-        self.again = c.carry_out(plane, now, t);
+        self.again |= c.carry_out(plane, now, t);
         c.events(plane);
         let mut report = c.report();
         // The status's times count from the driver's origin.
@@ -456,6 +510,9 @@ impl Component for RolloutDriver {
     fn deadline(&self) -> Option<Instant> {
         if self.again {
             return Some(Instant::now());
+        }
+        if self.windows {
+            return Some(Instant::now() + TICK);
         }
         let c = self.current.as_ref()?;
         let busy = !c.runs.is_empty() || is_active(&c.rollout.status().overall);

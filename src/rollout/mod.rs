@@ -15,7 +15,8 @@
 //! - [`hook`]: one run of a hook (IO: a child process in its own process group,
 //!   output captured, polled without blocking).
 //! - [`driver`]: the control-plane component that feeds the planner from the pool and
-//!   the health checks under a real clock and carries its commands out.
+//!   the health checks under a real clock and carries its commands out; it also opens
+//!   and closes the scheduled maintenance windows of [`window`] (sans-IO).
 //!
 //! What it is not: agent tasks (`Action::Task`) are planned but not run (the driver
 //! refuses them), and a rollout's progress is not replicated to a failover peer; see
@@ -29,6 +30,7 @@ pub mod machine;
 pub mod plan;
 #[cfg(test)]
 mod tests;
+pub mod window;
 
 pub use machine::{
     Command, NodeState, NodeStatus, NodeView, Overall, Rollout, RunId, Status, Target,
