@@ -919,6 +919,33 @@ mod tests {
         assert!(!p.stop_requested);
     }
 
+    #[test]
+    fn rollout_start_and_resume_are_refused_over_http() {
+        let mut p = plane();
+        for line in ["rollout start hook deploy", "rollout resume"] {
+            let r = call(
+                &mut p,
+                &req("POST", "/api/v1/command", Some(TOKEN), line),
+                Some(TOKEN),
+            );
+            assert_eq!(status(&r), 400, "{line}");
+            assert!(
+                body(&r).contains("allowed on the Unix control socket only"),
+                "{}",
+                body(&r)
+            );
+        }
+        assert!(p.rollout.requests.is_empty());
+        // Looking is allowed (with the token, as every command).
+        let r = call(
+            &mut p,
+            &req("POST", "/api/v1/command", Some(TOKEN), "rollout status"),
+            Some(TOKEN),
+        );
+        assert_eq!(status(&r), 200);
+        assert_eq!(body(&r), "no rollout has run\n");
+    }
+
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
     }

@@ -410,6 +410,92 @@ mod tests {
         (r, origin + Duration::from_millis(3500))
     }
 
+    /// A plane with three nodes and the hook `deploy` declared.
+    fn plane() -> Plane {
+        use clap::Parser;
+        use std::sync::Arc;
+        let cli = crate::config::TestCli::try_parse_from([
+            "fulcrum",
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--backend",
+            "127.0.0.1:9001",
+            "--backend",
+            "127.0.0.1:9002",
+            "--backend",
+            "127.0.0.1:9003",
+            "--hook",
+            "deploy=true",
+        ])
+        .expect("flags");
+        let crate::config::TestCommand::Serve(a) = cli.command;
+        let cfg = crate::config::ServeConfig::from_args(*a, 20_000).expect("config");
+        let pool = Arc::new(crate::pool::Pool::new(&cfg.backends));
+        let stats = Arc::new(crate::pool::Stats::default());
+        let shared = Arc::new(crate::runtime::Shared::new(pool, stats, cfg.scheduler));
+        let svc = crate::plane::Service::new(shared, cfg.clone());
+        Plane::new(cfg, vec![svc], Arc::default(), None, Vec::new())
+    }
+
+    fn line(p: &mut Plane, l: &str) -> Reply {
+        match crate::control::command::parse(l) {
+            Ok(Command::Rollout(r)) => run(p, &r, "test", Instant::now()),
+            other => panic!("{l}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn start_validates_then_queues_one_rollout() {
+        let mut p = plane();
+        let r = line(&mut p, "rollout start hook rm");
+        assert_eq!(
+            r.body,
+            "error: hook \"rm\" is not declared (declared: deploy)"
+        );
+        let r = line(&mut p, "rollout start hook deploy service api");
+        assert_eq!(r.body, "error: no such service \"api\" (see show services)");
+        let r = line(&mut p, "rollout start hook deploy batch 2 min-ready 2");
+        assert!(
+            r.body.contains("--batch 2 with --min-ready 2 and 3 nodes"),
+            "{}",
+            r.body
+        );
+        assert!(line(&mut p, "rollout abort")
+            .body
+            .starts_with("error: no rollout"));
+        assert!(line(&mut p, "rollout resume")
+            .body
+            .starts_with("error: no failed"));
+        assert!(p.rollout.requests.is_empty());
+
+        let r = line(&mut p, "rollout start hook deploy drain-timeout 5s");
+        assert_eq!(
+            r.body,
+            "rollout 1 started: hook deploy on service default, 3 nodes, batch 1, min-ready 1"
+        );
+        match &p.rollout.requests[..] {
+            [Request::Start {
+                service: 0,
+                plan,
+                id: 1,
+                ..
+            }] => {
+                assert_eq!(plan.nodes().len(), 3);
+                assert_eq!(plan.drain_timeout(), Duration::from_secs(5));
+                assert_eq!(plan.healthy_timeout(), DEFAULT_HEALTHY_TIMEOUT);
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = line(&mut p, "rollout start hook deploy");
+        assert_eq!(
+            r.body,
+            "error: rollout 1 is in progress (rollout status; rollout abort)"
+        );
+        assert!(line(&mut p, "rollout abort").ok);
+        assert_eq!(p.rollout.requests.len(), 2);
+    }
+
     #[test]
     fn text_names_the_failure_and_quotes_the_output() {
         let (r, now) = report();

@@ -515,7 +515,7 @@ impl Component for RolloutDriver {
             return Some(Instant::now() + TICK);
         }
         let c = self.current.as_ref()?;
-        let busy = !c.runs.is_empty() || is_active(&c.rollout.status().overall);
+        let busy = !c.runs.is_empty() || is_active(&c.last.overall);
         busy.then(|| Instant::now() + TICK)
     }
 
