@@ -354,6 +354,11 @@ impl Executor {
             }
             Effect::StateSet { addr, old, new } => {
                 let node = find(*addr)?;
+                // Back in service: flows cut earlier (a rollout's drain timeout, a
+                // maintenance window's opening) must not cut the new ones.
+                if *new == AdminState::Ready {
+                    node.clear_cut();
+                }
                 node.set_admin(*new);
                 Ok(format!("node {addr} state {old} -> {new}"))
             }
