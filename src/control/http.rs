@@ -222,11 +222,16 @@ pub(crate) fn route(
             "application/json",
             &render::console_json(token.is_some()),
         ),
+        ("GET", "/api/v1/rollout") => response(
+            200,
+            "application/json",
+            &crate::control::rollout::status_reply(plane, now, true),
+        ),
         ("POST", "/api/v1/command") => command(exec, plane, who, req, token, now),
         (
             _,
             "/" | "/index.html" | "/metrics" | "/api/v1/nodes" | "/api/v1/services"
-            | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command",
+            | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command" | "/api/v1/rollout",
         ) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }
@@ -944,6 +949,9 @@ mod tests {
         );
         assert_eq!(status(&r), 200);
         assert_eq!(body(&r), "no rollout has run\n");
+        let r = call(&mut p, &req("GET", "/api/v1/rollout", None, ""), None);
+        assert_eq!(status(&r), 200);
+        assert_eq!(body(&r), "{\"rollout\":null}");
     }
 
     fn ip(last: u8) -> IpAddr {

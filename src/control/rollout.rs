@@ -33,12 +33,7 @@ pub const DEFAULT_MIN_READY: usize = 1;
 pub fn run(plane: &mut Plane, cmd: &RolloutCommand, who: &str, now: Instant) -> Reply {
     match cmd {
         RolloutCommand::Start(spec) => start(plane, spec, who),
-        RolloutCommand::Status { json } => Reply::ok(match &plane.rollout.report {
-            Some(r) if *json => status_json(r, now),
-            Some(r) => status_text(r, now),
-            None if *json => "{\"rollout\":null}".to_owned(),
-            None => "no rollout has run".to_owned(),
-        }),
+        RolloutCommand::Status { json } => Reply::ok(status_reply(plane, now, *json)),
         RolloutCommand::Abort => {
             if !plane.rollout.busy() {
                 return Reply::error("no rollout in progress (see rollout status)");
@@ -223,6 +218,17 @@ pub fn window(plane: &mut Plane, svc: usize, cmd: &Command, who: &str) -> Reply 
             Reply::ok(msg)
         }
         _ => Reply::error("not a maintenance window command"),
+    }
+}
+
+/// `rollout status [--json]` (also `GET /api/v1/rollout`): the last rollout, or that
+/// none has run (`{"rollout":null}`).
+pub fn status_reply(plane: &Plane, now: Instant, json: bool) -> String {
+    match &plane.rollout.report {
+        Some(r) if json => status_json(r, now),
+        Some(r) => status_text(r, now),
+        None if json => "{\"rollout\":null}".to_owned(),
+        None => "no rollout has run".to_owned(),
     }
 }
 
