@@ -349,6 +349,12 @@ fn rollout_restarts_each_node_once_in_order_without_a_failed_request() {
         "{err}"
     );
     assert!(nodes.runs().is_empty());
+    let config = ctl.ok("show config --json");
+    assert!(
+        config.contains(&format!("\"hook\":[\"{}\"]", nodes.hook_flag())),
+        "{config}"
+    );
+    assert!(config.contains("\"hook_timeout\":\"20s\""), "{config}");
 
     let load = Load::start(addr, Duration::from_secs(40));
     let sampler = Sampler::start(sock.clone());

@@ -725,6 +725,17 @@ fn service_config(svc: &crate::plane::Service) -> Vec<(&'static str, render::Con
         ("http_token", V::Bool(c.http_token.is_some())),
         ("notify", opt_str(c.notify.clone())),
         ("notify_timeout", dur(c.notify_timeout)),
+        (
+            "hook",
+            V::List(
+                c.hooks
+                    .hooks
+                    .iter()
+                    .map(|h| V::Str(format!("{}={}", h.name, h.command)))
+                    .collect(),
+            ),
+        ),
+        ("hook_timeout", dur(c.hooks.timeout)),
     ]);
     match &c.ha {
         None => fields.push(("vip", V::List(Vec::new()))),
