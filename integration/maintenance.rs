@@ -615,3 +615,98 @@ fn a_maintenance_window_empties_the_node_keeps_it_out_and_gives_it_back() {
     assert_eq!(code, 1, "{err}");
     assert!(p.log().contains("maint window"), "{}", p.log());
 }
+
+#[test]
+fn drain_and_hook_timeouts_cut_and_fail_as_documented() {
+    let nodes = Nodes::new("t", 2);
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let restart = nodes.hook_flag();
+    let (_p, addr) = start_fulcrum(
+        &nodes.addrs(),
+        &[
+            "--control",
+            &sock,
+            "--check",
+            "http:/",
+            "--check-interval",
+            "100ms",
+            "--check-fast-interval",
+            "100ms",
+            "--check-down-interval",
+            "100ms",
+            "--check-timeout",
+            "90ms",
+            "--rise",
+            "2",
+            "--fall",
+            "1",
+            "--hook",
+            &restart,
+            "--hook",
+            "slow=echo working; sleep 30",
+            "--hook-timeout",
+            "1s",
+        ],
+    );
+    let ctl = Ctl::new(&sock);
+    assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
+    let addrs = nodes.addrs();
+
+    // An idle flow on each node never ends by itself: each drain times out after 1 s
+    // and the flow is cut, then the node is restarted and serves again.
+    let mut idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    assert!(eventually(Duration::from_secs(2), || addrs
+        .iter()
+        .all(|&a| node_num(&ctl, a, "active") == 1)));
+    let t0 = Instant::now();
+    let (code, out, err) =
+        ctl.run("rollout start --hook restart --min-ready 1 --drain-timeout 1s --wait");
+    let took = t0.elapsed();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "two drain timeouts took {took:?}"
+    );
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 16];
+        // Closed (EOF or reset): cut at the drain timeout (or, at the latest, when its
+        // nginx stopped).
+        assert!(
+            matches!(s.read(&mut b), Ok(0) | Err(_)),
+            "an idle flow survived"
+        );
+    }
+    assert_eq!(nodes.restarts(), addrs);
+    assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 2));
+    // New flows live on both nodes again (the cut applied to the old ones only).
+    let bodies: Vec<String> = (0..10).filter_map(|_| get(addr)).collect();
+    assert_eq!(bodies.len(), 10, "{bodies:?}");
+    assert!(bodies.iter().any(|b| b == "node0") && bodies.iter().any(|b| b == "node1"));
+    // And they stay: the workers' cut flag was cleared when each node came back, or
+    // their 100 ms sweep would close these.
+    let fresh: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    thread::sleep(Duration::from_millis(600));
+    for &a in &addrs {
+        assert_eq!(node_num(&ctl, a, "active"), 1, "a new flow to {a} was cut");
+    }
+    drop(fresh);
+    eprintln!("rollout with two drain timeouts of 1s took {took:?}");
+
+    // A hook that outlives --hook-timeout is killed and fails its node into maint.
+    let t0 = Instant::now();
+    let (code, out, err) = ctl.run("rollout start --hook slow --wait");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let status = ctl.ok("rollout status");
+    assert!(
+        status.contains(&format!(
+            "failed at {}: hook slow failed: killed after 1s (--hook-timeout)",
+            addrs[0]
+        )),
+        "{status}"
+    );
+    assert!(status.contains("  | working"), "{status}");
+    assert_eq!(admin(&ctl, addrs[0]), "maint");
+    assert_eq!(admin(&ctl, addrs[1]), "ready");
+}
