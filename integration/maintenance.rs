@@ -413,6 +413,17 @@ fn rollout_restarts_each_node_once_in_order_without_a_failed_request() {
         log.contains("rollout service default: running -> done"),
         "{log}"
     );
+    // Each node's drain was in force before its hook started.
+    for a in nodes.addrs() {
+        let drained = log.find(&format!(
+            "rollout: set state {a} drain -> node {a} state ready -> drain"
+        ));
+        let hook = log.find(&format!("hook restart on {a} started"));
+        assert!(
+            matches!((drained, hook), (Some(d), Some(h)) if d < h),
+            "{a}: drain at {drained:?}, hook at {hook:?}\n{log}"
+        );
+    }
 }
 
 #[test]
@@ -658,6 +669,27 @@ fn drain_and_hook_timeouts_cut_and_fail_as_documented() {
     assert!(eventually(Duration::from_secs(2), || addrs
         .iter()
         .all(|&a| node_num(&ctl, a, "active") == 1)));
+    // An operator who puts a draining node back in service wins: at the drain timeout
+    // neither its flows are cut nor its hook run, and the rollout stops there.
+    ctl.ok("rollout start --hook restart --min-ready 1 --drain-timeout 2s");
+    assert!(eventually(Duration::from_secs(2), || admin(&ctl, addrs[0]) == "drain"));
+    ctl.ok(&format!("set state {} ready", addrs[0]));
+    assert!(
+        eventually(Duration::from_secs(5), || ctl
+            .ok("rollout status")
+            .starts_with("rollout 1: failed")),
+        "{}",
+        ctl.ok("rollout status")
+    );
+    let status = ctl.ok("rollout status");
+    assert!(
+        status.contains("was set ready by another command while it drained; the hook was not run"),
+        "{status}"
+    );
+    assert!(nodes.runs().is_empty(), "the hook ran");
+    assert_eq!(node_num(&ctl, addrs[0], "active"), 1, "its flow was cut");
+    ctl.ok(&format!("set state {} ready", addrs[0]));
+
     let t0 = Instant::now();
     let (code, out, err) =
         ctl.run("rollout start --hook restart --min-ready 1 --drain-timeout 1s --wait");

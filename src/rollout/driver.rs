@@ -30,7 +30,7 @@
 //! What it does not do: agent tasks (a `task` plan is refused), or survive a restart or
 //! a failover (the nodes' admin states do, through the state file and the peer).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -84,6 +84,8 @@ struct Current {
     streaks: HashMap<SocketAddr, (Option<Instant>, u32)>,
     outputs: HashMap<SocketAddr, String>,
     last: Status,
+    /// The planner's commands not carried out yet (their admin state already expected).
+    pending: VecDeque<Command>,
 }
 
 impl RolloutDriver {
@@ -190,6 +192,7 @@ impl RolloutDriver {
             streaks: HashMap::new(),
             outputs: HashMap::new(),
             last,
+            pending: VecDeque::new(),
         };
         // Every node's view first, so the first batch can start in this tick.
         cur.feed(plane, t, true);
@@ -249,6 +252,20 @@ impl Current {
                 },
             };
             self.rollout.on_node(addr, view, t);
+            // A report may start the next batch: its drains are expected from now on,
+            // so the nodes reported after this one in the same loop are not taken for
+            // drained before the drain is in force.
+            self.collect();
+        }
+    }
+
+    /// Takes the planner's new commands, recording the admin state each asks for.
+    fn collect(&mut self) {
+        while let Some(cmd) = self.rollout.poll_command() {
+            if let Command::SetState { addr, target } = &cmd {
+                self.expected.insert(*addr, admin_of(target));
+            }
+            self.pending.push_back(cmd);
         }
     }
 
@@ -297,17 +314,17 @@ impl Current {
     /// Carries out the planner's commands; returns whether admin changes were queued.
     fn carry_out(&mut self, plane: &mut Plane, now: Instant, t: Duration) -> bool {
         let mut queued = false;
-        while let Some(cmd) = self.rollout.poll_command() {
+        loop {
+            self.collect();
+            let Some(cmd) = self.pending.pop_front() else {
+                break;
+            };
             let Some(svc) = plane.services.get(self.service) else {
                 return queued;
             };
             match cmd {
                 Command::SetState { addr, target } => {
-                    let state = match &target {
-                        Target::Drain => AdminState::Drain,
-                        Target::Ready => AdminState::Ready,
-                        Target::Maint { .. } => AdminState::Maint,
-                    };
+                    let state = admin_of(&target);
                     if state == AdminState::Ready {
                         if let Some(n) = svc.shared.pool.find(addr) {
                             n.clear_cut();
@@ -316,12 +333,22 @@ impl Current {
                     if let Target::Maint { reason } = &target {
                         info!(target: "fulcrum::rollout", "rollout {}: {addr} to maint: {reason}", self.id);
                     }
-                    self.expected.insert(addr, state);
                     plane.queued_admin.push((
                         WHO,
                         Scoped::new(Some(&self.name), CtlCommand::SetState { addr, state }),
                     ));
                     queued = true;
+                }
+                // Someone else put the node back in service while it drained (`set
+                // state ADDR ready`): neither cut its flows nor run the hook on a node
+                // that takes traffic; the run fails, which stops the rollout there.
+                Command::Cut { addr } if serving(svc, addr) => {}
+                Command::RunAction { addr, id } if serving(svc, addr) => {
+                    let why = format!(
+                        "{addr} was set ready by another command while it drained; the hook was not run"
+                    );
+                    warn!(target: "fulcrum::rollout", "rollout {}: {why}", self.id);
+                    self.rollout.on_action_done(addr, id, Err(why), t);
                 }
                 Command::Cut { addr } => {
                     if let Some(n) = svc.shared.pool.find(addr) {
@@ -464,6 +491,22 @@ fn windows(plane: &mut Plane, now_ms: u64) -> bool {
     queued
 }
 
+fn admin_of(t: &Target) -> AdminState {
+    match t {
+        Target::Drain => AdminState::Drain,
+        Target::Ready => AdminState::Ready,
+        Target::Maint { .. } => AdminState::Maint,
+    }
+}
+
+/// Whether `addr` is ready in the pool (so not drained, whatever the rollout asked).
+fn serving(svc: &crate::plane::Service, addr: SocketAddr) -> bool {
+    svc.shared
+        .pool
+        .find(addr)
+        .is_some_and(|n| n.admin() == AdminState::Ready)
+}
+
 fn is_active(o: &Overall) -> bool {
     matches!(
         o,
@@ -494,6 +537,10 @@ impl Component for RolloutDriver {
         let Some(c) = self.current.as_mut() else {
             return;
         };
+        // What start, resume or abort asked for first: a node is reported only once
+        // the pool shows the state asked for, which needs the state recorded before
+        // the first report (else a node not yet drained would pass for drained).
+        self.again |= c.carry_out(plane, now, t);
         c.poll_runs(now, t);
         c.feed(plane, t, true);
         if c.rollout.poll_timeout().is_some_and(|d| d <= t) {
