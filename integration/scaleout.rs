@@ -827,10 +827,17 @@ fn scaleout_direct_mode_flows_survive_a_distributor_leaving_and_joining() {
     // The nodes own the VIP on lo (never answering ARP for it) and answer the client
     // through the router.
     for srv in ["srv1", "srv2"] {
-        e.lab.must(srv, "ip", &["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
-        e.lab.must(srv, "sysctl", &["-qw", "net.ipv4.conf.all.arp_ignore=1"]);
-        e.lab.must(srv, "sysctl", &["-qw", "net.ipv4.conf.all.arp_announce=2"]);
-        e.lab.must(srv, "ip", &["route", "add", "default", "via", RTR]);
+        e.lab.must(
+            srv,
+            "ip",
+            &["addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+        );
+        e.lab
+            .must(srv, "sysctl", &["-qw", "net.ipv4.conf.all.arp_ignore=1"]);
+        e.lab
+            .must(srv, "sysctl", &["-qw", "net.ipv4.conf.all.arp_announce=2"]);
+        e.lab
+            .must(srv, "ip", &["route", "add", "default", "via", RTR]);
     }
     const LEN: usize = 3 << 20; // 192 chunks of 16 KiB, 40 ms apart: ≈ 8 s each
     let until = Instant::now() + Duration::from_secs(60);
@@ -857,7 +864,8 @@ fn scaleout_direct_mode_flows_survive_a_distributor_leaving_and_joining() {
                 let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
                     .map_err(|e| format!("flow {seed}: connect: {e}"))?;
                 s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                s.write_all(&[seed]).map_err(|e| format!("flow {seed}: {e}"))?;
+                s.write_all(&[seed])
+                    .map_err(|e| format!("flow {seed}: {e}"))?;
                 let mut got = Vec::with_capacity(LEN);
                 let r = s.read_to_end(&mut got);
                 if got.len() != LEN || got != common::pattern(u64::from(seed), LEN) {
@@ -886,7 +894,8 @@ fn scaleout_direct_mode_flows_survive_a_distributor_leaving_and_joining() {
     let t0 = Instant::now();
     e.lab.signal(&victim, Signal::SIGKILL);
     assert!(
-        e.time_until_gone(&victim_ip, t0, Duration::from_secs(5)).is_some(),
+        e.time_until_gone(&victim_ip, t0, Duration::from_secs(5))
+            .is_some(),
         "the killed distributor's next hop stayed"
     );
     // A fourth distributor joins while the transfers run.
@@ -913,7 +922,10 @@ fn scaleout_direct_mode_flows_survive_a_distributor_leaving_and_joining() {
     );
     let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failed.is_empty(), "{failed:?}\n{}", e.logs());
-    assert!(flows[victim_i] > 0, "the killed distributor carried no flow: {flows:?}");
+    assert!(
+        flows[victim_i] > 0,
+        "the killed distributor carried no flow: {flows:?}"
+    );
     drop(senders);
 }
 

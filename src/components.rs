@@ -13,6 +13,7 @@ use crate::direct::DirectShared;
 use crate::ha::driver::HaDriver;
 use crate::health::checker::Checker;
 use crate::plane::Component;
+use crate::rollout::driver::RolloutDriver;
 use crate::runtime::Shared;
 use crate::scaleout::driver::ScaleoutDriver;
 use crate::state::StateKeeper;
@@ -59,6 +60,9 @@ pub fn build(
             cfg.listeners_from.as_deref(),
         )?));
     }
+    // After the control component: a rollout started by a command starts in the same
+    // turn; the admin changes it queues run on the next turn, which it asks for at once.
+    list.push(Box::new(RolloutDriver::new(cfg.hooks.clone())));
     if let Some(ha) = &cfg.ha {
         list.push(Box::new(HaDriver::new(ha, direct.cloned())?));
     }

@@ -23,6 +23,7 @@ use crate::health::http::StatusSet;
 use crate::health::interval::IntervalPolicy;
 use crate::health::state::Thresholds;
 use crate::pool::NodeSpec;
+use crate::rollout::config::{HookArgs, HookConfig};
 use crate::scaleout::config::{ScaleoutArgs, ScaleoutConfig};
 use crate::scheduler::SchedulerKind;
 
@@ -200,6 +201,9 @@ pub struct ServeArgs {
     /// Scale-out (BGP announcements, BFD): on when `--bgp-peer` is given.
     #[command(flatten)]
     pub scaleout: ScaleoutArgs,
+    /// Declared hooks, the only commands a rollout may run.
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 fn parse_statuses(s: &str) -> Result<StatusSet, String> {
@@ -396,6 +400,8 @@ pub struct ServeConfig {
     pub scaleout: Option<ScaleoutConfig>,
     /// `--access-log`: one info line per closed connection (proxy mode).
     pub access_log: bool,
+    /// `--hook`, `--hook-timeout`: what a rollout may run.
+    pub hooks: HookConfig,
 }
 
 /// A configuration the operator must fix: a flag's value, or flags that do not go
@@ -517,6 +523,7 @@ impl ServeConfig {
             );
         }
         let ha = HaConfig::from_args(a.ha, a.interface.clone())?;
+        let hooks = HookConfig::from_args(a.hooks)?;
         if let (Some(h), ForwardMode::Direct(d)) = (&ha, &mode) {
             // In direct mode the VIP is never a local address: failover switches the
             // data plane's ARP answering instead, so the VIP must be the one it serves.
@@ -659,6 +666,7 @@ impl ServeConfig {
             ha,
             scaleout,
             access_log: a.access_log,
+            hooks,
         })
     }
 

@@ -173,6 +173,9 @@ pub struct Plane {
     /// `bgp withdraw` ran on the control socket: routes stay withdrawn (while the
     /// distributor keeps serving) until `bgp announce`.
     pub bgp_withdrawn: bool,
+    /// Rolling maintenance: the operator's requests (from the control component) and the
+    /// status the rollout component publishes.
+    pub rollout: crate::rollout::board::Board,
 }
 
 impl Plane {
@@ -205,6 +208,7 @@ impl Plane {
             stop_requested: false,
             bgp: None,
             bgp_withdrawn: false,
+            rollout: crate::rollout::board::Board::default(),
         }
     }
 

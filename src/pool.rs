@@ -311,6 +311,11 @@ impl Node {
     pub fn cut(&self) {
         self.cut.store(true, Ordering::Relaxed);
     }
+    /// Lets new flows live again after [`Node::cut`]: a rollout cut a node that did not
+    /// drain in time, and puts it back in service after its hook.
+    pub fn clear_cut(&self) {
+        self.cut.store(false, Ordering::Relaxed);
+    }
     /// Must its flows be closed?
     pub fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Relaxed)

@@ -246,7 +246,7 @@ fn site_restart(old: &ServeConfig, new: Option<&ServeConfig>) -> Vec<String> {
     let Some(new) = new else {
         return Vec::new();
     };
-    let restart: [(&str, bool); 6] = [
+    let restart: [(&str, bool); 7] = [
         ("workers", old.workers != new.workers),
         ("max-conns", old.max_conns != new.max_conns),
         (
@@ -259,6 +259,9 @@ fn site_restart(old: &ServeConfig, new: Option<&ServeConfig>) -> Vec<String> {
         ),
         ("failover", old.ha != new.ha),
         ("bgp/bfd", old.scaleout != new.scaleout),
+        // The control interface and the rollout component both hold the hooks of
+        // the start: one set of commands for the life of the process.
+        ("hook", old.hooks != new.hooks),
     ];
     restart
         .iter()
@@ -360,6 +363,14 @@ mod tests {
         v.extend_from_slice(args);
         let TestCommand::Serve(a) = TestCli::try_parse_from(v).unwrap().command;
         ServeConfig::from_args(*a, 20_000).unwrap()
+    }
+
+    #[test]
+    fn changed_hooks_wait_for_a_restart() {
+        let a = cfg(&["--backend", "127.0.0.1:2", "--hook", "deploy=true"]);
+        let b = cfg(&["--backend", "127.0.0.1:2", "--hook", "deploy=false"]);
+        assert_eq!(site_restart(&a, Some(&b)), vec!["hook".to_string()]);
+        assert!(site_restart(&a, Some(&a)).is_empty());
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub(crate) const KEYS: &[Key] = &[
     key("bgp-shutdown-delay", Global, Value),
     key("bfd-interval", Global, Value),
     key("bfd-multiplier", Global, Value),
+    // Rolling maintenance.
+    key("hook", Global, List),
+    key("hook-timeout", Global, Value),
     // One service.
     key("listen", Service, List),
     key("backend", Service, List),

@@ -21,8 +21,13 @@
 //! remove node ADDR
 //! set weight ADDR 0..=256
 //! set state ADDR ready|drain|maint
+//! set state ADDR maint at TIME [for DUR]   TIME: +DUR or YYYY-MM-DDTHH:MM:SSZ
+//! cancel maint ADDR
 //! set scheduler rr|wrr|lc|wlc|maglev
 //! wait drained ADDR [TIMEOUT]        TIMEOUT: 200ms, 2s, 1.5s, 1m
+//! rollout start hook NAME [service S] [batch N] [min-ready N]
+//!               [healthy-timeout DUR] [drain-timeout DUR]
+//! rollout status [--json] | rollout abort | rollout resume
 //! disable | enable | help
 //! ```
 //! ADDR is `IP:PORT`, IPv6 as `[::1]:80`, optionally `SERVICE/ADDR`; host names are
@@ -35,10 +40,12 @@
 
 mod apply;
 mod framing;
+mod rollout;
 mod scope;
 
 pub use apply::{apply, ApplyError, Effect, NodeEntry, NodeTable};
 pub use framing::{LineBuffer, LineError, MAX_LINE};
+pub use rollout::{RolloutCommand, StartSpec};
 pub use scope::{parse_scoped, Scoped};
 
 use std::error::Error;
@@ -49,6 +56,7 @@ use std::time::Duration;
 use crate::control::snapshot::AdminState;
 use crate::duration::format_duration;
 pub use crate::duration::{parse_duration, DurationError};
+pub use crate::rollout::window::At;
 pub use crate::scheduler::SchedulerKind;
 
 /// Largest weight a node may have; 0 is allowed and means "no new flows",
@@ -76,12 +84,25 @@ add node ADDR [weight N] [backup]    add a node (weight 0..=256, default 1)
 remove node ADDR                     stop new flows, remove once idle
 set weight ADDR N                    set weight 0..=256 (0 = no new flows)
 set state ADDR ready|drain|maint     set the admin state (ready cancels a removal)
+set state ADDR maint at TIME [for DUR]
+                                     a maintenance window: drained ahead (--deadline),
+                                     maint from TIME (+10m, or 2026-12-01T02:00:00Z UTC),
+                                     ready again after DUR
+cancel maint ADDR                    drop the window (ready again if it began)
 set scheduler [SERVICE] rr|wrr|lc|wlc|maglev
                                      switch the scheduling algorithm
 wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was removed
                                      (TIMEOUT default 60s, e.g. 5m)
 disable [SERVICE]                    refuse new connections
 enable [SERVICE]                     distribute new connections again
+rollout start hook NAME [service S] [batch N] [min-ready N] [healthy-timeout DUR]
+        [drain-timeout DUR]          drain, run the declared hook, wait healthy, ready:
+                                     batch nodes at a time, never fewer than min-ready
+                                     usable (defaults: batch 1, min-ready 1, healthy-
+                                     timeout 60s, drain-timeout --deadline; socket only)
+rollout status [--json]              the last rollout, per node, with the hook's output
+rollout abort                        stop: nothing new starts, the current node stays maint
+rollout resume                       re-run the stopped nodes, then carry on (socket only)
 shutdown                             drain and exit, as on SIGTERM (control socket only)
 bgp withdraw | bgp announce          withdraw the BGP routes and keep serving, or undo (socket only)
 expose listeners                     hand the listeners to a reloading process (socket only)
@@ -163,6 +184,22 @@ pub enum Command {
         /// Give up after this long; `None` waits for the shell's default.
         timeout: Option<Duration>,
     },
+    /// `rollout start|status|abort|resume`
+    Rollout(RolloutCommand),
+    /// `set state ADDR maint at TIME [for DUR]`: a maintenance window.
+    ScheduleMaint {
+        /// The node.
+        addr: SocketAddr,
+        /// When the window opens.
+        at: At,
+        /// How long it stays open; `None`: until the node is set ready.
+        length: Option<Duration>,
+    },
+    /// `cancel maint ADDR`: drop the node's window (ready again if it began).
+    CancelMaint {
+        /// The node.
+        addr: SocketAddr,
+    },
     /// `help`
     Help,
 }
@@ -180,6 +217,11 @@ impl Command {
                 | Command::Disable
                 | Command::Enable
                 | Command::SetScheduler(_)
+                | Command::ScheduleMaint { .. }
+                | Command::CancelMaint { .. }
+                | Command::Rollout(
+                    RolloutCommand::Start(_) | RolloutCommand::Abort | RolloutCommand::Resume
+                )
         )
     }
 }
@@ -222,6 +264,15 @@ impl fmt::Display for Command {
                     None => Ok(()),
                 }
             }
+            Command::Rollout(r) => r.fmt(f),
+            Command::ScheduleMaint { addr, at, length } => {
+                write!(f, "set state {addr} maint at {at}")?;
+                match length {
+                    Some(l) => write!(f, " for {}", format_duration(*l)),
+                    None => Ok(()),
+                }
+            }
+            Command::CancelMaint { addr } => write!(f, "cancel maint {addr}"),
             Command::Help => f.write_str("help"),
         }
     }
@@ -319,6 +370,26 @@ pub enum ParseError {
         /// The command.
         command: &'static str,
     },
+    /// Not a hook's name.
+    BadHook(String),
+    /// Not a window's opening time.
+    BadTime {
+        /// The command.
+        command: &'static str,
+        /// The rejected token.
+        value: String,
+        /// What was expected.
+        why: String,
+    },
+    /// Not a whole number in range.
+    BadNumber {
+        /// The command.
+        command: &'static str,
+        /// The option.
+        option: &'static str,
+        /// The rejected token.
+        value: String,
+    },
 }
 
 impl fmt::Display for ParseError {
@@ -382,6 +453,26 @@ impl fmt::Display for ParseError {
             ParseError::JsonNotAllowed { command } => {
                 write!(f, "{command}: \"--json\" is only accepted by show commands")
             }
+            ParseError::BadTime {
+                command,
+                value,
+                why,
+            } => write!(f, "{command}: bad time {}: {why}", Echo(value)),
+            ParseError::BadHook(h) => write!(
+                f,
+                "bad hook name {} (expected a declared hook's name: letters, digits, '-', '_', '.')",
+                Echo(h)
+            ),
+            ParseError::BadNumber {
+                command,
+                option,
+                value,
+            } => write!(
+                f,
+                "{command}: bad {option} {} (expected a whole number up to {})",
+                Echo(value),
+                rollout::MAX_COUNT
+            ),
         }
     }
 }
@@ -415,7 +506,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
     let (command, args) = command_name(first, rest)?;
 
     // `--json` is only meaningful as the very last token of a show command.
-    let is_show = command.starts_with("show ");
+    let is_show = command.starts_with("show ") || command == "rollout status";
     let (json, args) = match args.split_last() {
         Some((&"--json", init)) if is_show => (true, init),
         _ => (false, args),
@@ -428,6 +519,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         });
     }
 
+    if command == "rollout start" {
+        return rollout::parse_start(args);
+    }
     let mut args = Args {
         command,
         rest: args.iter(),
@@ -451,8 +545,32 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
                 command,
                 value: value.to_owned(),
             })?;
-            Command::SetState { addr, state }
+            match args.rest.as_slice().first() {
+                Some(&"at") if state == AdminState::Maint => {
+                    args.rest.next();
+                    let value = args.required("time")?;
+                    let at = At::parse(value).map_err(|why| ParseError::BadTime {
+                        command,
+                        value: value.to_owned(),
+                        why,
+                    })?;
+                    let length = match args.rest.as_slice().first() {
+                        Some(&"for") => {
+                            args.rest.next();
+                            let d = args.required("duration")?;
+                            Some(
+                                parse_duration(d)
+                                    .map_err(|error| ParseError::BadTimeout { command, error })?,
+                            )
+                        }
+                        _ => None,
+                    };
+                    Command::ScheduleMaint { addr, at, length }
+                }
+                _ => Command::SetState { addr, state },
+            }
         }
+        "cancel maint" => Command::CancelMaint { addr: args.addr()? },
         "set scheduler" => {
             let value = args.required("scheduler")?;
             let kind = value.parse().map_err(|_| ParseError::BadScheduler {
@@ -471,6 +589,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
             };
             Command::WaitDrained { addr, timeout }
         }
+        "rollout status" => Command::Rollout(RolloutCommand::Status { json }),
+        "rollout abort" => Command::Rollout(RolloutCommand::Abort),
+        "rollout resume" => Command::Rollout(RolloutCommand::Resume),
         "disable" => Command::Disable,
         "enable" => Command::Enable,
         // `command_name` returns only the names matched above, and "help".
@@ -513,6 +634,17 @@ fn command_name<'t, 'a>(
             "weight, state or scheduler",
         ),
         "wait" => ("wait", &[("drained", "wait drained")], "drained"),
+        "cancel" => ("cancel", &[("maint", "cancel maint")], "maint"),
+        "rollout" => (
+            "rollout",
+            &[
+                ("start", "rollout start"),
+                ("status", "rollout status"),
+                ("abort", "rollout abort"),
+                ("resume", "rollout resume"),
+            ],
+            "start, status, abort or resume",
+        ),
         _ => return Err(ParseError::UnknownCommand(first.to_owned())),
     };
     let (command, subs, expected) = table;
@@ -683,6 +815,23 @@ mod tests {
             ("disable", Command::Disable),
             ("enable", Command::Enable),
             ("help", Command::Help),
+            (
+                "set state 127.0.0.1:9000 maint at +3s for 1m",
+                Command::ScheduleMaint {
+                    addr: a,
+                    at: At::In(Duration::from_secs(3)),
+                    length: Some(Duration::from_secs(60)),
+                },
+            ),
+            (
+                "set state [::1]:80 maint at 2026-12-01T02:00:00Z",
+                Command::ScheduleMaint {
+                    addr: v6,
+                    at: At::parse("2026-12-01T02:00:00Z").unwrap(),
+                    length: None,
+                },
+            ),
+            ("cancel maint [::1]:80", Command::CancelMaint { addr: v6 }),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line).as_ref(), Ok(want), "{line}");
@@ -760,6 +909,19 @@ mod tests {
                 "wait drained 1.2.3.4:80 5",
                 r#"wait drained: bad timeout "5": missing unit (expected us, ms, s, m or h, e.g. 200ms)"#,
             ),
+            (
+                "set state 1.2.3.4:80 maint at 3s",
+                r#"set state: bad time "3s": expected +DURATION (e.g. +10m) or a UTC time YYYY-MM-DDTHH:MM:SSZ"#,
+            ),
+            (
+                "set state 1.2.3.4:80 drain at +3s",
+                r#"unexpected argument "at" after "set state""#,
+            ),
+            (
+                "set state 1.2.3.4:80 maint at +3s for",
+                "set state: missing duration",
+            ),
+            ("cancel maint", "cancel maint: missing address"),
             (
                 "wait drained 1.2.3.4:80 5d",
                 r#"wait drained: bad timeout "5d": unknown unit "d" (expected us, ms, s, m or h)"#,

@@ -5,6 +5,12 @@
 //! [`EXIT_OK`] 0 done, [`EXIT_REFUSED`] 1 the distributor refused the command
 //! (`error: …`), 2 a usage error of `ctl` itself (clap's code), [`EXIT_UNREACHABLE`] 3
 //! the distributor cannot be reached or did not reply in time.
+//!
+//! `rollout start …` also takes its options as flags (`--hook NAME --service S
+//! --batch N --min-ready N --healthy-timeout DUR --drain-timeout DUR`), translated to
+//! the socket grammar, and `--wait` (also on `rollout resume`): `ctl` then polls
+//! `rollout status` until the rollout ends and exits 0 when it is done, 1 when it
+//! failed or was aborted (or still runs after `--wait-timeout`).
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
@@ -38,6 +44,9 @@ pub struct CtlArgs {
     /// least its own DURATION plus a few seconds.
     #[arg(long, default_value = "120s", value_parser = |s: &str| crate::duration::parse_duration(s).map_err(|e| e.to_string()))]
     pub timeout: Duration,
+    /// With `rollout start|resume … --wait`: stop waiting (exit 1) after this long.
+    #[arg(long, default_value = "1h", value_parser = |s: &str| crate::duration::parse_duration(s).map_err(|e| e.to_string()))]
+    pub wait_timeout: Duration,
     /// The command, e.g. `show nodes --json`, `set state 10.0.0.5:80 drain`, `help`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -142,13 +151,106 @@ pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, C
     Ok(body)
 }
 
+/// The flags `rollout start` takes as `--NAME VALUE`, sent as `NAME VALUE`.
+const ROLLOUT_FLAGS: [&str; 6] = [
+    "--hook",
+    "--service",
+    "--batch",
+    "--min-ready",
+    "--healthy-timeout",
+    "--drain-timeout",
+];
+
+/// How often `--wait` asks for the rollout's status.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// The line to send for `ctl`'s command words, and whether `--wait` was given (only
+/// `rollout …` commands take it; elsewhere it is left for the distributor to refuse).
+pub fn translate(words: &[String]) -> (String, bool) {
+    if words.first().map(String::as_str) != Some("rollout") {
+        return (words.join(" "), false);
+    }
+    let mut wait = false;
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    for w in words {
+        match w.as_str() {
+            "--wait" => wait = true,
+            f if ROLLOUT_FLAGS.contains(&f) => out.push(&f[2..]),
+            other => out.push(other),
+        }
+    }
+    (out.join(" "), wait)
+}
+
+/// A top-level number field of a JSON object, e.g. `"id":12`.
+fn json_number(json: &str, key: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = json
+        .get(at..)?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// A string field of a JSON object whose value holds no escapes, e.g. `"state":"done"`.
+fn json_word<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let at = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let rest = json.get(at..)?;
+    rest.get(..rest.find('"')?)
+}
+
+/// `--wait`: polls `rollout status --json` until rollout `id` (the latest when `None`)
+/// ends; prints the final status. Exit 0 done, 1 failed/aborted/still running.
+fn wait_rollout(a: &CtlArgs, id: Option<u64>) -> u8 {
+    let end = std::time::Instant::now() + a.wait_timeout;
+    loop {
+        let json = match request(&a.socket, "rollout status --json", a.timeout) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("fulcrum ctl: {e}");
+                return EXIT_UNREACHABLE;
+            }
+        };
+        let same = id.is_none() || json_number(&json, "id") == id;
+        let state = json_word(&json, "state").unwrap_or("");
+        let over = same && matches!(state, "done" | "failed" | "aborted");
+        let late = std::time::Instant::now() >= end;
+        if over || late {
+            let text = request(&a.socket, "rollout status", a.timeout).unwrap_or_default();
+            if state == "done" && over {
+                print!("{text}");
+                return EXIT_OK;
+            }
+            eprint!("{text}");
+            if !over {
+                eprintln!(
+                    "fulcrum ctl: still {state} after {} (--wait-timeout)",
+                    format_duration(a.wait_timeout)
+                );
+            }
+            return EXIT_REFUSED;
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
+}
+
 /// Runs `fulcrum ctl`; returns the process exit code.
 pub fn run(a: CtlArgs) -> u8 {
-    let line = a.command.join(" ");
+    let (line, wait) = translate(&a.command);
     match request(&a.socket, &line, reply_timeout(&line, a.timeout)) {
         Ok(body) if body.starts_with("error:") => {
             eprint!("{body}");
             EXIT_REFUSED
+        }
+        Ok(body) if wait => {
+            print!("{body}");
+            // "rollout 3 started: …" names the rollout to wait for.
+            let id = body
+                .strip_prefix("rollout ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok());
+            wait_rollout(&a, id)
         }
         Ok(body) => {
             print!("{body}");
@@ -179,6 +281,31 @@ mod tests {
         );
         assert_eq!(reply_timeout("show nodes", two_min), two_min);
         assert_eq!(reply_timeout("bogus", two_min), two_min);
+    }
+
+    #[test]
+    fn rollout_flags_become_the_grammar() {
+        let w = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            translate(&w("rollout start --hook deploy --service web --batch 2 --min-ready 1 --healthy-timeout 30s --drain-timeout 1m --wait")),
+            (
+                "rollout start hook deploy service web batch 2 min-ready 1 healthy-timeout 30s drain-timeout 1m".to_owned(),
+                true
+            )
+        );
+        assert_eq!(
+            translate(&w("rollout status --json")),
+            ("rollout status --json".to_owned(), false)
+        );
+        // Elsewhere nothing is rewritten.
+        assert_eq!(
+            translate(&w("show nodes --wait")),
+            ("show nodes --wait".to_owned(), false)
+        );
+        let j = r#"{"id":12,"service":"web","hook":"h","state":"failed","reason":null}"#;
+        assert_eq!(json_number(j, "id"), Some(12));
+        assert_eq!(json_word(j, "state"), Some("failed"));
+        assert_eq!(json_word(j, "nope"), None);
     }
 
     #[test]

@@ -119,7 +119,9 @@ impl Executor {
             | Command::RemoveNode { addr }
             | Command::SetWeight { addr, .. }
             | Command::SetState { addr, .. }
-            | Command::WaitDrained { addr, .. } => *addr,
+            | Command::WaitDrained { addr, .. }
+            | Command::ScheduleMaint { addr, .. }
+            | Command::CancelMaint { addr } => *addr,
             _ => return Ok(Target::All),
         };
         let live: Vec<usize> = plane.live().map(|(i, _)| i).collect();
@@ -220,6 +222,11 @@ impl Executor {
                 })
             }
             Command::Help => return Outcome::Reply(Reply::ok(command::HELP.trim_end())),
+            // Not a node change: never forwarded to the failover peer nor kept in the
+            // state file.
+            Command::Rollout(r) => {
+                return Outcome::Reply(crate::control::rollout::run(plane, r, who, now))
+            }
             _ => {}
         }
         let targets: Vec<usize> = match self.target(plane, cmd) {
@@ -227,6 +234,11 @@ impl Executor {
             Ok(Target::All) => plane.live().map(|(i, _)| i).collect(),
             Err(e) => return Outcome::Reply(Reply::error(e)),
         };
+        if let (Command::ScheduleMaint { .. } | Command::CancelMaint { .. }, [svc]) =
+            (&cmd.cmd, &targets[..])
+        {
+            return Outcome::Reply(crate::control::rollout::window(plane, *svc, &cmd.cmd, who));
+        }
         let several = targets.len() > 1;
         let mut replies = Vec::with_capacity(targets.len());
         for svc in targets {
@@ -349,6 +361,11 @@ impl Executor {
             }
             Effect::StateSet { addr, old, new } => {
                 let node = find(*addr)?;
+                // Back in service: flows cut earlier (a rollout's drain timeout, a
+                // maintenance window's opening) must not cut the new ones.
+                if *new == AdminState::Ready {
+                    node.clear_cut();
+                }
                 node.set_admin(*new);
                 Ok(format!("node {addr} state {old} -> {new}"))
             }
@@ -453,7 +470,14 @@ pub fn nodes_of(plane: &Plane, now: Instant, only: Option<usize>) -> Vec<NodeSna
         if only.is_some_and(|o| o != i) {
             continue;
         }
+        let first = out.len();
         service_nodes(svc, now, &mut out);
+        let wall = crate::time::wall_ms();
+        for w in plane.rollout.windows.iter().filter(|w| w.service == i) {
+            if let Some(n) = out[first..].iter_mut().find(|n| n.addr == w.addr) {
+                n.window = Some(w.describe(wall));
+            }
+        }
     }
     out
 }
@@ -482,6 +506,7 @@ fn service_nodes(svc: &crate::plane::Service, now: Instant, out: &mut Vec<NodeSn
             agent: info.and_then(|i| i.agent.clone()),
             agent_ok: n.agent_ok(),
             removing: info.is_some_and(|i| i.removing),
+            window: None,
         }
     }));
 }
@@ -711,6 +736,17 @@ fn service_config(svc: &crate::plane::Service) -> Vec<(&'static str, render::Con
         ("http_token", V::Bool(c.http_token.is_some())),
         ("notify", opt_str(c.notify.clone())),
         ("notify_timeout", dur(c.notify_timeout)),
+        (
+            "hook",
+            V::List(
+                c.hooks
+                    .hooks
+                    .iter()
+                    .map(|h| V::Str(format!("{}={}", h.name, h.command)))
+                    .collect(),
+            ),
+        ),
+        ("hook_timeout", dur(c.hooks.timeout)),
     ]);
     match &c.ha {
         None => fields.push(("vip", V::List(Vec::new()))),

@@ -222,11 +222,16 @@ pub(crate) fn route(
             "application/json",
             &render::console_json(token.is_some()),
         ),
+        ("GET", "/api/v1/rollout") => response(
+            200,
+            "application/json",
+            &crate::control::rollout::status_reply(plane, now, true),
+        ),
         ("POST", "/api/v1/command") => command(exec, plane, who, req, token, now),
         (
             _,
             "/" | "/index.html" | "/metrics" | "/api/v1/nodes" | "/api/v1/services"
-            | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command",
+            | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command" | "/api/v1/rollout",
         ) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }
@@ -262,6 +267,18 @@ fn command(
         return error(
             400,
             &format!("`{line}` is allowed on the Unix control socket only (fulcrum ctl)"),
+        );
+    }
+    // Starting (or resuming) a rollout runs commands on the hosts: local operators only.
+    // Status and abort are allowed with the token, like any other command.
+    if let Ok(crate::control::command::Command::Rollout(
+        crate::control::command::RolloutCommand::Start(_)
+        | crate::control::command::RolloutCommand::Resume,
+    )) = crate::control::command::parse(line)
+    {
+        return error(
+            400,
+            "`rollout start` and `rollout resume` are allowed on the Unix control socket only (fulcrum ctl)",
         );
     }
     match exec.execute(plane, line, who, true, now) {
@@ -905,6 +922,36 @@ mod tests {
             );
         }
         assert!(!p.stop_requested);
+    }
+
+    #[test]
+    fn rollout_start_and_resume_are_refused_over_http() {
+        let mut p = plane();
+        for line in ["rollout start hook deploy", "rollout resume"] {
+            let r = call(
+                &mut p,
+                &req("POST", "/api/v1/command", Some(TOKEN), line),
+                Some(TOKEN),
+            );
+            assert_eq!(status(&r), 400, "{line}");
+            assert!(
+                body(&r).contains("allowed on the Unix control socket only"),
+                "{}",
+                body(&r)
+            );
+        }
+        assert!(p.rollout.requests.is_empty());
+        // Looking is allowed (with the token, as every command).
+        let r = call(
+            &mut p,
+            &req("POST", "/api/v1/command", Some(TOKEN), "rollout status"),
+            Some(TOKEN),
+        );
+        assert_eq!(status(&r), 200);
+        assert_eq!(body(&r), "no rollout has run\n");
+        let r = call(&mut p, &req("GET", "/api/v1/rollout", None, ""), None);
+        assert_eq!(status(&r), 200);
+        assert_eq!(body(&r), "{\"rollout\":null}");
     }
 
     fn ip(last: u8) -> IpAddr {

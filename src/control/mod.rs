@@ -1,6 +1,6 @@
 //! The runtime control interface: command grammar and application ([`command`]),
 //! copied-out views of the distributor ([`snapshot`]), text/JSON/Prometheus renderers
-//! ([`render`]), the HTTP
+//! ([`render`]), the `rollout …` commands ([`rollout`]), the HTTP
 //! parser, routes and admission policy ([`http`]), and the IO shell serving the Unix socket
 //! and HTTP ([`server`]).
 
@@ -9,5 +9,6 @@ pub mod ctl;
 pub(crate) mod exec;
 pub mod http;
 pub(crate) mod render;
+pub(crate) mod rollout;
 pub(crate) mod server;
 pub(crate) mod snapshot;

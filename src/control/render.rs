@@ -187,7 +187,12 @@ fn table_row(n: &NodeSnapshot) -> [String; COLUMNS] {
         human_bytes(n.bytes_in),
         human_bytes(n.bytes_out),
         n.connect_failures.to_string(),
-        not_eligible(n).unwrap_or_else(|| "-".to_owned()),
+        match (not_eligible(n), &n.window) {
+            (None, None) => "-".to_owned(),
+            (Some(why), None) => why,
+            (None, Some(w)) => w.clone(),
+            (Some(why), Some(w)) => format!("{why}; {w}"),
+        },
         n.last_check
             .as_ref()
             .map_or_else(|| "-".to_owned(), check_cell),
@@ -526,6 +531,10 @@ pub fn nodes_json(nodes: &[NodeSnapshot]) -> String {
                 check.opt_num("rtt_us", c.rtt_us);
                 check.close();
             }
+        }
+        // Present only while the node has a window.
+        if let Some(w) = &n.window {
+            o.str("maint_window", w);
         }
         o.close();
     }
@@ -1173,6 +1182,7 @@ mod tests {
                 connect_failures: 0,
                 agent: None,
                 agent_ok: true,
+                window: None,
                 last_check: Some(CheckSnapshot {
                     ok: true,
                     detail: "connected".into(),
@@ -1197,6 +1207,7 @@ mod tests {
                 connect_failures: 2,
                 agent: Some("overloaded".into()),
                 agent_ok: false,
+                window: None,
                 last_check: None,
             },
         ]

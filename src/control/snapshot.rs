@@ -62,6 +62,8 @@ pub struct NodeSnapshot {
     pub connect_failures: u64,
     /// The last active check, if one has completed.
     pub last_check: Option<CheckSnapshot>,
+    /// The node's scheduled maintenance window, in a few words.
+    pub window: Option<String>,
     /// The node agent's last reported state (`ready`, `drain`, `overloaded`, `down`,
     /// `missing`), if an agent is expected for this node.
     pub agent: Option<String>,

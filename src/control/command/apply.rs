@@ -236,6 +236,9 @@ pub fn apply(table: &NodeTable, cmd: &Command) -> Result<Effect, ApplyError> {
         | Command::ShowStats { .. }
         | Command::ShowConfig { .. }
         | Command::ShowBgp { .. }
+        | Command::Rollout(_)
+        | Command::ScheduleMaint { .. }
+        | Command::CancelMaint { .. }
         | Command::Help => Ok(Effect::None),
         Command::AddNode {
             addr,

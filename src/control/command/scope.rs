@@ -57,7 +57,8 @@ pub fn parse_scoped(line: &str) -> Result<Scoped, ParseError> {
         | ("remove", "node")
         | ("set", "weight")
         | ("set", "state")
-        | ("wait", "drained") => {
+        | ("wait", "drained")
+        | ("cancel", "maint") => {
             if let Some(t) = tokens.get_mut(2) {
                 if let Some((svc, addr)) = t.split_once('/') {
                     service = Some(svc);
@@ -87,7 +88,7 @@ pub fn parse_scoped(line: &str) -> Result<Scoped, ParseError> {
 }
 
 /// A service word must look like a configuration's service name.
-fn check_service(s: &str) -> Result<(), ParseError> {
+pub(super) fn check_service(s: &str) -> Result<(), ParseError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_SERVICE
         && s.bytes()
@@ -114,7 +115,9 @@ impl fmt::Display for Scoped {
             | Command::RemoveNode { .. }
             | Command::SetWeight { .. }
             | Command::SetState { .. }
-            | Command::WaitDrained { .. } => {
+            | Command::WaitDrained { .. }
+            | Command::ScheduleMaint { .. }
+            | Command::CancelMaint { .. } => {
                 if let Some(t) = tokens.get_mut(2) {
                     *t = format!("{svc}/{t}");
                 }
@@ -156,6 +159,8 @@ mod tests {
         round_trip("remove node db/[::1]:5432");
         round_trip("set weight cache/127.0.0.1:6379 7");
         round_trip("wait drained web/127.0.0.1:80 5s");
+        round_trip("set state web/127.0.0.1:80 maint at +3s for 10s");
+        round_trip("cancel maint web/127.0.0.1:80");
     }
 
     #[test]

@@ -1,0 +1,744 @@
+//! End-to-end tests of rolling maintenance and maintenance windows (issue #13): a real fulcrum in front of real
+//! nginx nodes (one nginx process per node, no master process, on loopback ports),
+//! declared hooks that restart a node's nginx, and `fulcrum ctl rollout …`.
+//!
+//! The hook scripts find their node from `FULCRUM_NODE`, log each run to a file in the
+//! scratch directory, and record each nginx's PID in a pid file; every nginx still
+//! running at the end is killed by the PID in its file.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A scratch directory with one nginx per port, started and restarted by scripts;
+/// every nginx is killed by PID when dropped.
+struct Nodes {
+    dir: PathBuf,
+    ports: Vec<u16>,
+}
+
+impl Nodes {
+    fn new(tag: &str, n: usize) -> Nodes {
+        let dir = std::env::temp_dir().join(format!("fulcrum-maint-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let d = dir.display();
+        for (i, port) in ports.iter().enumerate() {
+            let nd = format!("{d}/n{port}");
+            std::fs::create_dir_all(&nd).unwrap();
+            let conf = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {nd}/nginx.pid;\n\
+                 error_log {nd}/error.log warn;\nevents {{ worker_connections 256; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {nd}/body;\n  proxy_temp_path {nd}/proxy;\n\
+                 fastcgi_temp_path {nd}/fastcgi;\n  uwsgi_temp_path {nd}/uwsgi;\n  scgi_temp_path {nd}/scgi;\n\
+                 server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain; return 200 \"node{i}\\n\"; }} }}\n}}\n"
+            );
+            std::fs::write(format!("{nd}/nginx.conf"), conf).unwrap();
+        }
+        // start.sh PORT: nginx in the background, its PID in pid.
+        std::fs::write(
+            dir.join("start.sh"),
+            format!(
+                "d={d}/n$1\nnginx -p $d -e $d/error.log -c $d/nginx.conf </dev/null >/dev/null 2>&1 &\necho $! > $d/pid\n"
+            ),
+        )
+        .unwrap();
+        // stop.sh PORT: TERM, then wait until it is gone.
+        std::fs::write(
+            dir.join("stop.sh"),
+            format!(
+                "d={d}/n$1\npid=$(cat $d/pid)\nkill $pid\ni=0\nwhile kill -0 $pid 2>/dev/null && ! grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
+            ),
+        )
+        .unwrap();
+        // The hook: restart this node's nginx, unless the node is marked broken.
+        std::fs::write(
+            dir.join("hook.sh"),
+            format!(
+                "port=${{FULCRUM_NODE##*:}}\n\
+                 echo \"$FULCRUM_ROLLOUT $FULCRUM_SERVICE $FULCRUM_HOOK $FULCRUM_NODE\" >> {d}/runs.log\n\
+                 echo \"deploying to $FULCRUM_NODE\"\n\
+                 if [ -e {d}/broken-$port ]; then echo \"deploy of $FULCRUM_NODE failed: disk full\" >&2; exit 1; fi\n\
+                 sh {d}/stop.sh $port\nsh {d}/start.sh $port\n\
+                 echo \"$FULCRUM_NODE\" >> {d}/restarts.log\necho restarted\n"
+            ),
+        )
+        .unwrap();
+        let nodes = Nodes { dir, ports };
+        for &p in &nodes.ports {
+            nodes.start(p);
+        }
+        nodes
+    }
+
+    fn script(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn start(&self, port: u16) {
+        let st = Command::new("sh")
+            .arg(self.script("start.sh"))
+            .arg(port.to_string())
+            .status()
+            .expect("sh");
+        assert!(st.success());
+        let a = loopback(port);
+        assert!(
+            eventually(Duration::from_secs(5), || TcpStream::connect(a).is_ok()),
+            "nginx did not listen on {a} (is nginx installed?)"
+        );
+    }
+
+    fn stop(&self, port: u16) {
+        let st = Command::new("sh")
+            .arg(self.script("stop.sh"))
+            .arg(port.to_string())
+            .status()
+            .expect("sh");
+        assert!(st.success());
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.ports.iter().map(|&p| loopback(p)).collect()
+    }
+
+    fn hook_flag(&self) -> String {
+        format!("restart=sh {}", self.script("hook.sh"))
+    }
+
+    /// The nodes the hook restarted, in order.
+    fn restarts(&self) -> Vec<SocketAddr> {
+        lines(&self.dir.join("restarts.log"))
+    }
+
+    /// The nodes the hook ran for (restarted or not), in order.
+    fn runs(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("runs.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn mark_broken(&self, port: u16, broken: bool) {
+        let p = self.dir.join(format!("broken-{port}"));
+        if broken {
+            std::fs::write(p, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for p in &self.ports {
+            let pidfile = self.dir.join(format!("n{p}/pid"));
+            if let Ok(pid) = std::fs::read_to_string(pidfile) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn lines(p: &std::path::Path) -> Vec<SocketAddr> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+/// Starts fulcrum in front of `nodes` with fast health checks and the hook declared.
+fn distributor(nodes: &Nodes, sock: &str) -> (Proc, SocketAddr, Ctl) {
+    let hook = nodes.hook_flag();
+    let (p, addr) = start_fulcrum(
+        &nodes.addrs(),
+        &[
+            "--control",
+            sock,
+            "--check",
+            "http:/",
+            "--check-interval",
+            "100ms",
+            "--check-fast-interval",
+            "100ms",
+            "--check-down-interval",
+            "100ms",
+            "--check-timeout",
+            "90ms",
+            "--rise",
+            "2",
+            "--fall",
+            "1",
+            "--hook",
+            &hook,
+            "--hook-timeout",
+            "20s",
+        ],
+    );
+    let ctl = Ctl::new(sock);
+    assert!(
+        eventually(Duration::from_secs(5), || usable(&ctl) == nodes.ports.len()),
+        "not every node came up: {}",
+        ctl.run("show nodes").1
+    );
+    (p, addr, ctl)
+}
+
+/// A number field of `addr`'s object in `show nodes --json`.
+fn node_num(ctl: &Ctl, addr: SocketAddr, key: &str) -> u64 {
+    let out = ctl.ok("show nodes --json");
+    let at = out
+        .find(&format!("\"addr\":\"{addr}\""))
+        .expect("node listed");
+    let rest = &out[at..];
+    let k = rest.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+    rest[k..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// Nodes the scheduler may pick now, from `show nodes --json`.
+fn usable(ctl: &Ctl) -> usize {
+    let (code, out, _) = ctl.run("show nodes --json");
+    if code != 0 {
+        return 0;
+    }
+    out.matches("\"not_eligible\":null").count()
+}
+
+/// The admin state of `addr` in `show nodes --json`.
+fn admin(ctl: &Ctl, addr: SocketAddr) -> String {
+    let out = ctl.ok("show nodes --json");
+    let at = out
+        .find(&format!("\"addr\":\"{addr}\""))
+        .expect("node listed");
+    let rest = &out[at..];
+    let a = rest.find("\"admin\":\"").unwrap() + 9;
+    rest[a..a + rest[a..].find('"').unwrap()].to_owned()
+}
+
+/// One HTTP GET through fulcrum: the body, or `None`.
+fn get(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let body = out.split("\r\n\r\n").nth(1)?.trim().to_string();
+    (out.starts_with("HTTP/1.1 200") && body.starts_with("node")).then_some(body)
+}
+
+/// A client sending one request every 10 ms (at most `limit`) until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failed: Arc<Mutex<Vec<String>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let (st, se, fa) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&failed));
+        let thread = thread::spawn(move || {
+            let end = Instant::now() + limit;
+            while !st.load(Ordering::Relaxed) && Instant::now() < end {
+                let n = se.fetch_add(1, Ordering::Relaxed);
+                if get(addr).is_none() {
+                    fa.lock().unwrap().push(format!("request {n}"));
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Load {
+            stop,
+            sent,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops; (requests sent, failures).
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let failed = self.failed.lock().unwrap().clone();
+        (self.sent.load(Ordering::Relaxed), failed)
+    }
+}
+
+/// Samples the usable node count every 50 ms until stopped; the smallest seen.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<(usize, usize)>>,
+}
+
+impl Sampler {
+    fn start(sock: String) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let ctl = Ctl::new(sock);
+            let (mut min, mut samples) = (usize::MAX, 0);
+            let end = Instant::now() + Duration::from_secs(60);
+            while !st.load(Ordering::Relaxed) && Instant::now() < end {
+                min = min.min(usable(&ctl));
+                samples += 1;
+                thread::sleep(Duration::from_millis(50));
+            }
+            (min, samples)
+        });
+        Sampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn rollout_restarts_each_node_once_in_order_without_a_failed_request() {
+    let nodes = Nodes::new("a", 3);
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let (p, addr, ctl) = distributor(&nodes, &sock);
+
+    // Nothing undeclared can be named, and the numbers are checked before anything runs.
+    let (code, _, err) = ctl.run("rollout start --hook rm-rf");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("hook \"rm-rf\" is not declared (declared: restart)"),
+        "{err}"
+    );
+    let (code, _, err) = ctl.run("rollout start --hook restart --min-ready 3");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("min-ready 3 with 3 nodes cannot make progress"),
+        "{err}"
+    );
+    assert!(nodes.runs().is_empty());
+    let config = ctl.ok("show config --json");
+    assert!(
+        config.contains(&format!("\"hook\":[\"{}\"]", nodes.hook_flag())),
+        "{config}"
+    );
+    assert!(config.contains("\"hook_timeout\":\"20s\""), "{config}");
+
+    let load = Load::start(addr, Duration::from_secs(40));
+    let sampler = Sampler::start(sock.clone());
+    thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let (code, out, err) = ctl.run("rollout start --hook restart --min-ready 2 --wait");
+    let took = t0.elapsed();
+    thread::sleep(Duration::from_millis(300));
+    let (min_usable, samples) = sampler.finish();
+    let (sent, failed) = load.finish();
+    eprintln!(
+        "rollout of 3 nodes took {took:?}; {sent} requests, {} failed; {samples} samples of show nodes, fewest usable {min_usable}",
+        failed.len()
+    );
+    assert_eq!(code, 0, "--wait: {out}{err}\n{}", p.log());
+    assert!(
+        out.starts_with(
+            "rollout 1 started: hook restart on service default, 3 nodes, batch 1, min-ready 2"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("rollout 1: done"), "{out}");
+    assert!(
+        failed.is_empty(),
+        "failed requests: {failed:?}\n{}",
+        p.log()
+    );
+    assert!(sent > 50, "only {sent} requests sent");
+    assert_eq!(
+        nodes.restarts(),
+        nodes.addrs(),
+        "restarted once each, in order"
+    );
+    assert!(samples > 10, "only {samples} samples");
+    assert!(
+        min_usable >= 2,
+        "fewer than min-ready usable nodes: {min_usable}"
+    );
+    // The hook saw its environment.
+    let runs = nodes.runs();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0], format!("1 default restart {}", nodes.addrs()[0]));
+    // Every node back in service, the status says so per node, in JSON too.
+    assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 3));
+    let json = ctl.ok("rollout status --json");
+    assert!(
+        json.starts_with(
+            "{\"id\":1,\"service\":\"default\",\"hook\":\"restart\",\"state\":\"done\""
+        ),
+        "{json}"
+    );
+    assert_eq!(json.matches("\"state\":\"done\"").count(), 4, "{json}");
+    assert!(json.contains("\"output\":\"deploying to"), "{json}");
+    let log = p.log();
+    assert!(
+        log.contains("rollout service default: running -> done"),
+        "{log}"
+    );
+    // Each node's drain was in force before its hook started.
+    for a in nodes.addrs() {
+        let drained = log.find(&format!(
+            "rollout: set state {a} drain -> node {a} state ready -> drain"
+        ));
+        let hook = log.find(&format!("hook restart on {a} started"));
+        assert!(
+            matches!((drained, hook), (Some(d), Some(h)) if d < h),
+            "{a}: drain at {drained:?}, hook at {hook:?}\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_hook_stops_the_rollout_in_maint_and_resume_completes_it() {
+    let nodes = Nodes::new("b", 3);
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let (p, _addr, ctl) = distributor(&nodes, &sock);
+    let addrs = nodes.addrs();
+    nodes.mark_broken(nodes.ports[1], true);
+
+    let (code, out, err) = ctl.run("rollout start --hook restart --wait");
+    assert_eq!(code, 1, "--wait must fail: {out}{err}");
+    assert!(err.contains("rollout 1: failed"), "{err}");
+    let status = ctl.ok("rollout status");
+    assert!(
+        status.contains(&format!(
+            "failed at {}: hook restart failed: deploy of {} failed: disk full",
+            addrs[1], addrs[1]
+        )),
+        "{status}"
+    );
+    assert!(status.contains("  | deploying to"), "{status}");
+    assert!(
+        status.contains(&format!("  | deploy of {} failed: disk full", addrs[1])),
+        "{status}"
+    );
+    let third = status
+        .lines()
+        .find(|l| l.starts_with(&addrs[2].to_string()))
+        .unwrap();
+    assert!(third.contains("pending"), "{status}");
+    assert_eq!(admin(&ctl, addrs[1]), "maint");
+    assert_eq!(admin(&ctl, addrs[2]), "ready");
+    assert_eq!(
+        nodes.restarts(),
+        vec![addrs[0]],
+        "the third node was touched"
+    );
+    assert_eq!(nodes.runs().len(), 2);
+
+    // Fixed: resume re-runs the failed node and carries on.
+    nodes.mark_broken(nodes.ports[1], false);
+    let (code, out, err) = ctl.run("rollout resume --wait");
+    assert_eq!(code, 0, "{out}{err}\n{}", p.log());
+    assert!(out.contains("rollout 1: done"), "{out}");
+    assert_eq!(nodes.restarts(), addrs);
+    assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 3));
+    let log = p.log();
+    assert!(
+        log.contains("rollout service default: running -> failed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn min_ready_waits_while_the_pool_is_too_thin() {
+    let nodes = Nodes::new("c", 2);
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let (_p, _addr, ctl) = distributor(&nodes, &sock);
+    let addrs = nodes.addrs();
+
+    // Two nodes cannot keep two usable while one is out: refused up front.
+    let (code, _, err) = ctl.run("rollout start --hook restart --min-ready 2");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--min-ready 2 with 2 nodes cannot make progress"),
+        "{err}"
+    );
+
+    // The first node is down: taking it out would leave one usable, which is the
+    // minimum already, so the rollout waits and says why instead of draining anything.
+    nodes.stop(nodes.ports[0]);
+    assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 1));
+    ctl.ok("rollout start --hook restart --min-ready 1");
+    thread::sleep(Duration::from_millis(800));
+    let status = ctl.ok("rollout status");
+    assert!(status.starts_with("rollout 1: waiting"), "{status}");
+    assert!(
+        status.contains("waiting: 1 usable nodes; taking out 1 would leave fewer than min-ready 1"),
+        "{status}"
+    );
+    assert!(nodes.runs().is_empty());
+    assert_eq!(admin(&ctl, addrs[0]), "ready");
+    assert_eq!(admin(&ctl, addrs[1]), "ready");
+
+    // Back up: the rollout carries on by itself.
+    nodes.start(nodes.ports[0]);
+    assert!(
+        eventually(Duration::from_secs(15), || ctl
+            .ok("rollout status")
+            .starts_with("rollout 1: done")),
+        "{}",
+        ctl.ok("rollout status")
+    );
+    assert_eq!(nodes.restarts(), addrs);
+}
+
+#[test]
+fn a_maintenance_window_empties_the_node_keeps_it_out_and_gives_it_back() {
+    let nodes = Nodes::new("w", 2);
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let hook = nodes.hook_flag();
+    let (p, addr) = start_fulcrum(
+        &nodes.addrs(),
+        &[
+            "--control",
+            &sock,
+            "--check",
+            "http:/",
+            "--check-interval",
+            "100ms",
+            "--check-fast-interval",
+            "100ms",
+            "--check-down-interval",
+            "100ms",
+            "--check-timeout",
+            "90ms",
+            "--rise",
+            "2",
+            "--fall",
+            "1",
+            "--hook",
+            &hook,
+            // Windows are drained this long ahead of their opening.
+            "--deadline",
+            "1s",
+        ],
+    );
+    let ctl = Ctl::new(&sock);
+    assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
+    let b = nodes.addrs()[1];
+
+    // Two idle connections through fulcrum: round-robin puts one on each node.
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    assert!(eventually(Duration::from_secs(2), || node_num(
+        &ctl, b, "active"
+    ) == 1));
+
+    let t0 = Instant::now();
+    let out = ctl.ok(&format!("set state {b} maint at +3s for 3s"));
+    assert!(
+        out.contains(&format!("node {b}: maint window in 3.0s for 3s")),
+        "{out}"
+    );
+    let (code, _, err) = ctl.run(&format!("set state {b} maint at +9s"));
+    assert_eq!(code, 1);
+    assert!(err.contains("has a maintenance window already"), "{err}");
+    let shown = ctl.ok("show nodes");
+    assert!(shown.contains("maint window in"), "{shown}");
+    assert_eq!(admin(&ctl, b), "ready", "drained only --deadline ahead");
+
+    // Drained ahead (from 2 s), still holding the idle flow; at the opening it is
+    // empty and in maint.
+    assert!(eventually(Duration::from_secs(3), || admin(&ctl, b) == "drain"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1800),
+        "drained too early: {:?}",
+        t0.elapsed()
+    );
+    assert!(eventually(Duration::from_secs(3), || admin(&ctl, b) == "maint"));
+    let opened = t0.elapsed();
+    assert!(
+        opened >= Duration::from_millis(2900),
+        "opened at {opened:?}"
+    );
+    assert!(eventually(Duration::from_millis(500), || node_num(
+        &ctl, b, "active"
+    ) == 0));
+    let shown = ctl.ok("show nodes");
+    assert!(shown.contains("maint window open"), "{shown}");
+
+    // No new flow reaches it during the window.
+    let total = node_num(&ctl, b, "total");
+    let bodies: Vec<String> = (0..20).filter_map(|_| get(addr)).collect();
+    assert_eq!(bodies.len(), 20);
+    assert!(bodies.iter().all(|b| b == "node0"), "{bodies:?}");
+    assert_eq!(node_num(&ctl, b, "total"), total);
+
+    // Back after it.
+    assert!(eventually(Duration::from_secs(5), || admin(&ctl, b) == "ready"));
+    let closed = t0.elapsed();
+    assert!(
+        closed >= Duration::from_millis(5900),
+        "closed at {closed:?}"
+    );
+    assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 2));
+    let bodies: Vec<String> = (0..10).filter_map(|_| get(addr)).collect();
+    assert!(bodies.iter().any(|b| b == "node1"), "{bodies:?}");
+    assert!(!ctl.ok("show nodes").contains("maint window"));
+    eprintln!("window: opened at {opened:?}, closed at {closed:?}");
+    drop(idle);
+
+    // A window cancelled after it began puts the node back at once.
+    ctl.ok(&format!("set state {b} maint at +0s"));
+    assert!(eventually(Duration::from_secs(2), || admin(&ctl, b) == "maint"));
+    let out = ctl.ok(&format!("cancel maint {b}"));
+    assert!(out.contains("cancelled; ready again"), "{out}");
+    assert!(eventually(Duration::from_secs(2), || admin(&ctl, b) == "ready"));
+    let (code, _, err) = ctl.run(&format!("cancel maint {b}"));
+    assert_eq!(code, 1, "{err}");
+    assert!(p.log().contains("maint window"), "{}", p.log());
+}
+
+#[test]
+fn drain_and_hook_timeouts_cut_and_fail_as_documented() {
+    let nodes = Nodes::new("t", 2);
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let restart = nodes.hook_flag();
+    let (_p, addr) = start_fulcrum(
+        &nodes.addrs(),
+        &[
+            "--control",
+            &sock,
+            "--check",
+            "http:/",
+            "--check-interval",
+            "100ms",
+            "--check-fast-interval",
+            "100ms",
+            "--check-down-interval",
+            "100ms",
+            "--check-timeout",
+            "90ms",
+            "--rise",
+            "2",
+            "--fall",
+            "1",
+            "--hook",
+            &restart,
+            "--hook",
+            "slow=echo working; sleep 30",
+            "--hook-timeout",
+            "1s",
+        ],
+    );
+    let ctl = Ctl::new(&sock);
+    assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
+    let addrs = nodes.addrs();
+
+    // An idle flow on each node never ends by itself: each drain times out after 1 s
+    // and the flow is cut, then the node is restarted and serves again.
+    let mut idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    assert!(eventually(Duration::from_secs(2), || addrs
+        .iter()
+        .all(|&a| node_num(&ctl, a, "active") == 1)));
+    // An operator who puts a draining node back in service wins: at the drain timeout
+    // neither its flows are cut nor its hook run, and the rollout stops there.
+    ctl.ok("rollout start --hook restart --min-ready 1 --drain-timeout 2s");
+    assert!(eventually(Duration::from_secs(2), || admin(&ctl, addrs[0]) == "drain"));
+    ctl.ok(&format!("set state {} ready", addrs[0]));
+    assert!(
+        eventually(Duration::from_secs(5), || ctl
+            .ok("rollout status")
+            .starts_with("rollout 1: failed")),
+        "{}",
+        ctl.ok("rollout status")
+    );
+    let status = ctl.ok("rollout status");
+    assert!(
+        status.contains("was set ready by another command while it drained; the hook was not run"),
+        "{status}"
+    );
+    assert!(nodes.runs().is_empty(), "the hook ran");
+    assert_eq!(node_num(&ctl, addrs[0], "active"), 1, "its flow was cut");
+    ctl.ok(&format!("set state {} ready", addrs[0]));
+
+    let t0 = Instant::now();
+    let (code, out, err) =
+        ctl.run("rollout start --hook restart --min-ready 1 --drain-timeout 1s --wait");
+    let took = t0.elapsed();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "two drain timeouts took {took:?}"
+    );
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 16];
+        // Closed (EOF or reset): cut at the drain timeout (or, at the latest, when its
+        // nginx stopped).
+        assert!(
+            matches!(s.read(&mut b), Ok(0) | Err(_)),
+            "an idle flow survived"
+        );
+    }
+    assert_eq!(nodes.restarts(), addrs);
+    assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 2));
+    // New flows live on both nodes again (the cut applied to the old ones only).
+    let bodies: Vec<String> = (0..10).filter_map(|_| get(addr)).collect();
+    assert_eq!(bodies.len(), 10, "{bodies:?}");
+    assert!(bodies.iter().any(|b| b == "node0") && bodies.iter().any(|b| b == "node1"));
+    // And they stay: the workers' cut flag was cleared when each node came back, or
+    // their 100 ms sweep would close these.
+    let fresh: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    thread::sleep(Duration::from_millis(600));
+    for &a in &addrs {
+        assert_eq!(node_num(&ctl, a, "active"), 1, "a new flow to {a} was cut");
+    }
+    drop(fresh);
+    eprintln!("rollout with two drain timeouts of 1s took {took:?}");
+
+    // A hook that outlives --hook-timeout is killed and fails its node into maint.
+    let t0 = Instant::now();
+    let (code, out, err) = ctl.run("rollout start --hook slow --wait");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let status = ctl.ok("rollout status");
+    assert!(
+        status.contains(&format!(
+            "failed at {}: hook slow failed: killed after 1s (--hook-timeout)",
+            addrs[0]
+        )),
+        "{status}"
+    );
+    assert!(status.contains("  | working"), "{status}");
+    assert_eq!(admin(&ctl, addrs[0]), "maint");
+    assert_eq!(admin(&ctl, addrs[1]), "ready");
+}

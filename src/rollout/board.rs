@@ -1,0 +1,131 @@
+//! What the control interface and the rollout driver exchange through the plane.
+//!
+//! What it owns: the operator's [`Request`]s (queued by `control::exec` after it has
+//! validated them, taken by [`crate::rollout::driver`] on its next tick) and the
+//! [`Report`] the driver publishes after every tick (read by `rollout status`). Plain
+//! data: the two sides never call each other.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::machine::{NodeState, Overall, Status};
+use super::plan::Plan;
+
+/// An operator's request.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Start `plan` on the service at this index of the plane.
+    Start {
+        /// The service (index in `plane.services`).
+        service: usize,
+        /// The validated plan.
+        plan: Plan,
+        /// The id the reply announced.
+        id: u64,
+        /// Who asked (for the log).
+        who: String,
+    },
+    /// `rollout abort`.
+    Abort {
+        /// Who asked.
+        who: String,
+    },
+    /// `rollout resume`.
+    Resume {
+        /// Who asked.
+        who: String,
+    },
+}
+
+/// The last rollout as the driver last saw it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Its id (`FULCRUM_ROLLOUT`).
+    pub id: u64,
+    /// The service's name.
+    pub service: String,
+    /// The plan.
+    pub plan: Plan,
+    /// The planner's status.
+    pub status: Status,
+    /// The instant the status's times count from.
+    pub origin: Instant,
+    /// The output of each node's last hook run (the tail), kept for success too.
+    pub outputs: HashMap<SocketAddr, String>,
+}
+
+impl Report {
+    /// Whether the rollout can still do something without `resume`.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.status.overall,
+            Overall::NotStarted | Overall::Running | Overall::Waiting { .. }
+        )
+    }
+
+    /// How long ago `at` (a time of the status) was, at `now`.
+    pub fn ago(&self, at: Duration, now: Instant) -> Duration {
+        now.saturating_duration_since(self.origin)
+            .saturating_sub(at)
+    }
+}
+
+/// The board on the plane.
+#[derive(Debug, Default)]
+pub struct Board {
+    /// Requests not yet taken by the driver, in arrival order.
+    pub requests: Vec<Request>,
+    /// The current or last rollout.
+    pub report: Option<Report>,
+    /// The id of the last rollout started (the next one gets the one after).
+    pub last_id: u64,
+    /// Scheduled maintenance windows, at most one per node (driven by the same
+    /// component).
+    pub windows: Vec<super::window::Window>,
+}
+
+impl Board {
+    /// Whether a rollout runs or waits, or a start is queued.
+    pub fn busy(&self) -> bool {
+        self.requests
+            .iter()
+            .any(|r| matches!(r, Request::Start { .. }))
+            || self.report.as_ref().is_some_and(Report::is_active)
+    }
+}
+
+/// One word per overall state: `running`, `waiting`, `done`, `failed`, `aborted`.
+pub fn overall_word(o: &Overall) -> &'static str {
+    match o {
+        Overall::NotStarted => "starting",
+        Overall::Running => "running",
+        Overall::Waiting { .. } => "waiting",
+        Overall::Done => "done",
+        Overall::Failed { .. } => "failed",
+        Overall::Aborted => "aborted",
+    }
+}
+
+/// One word per node state, as `rollout status` shows it.
+pub fn node_word(s: &NodeState) -> &'static str {
+    match s {
+        NodeState::Pending => "pending",
+        NodeState::Draining { .. } => "draining",
+        NodeState::Running { .. } => "running",
+        NodeState::WaitingHealthy { .. } => "waiting-healthy",
+        NodeState::Done { .. } => "done",
+        NodeState::Failed { .. } => "failed",
+    }
+}
+
+/// When a node entered its state (none while pending).
+pub fn node_since(s: &NodeState) -> Option<Duration> {
+    match s {
+        NodeState::Pending => None,
+        NodeState::Draining { since }
+        | NodeState::Running { since, .. }
+        | NodeState::WaitingHealthy { since } => Some(*since),
+        NodeState::Done { at } | NodeState::Failed { at, .. } => Some(*at),
+    }
+}

@@ -1,0 +1,574 @@
+//! The rollout component: drives the sans-IO [`Rollout`] planner with the control
+//! loop's clock, the pool and the health checks, and carries its commands out.
+//!
+//! What it owns: the one current rollout (its planner, the hooks it runs, the admin
+//! state it asked for per node, the health-check streak it counts per node) and the
+//! [`Report`] it publishes on the plane after every tick.
+//!
+//! How the planner's commands are carried out:
+//! - `SetState` drain/ready/maint is queued on `plane.queued_admin` as an ordinary
+//!   `set state SERVICE/ADDR …` from `rollout`. The control component runs it as a
+//!   local admin change, so it is logged like an operator's, written to the state file
+//!   (a restart mid-rollout keeps the node out of service rather than silently back in)
+//!   and forwarded to the failover peer. Until the pool shows the state asked for, the
+//!   node is not reported to the planner: a drained node must not be taken for idle
+//!   before the drain is in force.
+//! - `Cut` closes the node's flows as `remove node` does at its deadline (the workers'
+//!   cut flag); the flag is cleared when the node is set ready again.
+//! - `RunAction` starts the declared hook ([`HookRun`]); its exit (or its timeout,
+//!   `--hook-timeout`) is reported back on a later tick.
+//!
+//! Node views: `usable` is the pool's own eligibility (ready, up, agent content);
+//! `healthy_streak` counts the passing checks the health checker recorded *after* the
+//! hook ended (a streak from before the restart proves nothing); without health checks
+//! (`--check none`) a node counts as healthy at once.
+//!
+//! It also takes the due steps of the scheduled maintenance windows on the plane's
+//! board ([`super::window`]): drain ahead, maint (cutting what is left) at the opening,
+//! ready at the end, each queued as `set state` from `maint window`.
+//!
+//! What it does not do: agent tasks (a `task` plan is refused), or survive a restart or
+//! a failover (the nodes' admin states do, through the state file and the peer).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{info, warn, Level};
+use mio::event::Event;
+use mio::Registry;
+
+use super::board::{node_word, overall_word, Report, Request};
+use super::config::HookConfig;
+use super::hook::{failure_text, Ended, HookEnv, HookRun};
+use super::machine::{Command, NodeView, Overall, Rollout, RunId, Status, Target};
+use super::plan::{Action, Plan};
+use super::window::Step;
+use crate::control::command::{Command as CtlCommand, Scoped};
+use crate::health::config::CheckKind;
+use crate::notify::Alert;
+use crate::plane::{Component, Plane};
+use crate::pool::AdminState;
+
+/// How often the driver looks at the pool, the checks and its hooks while a rollout
+/// is in progress.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Who the admin changes are from, in the log and the state file's history.
+const WHO: &str = "rollout";
+
+/// The rollout component.
+pub struct RolloutDriver {
+    hooks: HookConfig,
+    origin: Instant,
+    current: Option<Current>,
+    /// Admin changes were queued this tick: run another turn at once, so the control
+    /// component applies them without waiting for the next deadline.
+    again: bool,
+    /// Maintenance windows are scheduled: keep ticking.
+    windows: bool,
+}
+
+struct Current {
+    id: u64,
+    service: usize,
+    name: String,
+    hook: String,
+    command: String,
+    rollout: Rollout,
+    runs: Vec<(SocketAddr, RunId, HookRun)>,
+    expected: HashMap<SocketAddr, AdminState>,
+    /// Per node: the time of the last check seen, and passing checks in a row since
+    /// the hook ended.
+    streaks: HashMap<SocketAddr, (Option<Instant>, u32)>,
+    outputs: HashMap<SocketAddr, String>,
+    last: Status,
+    /// The planner's commands not carried out yet (their admin state already expected).
+    pending: VecDeque<Command>,
+}
+
+impl RolloutDriver {
+    /// A driver that may run these hooks.
+    pub fn new(hooks: HookConfig) -> RolloutDriver {
+        RolloutDriver {
+            hooks,
+            origin: Instant::now(),
+            current: None,
+            again: false,
+            windows: false,
+        }
+    }
+
+    fn take_requests(&mut self, plane: &mut Plane, now: Instant) {
+        let t = now.saturating_duration_since(self.origin);
+        for req in std::mem::take(&mut plane.rollout.requests) {
+            match req {
+                Request::Start {
+                    service,
+                    plan,
+                    id,
+                    who,
+                } => self.start(plane, service, plan, id, &who, t),
+                Request::Abort { who } => {
+                    if let Some(c) = self.current.as_mut() {
+                        info!(target: "fulcrum::rollout", "{who}: rollout {} aborted", c.id);
+                        c.rollout.abort(t);
+                        c.kill_runs("the rollout was aborted");
+                    }
+                }
+                Request::Resume { who } => {
+                    if let Some(c) = self.current.as_mut() {
+                        info!(target: "fulcrum::rollout", "{who}: rollout {} resumed", c.id);
+                        c.rollout.resume(t);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        plane: &mut Plane,
+        service: usize,
+        plan: Plan,
+        id: u64,
+        who: &str,
+        t: Duration,
+    ) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| is_active(&c.rollout.status().overall))
+        {
+            warn!(target: "fulcrum::rollout", "{who}: rollout {id} not started: rollout {} is in progress",
+                self.current.as_ref().map_or(0, |c| c.id));
+            return;
+        }
+        let (hook, command) = match plan.action() {
+            Action::Hook(name) => match self.hooks.get(name) {
+                Some(h) => (h.name.clone(), h.command.clone()),
+                None => {
+                    warn!(target: "fulcrum::rollout", "{who}: rollout {id} not started: hook {name:?} is not declared");
+                    return;
+                }
+            },
+            Action::Task(name) => {
+                warn!(target: "fulcrum::rollout", "{who}: rollout {id} not started: agent tasks ({name}) are not supported");
+                return;
+            }
+        };
+        let Some(svc) = plane.services.get(service) else {
+            return;
+        };
+        let name = svc.name().to_owned();
+        if let Some(mut old) = self.current.take() {
+            old.kill_runs("a new rollout started");
+        }
+        plane.notifier.alert(Alert {
+            event: "rollout",
+            subject: format!("service {name}"),
+            old: "idle".into(),
+            new: "running".into(),
+            reason: format!(
+                "rollout {id} started by {who}: hook {hook} on {} nodes, batch {}, min-ready {}",
+                plan.nodes().len(),
+                plan.batch(),
+                plan.min_ready()
+            ),
+            level: Level::Info,
+        });
+        let rollout = Rollout::new(plan);
+        let last = rollout.status();
+        let mut cur = Current {
+            id,
+            service,
+            name,
+            hook,
+            command,
+            rollout,
+            runs: Vec::new(),
+            expected: HashMap::new(),
+            streaks: HashMap::new(),
+            outputs: HashMap::new(),
+            last,
+            pending: VecDeque::new(),
+        };
+        // Every node's view first, so the first batch can start in this tick.
+        cur.feed(plane, t, true);
+        cur.rollout.start(t);
+        self.current = Some(cur);
+    }
+}
+
+impl Current {
+    /// Reports every node of the plan whose admin state is what was asked.
+    fn feed(&mut self, plane: &Plane, t: Duration, feed_streaks: bool) {
+        let Some(svc) = plane.services.get(self.service) else {
+            return;
+        };
+        let checks = svc.cfg.health.kind != CheckKind::None;
+        let rise = if checks {
+            svc.cfg.health.thresholds.rise.max(1)
+        } else {
+            1
+        };
+        let nodes: Vec<SocketAddr> = self.rollout.plan().nodes().to_vec();
+        for addr in nodes {
+            let node = svc.shared.pool.find(addr);
+            if feed_streaks {
+                let entry = self.streaks.entry(addr).or_insert((None, 0));
+                if let Some((ok, _, at, _)) =
+                    svc.info.get(&addr).and_then(|i| i.last_check.as_ref())
+                {
+                    if entry.0.is_none_or(|seen| *at > seen) {
+                        entry.0 = Some(*at);
+                        entry.1 = if *ok { entry.1.saturating_add(1) } else { 0 };
+                    }
+                }
+            }
+            if let (Some(want), Some(n)) = (self.expected.get(&addr), node.as_ref()) {
+                if n.admin() != *want {
+                    continue;
+                }
+            }
+            let view = match &node {
+                Some(n) => NodeView {
+                    usable: n.eligible(),
+                    active_conns: n.active(),
+                    healthy_streak: if checks {
+                        self.streaks.get(&addr).map_or(0, |s| s.1)
+                    } else {
+                        rise
+                    },
+                    rise,
+                },
+                // Gone from the pool (`remove node`): never usable, never healthy.
+                None => NodeView {
+                    usable: false,
+                    active_conns: 0,
+                    healthy_streak: 0,
+                    rise,
+                },
+            };
+            self.rollout.on_node(addr, view, t);
+            // A report may start the next batch: its drains are expected from now on,
+            // so the nodes reported after this one in the same loop are not taken for
+            // drained before the drain is in force.
+            self.collect();
+        }
+    }
+
+    /// Takes the planner's new commands, recording the admin state each asks for.
+    fn collect(&mut self) {
+        while let Some(cmd) = self.rollout.poll_command() {
+            if let Command::SetState { addr, target } = &cmd {
+                self.expected.insert(*addr, admin_of(target));
+            }
+            self.pending.push_back(cmd);
+        }
+    }
+
+    fn kill_runs(&mut self, why: &str) {
+        for (addr, _, mut run) in self.runs.drain(..) {
+            run.kill();
+            warn!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} killed: {why}", self.id, self.hook);
+            self.outputs.insert(addr, run.output());
+        }
+    }
+
+    fn poll_runs(&mut self, now: Instant, t: Duration) {
+        let mut i = 0;
+        while i < self.runs.len() {
+            let (addr, id, run) = &mut self.runs[i];
+            let (addr, id) = (*addr, *id);
+            let Some(ended) = run.poll(now) else {
+                self.outputs.insert(addr, run.output());
+                i += 1;
+                continue;
+            };
+            let output = run.output();
+            let took = crate::duration::format_duration(round_ms(run.elapsed(now)));
+            self.runs.swap_remove(i);
+            let result = match &ended {
+                Ended::Ok => {
+                    info!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} done in {took}", self.id, self.hook);
+                    // Only checks after the hook count toward `rise`.
+                    if let Some(s) = self.streaks.get_mut(&addr) {
+                        s.1 = 0;
+                    }
+                    Ok(())
+                }
+                e => {
+                    let text = failure_text(&output, e);
+                    warn!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} failed after {took}: {}",
+                        self.id, self.hook, text.lines().last().unwrap_or(""));
+                    Err(text)
+                }
+            };
+            self.outputs.insert(addr, output);
+            self.rollout.on_action_done(addr, id, result, t);
+        }
+    }
+
+    /// Carries out the planner's commands; returns whether admin changes were queued.
+    fn carry_out(&mut self, plane: &mut Plane, now: Instant, t: Duration) -> bool {
+        let mut queued = false;
+        loop {
+            self.collect();
+            let Some(cmd) = self.pending.pop_front() else {
+                break;
+            };
+            let Some(svc) = plane.services.get(self.service) else {
+                return queued;
+            };
+            match cmd {
+                Command::SetState { addr, target } => {
+                    let state = admin_of(&target);
+                    if state == AdminState::Ready {
+                        if let Some(n) = svc.shared.pool.find(addr) {
+                            n.clear_cut();
+                        }
+                    }
+                    if let Target::Maint { reason } = &target {
+                        info!(target: "fulcrum::rollout", "rollout {}: {addr} to maint: {reason}", self.id);
+                    }
+                    plane.queued_admin.push((
+                        WHO,
+                        Scoped::new(Some(&self.name), CtlCommand::SetState { addr, state }),
+                    ));
+                    queued = true;
+                }
+                // Someone else put the node back in service while it drained (`set
+                // state ADDR ready`): neither cut its flows nor run the hook on a node
+                // that takes traffic; the run fails, which stops the rollout there.
+                Command::Cut { addr } if serving(svc, addr) => {}
+                Command::RunAction { addr, id } if serving(svc, addr) => {
+                    let why = format!(
+                        "{addr} was set ready by another command while it drained; the hook was not run"
+                    );
+                    warn!(target: "fulcrum::rollout", "rollout {}: {why}", self.id);
+                    self.rollout.on_action_done(addr, id, Err(why), t);
+                }
+                Command::Cut { addr } => {
+                    if let Some(n) = svc.shared.pool.find(addr) {
+                        warn!(target: "fulcrum::rollout", "rollout {}: {addr} not drained in time: cutting {} flows", self.id, n.active());
+                        n.cut();
+                    }
+                }
+                Command::RunAction { addr, id } => {
+                    let node = addr.to_string();
+                    let env = HookEnv {
+                        node: &node,
+                        service: &self.name,
+                        hook: &self.hook,
+                        rollout: self.id,
+                    };
+                    match HookRun::spawn(&self.command, env, hook_timeout(plane), now) {
+                        Ok(run) => {
+                            info!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} started", self.id, self.hook);
+                            self.runs.push((addr, id, run));
+                        }
+                        Err(e) => {
+                            let why = format!("the hook could not start: {e}");
+                            self.rollout.on_action_done(addr, id, Err(why), t);
+                        }
+                    }
+                }
+            }
+        }
+        queued
+    }
+
+    /// Alerts for what changed since the last tick.
+    fn events(&mut self, plane: &mut Plane) {
+        let now = self.rollout.status();
+        for (new, old) in now.nodes.iter().zip(&self.last.nodes) {
+            let (w_new, w_old) = (node_word(&new.state), node_word(&old.state));
+            if w_new == w_old {
+                continue;
+            }
+            let (level, reason) = match &new.state {
+                crate::rollout::NodeState::Done { .. } => (Level::Info, "healthy again".to_owned()),
+                crate::rollout::NodeState::Failed { reason, .. } => (Level::Error, reason.clone()),
+                _ => {
+                    info!(target: "fulcrum::rollout", "rollout {}: {} {w_old} -> {w_new}", self.id, new.addr);
+                    continue;
+                }
+            };
+            plane.notifier.alert(Alert {
+                event: "rollout",
+                subject: new.addr.to_string(),
+                old: w_old.into(),
+                new: w_new.into(),
+                reason: format!("rollout {}: {reason}", self.id),
+                level,
+            });
+        }
+        // The start itself was announced by `start`.
+        let started = self.last.overall == Overall::NotStarted && now.overall == Overall::Running;
+        if now.overall != self.last.overall && !started {
+            let (level, reason) = match &now.overall {
+                Overall::Done => (Level::Info, "every node done".to_owned()),
+                Overall::Failed { node, reason } => (Level::Error, format!("{node}: {reason}")),
+                Overall::Aborted => (Level::Warn, "aborted by operator".to_owned()),
+                Overall::Waiting {
+                    usable,
+                    min_ready,
+                    batch,
+                } => (
+                    Level::Warn,
+                    format!("{usable} usable nodes; a batch of {batch} would leave fewer than min-ready {min_ready}"),
+                ),
+                Overall::Running | Overall::NotStarted => (Level::Info, "continuing".to_owned()),
+            };
+            plane.notifier.alert(Alert {
+                event: "rollout",
+                subject: format!("service {}", self.name),
+                old: overall_word(&self.last.overall).into(),
+                new: overall_word(&now.overall).into(),
+                reason: format!("rollout {}: {reason}", self.id),
+                level,
+            });
+        }
+        self.last = now;
+    }
+
+    fn report(&self) -> Report {
+        Report {
+            id: self.id,
+            service: self.name.clone(),
+            plan: self.rollout.plan().clone(),
+            status: self.last.clone(),
+            origin: Instant::now(),
+            outputs: self.outputs.clone(),
+        }
+    }
+}
+
+/// Takes the maintenance windows' due steps; returns whether admin changes were queued.
+fn windows(plane: &mut Plane, now_ms: u64) -> bool {
+    let mut queued = false;
+    let mut i = 0;
+    while i < plane.rollout.windows.len() {
+        let w = &mut plane.rollout.windows[i];
+        let Some((step, over)) = w.poll(now_ms) else {
+            i += 1;
+            continue;
+        };
+        let (svc, addr) = (w.service, w.addr);
+        if over {
+            plane.rollout.windows.remove(i);
+        }
+        let Some(service) = plane.services.get(svc) else {
+            continue;
+        };
+        let node = service.shared.pool.find(addr);
+        let state = match step {
+            Step::Drain => AdminState::Drain,
+            Step::Maint => {
+                if let Some(n) = node.as_ref().filter(|n| n.active() > 0) {
+                    warn!(target: "fulcrum::rollout", "maint window of {addr}: {} flows still open at the opening: cut", n.active());
+                    n.cut();
+                }
+                AdminState::Maint
+            }
+            Step::Ready => {
+                if let Some(n) = &node {
+                    n.clear_cut();
+                }
+                AdminState::Ready
+            }
+        };
+        info!(target: "fulcrum::rollout", "service {} node {addr}: maint window: {state}", service.name());
+        let name = service.name().to_owned();
+        plane.queued_admin.push((
+            "maint window",
+            Scoped::new(Some(&name), CtlCommand::SetState { addr, state }),
+        ));
+        queued = true;
+    }
+    queued
+}
+
+fn admin_of(t: &Target) -> AdminState {
+    match t {
+        Target::Drain => AdminState::Drain,
+        Target::Ready => AdminState::Ready,
+        Target::Maint { .. } => AdminState::Maint,
+    }
+}
+
+/// Whether `addr` is ready in the pool (so not drained, whatever the rollout asked).
+fn serving(svc: &crate::plane::Service, addr: SocketAddr) -> bool {
+    svc.shared
+        .pool
+        .find(addr)
+        .is_some_and(|n| n.admin() == AdminState::Ready)
+}
+
+fn is_active(o: &Overall) -> bool {
+    matches!(
+        o,
+        Overall::NotStarted | Overall::Running | Overall::Waiting { .. }
+    )
+}
+
+fn hook_timeout(plane: &Plane) -> Duration {
+    plane.cfg.hooks.timeout
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
+
+impl Component for RolloutDriver {
+    fn register(&mut self, _registry: &Registry, _base: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn on_event(&mut self, _: &mut Plane, _: &Registry, _: usize, _: &Event) {}
+
+    fn on_tick(&mut self, plane: &mut Plane, _registry: &Registry, now: Instant) {
+        self.again = windows(plane, crate::time::wall_ms());
+        self.windows = !plane.rollout.windows.is_empty();
+        self.take_requests(plane, now);
+        let t = now.saturating_duration_since(self.origin);
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
+        // What start, resume or abort asked for first: a node is reported only once
+        // the pool shows the state asked for, which needs the state recorded before
+        // the first report (else a node not yet drained would pass for drained).
+        self.again |= c.carry_out(plane, now, t);
+        c.poll_runs(now, t);
+        c.feed(plane, t, true);
+        if c.rollout.poll_timeout().is_some_and(|d| d <= t) {
+            c.rollout.on_timeout(t);
+        }
+        self.again |= c.carry_out(plane, now, t);
+        c.events(plane);
+        let mut report = c.report();
+        // The status's times count from the driver's origin.
+        report.origin = self.origin;
+        plane.rollout.report = Some(report);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.again {
+            return Some(Instant::now());
+        }
+        if self.windows {
+            return Some(Instant::now() + TICK);
+        }
+        let c = self.current.as_ref()?;
+        let busy = !c.runs.is_empty() || is_active(&c.last.overall);
+        busy.then(|| Instant::now() + TICK)
+    }
+
+    fn on_shutdown(&mut self, _plane: &mut Plane) {
+        if let Some(c) = self.current.as_mut() {
+            c.kill_runs("fulcrum is stopping");
+        }
+    }
+}
