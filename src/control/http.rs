@@ -4,7 +4,8 @@
 //!
 //! HTTP/1.x, one request per connection (`Connection: close`), head ≤ 8 KiB with at most
 //! 64 header fields, body ≤ 4 KiB given by `Content-Length` (no chunked bodies). Routes:
-//! `GET /metrics`, `GET /api/v1/{nodes,stats,console}`, `GET /` (the console page) and
+//! `GET /metrics`, `GET /api/v1/{services,nodes,stats,console,rollout,bgp}`, `GET /` (the
+//! console page) and
 //! `POST /api/v1/command` (needs `Authorization: Bearer TOKEN`).
 //!
 //! The control plane is one thread that also runs health checks and failover adverts, so
@@ -227,11 +228,20 @@ pub(crate) fn route(
             "application/json",
             &crate::control::rollout::status_reply(plane, now, true),
         ),
+        ("GET", "/api/v1/bgp") => response(
+            200,
+            "application/json",
+            &plane
+                .bgp
+                .as_ref()
+                .map_or_else(|| "null".to_owned(), |b| b.json(now)),
+        ),
         ("POST", "/api/v1/command") => command(exec, plane, who, req, token, now),
         (
             _,
             "/" | "/index.html" | "/metrics" | "/api/v1/nodes" | "/api/v1/services"
-            | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command" | "/api/v1/rollout",
+            | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command" | "/api/v1/rollout"
+            | "/api/v1/bgp",
         ) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }
@@ -813,6 +823,9 @@ mod tests {
             "fulcrum_node_connections_total{service=\"default\",node=\"127.0.0.1:9001\"}"
         ));
         assert!(body(&m).contains("fulcrum_service_nodes{service=\"default\"} 1"));
+        let b = call(&mut p, &req("GET", "/api/v1/bgp", None, ""), None);
+        assert_eq!(status(&b), 200);
+        assert_eq!(body(&b), "null", "no BGP configured");
         let s = call(&mut p, &req("GET", "/api/v1/services", None, ""), None);
         assert_eq!(status(&s), 200);
         assert!(
