@@ -427,13 +427,7 @@ pub fn services_json(list: &[ServiceSnapshot]) -> String {
 }
 
 /// Per-service families of [`prometheus`], labelled `service`.
-type ServiceFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&ServiceSnapshot) -> u64,
-);
-const SERVICE_FAMILIES: [ServiceFamily; 7] = [
+const SERVICE_FAMILIES: [Family<ServiceSnapshot>; 7] = [
     (
         "fulcrum_service_up",
         "gauge",
@@ -788,15 +782,11 @@ impl Exposition {
     }
 }
 
-/// A per-node numeric family: name, type, help, and how to read the value.
-type NodeFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&NodeSnapshot) -> u64,
-);
+/// A numeric metric family with one sample per `T` (node, service, BGP peer): name,
+/// type, help, and how to read the value.
+pub(crate) type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
-const NODE_FAMILIES: [NodeFamily; 10] = [
+const NODE_FAMILIES: [Family<NodeSnapshot>; 10] = [
     (
         "fulcrum_node_connections_active",
         "gauge",

@@ -216,13 +216,7 @@ impl BgpStatus {
             "1 while the prefixes are announced, 0 while withdrawn.",
         );
         let _ = writeln!(out, "fulcrum_bgp_announcing {}", u8::from(self.announcing));
-        type PeerFamily = (
-            &'static str,
-            &'static str,
-            &'static str,
-            fn(&PeerStatus) -> u64,
-        );
-        let bgp: [PeerFamily; 7] = [
+        let bgp: [crate::control::render::Family<PeerStatus>; 7] = [
             (
                 "fulcrum_bgp_session_up",
                 "gauge",

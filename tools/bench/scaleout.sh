@@ -7,7 +7,8 @@
 #
 # Measures, in one run:
 #   1. new connections/s (wrk, Connection: close, from the client namespace) through 1, 2
-#      and 3 active distributors, and each distributor's CPU per connection;
+#      and 3 active distributors, each distributor's CPU per connection, then keep-alive
+#      requests/s (wrk, 50 connections spread by the router);
 #   2. how long until the router's kernel route loses a distributor's next hop after:
 #      SIGKILL; a dead host (nft drops everything in its namespace) with BFD 100 ms x 3;
 #      the same without BFD (hold time 3 s); `fulcrum ctl bgp withdraw`. N runs each
@@ -109,8 +110,8 @@ report=$(mktemp)
   echo
   echo "## Throughput through 1, 2 and 3 distributors"
   echo
-  echo "| distributors | new conn/s | per distributor: connections (share), CPU µs/conn |"
-  echo "|---:|---:|---|"
+  echo "| distributors | new conn/s | keep-alive req/s | per distributor (new connections): connections (share), CPU µs/conn |"
+  echo "|---:|---:|---:|---|"
 } >"$report"
 
 hz=$(getconf CLK_TCK)
@@ -122,12 +123,18 @@ for n in 1 2 3; do
   for k in $(seq 1 "$n"); do t0[$k]=$(total "$k"); c0[$k]=$(cpu_ticks "${lbpid[$k]}"); done
   rate=$(ip netns exec "${P}cli" timeout $((secs + 10)) wrk -t1 -c50 -d"${secs}s" \
     -H "Connection: close" "http://$VIP/" 2>&1 | awk '/Requests\/sec/ {print int($2)}')
-  line="| $n | ${rate:-0} |"
   sum=0
-  declare -A dn=()
-  for k in $(seq 1 "$n"); do dn[$k]=$(( $(total "$k") - t0[$k] )); sum=$((sum + dn[$k])); done
+  declare -A dn=() dc=()
   for k in $(seq 1 "$n"); do
-    cpu=$(( $(cpu_ticks "${lbpid[$k]}") - c0[$k] ))
+    dn[$k]=$(( $(total "$k") - t0[$k] ))
+    dc[$k]=$(( $(cpu_ticks "${lbpid[$k]}") - c0[$k] ))
+    sum=$((sum + dn[$k]))
+  done
+  ka=$(ip netns exec "${P}cli" timeout $((secs + 10)) wrk -t1 -c50 -d"${secs}s" \
+    "http://$VIP/" 2>&1 | awk '/Requests\/sec/ {print int($2)}')
+  line="| $n | ${rate:-0} | ${ka:-0} |"
+  for k in $(seq 1 "$n"); do
+    cpu=${dc[$k]}
     us=$(awk -v c="$cpu" -v hz="$hz" -v d="${dn[$k]}" 'BEGIN { if (d > 0) printf "%.1f", c / hz * 1e6 / d; else print "-" }')
     share=$(awk -v d="${dn[$k]}" -v s="$sum" 'BEGIN { if (s > 0) printf "%.0f", 100 * d / s; else print 0 }')
     line+=" lb$k: ${dn[$k]} ($share %), $us µs;"
