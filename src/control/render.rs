@@ -276,18 +276,18 @@ fn human_us(us: u64) -> String {
 /// Writes one JSON object, tracking commas: every JSON reply (`show nodes`, `show
 /// stats`, `show config`, and the HTTP API's) is written through it. Keys are string
 /// literals of this crate and need no escaping.
-struct JsonObject<'a> {
-    out: &'a mut String,
+pub(crate) struct JsonObject<'a> {
+    pub(crate) out: &'a mut String,
     first: bool,
 }
 
 impl<'a> JsonObject<'a> {
-    fn open(out: &'a mut String) -> Self {
+    pub(crate) fn open(out: &'a mut String) -> Self {
         out.push('{');
         JsonObject { out, first: true }
     }
 
-    fn key(&mut self, key: &str) {
+    pub(crate) fn key(&mut self, key: &str) {
         if !self.first {
             self.out.push(',');
         }
@@ -297,42 +297,78 @@ impl<'a> JsonObject<'a> {
         self.out.push_str("\":");
     }
 
-    fn str(&mut self, key: &str, value: &str) {
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         self.out.push('"');
         push_json_escaped(self.out, value);
         self.out.push('"');
     }
 
-    fn num(&mut self, key: &str, value: u64) {
+    pub(crate) fn num(&mut self, key: &str, value: u64) {
         self.key(key);
         let _ = write!(self.out, "{value}");
     }
 
-    fn opt_num(&mut self, key: &str, value: Option<u64>) {
+    pub(crate) fn opt_num(&mut self, key: &str, value: Option<u64>) {
         match value {
             Some(v) => self.num(key, v),
             None => self.null(key),
         }
     }
 
-    fn bool(&mut self, key: &str, value: bool) {
+    pub(crate) fn bool(&mut self, key: &str, value: bool) {
         self.key(key);
         self.out.push_str(if value { "true" } else { "false" });
     }
 
-    fn null(&mut self, key: &str) {
+    pub(crate) fn null(&mut self, key: &str) {
         self.key(key);
         self.out.push_str("null");
     }
 
-    fn value(&mut self, key: &str, v: &ConfigValue) {
+    pub(crate) fn value(&mut self, key: &str, v: &ConfigValue) {
         self.key(key);
         push_json_value(self.out, v);
     }
 
-    fn close(self) {
+    pub(crate) fn close(self) {
         self.out.push('}');
+    }
+
+    /// `key` with a string or `null`.
+    pub(crate) fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.null(key),
+        }
+    }
+
+    /// `key` with a nested object written by `f`.
+    pub(crate) fn object(&mut self, key: &str, f: impl FnOnce(&mut JsonObject<'_>)) {
+        self.key(key);
+        let mut inner = JsonObject::open(self.out);
+        f(&mut inner);
+        inner.close();
+    }
+
+    /// `key` with an array of objects, one written by `f` per item.
+    pub(crate) fn objects<T>(
+        &mut self,
+        key: &str,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(&mut JsonObject<'_>, T),
+    ) {
+        self.key(key);
+        self.out.push('[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let mut inner = JsonObject::open(self.out);
+            f(&mut inner, item);
+            inner.close();
+        }
+        self.out.push(']');
     }
 }
 

@@ -14,7 +14,7 @@ use log::info;
 
 use crate::control::command::{At, Command, RolloutCommand, Scoped, StartSpec};
 use crate::control::exec::Reply;
-use crate::control::render::push_json_escaped;
+use crate::control::render::JsonObject;
 use crate::duration::format_duration;
 use crate::plane::Plane;
 use crate::pool::AdminState;
@@ -306,60 +306,35 @@ pub fn status_text(r: &Report, now: Instant) -> String {
     out
 }
 
-fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    push_json_escaped(out, s);
-    out.push('"');
-}
-
 /// `rollout status --json`.
 pub fn status_json(r: &Report, now: Instant) -> String {
-    let mut o = String::from("{\"id\":");
-    o.push_str(&r.id.to_string());
-    o.push_str(",\"service\":");
-    push_str(&mut o, &r.service);
-    o.push_str(",\"hook\":");
-    push_str(&mut o, r.plan.action().name());
-    o.push_str(",\"state\":");
-    push_str(&mut o, overall_word(&r.status.overall));
-    o.push_str(",\"reason\":");
-    match why(&r.status.overall) {
-        Some(w) => push_str(&mut o, &w),
-        None => o.push_str("null"),
-    }
-    o.push_str(&format!(
-        ",\"batch\":{},\"min_ready\":{}",
-        r.plan.batch(),
-        r.plan.min_ready()
-    ));
-    o.push_str(",\"nodes\":[");
-    for (i, n) in r.status.nodes.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        o.push_str("{\"addr\":");
-        push_str(&mut o, &n.addr.to_string());
-        o.push_str(",\"state\":");
-        push_str(&mut o, node_word(&n.state));
-        o.push_str(",\"since_ms\":");
-        match node_since(&n.state) {
-            Some(at) => o.push_str(&r.ago(at, now).as_millis().to_string()),
-            None => o.push_str("null"),
-        }
-        o.push_str(",\"reason\":");
-        match &n.state {
-            NodeState::Failed { reason, .. } => push_str(&mut o, reason),
-            _ => o.push_str("null"),
-        }
-        o.push_str(",\"output\":");
-        match r.outputs.get(&n.addr) {
-            Some(out) => push_str(&mut o, out),
-            None => o.push_str("null"),
-        }
-        o.push('}');
-    }
-    o.push_str("]}");
-    o
+    let mut out = String::new();
+    let mut o = JsonObject::open(&mut out);
+    o.num("id", r.id);
+    o.str("service", &r.service);
+    o.str("hook", r.plan.action().name());
+    o.str("state", overall_word(&r.status.overall));
+    o.opt_str("reason", why(&r.status.overall).as_deref());
+    o.num("batch", r.plan.batch() as u64);
+    o.num("min_ready", r.plan.min_ready() as u64);
+    o.objects("nodes", &r.status.nodes, |n, node| {
+        n.str("addr", &node.addr.to_string());
+        n.str("state", node_word(&node.state));
+        n.opt_num(
+            "since_ms",
+            node_since(&node.state).map(|at| r.ago(at, now).as_millis() as u64),
+        );
+        n.opt_str(
+            "reason",
+            match &node.state {
+                NodeState::Failed { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            },
+        );
+        n.opt_str("output", r.outputs.get(&node.addr).map(String::as_str));
+    });
+    o.close();
+    out
 }
 
 #[cfg(test)]

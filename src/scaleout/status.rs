@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::control::render::{prom_label_escape, push_json_escaped};
+use crate::control::render::{prom_label_escape, ConfigValue, JsonObject};
 
 /// One BGP peer as `show bgp` presents it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,62 +143,57 @@ impl BgpStatus {
 
     /// JSON for `show bgp --json`.
     pub fn json(&self, now: Instant) -> String {
-        let q = |s: &str| {
-            let mut out = String::from("\"");
-            push_json_escaped(&mut out, s);
-            out.push('"');
-            out
-        };
-        let prefixes: Vec<String> = self.prefixes.iter().map(|p| q(p)).collect();
-        let mut peers = Vec::new();
-        for p in &self.peers {
-            let uptime = p
-                .established_at
-                .map(|at| now.saturating_duration_since(at).as_secs().to_string())
-                .unwrap_or_else(|| "null".into());
-            let bfd = match &p.bfd {
-                Some(b) => format!(
-                    "{{\"state\":{},\"detection_ms\":{},\"received\":{},\"sent\":{},\"dropped\":{},\"downs\":{}}}",
-                    q(&b.state),
-                    b.detection.as_millis(),
-                    b.received,
-                    b.sent,
-                    b.dropped,
-                    b.downs
-                ),
-                None => "null".into(),
-            };
-            peers.push(format!(
-                "{{\"addr\":{},\"as\":{},\"state\":{},\"uptime_s\":{},\"hold_s\":{},\"prefixes_announced\":{},\"last_error\":{},\"established\":{},\"notifications_sent\":{},\"notifications_received\":{},\"malformed\":{},\"updates_received\":{},\"bfd\":{}}}",
-                q(&p.addr),
-                p.asn,
-                q(p.state),
-                uptime,
-                p.hold_s,
-                p.prefixes,
-                p.last_error.as_deref().map_or_else(|| "null".into(), q),
-                p.established,
-                p.notifications_sent,
-                p.notifications_received,
-                p.malformed,
-                p.updates_received,
-                bfd
-            ));
-        }
-        format!(
-            "{{\"local_as\":{},\"router_id\":{},\"prefixes\":[{}],\"announcing\":{},\"reason\":{},\"usable\":{},\"min_healthy\":{},\"peers\":[{}],\"bfd_malformed\":{},\"bfd_unknown\":{},\"bfd_ttl\":{}}}",
-            self.local_as,
-            q(&self.router_id),
-            prefixes.join(","),
-            self.announcing,
-            q(self.reason),
-            self.usable,
-            self.min_healthy,
-            peers.join(","),
-            self.bfd_malformed,
-            self.bfd_unknown,
-            self.bfd_ttl
-        )
+        let mut out = String::new();
+        let mut o = JsonObject::open(&mut out);
+        o.num("local_as", self.local_as.into());
+        o.str("router_id", &self.router_id);
+        o.value(
+            "prefixes",
+            &ConfigValue::List(
+                self.prefixes
+                    .iter()
+                    .map(|p| ConfigValue::Str(p.clone()))
+                    .collect(),
+            ),
+        );
+        o.bool("announcing", self.announcing);
+        o.str("reason", self.reason);
+        o.num("usable", self.usable as u64);
+        o.num("min_healthy", self.min_healthy as u64);
+        o.objects("peers", &self.peers, |j, p| {
+            j.str("addr", &p.addr);
+            j.num("as", p.asn.into());
+            j.str("state", p.state);
+            j.opt_num(
+                "uptime_s",
+                p.established_at
+                    .map(|at| now.saturating_duration_since(at).as_secs()),
+            );
+            j.num("hold_s", p.hold_s.into());
+            j.num("prefixes_announced", p.prefixes as u64);
+            j.opt_str("last_error", p.last_error.as_deref());
+            j.num("established", p.established);
+            j.num("notifications_sent", p.notifications_sent);
+            j.num("notifications_received", p.notifications_received);
+            j.num("malformed", p.malformed);
+            j.num("updates_received", p.updates_received);
+            match &p.bfd {
+                Some(b) => j.object("bfd", |k| {
+                    k.str("state", &b.state);
+                    k.num("detection_ms", b.detection.as_millis() as u64);
+                    k.num("received", b.received);
+                    k.num("sent", b.sent);
+                    k.num("dropped", b.dropped);
+                    k.num("downs", b.downs);
+                }),
+                None => j.null("bfd"),
+            }
+        });
+        o.num("bfd_malformed", self.bfd_malformed);
+        o.num("bfd_unknown", self.bfd_unknown);
+        o.num("bfd_ttl", self.bfd_ttl);
+        o.close();
+        out
     }
 }
 
