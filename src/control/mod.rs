@@ -9,6 +9,7 @@ pub mod ctl;
 pub(crate) mod exec;
 pub mod http;
 pub(crate) mod render;
+pub(crate) mod reply;
 pub(crate) mod rollout;
 pub(crate) mod server;
 pub(crate) mod snapshot;

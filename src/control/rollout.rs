@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use log::info;
 
 use crate::control::command::{At, Command, RolloutCommand, Scoped, StartSpec};
-use crate::control::exec::Reply;
 use crate::control::render::JsonObject;
+use crate::control::reply::Reply;
 use crate::duration::format_duration;
 use crate::plane::Plane;
 use crate::pool::AdminState;
