@@ -556,11 +556,20 @@ fn a_maintenance_window_empties_the_node_keeps_it_out_and_gives_it_back() {
     assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
     let b = nodes.addrs()[1];
 
-    // Two idle connections through fulcrum: round-robin puts one on each node.
-    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    assert!(eventually(Duration::from_secs(2), || node_num(
-        &ctl, b, "active"
-    ) == 1));
+    // Idle connections through fulcrum until one is on node b (round-robin puts the
+    // second there, unless a check missed its 90 ms timeout on a loaded machine and took
+    // b out for a moment: then a few more).
+    let mut idle: Vec<TcpStream> = Vec::new();
+    let on_b = eventually(Duration::from_secs(5), || {
+        if node_num(&ctl, b, "active") >= 1 {
+            return true;
+        }
+        if idle.len() < 10 && usable(&ctl) == 2 {
+            idle.push(TcpStream::connect(addr).unwrap());
+        }
+        false
+    });
+    assert!(on_b, "no idle flow on {b} after {} connections", idle.len());
 
     let t0 = Instant::now();
     let out = ctl.ok(&format!("set state {b} maint at +3s for 3s"));
@@ -665,10 +674,23 @@ fn drain_and_hook_timeouts_cut_and_fail_as_documented() {
 
     // An idle flow on each node never ends by itself: each drain times out after 1 s
     // and the flow is cut, then the node is restarted and serves again.
-    let mut idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    assert!(eventually(Duration::from_secs(2), || addrs
-        .iter()
-        .all(|&a| node_num(&ctl, a, "active") == 1)));
+    // (Round-robin puts one on each node; a check that missed its timeout on a loaded
+    // machine can take a node out for a moment, so open more until each has one.)
+    let mut idle: Vec<TcpStream> = Vec::new();
+    let spread = eventually(Duration::from_secs(5), || {
+        if addrs.iter().all(|&a| node_num(&ctl, a, "active") >= 1) {
+            return true;
+        }
+        if idle.len() < 10 && usable(&ctl) == 2 {
+            idle.push(TcpStream::connect(addr).unwrap());
+        }
+        false
+    });
+    assert!(
+        spread,
+        "no idle flow on each node after {} connections",
+        idle.len()
+    );
     // An operator who puts a draining node back in service wins: at the drain timeout
     // neither its flows are cut nor its hook run, and the rollout stops there.
     ctl.ok("rollout start --hook restart --min-ready 1 --drain-timeout 2s");
@@ -687,7 +709,7 @@ fn drain_and_hook_timeouts_cut_and_fail_as_documented() {
         "{status}"
     );
     assert!(nodes.runs().is_empty(), "the hook ran");
-    assert_eq!(node_num(&ctl, addrs[0], "active"), 1, "its flow was cut");
+    assert!(node_num(&ctl, addrs[0], "active") >= 1, "its flow was cut");
     ctl.ok(&format!("set state {} ready", addrs[0]));
 
     let t0 = Instant::now();
