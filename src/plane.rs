@@ -253,6 +253,24 @@ impl Plane {
     }
 }
 
+#[cfg(test)]
+impl Plane {
+    /// The plane of the one service `fulcrum serve ARGS…` describes, nothing running
+    /// (unit tests of the control commands and the HTTP routes).
+    pub(crate) fn for_tests(args: &[&str]) -> Plane {
+        use clap::Parser;
+        let argv = ["fulcrum", "serve"].iter().chain(args);
+        let cli = crate::config::TestCli::try_parse_from(argv).expect("flags");
+        let crate::config::TestCommand::Serve(a) = cli.command;
+        let cfg = ServeConfig::from_args(*a, 20_000).expect("config");
+        let pool = Arc::new(crate::pool::Pool::new(&cfg.backends));
+        let stats = Arc::new(crate::pool::Stats::default());
+        let shared = Arc::new(Shared::new(pool, stats, cfg.scheduler));
+        let svc = Service::new(shared, cfg.clone());
+        Plane::new(cfg, vec![svc], Arc::default(), None, Vec::new())
+    }
+}
+
 /// A control-plane component driven by the main loop.
 pub trait Component {
     /// Registers its sources with tokens in `[base, base + TOKEN_SPAN)`.

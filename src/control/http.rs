@@ -638,7 +638,6 @@ pub(crate) fn flush<W: Write>(w: &mut W, out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn req(method: &str, path: &str, auth: Option<&str>, body: &str) -> Request {
         Request {
@@ -664,23 +663,7 @@ mod tests {
 
     /// A plane with one node, 127.0.0.1:9001, as `fulcrum serve` would build it.
     fn plane() -> Plane {
-        use clap::Parser;
-        let cli = crate::config::TestCli::try_parse_from([
-            "fulcrum",
-            "serve",
-            "--listen",
-            "127.0.0.1:1",
-            "--backend",
-            "127.0.0.1:9001",
-        ])
-        .expect("flags");
-        let crate::config::TestCommand::Serve(a) = cli.command;
-        let cfg = crate::config::ServeConfig::from_args(*a, 20_000).expect("config");
-        let pool = Arc::new(crate::pool::Pool::new(&cfg.backends));
-        let stats = Arc::new(crate::pool::Stats::default());
-        let shared = Arc::new(crate::runtime::Shared::new(pool, stats, cfg.scheduler));
-        let svc = crate::plane::Service::new(shared, cfg.clone());
-        Plane::new(cfg, vec![svc], Arc::default(), None, Vec::new())
+        Plane::for_tests(&["--listen", "127.0.0.1:1", "--backend", "127.0.0.1:9001"])
     }
 
     const TOKEN: &str = "0123456789abcdef";

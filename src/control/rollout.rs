@@ -393,11 +393,7 @@ mod tests {
 
     /// A plane with three nodes and the hook `deploy` declared.
     fn plane() -> Plane {
-        use clap::Parser;
-        use std::sync::Arc;
-        let cli = crate::config::TestCli::try_parse_from([
-            "fulcrum",
-            "serve",
+        Plane::for_tests(&[
             "--listen",
             "127.0.0.1:1",
             "--backend",
@@ -409,14 +405,6 @@ mod tests {
             "--hook",
             "deploy=true",
         ])
-        .expect("flags");
-        let crate::config::TestCommand::Serve(a) = cli.command;
-        let cfg = crate::config::ServeConfig::from_args(*a, 20_000).expect("config");
-        let pool = Arc::new(crate::pool::Pool::new(&cfg.backends));
-        let stats = Arc::new(crate::pool::Stats::default());
-        let shared = Arc::new(crate::runtime::Shared::new(pool, stats, cfg.scheduler));
-        let svc = crate::plane::Service::new(shared, cfg.clone());
-        Plane::new(cfg, vec![svc], Arc::default(), None, Vec::new())
     }
 
     fn line(p: &mut Plane, l: &str) -> Reply {

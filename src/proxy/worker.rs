@@ -288,7 +288,10 @@ impl Worker {
             self.now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    WAKER => self.take_new_lanes(),
+                    WAKER => {
+                        self.take_new_lanes();
+                        self.check_shutdown(true);
+                    }
                     Token(t) if t < FIRST_CONN => {
                         if let Some(flag) = self.accept_more.get_mut(t - 1) {
                             *flag = true;
@@ -307,7 +310,7 @@ impl Worker {
                     self.drive(key);
                 }
             }
-            self.check_shutdown();
+            self.check_shutdown(false);
             if self.draining && self.conns.is_empty() {
                 return Ok(0);
             }
@@ -334,11 +337,18 @@ impl Worker {
     /// Closes the listeners of services told to stop, and all of them when the process
     /// drains. Closing a listener resets whatever waits in its accept queue; the kernel
     /// steers new SYNs to listeners still open (other workers, or none).
-    fn check_shutdown(&mut self) {
+    ///
+    /// Every loop turn pays one atomic load (the process flag); the services' own flags
+    /// (a reload removed one) are read with `lanes = true`, on a wake-up and at each
+    /// sweep, so a turn's cost does not grow with the number of services.
+    fn check_shutdown(&mut self, lanes: bool) {
         if self.draining {
             return;
         }
         let all = self.process.shutdown.load(Ordering::Acquire);
+        if !all && !lanes {
+            return;
+        }
         let mut closed_any = false;
         for lane in &mut self.lanes {
             if !lane.closed && (all || lane.shared.shutdown.load(Ordering::Acquire)) {
@@ -829,6 +839,7 @@ impl Worker {
     }
 
     fn sweep(&mut self) {
+        self.check_shutdown(true);
         self.next_sweep = self.now + TICK;
         let now = self.now;
         let mut expired = Vec::new();
