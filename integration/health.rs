@@ -347,6 +347,7 @@ fn forged_and_replayed_heartbeats_change_nothing() {
         load_per_cpu_milli: 10,
         probe_rtt: None,
         weight_pct: None,
+        report: None,
     };
     let mut buf = Vec::new();
     // A genuine "ready" first.

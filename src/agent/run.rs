@@ -160,6 +160,7 @@ pub fn run(a: AgentArgs) -> io::Result<()> {
             load_per_cpu_milli: (load * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32,
             probe_rtt: probed.ok(),
             weight_pct: a.dynamic_weight.then(|| weight_pct(load, a.overload)),
+            report: None,
         };
         match wire::emit(&hb, key.bytes(), &mut buf) {
             Ok(()) => {

@@ -15,7 +15,7 @@
 //!   before the drain is in force.
 //! - `Cut` closes the node's flows as `remove node` does at its deadline (the workers'
 //!   cut flag); the flag is cleared when the node is set ready again.
-//! - `RunAction` starts the declared hook ([`HookRun`]); its exit (or its timeout,
+//! - `RunAction` starts the declared hook ([`ChildRun`]); its exit (or its timeout,
 //!   `--hook-timeout`) is reported back on a later tick.
 //!
 //! Node views: `usable` is the pool's own eligibility (ready, up, agent content);
@@ -41,7 +41,7 @@ use mio::Registry;
 
 use super::board::{node_word, overall_word, Report, Request};
 use super::config::HookConfig;
-use super::hook::{failure_text, Ended, HookEnv, HookRun};
+use super::hook::{self, failure_text, ChildRun, Ended, HookEnv};
 use super::machine::{Command, NodeView, Overall, Rollout, RunId, Status, Target};
 use super::plan::{Action, Plan};
 use super::window::Step;
@@ -77,7 +77,7 @@ struct Current {
     hook: String,
     command: String,
     rollout: Rollout,
-    runs: Vec<(SocketAddr, RunId, HookRun)>,
+    runs: Vec<(SocketAddr, RunId, ChildRun)>,
     expected: HashMap<SocketAddr, AdminState>,
     /// Per node: the time of the last check seen, and passing checks in a row since
     /// the hook ended.
@@ -364,7 +364,7 @@ impl Current {
                         hook: &self.hook,
                         rollout: self.id,
                     };
-                    match HookRun::spawn(&self.command, env, hook_timeout(plane), now) {
+                    match hook::spawn(&self.command, env, hook_timeout(plane), now) {
                         Ok(run) => {
                             info!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} started", self.id, self.hook);
                             self.runs.push((addr, id, run));

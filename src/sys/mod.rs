@@ -4,6 +4,7 @@
 //!
 //! Nothing here decides anything: callers get `io::Result`s and plain values.
 
+pub mod child;
 pub mod limits;
 pub mod netdev;
 pub mod packet;

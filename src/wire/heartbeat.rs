@@ -21,7 +21,7 @@
 //! | 0        | 4    | magic                | `b"FLCA"`                                            |
 //! | 4        | 1    | version              | `1`                                                  |
 //! | 5        | 1    | state                | 0 ready, 1 drain, 2 overloaded, 3 down               |
-//! | 6        | 1    | flags                | reserved, must be 0                                  |
+//! | 6        | 1    | flags                | bit 0: a task report follows the node id; others 0   |
 //! | 7        | 1    | node_id_len (`n`)    | 1..=64                                               |
 //! | 8        | 8    | sequence             | strictly increasing per node id                      |
 //! | 16       | 8    | sent_at_ms           | sender's wall clock, ms since the UNIX epoch         |
@@ -30,10 +30,12 @@
 //! | 32       | 1    | weight_pct           | 0..=100; 255 = not set (cf. HAProxy `agent-check`)   |
 //! | 33       | 3    | reserved             | must be 0                                            |
 //! | 36       | n    | node_id              | UTF-8                                                |
-//! | 36 + n   | 32   | mac                  | HMAC-SHA256(key, bytes 0 .. 36 + n)                  |
+//! | 36 + n   | r    | task report          | only with flag bit 0: [`super::task::Report`]        |
+//! | 36+n+r   | 32   | mac                  | HMAC-SHA256(key, bytes 0 .. 36 + n + r)              |
 //!
-//! A datagram is exactly `68 + n` bytes (69..=132); anything else is
-//! rejected. Magic and version are checked before the MAC (cheap rejection of
+//! A datagram is exactly `68 + n + r` bytes; anything else is rejected. A
+//! heartbeat without a report (`r = 0`, flags 0) is what agents before task
+//! reports sent, so those still read as before. Magic and version are checked before the MAC (cheap rejection of
 //! foreign traffic), every other field only after it.
 
 use std::collections::BTreeMap;
@@ -42,6 +44,8 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use super::task::{Report, TaskWireError};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -57,8 +61,10 @@ pub const MAC_LEN: usize = 32;
 pub const MAX_NODE_ID_LEN: usize = 64;
 /// Shortest valid datagram (one-byte node id).
 pub const MIN_LEN: usize = HEADER_LEN + 1 + MAC_LEN;
-/// Longest valid datagram.
-pub const MAX_LEN: usize = HEADER_LEN + MAX_NODE_ID_LEN + MAC_LEN;
+/// Longest valid datagram (with the longest task report).
+pub const MAX_LEN: usize = HEADER_LEN + MAX_NODE_ID_LEN + super::task::MAX_REPORT_LEN + MAC_LEN;
+/// Flag: a task report section follows the node id.
+pub const FLAG_TASK_REPORT: u8 = 1;
 
 const NO_PROBE: u32 = u32::MAX;
 const NO_WEIGHT: u8 = 255;
@@ -101,6 +107,8 @@ pub enum WireError {
     TooLong,
     /// Weight outside 0..=100 and not the "unset" value 255.
     BadWeight(u8),
+    /// The task report section is malformed.
+    BadReport(TaskWireError),
 }
 
 impl fmt::Display for WireError {
@@ -118,6 +126,7 @@ impl fmt::Display for WireError {
             WireError::BadMac => f.write_str("heartbeat: authentication failed"),
             WireError::TooLong => f.write_str("heartbeat: trailing bytes"),
             WireError::BadWeight(w) => write!(f, "heartbeat: weight {w} outside 0..=100"),
+            WireError::BadReport(e) => write!(f, "heartbeat: {e}"),
         }
     }
 }
@@ -221,7 +230,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if n == 0 || n > MAX_NODE_ID_LEN {
             return Err(WireError::BadLength);
         }
-        let total = HEADER_LEN + n + MAC_LEN;
+        let total = HEADER_LEN + n + self.report_len()? + MAC_LEN;
         match len.cmp(&total) {
             std::cmp::Ordering::Less => Err(WireError::Truncated),
             std::cmp::Ordering::Greater => Err(WireError::TooLong),
@@ -293,14 +302,38 @@ impl<T: AsRef<[u8]>> Packet<T> {
         read_array(self.data(), field::RESERVED)
     }
 
-    fn mac_offset(&self) -> usize {
+    /// The length of the task report section (0 without the flag).
+    fn report_len(&self) -> Result<usize, WireError> {
+        if self.flags() & FLAG_TASK_REPORT == 0 {
+            return Ok(0);
+        }
+        let at = field::NODE_ID + usize::from(self.node_id_len());
+        let rest = self.data().get(at..).unwrap_or_default();
+        Report::section_len(rest).map_err(|e| match e {
+            TaskWireError::Truncated => WireError::Truncated,
+            e => WireError::BadReport(e),
+        })
+    }
+
+    fn report_offset(&self) -> usize {
         field::NODE_ID + usize::from(self.node_id_len())
+    }
+
+    fn mac_offset(&self) -> usize {
+        self.report_offset() + self.report_len().unwrap_or(0)
+    }
+
+    /// The task report section's bytes (empty without the flag).
+    pub fn report(&self) -> &[u8] {
+        self.data()
+            .get(self.report_offset()..self.mac_offset())
+            .unwrap_or_default()
     }
 
     /// The node id bytes (not yet checked for UTF-8).
     pub fn node_id(&self) -> &[u8] {
         self.data()
-            .get(field::NODE_ID..self.mac_offset())
+            .get(field::NODE_ID..self.report_offset())
             .unwrap_or_default()
     }
 
@@ -329,7 +362,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         write_bytes(data, field::MAGIC, &MAGIC);
         write_bytes(data, field::VERSION, &[VERSION]);
         write_bytes(data, field::STATE, &[hb.state.to_u8()]);
-        write_bytes(data, field::FLAGS, &[0]);
+        let flags = if hb.report.is_some() {
+            FLAG_TASK_REPORT
+        } else {
+            0
+        };
+        write_bytes(data, field::FLAGS, &[flags]);
         write_bytes(data, field::NODE_ID_LEN, &[node_id_len]);
         write_bytes(data, field::SEQUENCE, &hb.sequence.to_be_bytes());
         write_bytes(data, field::SENT_AT, &hb.sent_at_ms.to_be_bytes());
@@ -381,12 +419,14 @@ pub struct Heartbeat {
     /// Requested weight in percent (0..=100), or `None` to leave it as
     /// configured.
     pub weight_pct: Option<u8>,
+    /// One task's report, when the agent has one to give.
+    pub report: Option<Report>,
 }
 
 impl Heartbeat {
     /// Encoded length of this heartbeat.
     pub fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.node_id.len() + MAC_LEN
+        HEADER_LEN + self.node_id.len() + self.report.as_ref().map_or(0, Report::len) + MAC_LEN
     }
 
     /// Validates and decodes a length-checked packet with `key`.
@@ -402,7 +442,7 @@ impl Heartbeat {
         mac.update(packet.signed_bytes());
         mac.verify_slice(packet.mac())
             .map_err(|_| WireError::BadMac)?;
-        if packet.flags() != 0 || packet.reserved() != [0; 3] {
+        if packet.flags() & !FLAG_TASK_REPORT != 0 || packet.reserved() != [0; 3] {
             return Err(WireError::Reserved);
         }
         let state = AgentState::from_u8(packet.state())?;
@@ -418,6 +458,11 @@ impl Heartbeat {
         let node_id = std::str::from_utf8(packet.node_id())
             .map_err(|_| WireError::BadUtf8)?
             .to_owned();
+        let report = if packet.flags() & FLAG_TASK_REPORT != 0 {
+            Some(Report::parse(packet.report()).map_err(WireError::BadReport)?)
+        } else {
+            None
+        };
         Ok(Heartbeat {
             node_id,
             state,
@@ -426,6 +471,7 @@ impl Heartbeat {
             load_per_cpu_milli: packet.load_per_cpu_milli(),
             probe_rtt,
             weight_pct,
+            report,
         })
     }
 
@@ -445,7 +491,12 @@ impl Heartbeat {
         if let Some(w) = self.weight_pct.filter(|w| *w > 100) {
             return Err(WireError::BadWeight(w));
         }
+        let mut section = Vec::new();
+        if let Some(r) = &self.report {
+            r.emit(&mut section).map_err(WireError::BadReport)?;
+        }
         buf.resize(self.buffer_len(), 0);
+        write_bytes(buf, HEADER_LEN + n, &section);
         let mut packet = Packet::new_unchecked(&mut buf[..]);
         packet.set_header(self, node_id_len);
         if let Err(e) = packet.fill_mac(key) {
@@ -688,6 +739,7 @@ mod tests {
             load_per_cpu_milli: 1250,
             probe_rtt: Some(Duration::from_micros(850)),
             weight_pct: Some(75),
+            report: None,
         }
     }
 
@@ -764,6 +816,7 @@ mod tests {
                 load_per_cpu_milli: u32::MAX,
                 probe_rtt: None,
                 weight_pct: None,
+                report: None,
             },
             Heartbeat {
                 node_id: "x".to_owned(),
@@ -773,6 +826,7 @@ mod tests {
                 load_per_cpu_milli: 0,
                 probe_rtt: Some(Duration::ZERO),
                 weight_pct: Some(0),
+                report: None,
             },
             Heartbeat {
                 state: AgentState::Ready,
@@ -784,14 +838,20 @@ mod tests {
             assert_eq!(bytes.len(), hb.buffer_len());
             assert_eq!(parse(&bytes, KEY), Ok(hb));
         }
-        assert_eq!(
-            encode(&Heartbeat {
-                node_id: "a".repeat(64),
-                ..repr()
-            })
-            .len(),
-            MAX_LEN
-        );
+        let longest = Heartbeat {
+            node_id: "a".repeat(64),
+            report: Some(Report {
+                id: u64::MAX,
+                name: "t".repeat(64),
+                status: crate::wire::task::TaskStatus::Running,
+                started_ms: 1,
+                ended_ms: 0,
+                output: "o".repeat(crate::wire::task::MAX_REPORT_OUTPUT),
+            }),
+            ..repr()
+        };
+        assert_eq!(encode(&longest).len(), MAX_LEN);
+        assert_eq!(parse(&encode(&longest), KEY), Ok(longest));
         assert_eq!(
             encode(&Heartbeat {
                 node_id: "a".into(),
@@ -799,6 +859,45 @@ mod tests {
             })
             .len(),
             MIN_LEN
+        );
+    }
+
+    #[test]
+    fn a_task_report_rides_in_the_signed_part() {
+        let hb = Heartbeat {
+            report: Some(Report {
+                id: 9,
+                name: "deploy".into(),
+                status: crate::wire::task::TaskStatus::Exited(0),
+                started_ms: 10,
+                ended_ms: 20,
+                output: "ok\n".into(),
+            }),
+            ..repr()
+        };
+        let bytes = encode(&hb);
+        assert_eq!(bytes[6], FLAG_TASK_REPORT);
+        assert_eq!(bytes.len(), FIXTURE.len() + 32 + 6 + 3);
+        assert_eq!(parse(&bytes, KEY), Ok(hb));
+        // Every truncation and every flipped byte is refused.
+        for n in 0..bytes.len() {
+            assert!(parse(&bytes[..n], KEY).is_err(), "length {n}");
+        }
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(parse(&bad, KEY).is_err(), "flipped byte {i}");
+        }
+        // The flag without a section, and a section with a bad status behind a good MAC.
+        let mut no_section = FIXTURE.to_vec();
+        no_section[6] = FLAG_TASK_REPORT;
+        assert!(parse(&no_section, KEY).is_err());
+        let mut bad_status = bytes.clone();
+        bad_status[41 + 8] = 77;
+        resign(&mut bad_status);
+        assert_eq!(
+            parse(&bad_status, KEY),
+            Err(WireError::BadReport(TaskWireError::BadStatus(77)))
         );
     }
 
@@ -892,7 +991,7 @@ mod tests {
             (0, b'X', WireError::BadMagic),
             (4, 2, WireError::BadVersion(2)),
             (5, 4, WireError::BadState(4)),
-            (6, 1, WireError::Reserved),
+            (6, 2, WireError::Reserved),
             (34, 1, WireError::Reserved),
             (32, 101, WireError::BadWeight(101)),
             (36, 0xff, WireError::BadUtf8),
