@@ -15,6 +15,7 @@ use crate::addr::{parse_listen, resolve};
 use crate::duration::parse_duration;
 use crate::health::config::CheckKind;
 use crate::health::http::StatusSet;
+use crate::rollout::config::{parse_hook, Hook};
 
 /// `fulcrum agent` flags.
 #[derive(Debug, Args)]
@@ -57,6 +58,20 @@ pub struct AgentArgs {
     /// threshold (never above the configured weight).
     #[arg(long)]
     pub dynamic_weight: bool,
+    /// A task the distributor may ask this node to run, as NAME=COMMAND (repeatable);
+    /// run through /bin/sh -c with FULCRUM_TASK, FULCRUM_TASK_ID and FULCRUM_NODE set,
+    /// at most once per request id, killed at the request's deadline. Requests come
+    /// authenticated with --key-file; nothing undeclared can run.
+    #[arg(long = "task", value_name = "NAME=COMMAND", value_parser = parse_task)]
+    pub tasks: Vec<Hook>,
+}
+
+fn parse_task(s: &str) -> Result<Hook, String> {
+    let t = parse_hook(s)?;
+    if t.name == "status" {
+        return Err("\"status\" is reserved (fulcrum ctl task status)".into());
+    }
+    Ok(t)
 }
 
 fn parse_agent_check(s: &str) -> Result<CheckKind, String> {

@@ -7,7 +7,14 @@
 //! that the distributor can count missing ones; the node's load is carried in the
 //! message instead of being signalled by silence (as the LISA '98 broker did).
 //!
-//! Blocking IO is fine here: this is a small process of its own, not an event loop.
+//! Node tasks: the same socket receives the distributors' task requests
+//! ([`crate::wire::task`]). A declared task (`--task NAME=COMMAND`) runs at most once
+//! per request id, in its own process group, killed at the request's deadline; its
+//! start, end and output tail ride in the following heartbeats, and a heartbeat goes
+//! out at once when a task starts, ends or is refused ([`super::tasks`] decides).
+//!
+//! Blocking IO is fine here: this is a small process of its own, not an event loop
+//! (it polls its signals and its socket, and its tasks every 100 ms while any runs).
 
 // The flags' doc comments are their --help text, written for a terminal
 // (`ADDR[,weight=N]`, `[::]:80`), not rustdoc links.
@@ -25,9 +32,20 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::agent::config::AgentArgs;
 use crate::health::config::CheckKind;
 use crate::health::http::{build_request, parse_status, StatusSet};
+use crate::sys::child::{ChildRun, Ended};
 use crate::sys::signal::{self, Request};
 use crate::time::wall_ms;
 use crate::wire::heartbeat::{self as wire, AgentState, Heartbeat};
+use crate::wire::task::TaskStatus;
+
+use super::tasks::{Decision, Tasks};
+
+/// How often running tasks are looked at.
+const TASK_POLL: Duration = Duration::from_millis(100);
+/// Output kept per running task (the heartbeats carry its last KiB).
+const TASK_TAIL: usize = 4096;
+/// The longest a task may be asked to run.
+const MAX_TASK_TIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Probes the local service once; returns the round-trip time on success.
 pub fn probe(
@@ -129,61 +147,202 @@ pub fn run(a: AgentArgs) -> io::Result<()> {
     .parse()
     .map_err(io::Error::other)?;
     let sock = UdpSocket::bind(bind)?;
+    sock.set_nonblocking(true)?;
+    for (i, t) in a.tasks.iter().enumerate() {
+        if a.tasks[..i].iter().any(|o| o.name == t.name) {
+            return Err(io::Error::other(format!(
+                "--task {}=…: the name {:?} is declared twice",
+                t.name, t.name
+            )));
+        }
+    }
+    let mut tasks = Tasks::new(a.tasks.clone(), &node_id, wall_ms());
     info!(target: "fulcrum::agent",
-        "agent for {node_id}: probing {} every {:?}, reporting to {:?}", a.service, a.interval, a.distributors);
+        "agent for {node_id}: probing {} every {:?}, reporting to {:?}, tasks {:?}",
+        a.service, a.interval, a.distributors, tasks.names());
     // Sequence numbers must grow across restarts: start from the wall clock in µs.
     let mut seq = wall_ms().saturating_mul(1000);
     let mut last: Option<AgentState> = None;
     let mut buf = Vec::with_capacity(wire::MAX_LEN);
+    let mut rbuf = vec![0u8; 2048];
+    let mut runs: Vec<(u64, String, ChildRun)> = Vec::new();
+    let mut last_refusal_log: Option<Instant> = None;
+    let mut beat = Beat::default();
+    let mut next_probe = Instant::now();
     loop {
-        let t0 = Instant::now();
-        let probed = probe(&a.check, a.service, &a.check_status, a.check_timeout);
-        let load = load_per_cpu(&a.loadavg_file).unwrap_or_else(|e| {
-            warn!(target: "fulcrum::agent", "{e}");
-            0.0
-        });
-        let draining = a.drain_file.as_deref().is_some_and(Path::exists);
-        let state = decide(probed.is_ok(), load, a.overload, draining);
-        if last != Some(state) {
-            match &probed {
-                Err(e) => warn!(target: "fulcrum::agent", "state {state}: probe failed: {e}"),
-                Ok(_) => info!(target: "fulcrum::agent", "state {state} (load/cpu {load:.2})"),
+        let now = Instant::now();
+        let mut send = false;
+        if now >= next_probe {
+            next_probe = now + a.interval;
+            let probed = probe(&a.check, a.service, &a.check_status, a.check_timeout);
+            let load = load_per_cpu(&a.loadavg_file).unwrap_or_else(|e| {
+                warn!(target: "fulcrum::agent", "{e}");
+                0.0
+            });
+            let draining = a.drain_file.as_deref().is_some_and(Path::exists);
+            let state = decide(probed.is_ok(), load, a.overload, draining);
+            if last != Some(state) {
+                match &probed {
+                    Err(e) => warn!(target: "fulcrum::agent", "state {state}: probe failed: {e}"),
+                    Ok(_) => info!(target: "fulcrum::agent", "state {state} (load/cpu {load:.2})"),
+                }
+                last = Some(state);
             }
-            last = Some(state);
+            beat = Beat {
+                state,
+                load,
+                rtt: probed.ok(),
+            };
+            send = true;
         }
-        seq = seq.max(wall_ms().saturating_mul(1000)) + 1;
-        let hb = Heartbeat {
-            node_id: node_id.clone(),
-            state,
-            sequence: seq,
-            sent_at_ms: wall_ms(),
-            load_per_cpu_milli: (load * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32,
-            probe_rtt: probed.ok(),
-            weight_pct: a.dynamic_weight.then(|| weight_pct(load, a.overload)),
-            report: None,
-        };
-        match wire::emit(&hb, key.bytes(), &mut buf) {
-            Ok(()) => {
-                for d in &a.distributors {
-                    if let Err(e) = sock.send_to(&buf, d) {
-                        warn!(target: "fulcrum::agent", "send to {d}: {e}");
+        // Task requests.
+        for _ in 0..64 {
+            let (n, from) = match sock.recv_from(&mut rbuf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let got = rbuf.get(..n).unwrap_or_default();
+            match tasks.on_datagram(got, key.bytes(), wall_ms()) {
+                Decision::Ignored => {}
+                Decision::Known(id) => {
+                    info!(target: "fulcrum::agent", "task request {id} from {from} again: already taken, not run again");
+                    send = true;
+                }
+                Decision::Refused { id, why } => {
+                    let t = Instant::now();
+                    if last_refusal_log
+                        .is_none_or(|l| t.saturating_duration_since(l) >= Duration::from_secs(1))
+                    {
+                        last_refusal_log = Some(t);
+                        warn!(target: "fulcrum::agent", "task request {id} from {from} refused: {why} (further refusals this second not logged)");
                     }
+                    send = true;
+                }
+                Decision::Run {
+                    id,
+                    name,
+                    command,
+                    deadline_ms,
+                } => {
+                    let left = Duration::from_millis(deadline_ms.saturating_sub(wall_ms()))
+                        .clamp(Duration::from_millis(1), MAX_TASK_TIME);
+                    let id_s = id.to_string();
+                    let env = [
+                        ("FULCRUM_TASK", name.as_str()),
+                        ("FULCRUM_TASK_ID", id_s.as_str()),
+                        ("FULCRUM_NODE", node_id.as_str()),
+                    ];
+                    match ChildRun::spawn(&command, &env, left, Instant::now(), TASK_TAIL) {
+                        Ok(run) => {
+                            info!(target: "fulcrum::agent", "task {name} (request {id} from {from}) started");
+                            runs.push((id, name, run));
+                        }
+                        Err(e) => {
+                            warn!(target: "fulcrum::agent", "task {name} (request {id}) could not start: {e}");
+                            tasks.ended(id, TaskStatus::NotStarted, &e.to_string(), wall_ms());
+                        }
+                    }
+                    send = true;
                 }
             }
-            Err(e) => warn!(target: "fulcrum::agent", "cannot encode heartbeat: {e}"),
         }
-        // Sleep the rest of the interval, waking at once on SIGTERM/SIGINT.
-        let rest = a.interval.saturating_sub(t0.elapsed());
+        // Running tasks.
+        let mut i = 0;
+        while i < runs.len() {
+            let (id, _, run) = &mut runs[i];
+            let id = *id;
+            let Some(ended) = run.poll(Instant::now()) else {
+                tasks.progress(id, &run.output());
+                i += 1;
+                continue;
+            };
+            let output = run.output();
+            let (_, name, _) = runs.swap_remove(i);
+            let status = match ended {
+                Ended::Ok => TaskStatus::Exited(0),
+                Ended::Failed(st) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match (st.code(), st.signal()) {
+                        (Some(c), _) => TaskStatus::Exited(c),
+                        (None, Some(s)) => TaskStatus::Signalled(s),
+                        (None, None) => TaskStatus::Exited(-1),
+                    }
+                }
+                Ended::TimedOut(_) => TaskStatus::TimedOut,
+            };
+            info!(target: "fulcrum::agent", "task {name} (request {id}): {status}");
+            tasks.ended(id, status, &output, wall_ms());
+            send = true;
+        }
+        if send && last.is_some() {
+            seq = seq.max(wall_ms().saturating_mul(1000)) + 1;
+            let hb = Heartbeat {
+                node_id: node_id.clone(),
+                state: beat.state,
+                sequence: seq,
+                sent_at_ms: wall_ms(),
+                load_per_cpu_milli: (beat.load * 1000.0).clamp(0.0, f64::from(u32::MAX)) as u32,
+                probe_rtt: beat.rtt,
+                weight_pct: a.dynamic_weight.then(|| weight_pct(beat.load, a.overload)),
+                report: tasks.next_report(wall_ms()),
+            };
+            match wire::emit(&hb, key.bytes(), &mut buf) {
+                Ok(()) => {
+                    for d in &a.distributors {
+                        if let Err(e) = sock.send_to(&buf, d) {
+                            warn!(target: "fulcrum::agent", "send to {d}: {e}");
+                        }
+                    }
+                }
+                Err(e) => warn!(target: "fulcrum::agent", "cannot encode heartbeat: {e}"),
+            }
+        }
+        // Sleep until the next probe (or the next look at the tasks), waking at once
+        // on SIGTERM/SIGINT or a task request.
+        let mut rest = next_probe.saturating_duration_since(Instant::now());
+        if !runs.is_empty() {
+            rest = rest.min(TASK_POLL);
+        }
         let ms = PollTimeout::from(rest.as_millis().min(60_000) as u16);
-        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, ms).unwrap_or(0) > 0 {
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, ms);
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
             while let Some(sig) = signal::next(&mut sfd) {
                 if sig.request == Request::Stop {
                     info!(target: "fulcrum::agent", "{}: stopping", sig.name);
+                    for (id, name, mut run) in runs.drain(..) {
+                        run.kill();
+                        warn!(target: "fulcrum::agent", "task {name} (request {id}) killed: the agent is stopping");
+                    }
                     return Ok(());
                 }
                 info!(target: "fulcrum::agent", "{}: ignored (the agent has nothing to reload)", sig.name);
             }
+        }
+    }
+}
+
+/// What the last probe found, repeated by the heartbeats sent between probes.
+#[derive(Debug, Clone, Copy)]
+struct Beat {
+    state: AgentState,
+    load: f64,
+    rtt: Option<Duration>,
+}
+
+impl Default for Beat {
+    fn default() -> Self {
+        Beat {
+            state: AgentState::Down,
+            load: 0.0,
+            rtt: None,
         }
     }
 }

@@ -114,7 +114,7 @@ pub fn parse_hook(s: &str) -> Result<Hook, String> {
     };
     if !valid_name(name) {
         return Err(format!(
-            "{name:?}: a hook name is 1 to {MAX_HOOK_NAME} letters, digits, '-', '_' or '.'"
+            "{name:?}: a name is 1 to {MAX_HOOK_NAME} letters, digits, '-', '_' or '.'"
         ));
     }
     if command.trim().is_empty() {
@@ -148,8 +148,8 @@ mod tests {
         assert_eq!(h.command, "systemctl restart nginx && echo a=b");
         for (bad, want) in [
             ("restart", "expected NAME=COMMAND"),
-            ("=true", "a hook name is"),
-            ("re start=true", "a hook name is"),
+            ("=true", "a name is"),
+            ("re start=true", "a name is"),
             ("restart=  ", "the command is empty"),
             ("x=a\0b", "NUL"),
         ] {

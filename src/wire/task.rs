@@ -355,7 +355,7 @@ impl fmt::Display for Refusal {
 }
 
 /// Where a task run stands, as its agent reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaskStatus {
     /// Started, not ended.
     Running,
