@@ -50,6 +50,8 @@ pub struct AgentReport {
     pub weight_pct: Option<u8>,
     /// Load average per CPU × 1000.
     pub load_per_cpu_milli: u32,
+    /// The task report the heartbeat carried, if any (for the rollout component).
+    pub task: Option<crate::wire::task::Report>,
 }
 
 /// The agent reports of the last few turns (the owner trims it).
@@ -59,6 +61,8 @@ pub struct AgentInbox {
     pub reports: std::collections::VecDeque<AgentReport>,
     /// The last sequence number given.
     pub last_seq: u64,
+    /// Where each node's agent sends from (the address task requests go to), by node.
+    pub agents: HashMap<SocketAddr, SocketAddr>,
 }
 
 /// Failover status for display (filled by the HA component when configured).

@@ -25,9 +25,10 @@
 //! cancel maint ADDR
 //! set scheduler rr|wrr|lc|wlc|maglev
 //! wait drained ADDR [TIMEOUT]        TIMEOUT: 200ms, 2s, 1.5s, 1m
-//! rollout start hook NAME [service S] [batch N] [min-ready N]
+//! rollout start (hook NAME | task NAME) [service S] [batch N] [min-ready N]
 //!               [healthy-timeout DUR] [drain-timeout DUR]
 //! rollout status [--json] | rollout abort | rollout resume
+//! task NAME [service S] [when-idle] [all | ADDR ...] | task status [--json]
 //! disable | enable | help
 //! ```
 //! ADDR is `IP:PORT`, IPv6 as `[::1]:80`, optionally `SERVICE/ADDR`; host names are
@@ -45,7 +46,7 @@ mod scope;
 
 pub use apply::{apply, ApplyError, Effect, NodeEntry, NodeTable};
 pub use framing::{LineBuffer, LineError, MAX_LINE};
-pub use rollout::{RolloutCommand, StartSpec};
+pub use rollout::{RolloutCommand, StartSpec, TaskSpec};
 pub use scope::{parse_scoped, Scoped};
 
 use std::error::Error;
@@ -95,14 +96,21 @@ wait drained ADDR [TIMEOUT]          wait until ADDR has no connections, or was 
                                      (TIMEOUT default 60s, e.g. 5m)
 disable [SERVICE]                    refuse new connections
 enable [SERVICE]                     distribute new connections again
-rollout start hook NAME [service S] [batch N] [min-ready N] [healthy-timeout DUR]
-        [drain-timeout DUR]          drain, run the declared hook, wait healthy, ready:
+rollout start hook NAME|task NAME [service S] [batch N] [min-ready N]
+        [healthy-timeout DUR] [drain-timeout DUR]
+                                     drain, run the declared hook (or the node agent's
+                                     declared task), wait healthy, ready:
                                      batch nodes at a time, never fewer than min-ready
                                      usable (defaults: batch 1, min-ready 1, healthy-
                                      timeout 60s, drain-timeout --deadline; socket only)
 rollout status [--json]              the last rollout, per node, with the hook's output
 rollout abort                        stop: nothing new starts, the current node stays maint
 rollout resume                       re-run the stopped nodes, then carry on (socket only)
+task NAME [service S] [when-idle] [all|ADDR...]
+                                     run the agents' declared task NAME on the nodes;
+                                     when-idle: one node at a time, drained first, run
+                                     once it has no connection, then ready (socket only)
+task status [--json]                 the last task jobs, per node, with the output
 shutdown                             drain and exit, as on SIGTERM (control socket only)
 bgp withdraw | bgp announce          withdraw the BGP routes and keep serving, or undo (socket only)
 expose listeners                     hand the listeners to a reloading process (socket only)
@@ -220,7 +228,10 @@ impl Command {
                 | Command::ScheduleMaint { .. }
                 | Command::CancelMaint { .. }
                 | Command::Rollout(
-                    RolloutCommand::Start(_) | RolloutCommand::Abort | RolloutCommand::Resume
+                    RolloutCommand::Start(_)
+                        | RolloutCommand::Abort
+                        | RolloutCommand::Resume
+                        | RolloutCommand::Task(_)
                 )
         )
     }
@@ -506,7 +517,8 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
     let (command, args) = command_name(first, rest)?;
 
     // `--json` is only meaningful as the very last token of a show command.
-    let is_show = command.starts_with("show ") || command == "rollout status";
+    let is_show =
+        command.starts_with("show ") || command == "rollout status" || command == "task status";
     let (json, args) = match args.split_last() {
         Some((&"--json", init)) if is_show => (true, init),
         _ => (false, args),
@@ -521,6 +533,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
 
     if command == "rollout start" {
         return rollout::parse_start(args);
+    }
+    if command == "task" {
+        return rollout::parse_task(args);
     }
     let mut args = Args {
         command,
@@ -592,6 +607,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         "rollout status" => Command::Rollout(RolloutCommand::Status { json }),
         "rollout abort" => Command::Rollout(RolloutCommand::Abort),
         "rollout resume" => Command::Rollout(RolloutCommand::Resume),
+        "task status" => Command::Rollout(RolloutCommand::TaskStatus { json }),
         "disable" => Command::Disable,
         "enable" => Command::Enable,
         // `command_name` returns only the names matched above, and "help".
@@ -611,6 +627,12 @@ fn command_name<'t, 'a>(
         "disable" => return Ok(("disable", rest)),
         "enable" => return Ok(("enable", rest)),
         "help" => return Ok(("help", rest)),
+        "task" => {
+            return Ok(match rest.split_first() {
+                Some((&"status", more)) => ("task status", more),
+                _ => ("task", rest),
+            })
+        }
         "show" => (
             "show",
             &[

@@ -6,11 +6,13 @@
 //! (`error: …`), 2 a usage error of `ctl` itself (clap's code), [`EXIT_UNREACHABLE`] 3
 //! the distributor cannot be reached or did not reply in time.
 //!
-//! `rollout start …` also takes its options as flags (`--hook NAME --service S
-//! --batch N --min-ready N --healthy-timeout DUR --drain-timeout DUR`), translated to
-//! the socket grammar, and `--wait` (also on `rollout resume`): `ctl` then polls
-//! `rollout status` until the rollout ends and exits 0 when it is done, 1 when it
-//! failed or was aborted (or still runs after `--wait-timeout`).
+//! `rollout start …` also takes its options as flags (`--hook NAME | --task NAME
+//! --service S --batch N --min-ready N --healthy-timeout DUR --drain-timeout DUR`),
+//! translated to the socket grammar, and `--wait` (also on `rollout resume`): `ctl`
+//! then polls `rollout status` until the rollout ends and exits 0 when it is done, 1
+//! when it failed or was aborted (or still runs after `--wait-timeout`). `task NAME
+//! [--service S] [--when-idle] [NODE…|all] [--wait]` works the same way with `task
+//! status`.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
@@ -152,8 +154,10 @@ pub fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, C
 }
 
 /// The flags `rollout start` takes as `--NAME VALUE`, sent as `NAME VALUE`.
-const ROLLOUT_FLAGS: [&str; 6] = [
+const ROLLOUT_FLAGS: [&str; 8] = [
     "--hook",
+    "--task",
+    "--when-idle",
     "--service",
     "--batch",
     "--min-ready",
@@ -167,7 +171,7 @@ const WAIT_POLL: Duration = Duration::from_millis(250);
 /// The line to send for `ctl`'s command words, and whether `--wait` was given (only
 /// `rollout …` commands take it; elsewhere it is left for the distributor to refuse).
 pub fn translate(words: &[String]) -> (String, bool) {
-    if words.first().map(String::as_str) != Some("rollout") {
+    if !matches!(words.first().map(String::as_str), Some("rollout" | "task")) {
         return (words.join(" "), false);
     }
     let mut wait = false;
@@ -200,12 +204,14 @@ fn json_word<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     rest.get(..rest.find('"')?)
 }
 
-/// `--wait`: polls `rollout status --json` until rollout `id` (the latest when `None`)
-/// ends; prints the final status. Exit 0 done, 1 failed/aborted/still running.
-fn wait_rollout(a: &CtlArgs, id: Option<u64>) -> u8 {
+/// `--wait`: polls `WHAT status --json` (`rollout` or `task`) until rollout or job
+/// `id` (the latest when `None`) ends; prints the final status. Exit 0 done, 1
+/// failed/aborted/still running.
+fn wait_for(a: &CtlArgs, what: &str, id: Option<u64>) -> u8 {
     let end = std::time::Instant::now() + a.wait_timeout;
+    let (json_cmd, text_cmd) = (format!("{what} status --json"), format!("{what} status"));
     loop {
-        let json = match request(&a.socket, "rollout status --json", a.timeout) {
+        let json = match request(&a.socket, &json_cmd, a.timeout) {
             Ok(j) => j,
             Err(e) => {
                 eprintln!("fulcrum ctl: {e}");
@@ -217,7 +223,7 @@ fn wait_rollout(a: &CtlArgs, id: Option<u64>) -> u8 {
         let over = same && matches!(state, "done" | "failed" | "aborted");
         let late = std::time::Instant::now() >= end;
         if over || late {
-            let text = request(&a.socket, "rollout status", a.timeout).unwrap_or_default();
+            let text = request(&a.socket, &text_cmd, a.timeout).unwrap_or_default();
             if state == "done" && over {
                 print!("{text}");
                 return EXIT_OK;
@@ -245,12 +251,15 @@ pub fn run(a: CtlArgs) -> u8 {
         }
         Ok(body) if wait => {
             print!("{body}");
-            // "rollout 3 started: …" names the rollout to wait for.
-            let id = body
-                .strip_prefix("rollout ")
+            // "rollout 3 started: …" and "task job 3 started: …" name what to wait for.
+            let (what, rest) = match body.strip_prefix("task job ") {
+                Some(rest) => ("task", Some(rest)),
+                None => ("rollout", body.strip_prefix("rollout ")),
+            };
+            let id = rest
                 .and_then(|r| r.split(' ').next())
                 .and_then(|n| n.parse().ok());
-            wait_rollout(&a, id)
+            wait_for(&a, what, id)
         }
         Ok(body) => {
             print!("{body}");
@@ -292,6 +301,19 @@ mod tests {
                 "rollout start hook deploy service web batch 2 min-ready 1 healthy-timeout 30s drain-timeout 1m".to_owned(),
                 true
             )
+        );
+        assert_eq!(
+            translate(&w(
+                "task rotate --service web --when-idle 10.0.0.1:80 --wait"
+            )),
+            (
+                "task rotate service web when-idle 10.0.0.1:80".to_owned(),
+                true
+            )
+        );
+        assert_eq!(
+            translate(&w("rollout start --task deploy")),
+            ("rollout start task deploy".to_owned(), false)
         );
         assert_eq!(
             translate(&w("rollout status --json")),

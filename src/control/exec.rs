@@ -586,6 +586,9 @@ pub fn metrics(plane: &Plane, now: Instant) -> String {
     if let Some(b) = &plane.bgp {
         b.prometheus(&mut out);
     }
+    if plane.cfg.health.agent.is_some() {
+        crate::control::task::prometheus(&plane.rollout.tasks, &mut out);
+    }
     out
 }
 

@@ -46,6 +46,10 @@ pub fn run(plane: &mut Plane, cmd: &RolloutCommand, who: &str, now: Instant) -> 
                 plane.rollout.last_id
             ))
         }
+        RolloutCommand::Task(spec) => crate::control::task::start(plane, spec, who),
+        RolloutCommand::TaskStatus { json } => {
+            Reply::ok(crate::control::task::status_reply(plane, now, *json))
+        }
         RolloutCommand::Resume => {
             let stopped =
                 plane.rollout.report.as_ref().filter(|r| {
@@ -75,31 +79,26 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
             plane.rollout.last_id
         ));
     }
-    if plane.cfg.hooks.get(&spec.hook).is_none() {
-        return Reply::error(format!(
-            "hook {:?} is not declared (declared: {})",
-            spec.hook,
-            plane.cfg.hooks.names()
-        ));
-    }
-    let service = match &spec.service {
-        Some(name) => match plane.service_index(name) {
-            Some(i) => i,
-            None => return Reply::error(format!("no such service {name:?} (see show services)")),
-        },
-        None => {
-            let live: Vec<usize> = plane.live().map(|(i, _)| i).collect();
-            match live[..] {
-                [one] => one,
-                _ => {
-                    let names: Vec<&str> = plane.live().map(|(_, s)| s.name()).collect();
-                    return Reply::error(format!(
-                        "several services ({}): name one with service NAME",
-                        names.join(", ")
-                    ));
-                }
+    match &spec.action {
+        Action::Hook(hook) if plane.cfg.hooks.get(hook).is_none() => {
+            return Reply::error(format!(
+                "hook {hook:?} is not declared (declared: {})",
+                plane.cfg.hooks.names()
+            ));
+        }
+        Action::Task(_) => {
+            if let Err(e) = crate::control::task::channel(plane) {
+                return Reply::error(e);
             }
         }
+        Action::Hook(_) => {}
+    }
+    if plane.rollout.idle_job_busy() {
+        return Reply::error("a when-idle task job is in progress (task status)");
+    }
+    let service = match one_service(plane, spec.service.as_deref()) {
+        Ok(i) => i,
+        Err(e) => return Reply::error(e),
     };
     let svc = &plane.services[service];
     let nodes = svc
@@ -116,7 +115,7 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
         spec.min_ready.unwrap_or(DEFAULT_MIN_READY),
         spec.drain_timeout.unwrap_or(svc.cfg.remove_deadline),
         spec.healthy_timeout.unwrap_or(DEFAULT_HEALTHY_TIMEOUT),
-        Action::Hook(spec.hook.clone()),
+        spec.action.clone(),
     ) {
         Ok(p) => p,
         Err(e) => return Reply::error(e),
@@ -124,8 +123,8 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
     let id = plane.rollout.last_id.saturating_add(1);
     plane.rollout.last_id = id;
     let reply = format!(
-        "rollout {id} started: hook {} on service {}, {} nodes, batch {}, min-ready {}",
-        spec.hook,
+        "rollout {id} started: {} on service {}, {} nodes, batch {}, min-ready {}",
+        spec.action,
         svc.name(),
         plan.nodes().len(),
         plan.batch(),
@@ -138,6 +137,28 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
         who: who.to_owned(),
     });
     Reply::ok(reply)
+}
+
+/// The service `name` names, or the only running one when `None`.
+pub fn one_service(plane: &Plane, name: Option<&str>) -> Result<usize, String> {
+    match name {
+        Some(name) => plane
+            .service_index(name)
+            .ok_or_else(|| format!("no such service {name:?} (see show services)")),
+        None => {
+            let live: Vec<usize> = plane.live().map(|(i, _)| i).collect();
+            match live[..] {
+                [one] => Ok(one),
+                _ => {
+                    let names: Vec<&str> = plane.live().map(|(_, s)| s.name()).collect();
+                    Err(format!(
+                        "several services ({}): name one with service NAME",
+                        names.join(", ")
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// `set state ADDR maint at TIME [for DUR]` and `cancel maint ADDR` on service `svc`.
@@ -312,6 +333,13 @@ pub fn status_json(r: &Report, now: Instant) -> String {
     let mut o = JsonObject::open(&mut out);
     o.num("id", r.id);
     o.str("service", &r.service);
+    o.str(
+        "action",
+        match r.plan.action() {
+            Action::Hook(_) => "hook",
+            Action::Task(_) => "task",
+        },
+    );
     o.str("hook", r.plan.action().name());
     o.str("state", overall_word(&r.status.overall));
     o.opt_str("reason", why(&r.status.overall).as_deref());
@@ -496,7 +524,7 @@ mod tests {
         let j = status_json(&r, now);
         assert!(
             j.starts_with(
-                "{\"id\":4,\"service\":\"web\",\"hook\":\"restart\",\"state\":\"failed\","
+                "{\"id\":4,\"service\":\"web\",\"action\":\"hook\",\"hook\":\"restart\",\"state\":\"failed\","
             ),
             "{j}"
         );

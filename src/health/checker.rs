@@ -510,6 +510,7 @@ impl Checker {
                 .agent_accepted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let inbox = &mut plane.agent_inbox;
+            inbox.agents.insert(addr, from);
             inbox.last_seq += 1;
             inbox.reports.push_back(crate::plane::AgentReport {
                 seq: inbox.last_seq,
@@ -517,6 +518,7 @@ impl Checker {
                 state: hb.state,
                 weight_pct: hb.weight_pct,
                 load_per_cpu_milli: hb.load_per_cpu_milli,
+                task: hb.report,
             });
             while inbox.reports.len() > INBOX_KEEP {
                 inbox.reports.pop_front();

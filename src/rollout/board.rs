@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::machine::{NodeState, Overall, Status};
 use super::plan::Plan;
+use crate::wire::task::Refusal;
 
 /// An operator's request.
 #[derive(Debug, Clone)]
@@ -33,6 +34,21 @@ pub enum Request {
     },
     /// `rollout resume`.
     Resume {
+        /// Who asked.
+        who: String,
+    },
+    /// `task NAME …`: a task job.
+    Task {
+        /// The service (index in `plane.services`).
+        service: usize,
+        /// The declared task's name (the agent decides whether it is declared).
+        task: String,
+        /// The nodes, in order.
+        nodes: Vec<SocketAddr>,
+        /// Drain first, run once idle, one node at a time.
+        when_idle: bool,
+        /// The id the reply announced.
+        id: u64,
         /// Who asked.
         who: String,
     },
@@ -83,9 +99,61 @@ pub struct Board {
     /// Scheduled maintenance windows, at most one per node (driven by the same
     /// component).
     pub windows: Vec<super::window::Window>,
+    /// The task jobs as the driver last saw them (the last [`MAX_JOBS`]).
+    pub jobs: Vec<super::job::Job>,
+    /// The instant the jobs' times count from.
+    pub jobs_origin: Option<Instant>,
+    /// The id of the last task job (the next one gets the one after).
+    pub last_job_id: u64,
+    /// Agent-task counters, for `/metrics`.
+    pub tasks: TaskCounters,
+}
+
+/// Task jobs kept for `task status`.
+pub const MAX_JOBS: usize = 16;
+
+/// What the agent tasks came to, counted since start.
+#[derive(Debug, Default, Clone)]
+pub struct TaskCounters {
+    /// Request datagrams sent (first sends and resends).
+    pub requests_sent: u64,
+    /// Runs that exited 0.
+    pub done: u64,
+    /// Runs that failed, timed out or got no answer.
+    pub failed: u64,
+    /// Refusals reported by agents, per reason (in [`Refusal::ALL`] order), including
+    /// refusals of requests this distributor did not send.
+    pub refused: [u64; Refusal::ALL.len()],
+}
+
+impl TaskCounters {
+    /// Counts one refusal.
+    pub fn count_refusal(&mut self, why: Refusal) {
+        if let Some(n) = Refusal::ALL
+            .iter()
+            .position(|r| *r == why)
+            .and_then(|i| self.refused.get_mut(i))
+        {
+            *n += 1;
+        }
+    }
 }
 
 impl Board {
+    /// Whether a `when-idle` task job is running or queued (it and a rollout both move
+    /// nodes out of service; one at a time).
+    pub fn idle_job_busy(&self) -> bool {
+        self.requests.iter().any(|r| {
+            matches!(
+                r,
+                Request::Task {
+                    when_idle: true,
+                    ..
+                }
+            )
+        }) || self.jobs.iter().any(|j| j.when_idle && !j.is_over())
+    }
+
     /// Whether a rollout runs or waits, or a start is queued.
     pub fn busy(&self) -> bool {
         self.requests

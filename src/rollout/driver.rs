@@ -15,8 +15,10 @@
 //!   before the drain is in force.
 //! - `Cut` closes the node's flows as `remove node` does at its deadline (the workers'
 //!   cut flag); the flag is cleared when the node is set ready again.
-//! - `RunAction` starts the declared hook ([`ChildRun`]); its exit (or its timeout,
-//!   `--hook-timeout`) is reported back on a later tick.
+//! - `RunAction` starts the declared hook ([`ChildRun`]), or asks the node's agent to
+//!   run the task ([`AgentTask`], through [`AgentLink`]); its exit (or its timeout,
+//!   `--hook-timeout`) is reported back on a later tick. Aborting a rollout kills a
+//!   hook; a task already running on an agent runs to its end or its deadline.
 //!
 //! Node views: `usable` is the pool's own eligibility (ready, up, agent content);
 //! `healthy_streak` counts the passing checks the health checker recorded *after* the
@@ -27,8 +29,11 @@
 //! board ([`super::window`]): drain ahead, maint (cutting what is left) at the opening,
 //! ready at the end, each queued as `set state` from `maint window`.
 //!
-//! What it does not do: agent tasks (a `task` plan is refused), or survive a restart or
-//! a failover (the nodes' admin states do, through the state file and the peer).
+//! It also runs the task jobs (`task NAME …`, [`Jobs`]) and hands the agents' task
+//! reports to the run each is for.
+//!
+//! What it does not do: survive a restart (the nodes' admin states do, through the
+//! state file).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -39,6 +44,8 @@ use log::{info, warn, Level};
 use mio::event::Event;
 use mio::Registry;
 
+use super::agent_task::AgentTask;
+use super::agents::{count_end, AgentLink, Jobs};
 use super::board::{node_word, overall_word, Report, Request};
 use super::config::HookConfig;
 use super::hook::{self, failure_text, ChildRun, Ended, HookEnv};
@@ -68,16 +75,28 @@ pub struct RolloutDriver {
     again: bool,
     /// Maintenance windows are scheduled: keep ticking.
     windows: bool,
+    link: AgentLink,
+    jobs: Jobs,
+}
+
+/// A node's action in progress: a hook here, or a task on the node's agent.
+#[derive(Debug)]
+enum Run {
+    Hook(ChildRun),
+    Task(AgentTask),
 }
 
 struct Current {
     id: u64,
     service: usize,
     name: String,
+    /// The hook's or the task's name.
     hook: String,
+    /// The hook's command; empty for a task (the agent knows it).
     command: String,
+    task: bool,
     rollout: Rollout,
-    runs: Vec<(SocketAddr, RunId, ChildRun)>,
+    runs: Vec<(SocketAddr, RunId, Run)>,
     expected: HashMap<SocketAddr, AdminState>,
     /// Per node: the time of the last check seen, and passing checks in a row since
     /// the hook ended.
@@ -97,6 +116,8 @@ impl RolloutDriver {
             current: None,
             again: false,
             windows: false,
+            link: AgentLink::default(),
+            jobs: Jobs::default(),
         }
     }
 
@@ -123,6 +144,7 @@ impl RolloutDriver {
                         c.rollout.resume(t);
                     }
                 }
+                job @ Request::Task { .. } => self.jobs.start(plane, job, t),
             }
         }
     }
@@ -145,16 +167,19 @@ impl RolloutDriver {
                 self.current.as_ref().map_or(0, |c| c.id));
             return;
         }
-        let (hook, command) = match plan.action() {
+        let (hook, command, task) = match plan.action() {
             Action::Hook(name) => match self.hooks.get(name) {
-                Some(h) => (h.name.clone(), h.command.clone()),
+                Some(h) => (h.name.clone(), h.command.clone(), false),
                 None => {
                     warn!(target: "fulcrum::rollout", "{who}: rollout {id} not started: hook {name:?} is not declared");
                     return;
                 }
             },
+            Action::Task(name) if plane.cfg.health.agent.is_some() => {
+                (name.clone(), String::new(), true)
+            }
             Action::Task(name) => {
-                warn!(target: "fulcrum::rollout", "{who}: rollout {id} not started: agent tasks ({name}) are not supported");
+                warn!(target: "fulcrum::rollout", "{who}: rollout {id} not started: task {name} needs the agents' channel (--agent-listen)");
                 return;
             }
         };
@@ -171,7 +196,8 @@ impl RolloutDriver {
             old: "idle".into(),
             new: "running".into(),
             reason: format!(
-                "rollout {id} started by {who}: hook {hook} on {} nodes, batch {}, min-ready {}",
+                "rollout {id} started by {who}: {} on {} nodes, batch {}, min-ready {}",
+                plan.action(),
                 plan.nodes().len(),
                 plan.batch(),
                 plan.min_ready()
@@ -186,6 +212,7 @@ impl RolloutDriver {
             name,
             hook,
             command,
+            task,
             rollout,
             runs: Vec::new(),
             expected: HashMap::new(),
@@ -270,18 +297,83 @@ impl Current {
     }
 
     fn kill_runs(&mut self, why: &str) {
-        for (addr, _, mut run) in self.runs.drain(..) {
-            run.kill();
-            warn!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} killed: {why}", self.id, self.hook);
-            self.outputs.insert(addr, run.output());
+        for (addr, _, run) in self.runs.drain(..) {
+            match run {
+                Run::Hook(mut run) => {
+                    run.kill();
+                    warn!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} killed: {why}", self.id, self.hook);
+                    self.outputs.insert(addr, run.output());
+                }
+                Run::Task(task) => {
+                    warn!(target: "fulcrum::rollout", "rollout {}: no longer waiting for task {} on {addr} ({why}); the agent runs it to its end or its deadline", self.id, self.hook);
+                    self.outputs.insert(addr, task.output().to_owned());
+                }
+            }
         }
     }
 
-    fn poll_runs(&mut self, now: Instant, t: Duration) {
+    /// Hands a task report to the run with its id; `false` if none has it.
+    fn on_report(
+        &mut self,
+        plane: &mut Plane,
+        node: SocketAddr,
+        r: &crate::wire::task::Report,
+        t: Duration,
+    ) -> bool {
+        for (addr, _, run) in &mut self.runs {
+            if let Run::Task(task) = run {
+                if *addr == node && task.id == r.id {
+                    let was_over = task.result().is_some();
+                    task.on_report(r, t);
+                    if !was_over && task.result().is_some() {
+                        count_end(plane, task, Some(r));
+                    }
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn poll_runs(&mut self, plane: &mut Plane, link: &mut AgentLink, now: Instant, t: Duration) {
         let mut i = 0;
         while i < self.runs.len() {
             let (addr, id, run) = &mut self.runs[i];
             let (addr, id) = (*addr, *id);
+            let run = match run {
+                Run::Hook(run) => run,
+                Run::Task(task) => {
+                    let was_over = task.result().is_some();
+                    task.on_time(t);
+                    if !was_over && task.result().is_some() {
+                        count_end(plane, task, None);
+                    }
+                    link.send_due(plane, task, t);
+                    self.outputs.insert(addr, task.output().to_owned());
+                    let Some(result) = task.result().cloned() else {
+                        i += 1;
+                        continue;
+                    };
+                    self.runs.swap_remove(i);
+                    match &result {
+                        Ok(()) => {
+                            info!(target: "fulcrum::rollout", "rollout {}: task {} on {addr} done", self.id, self.hook);
+                            if let Some(s) = self.streaks.get_mut(&addr) {
+                                s.1 = 0;
+                            }
+                        }
+                        Err(why) => {
+                            warn!(target: "fulcrum::rollout", "rollout {}: task {} on {addr} failed: {}",
+                            self.id, self.hook, why.lines().last().unwrap_or(""))
+                        }
+                    }
+                    if let Err(why) = &result {
+                        self.outputs.insert(addr, why.clone());
+                    }
+                    self.rollout.on_action_done(addr, id, result, t);
+                    continue;
+                }
+            };
             let Some(ended) = run.poll(now) else {
                 self.outputs.insert(addr, run.output());
                 i += 1;
@@ -312,7 +404,13 @@ impl Current {
     }
 
     /// Carries out the planner's commands; returns whether admin changes were queued.
-    fn carry_out(&mut self, plane: &mut Plane, now: Instant, t: Duration) -> bool {
+    fn carry_out(
+        &mut self,
+        plane: &mut Plane,
+        link: &mut AgentLink,
+        now: Instant,
+        t: Duration,
+    ) -> bool {
         let mut queued = false;
         loop {
             self.collect();
@@ -356,6 +454,13 @@ impl Current {
                         n.cut();
                     }
                 }
+                Command::RunAction { addr, id } if self.task => {
+                    info!(target: "fulcrum::rollout", "rollout {}: task {} on {addr} asked", self.id, self.hook);
+                    let mut task =
+                        AgentTask::new(link.next_id(), addr, &self.hook, t, hook_timeout(plane));
+                    link.send_due(plane, &mut task, t);
+                    self.runs.push((addr, id, Run::Task(task)));
+                }
                 Command::RunAction { addr, id } => {
                     let node = addr.to_string();
                     let env = HookEnv {
@@ -367,7 +472,7 @@ impl Current {
                     match hook::spawn(&self.command, env, hook_timeout(plane), now) {
                         Ok(run) => {
                             info!(target: "fulcrum::rollout", "rollout {}: hook {} on {addr} started", self.id, self.hook);
-                            self.runs.push((addr, id, run));
+                            self.runs.push((addr, id, Run::Hook(run)));
                         }
                         Err(e) => {
                             let why = format!("the hook could not start: {e}");
@@ -534,19 +639,31 @@ impl Component for RolloutDriver {
         self.windows = !plane.rollout.windows.is_empty();
         self.take_requests(plane, now);
         let t = now.saturating_duration_since(self.origin);
+        for (node, r) in self.link.take_reports(plane) {
+            let ours = self
+                .current
+                .as_mut()
+                .is_some_and(|c| c.on_report(plane, node, &r, t))
+                || self.jobs.on_report(plane, node, &r, t);
+            if !ours {
+                self.link.unknown(plane, node, &r);
+            }
+        }
+        self.again |= self.jobs.step(plane, &mut self.link, t);
+        self.jobs.publish(plane, self.origin);
         let Some(c) = self.current.as_mut() else {
             return;
         };
         // What start, resume or abort asked for first: a node is reported only once
         // the pool shows the state asked for, which needs the state recorded before
         // the first report (else a node not yet drained would pass for drained).
-        self.again |= c.carry_out(plane, now, t);
-        c.poll_runs(now, t);
+        self.again |= c.carry_out(plane, &mut self.link, now, t);
+        c.poll_runs(plane, &mut self.link, now, t);
         c.feed(plane, t, true);
         if c.rollout.poll_timeout().is_some_and(|d| d <= t) {
             c.rollout.on_timeout(t);
         }
-        self.again |= c.carry_out(plane, now, t);
+        self.again |= c.carry_out(plane, &mut self.link, now, t);
         c.events(plane);
         let mut report = c.report();
         // The status's times count from the driver's origin.
@@ -558,7 +675,7 @@ impl Component for RolloutDriver {
         if self.again {
             return Some(Instant::now());
         }
-        if self.windows {
+        if self.windows || self.jobs.busy() {
             return Some(Instant::now() + TICK);
         }
         let c = self.current.as_ref()?;

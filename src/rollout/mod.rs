@@ -22,10 +22,13 @@
 //! refuses them), and a rollout's progress is not replicated to a failover peer; see
 //! `docs/maintenance.md`.
 
+pub mod agent_task;
+pub mod agents;
 pub mod board;
 pub mod config;
 pub mod driver;
 pub mod hook;
+pub mod job;
 pub mod machine;
 pub mod plan;
 #[cfg(test)]
