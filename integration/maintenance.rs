@@ -41,7 +41,8 @@ impl Nodes {
                  error_log {nd}/error.log warn;\nevents {{ worker_connections 256; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {nd}/body;\n  proxy_temp_path {nd}/proxy;\n\
                  fastcgi_temp_path {nd}/fastcgi;\n  uwsgi_temp_path {nd}/uwsgi;\n  scgi_temp_path {nd}/scgi;\n\
-                 server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain; return 200 \"node{i}\\n\"; }} }}\n}}\n"
+                 server {{ listen 127.0.0.1:{port}; location / {{ default_type text/plain; return 200 \"node{i}\\n\"; }}\n\
+                 location = /big {{ default_type application/octet-stream; alias {d}/big; add_header X-Node node{i}; }} }}\n}}\n"
             );
             std::fs::write(format!("{nd}/nginx.conf"), conf).unwrap();
         }
@@ -402,7 +403,7 @@ fn rollout_restarts_each_node_once_in_order_without_a_failed_request() {
     let json = ctl.ok("rollout status --json");
     assert!(
         json.starts_with(
-            "{\"id\":1,\"service\":\"default\",\"hook\":\"restart\",\"state\":\"done\""
+            "{\"id\":1,\"service\":\"default\",\"action\":\"hook\",\"hook\":\"restart\",\"state\":\"done\""
         ),
         "{json}"
     );
@@ -763,4 +764,391 @@ fn drain_and_hook_timeouts_cut_and_fail_as_documented() {
     assert!(status.contains("  | working"), "{status}");
     assert_eq!(admin(&ctl, addrs[0]), "maint");
     assert_eq!(admin(&ctl, addrs[1]), "ready");
+}
+
+// ---- agent tasks ----------------------------------------------------------------
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Nodes {
+    /// A key file (mode 0600) in the scratch directory.
+    fn key(&self, name: &str, key: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, key).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p.display().to_string()
+    }
+
+    /// A task script that logs `TASK ID NODE` to tasks.log and prints a line.
+    fn task_flag(&self, name: &str) -> String {
+        let d = self.dir.display();
+        std::fs::write(
+            self.dir.join("task.sh"),
+            format!(
+                "echo \"$FULCRUM_TASK $FULCRUM_TASK_ID $FULCRUM_NODE\" >> {d}/tasks.log\necho \"ran $FULCRUM_TASK $FULCRUM_TASK_ID\"\n"
+            ),
+        )
+        .unwrap();
+        format!("{name}=sh {}", self.script("task.sh"))
+    }
+
+    /// The lines of tasks.log.
+    fn task_runs(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("tasks.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// `fulcrum agent` for the nginx node `node`, reporting to `distributor` every 100 ms.
+fn agent(node: SocketAddr, distributor: &str, key: &str, tasks: &[&str]) -> Proc {
+    let node = node.to_string();
+    let mut args = vec![
+        "agent",
+        "--service",
+        &node,
+        "--distributor",
+        distributor,
+        "--key-file",
+        key,
+        "--interval",
+        "100ms",
+        "--check",
+        "http:/",
+    ];
+    for t in tasks {
+        args.extend_from_slice(&["--task", t]);
+    }
+    spawn(&args, "info")
+}
+
+/// The next authentic heartbeat on `sock` (10 s at most), and where it came from.
+fn heartbeat(
+    sock: &std::net::UdpSocket,
+) -> Option<(fulcrum::wire::heartbeat::Heartbeat, SocketAddr)> {
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < end {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Ok(hb) = fulcrum::wire::heartbeat::parse(&buf[..n], KEY.as_bytes()) {
+            return Some((hb, from));
+        }
+    }
+    None
+}
+
+/// Reads heartbeats (10 s at most) until one carries a report that `want` accepts.
+fn report_where(
+    sock: &std::net::UdpSocket,
+    want: impl Fn(&fulcrum::wire::task::Report) -> bool,
+) -> Option<fulcrum::wire::task::Report> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let (hb, _) = heartbeat(sock)?;
+        if let Some(r) = hb.report.filter(|r| want(r)) {
+            return Some(r);
+        }
+    }
+    None
+}
+
+#[test]
+fn an_agent_runs_a_declared_task_once_per_id_and_refuses_the_rest() {
+    use fulcrum::wire::task::{Refusal, TaskRequest, TaskStatus};
+    let nodes = Nodes::new("agent", 1);
+    let node = nodes.addrs()[0];
+    let key = nodes.key("agent.key", KEY);
+    // The test is the distributor: it reads the heartbeats and sends the requests.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let me = sock.local_addr().unwrap().to_string();
+    let task = nodes.task_flag("rotate");
+    let a = agent(node, &me, &key, &[&task]);
+    let (_, agent_addr) =
+        heartbeat(&sock).unwrap_or_else(|| panic!("no heartbeat from the agent: {}", a.log()));
+    let mut seq = 0u64;
+    let mut send = |id: u64, name: &str, key: &str, sent_at_ms: u64| -> Vec<u8> {
+        seq += 1;
+        let req = TaskRequest {
+            node_id: node.to_string(),
+            name: name.into(),
+            sender: "test".into(),
+            id,
+            sequence: seq,
+            sent_at_ms,
+            deadline_ms: wall_ms() + 30_000,
+        };
+        let mut b = Vec::new();
+        req.emit(key.as_bytes(), &mut b).unwrap();
+        sock.send_to(&b, agent_addr).unwrap();
+        b
+    };
+    let refused = |id: u64, why: Refusal| {
+        report_where(&sock, |r| {
+            r.id == id && r.status == TaskStatus::Refused(why)
+        })
+        .is_some()
+    };
+    // A wrong key, an undeclared name, a stale request: refused and reported.
+    send(1, "rotate", "not the agent's key at all!!!!!", wall_ms());
+    assert!(refused(1, Refusal::BadMac), "{}", a.log());
+    send(2, "rm-everything", KEY, wall_ms());
+    assert!(refused(2, Refusal::Undeclared), "{}", a.log());
+    send(3, "rotate", KEY, wall_ms() - 60_000);
+    assert!(refused(3, Refusal::Stale), "{}", a.log());
+    // A declared task: asked three times (as a distributor resends), run once.
+    let first = send(4, "rotate", KEY, wall_ms());
+    send(4, "rotate", KEY, wall_ms());
+    send(4, "rotate", KEY, wall_ms());
+    let done = report_where(&sock, |r| r.id == 4 && r.status.is_over())
+        .unwrap_or_else(|| panic!("no end reported: {}", a.log()));
+    assert_eq!(done.status, TaskStatus::Exited(0), "{done:?}");
+    assert_eq!(done.output, "ran rotate 4\n");
+    // The very bytes again: a replay, refused (counted and logged: refusals are logged
+    // once a second), nothing runs.
+    thread::sleep(Duration::from_millis(1100));
+    sock.send_to(&first, agent_addr).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || a
+            .log()
+            .contains("task request 4 from")
+            && a.log().contains("refused: replayed request")),
+        "{}",
+        a.log()
+    );
+    // Asked again later: still nothing runs.
+    send(4, "rotate", KEY, wall_ms());
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        nodes.task_runs(),
+        vec![format!("rotate 4 {node}")],
+        "{}",
+        a.log()
+    );
+    // Nothing refused ever ran.
+    assert!(!nodes
+        .task_runs()
+        .iter()
+        .any(|l| l.contains("rm-everything")));
+}
+
+/// A distributor in front of `nodes` with their agents (declaring `tasks`), its control
+/// socket and its HTTP port; waits until every node is usable.
+struct WithAgents {
+    p: Proc,
+    addr: SocketAddr,
+    ctl: Ctl,
+    http: String,
+    _agents: Vec<Proc>,
+}
+
+fn distributor_with_agents(nodes: &Nodes, tasks: &[&str]) -> WithAgents {
+    let sock = nodes.dir.join("ctl.sock").display().to_string();
+    let key = nodes.key("agent.key", KEY);
+    let agent_listen = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let hook = nodes.hook_flag();
+    let backends: Vec<String> = nodes.addrs().iter().map(|a| format!("{a},agent")).collect();
+    let mut args = vec![
+        "--control",
+        &sock,
+        "--http",
+        &http,
+        "--check",
+        "http:/",
+        "--check-interval",
+        "100ms",
+        "--check-fast-interval",
+        "100ms",
+        "--check-down-interval",
+        "100ms",
+        "--check-timeout",
+        "90ms",
+        "--rise",
+        "2",
+        "--fall",
+        "1",
+        "--hook",
+        &hook,
+        "--hook-timeout",
+        "20s",
+        "--agent-listen",
+        &agent_listen,
+        "--agent-key-file",
+        &key,
+        "--agent-interval",
+        "100ms",
+    ];
+    for b in &backends {
+        args.extend_from_slice(&["--backend", b]);
+    }
+    let (p, addr) = start_fulcrum(&[], &args);
+    let agents = nodes
+        .addrs()
+        .iter()
+        .map(|n| agent(*n, &agent_listen, &key, tasks))
+        .collect();
+    let ctl = Ctl::new(sock);
+    assert!(
+        eventually(Duration::from_secs(5), || usable(&ctl) == nodes.ports.len()),
+        "not every node came up: {}\n{}",
+        ctl.run("show nodes").1,
+        p.log()
+    );
+    WithAgents {
+        p,
+        addr,
+        ctl,
+        http,
+        _agents: agents,
+    }
+}
+
+fn metrics(http: &str) -> String {
+    let mut s = TcpStream::connect(http).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_rollout_runs_the_agents_task_and_an_undeclared_task_is_refused_and_reported() {
+    let nodes = Nodes::new("at", 2);
+    let addrs = nodes.addrs();
+    // The agents declare the restart script as their task `restart`.
+    let restart = nodes.hook_flag();
+    let d = distributor_with_agents(&nodes, &[&restart]);
+
+    // A task no agent declared: refused by each, and said so.
+    let (code, out, err) = d.ctl.run("task deploy-everything --wait");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.starts_with("task job 1 started: deploy-everything on service default, 2 nodes"),
+        "{out}"
+    );
+    assert_eq!(
+        err.matches("refused: the agent declares no such task")
+            .count(),
+        2,
+        "{err}"
+    );
+    let m = metrics(&d.http);
+    assert!(
+        m.contains("fulcrum_agent_task_refusals_total{reason=\"undeclared\"} 2"),
+        "{m}"
+    );
+    assert!(nodes.runs().is_empty());
+
+    // A rollout whose action is the agents' task, under a request every 10 ms.
+    let load = Load::start(d.addr, Duration::from_secs(60));
+    let (code, out, err) = d
+        .ctl
+        .run("rollout start --task restart --min-ready 1 --wait");
+    let (sent, failed) = load.finish();
+    assert_eq!(code, 0, "{out}{err}\n{}", d.p.log());
+    assert!(
+        out.starts_with("rollout 1 started: task restart on service default, 2 nodes"),
+        "{out}"
+    );
+    assert_eq!(nodes.restarts(), addrs, "each node once, in order");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    let status = d.ctl.ok("rollout status --json");
+    assert!(status.contains("\"action\":\"task\""), "{status}");
+    assert!(
+        status.contains("restarted"),
+        "the agent's output tail: {status}"
+    );
+    let m = metrics(&d.http);
+    assert!(m.contains("fulcrum_agent_tasks_done_total 2"), "{m}");
+}
+
+#[test]
+fn a_when_idle_task_waits_for_a_long_transfer_which_stays_byte_exact() {
+    let nodes = Nodes::new("idle", 2);
+    let addrs = nodes.addrs();
+    // 24 MiB served by both nodes, read slowly by the client (about 3 s).
+    let body = pattern(7, 24 << 20);
+    std::fs::write(nodes.dir.join("big"), &body).unwrap();
+    let task = nodes.task_flag("rotate");
+    let d = distributor_with_agents(&nodes, &[&task]);
+
+    // A download that lands on the first node (connections are spread: retry).
+    let mut transfer = None;
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /big HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        if String::from_utf8_lossy(&head).contains("X-Node: node0") {
+            transfer = Some(s);
+            break;
+        }
+    }
+    let mut s = transfer.expect("no connection reached the first node");
+    let reader = thread::spawn(move || {
+        let mut got = Vec::with_capacity(24 << 20);
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("transfer broke: {e}"),
+            }
+            thread::sleep(Duration::from_millis(8));
+        }
+        got
+    });
+    let t0 = Instant::now();
+    let node = addrs[0];
+    let (code, out, err) = d.ctl.run(&format!("task rotate --when-idle {node} --wait"));
+    let took = t0.elapsed();
+    let got = reader.join().unwrap();
+    assert_eq!(code, 0, "{out}{err}\n{}", d.p.log());
+    assert_eq!(got.len(), body.len());
+    assert_eq!(sha256(&got), sha256(&body), "the transfer is byte-exact");
+    assert!(
+        took >= Duration::from_secs(1),
+        "the task did not wait: {took:?}"
+    );
+    // The task ran once, after the transfer had ended (the log says when the node went
+    // idle), and the node is back.
+    let runs = nodes.task_runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0].starts_with("rotate ") && runs[0].ends_with(&node.to_string()),
+        "{runs:?}"
+    );
+    assert_eq!(admin(&d.ctl, node), "ready");
+    let log = d.p.log();
+    let drained = log
+        .find(&format!("task job 1: {node} to drain"))
+        .expect("drained");
+    let asked = log
+        .find(&format!("task job 1: rotate on {node} asked"))
+        .expect("asked");
+    assert!(drained < asked, "{log}");
+    assert_eq!(admin(&d.ctl, addrs[1]), "ready");
 }

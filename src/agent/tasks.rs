@@ -211,9 +211,16 @@ impl Tasks {
         {
             *n += 1;
         }
-        // A repeated refusal of one id is one record.
-        self.records
-            .retain(|r| !(r.report.id == id && matches!(r.report.status, TaskStatus::Refused(_))));
+        // A refusal never hides a run of the same id (a replay of a request that ran
+        // must not make its run look refused), and a repeated refusal is one record.
+        if self
+            .records
+            .iter()
+            .any(|r| r.report.id == id && !matches!(r.report.status, TaskStatus::Refused(_)))
+        {
+            return Decision::Refused { id, why };
+        }
+        self.records.retain(|r| r.report.id != id);
         self.record(
             Report {
                 id,
@@ -306,8 +313,19 @@ mod tests {
                 why: Refusal::Replay
             }
         );
-        let r = t.next_report(NOW + 700).unwrap();
-        assert!(r.id == 7 || matches!(r.status, TaskStatus::Refused(_)));
+        // The replay's refusal is counted, but the run keeps its own report.
+        for _ in 0..3 {
+            assert_eq!(
+                t.next_report(NOW + 700).map(|r| r.status),
+                Some(TaskStatus::Running)
+            );
+        }
+        assert_eq!(
+            t.refused()
+                .find(|(r, _)| *r == Refusal::Replay)
+                .map(|(_, n)| n),
+            Some(1)
+        );
         t.ended(7, TaskStatus::Exited(0), "deployed\n", NOW + 1_000);
         assert_eq!(t.running(), 0);
         let reports: Vec<Report> = (0..4).filter_map(|_| t.next_report(NOW + 2_000)).collect();

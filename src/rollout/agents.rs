@@ -35,6 +35,9 @@ const WHO: &str = "task";
 
 /// Unknown refusals remembered, so each is counted and logged once.
 const UNKNOWN_KEEP: usize = 256;
+/// Run ids this process gave out, remembered so that the reports still coming for a
+/// run that is over here are not taken for someone else's.
+const ISSUED_KEEP: usize = 4096;
 
 /// The request socket and the report intake.
 #[derive(Debug)]
@@ -46,6 +49,7 @@ pub struct AgentLink {
     last_id: u64,
     seen: u64,
     unknown: VecDeque<(SocketAddr, u64)>,
+    issued: VecDeque<u64>,
     buf: Vec<u8>,
 }
 
@@ -67,6 +71,7 @@ impl Default for AgentLink {
             last_id: 0,
             seen: 0,
             unknown: VecDeque::new(),
+            issued: VecDeque::new(),
             buf: Vec::new(),
         }
     }
@@ -77,6 +82,10 @@ impl AgentLink {
     /// (the wall clock in µs, increasing).
     pub fn next_id(&mut self) -> u64 {
         self.last_id = self.last_id.max(wall_ms().saturating_mul(1000)) + 1;
+        self.issued.push_back(self.last_id);
+        while self.issued.len() > ISSUED_KEEP {
+            self.issued.pop_front();
+        }
         self.last_id
     }
 
@@ -154,13 +163,14 @@ impl AgentLink {
         fresh
     }
 
-    /// A report no run of ours has: a refusal is counted and logged once (a request
-    /// someone else sent, maybe forged, or one of a run already given up).
+    /// A report no run in progress has: ignored if it is for a run of ours that is
+    /// over (agents repeat a report for a while); otherwise a refusal is counted and
+    /// logged once (a request someone else sent, maybe forged).
     pub fn unknown(&mut self, plane: &mut Plane, node: SocketAddr, r: &Report) {
         let TaskStatus::Refused(why) = r.status else {
             return;
         };
-        if self.unknown.contains(&(node, r.id)) {
+        if self.issued.contains(&r.id) || self.unknown.contains(&(node, r.id)) {
             return;
         }
         self.unknown.push_back((node, r.id));
