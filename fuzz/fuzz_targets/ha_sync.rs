@@ -1,5 +1,6 @@
 //! Fuzz target for the failover state-sync payload decoder
-//! (`fulcrum::ha::sync::decode` and `snapshot_states`).
+//! (`fulcrum::ha::sync::decode`, `snapshot_states`, and the maintenance replica's
+//! `fulcrum::rollout::replica::decode`).
 //!
 //! Owns nothing: the payload arrives authenticated, but a peer with a bug (or the key)
 //! must still not be able to make the backup panic. Run with
@@ -9,7 +10,13 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(fulcrum::ha::sync::Message::Full { lines, .. }) = fulcrum::ha::sync::decode(data) {
-        let _ = fulcrum::ha::sync::snapshot_states(&lines);
+    match fulcrum::ha::sync::decode(data) {
+        Ok(fulcrum::ha::sync::Message::Full { lines, .. }) => {
+            let _ = fulcrum::ha::sync::snapshot_states(&lines);
+        }
+        Ok(fulcrum::ha::sync::Message::Maint { lines, .. }) => {
+            let _ = fulcrum::rollout::replica::decode(lines.iter().map(String::as_str));
+        }
+        _ => {}
     }
 });

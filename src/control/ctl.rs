@@ -220,7 +220,7 @@ fn wait_for(a: &CtlArgs, what: &str, id: Option<u64>) -> u8 {
         };
         let same = id.is_none() || json_number(&json, "id") == id;
         let state = json_word(&json, "state").unwrap_or("");
-        let over = same && matches!(state, "done" | "failed" | "aborted");
+        let over = same && matches!(state, "done" | "failed" | "aborted" | "interrupted");
         let late = std::time::Instant::now() >= end;
         if over || late {
             let text = request(&a.socket, &text_cmd, a.timeout).unwrap_or_default();

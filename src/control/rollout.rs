@@ -19,6 +19,7 @@ use crate::duration::format_duration;
 use crate::plane::Plane;
 use crate::pool::AdminState;
 use crate::rollout::board::{node_since, node_word, overall_word, Report, Request};
+use crate::rollout::takeover::refuse_on_backup;
 use crate::rollout::window::{Phase, Window};
 use crate::rollout::{Action, NodeState, Overall, Plan};
 
@@ -31,11 +32,23 @@ pub const DEFAULT_MIN_READY: usize = 1;
 
 /// Runs one `rollout …` command from `who`.
 pub fn run(plane: &mut Plane, cmd: &RolloutCommand, who: &str, now: Instant) -> Reply {
+    let changes = !matches!(
+        cmd,
+        RolloutCommand::Status { .. } | RolloutCommand::TaskStatus { .. }
+    );
+    if let Some(why) = changes.then(|| refuse_on_backup(plane)).flatten() {
+        return Reply::error(why);
+    }
     match cmd {
         RolloutCommand::Start(spec) => start(plane, spec, who),
         RolloutCommand::Status { json } => Reply::ok(status_reply(plane, now, *json)),
         RolloutCommand::Abort => {
-            if !plane.rollout.busy() {
+            let interrupted = plane
+                .rollout
+                .report
+                .as_ref()
+                .is_some_and(|r| matches!(r.status.overall, Overall::Interrupted { .. }));
+            if !plane.rollout.busy() && !interrupted {
                 return Reply::error("no rollout in progress (see rollout status)");
             }
             plane.rollout.requests.push(Request::Abort {
@@ -51,15 +64,18 @@ pub fn run(plane: &mut Plane, cmd: &RolloutCommand, who: &str, now: Instant) -> 
             Reply::ok(crate::control::task::status_reply(plane, now, *json))
         }
         RolloutCommand::Resume => {
-            let stopped =
-                plane.rollout.report.as_ref().filter(|r| {
-                    matches!(r.status.overall, Overall::Failed { .. } | Overall::Aborted)
-                });
+            let stopped = plane.rollout.report.as_ref().filter(|r| {
+                matches!(
+                    r.status.overall,
+                    Overall::Failed { .. } | Overall::Aborted | Overall::Interrupted { .. }
+                )
+            });
             let Some(r) = stopped else {
                 return Reply::error("no failed or aborted rollout to resume (see rollout status)");
             };
             let id = r.id;
-            if plane.rollout.busy() {
+            let interrupted = matches!(r.status.overall, Overall::Interrupted { .. });
+            if plane.rollout.busy() && !interrupted {
                 return Reply::error("a rollout is in progress");
             }
             plane.rollout.requests.push(Request::Resume {
@@ -165,6 +181,9 @@ pub fn one_service(plane: &Plane, name: Option<&str>) -> Result<usize, String> {
 /// The window's steps are taken by the rollout component; a cancelled window that
 /// already took the node out puts it back (ready) here.
 pub fn window(plane: &mut Plane, svc: usize, cmd: &Command, who: &str) -> Reply {
+    if let Some(why) = refuse_on_backup(plane) {
+        return Reply::error(why);
+    }
     let service = &plane.services[svc];
     let name = service.name().to_owned();
     let now = crate::time::wall_ms();
@@ -282,6 +301,9 @@ fn why(o: &Overall) -> Option<String> {
         )),
         Overall::Failed { node, reason } => Some(format!("failed at {node}: {reason}")),
         Overall::Aborted => Some("aborted by operator (rollout resume re-runs the stopped nodes)".into()),
+        Overall::Interrupted { reason } => Some(format!(
+            "interrupted: {reason} (rollout resume re-runs the stopped nodes; rollout abort ends it)"
+        )),
         _ => None,
     }
 }

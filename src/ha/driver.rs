@@ -154,6 +154,7 @@ pub struct HaDriver {
     next_link_check: Instant,
     next_full: Option<Instant>,
     full_id: u64,
+    maint_parts: crate::rollout::replica::Parts,
 }
 
 impl HaDriver {
@@ -262,6 +263,7 @@ impl HaDriver {
             link_log: RateLog::default(),
             next_link_check: now,
             next_full: None,
+            maint_parts: Default::default(),
             full_id: 0,
         })
     }
@@ -423,6 +425,26 @@ impl HaDriver {
         for part in sync::encode_full(self.full_id, &states) {
             self.send_sync(&part, now);
         }
+        // The rollout, the task jobs and the windows ride along, so the backup shows
+        // them and can take them over.
+        let age = |origin: Option<Instant>, at: Duration| {
+            let elapsed = origin.map_or(Duration::ZERO, |o| now.saturating_duration_since(o));
+            elapsed
+                .saturating_sub(at)
+                .as_millis()
+                .min(u128::from(u64::MAX)) as u64
+        };
+        let board = &plane.rollout;
+        let report_origin = board.report.as_ref().map(|r| r.origin);
+        let replica = crate::rollout::replica::of_board(
+            board,
+            |at| age(report_origin, at),
+            |at| age(board.jobs_origin, at),
+            |i| plane.services.get(i).map(|s| s.name().to_owned()),
+        );
+        for part in crate::rollout::replica::encode(self.full_id, &replica, wire::MAX_PAYLOAD_LEN) {
+            self.send_sync(&part, now);
+        }
     }
 
     fn reject(&mut self, now: Instant, from: SocketAddr, why: Refused) {
@@ -510,6 +532,29 @@ impl HaDriver {
                 advert.epoch, self.machine.epoch());
             return;
         }
+        if let Message::Maint {
+            id,
+            part,
+            total,
+            lines,
+        } = msg
+        {
+            let Some(lines) = self.maint_parts.push(id, part, total, lines) else {
+                return;
+            };
+            match crate::rollout::replica::decode(lines.iter().map(String::as_str)) {
+                Ok(r) => {
+                    plane.rollout.replica = Some(r);
+                    plane.rollout.replica_seq += 1;
+                }
+                Err(e) => self.reject(
+                    now,
+                    from,
+                    Refused::Sync(sync::SyncError { line: 0, reason: e }),
+                ),
+            }
+            return;
+        }
         let mut current = all_states(plane);
         let cmds = match msg {
             Message::Delta(cmds) => cmds,
@@ -528,7 +573,7 @@ impl HaDriver {
                     Err(e) => return self.reject(now, from, Refused::Sync(e)),
                 }
             }
-            Message::Request => return,
+            Message::Request | Message::Maint { .. } => return,
         };
         let mut queued = 0;
         for cmd in cmds {

@@ -12,6 +12,9 @@
 //!   [backup]` followed by `set state ADDR S`. A snapshot larger than one datagram is
 //!   split at node boundaries into `TOTAL` parts with the same `ID`; the backup applies
 //!   it only once every part has arrived, and then removes nodes absent from it.
+//! - **Maintenance**: `sync maint ID PART/TOTAL`, then the lines of
+//!   [`crate::rollout::replica`] (the rollout, the task jobs, the maintenance windows),
+//!   sent with every full snapshot; the backup shows them and a new master adopts them.
 //! - **Request**: the single line `sync request`, sent by a node that becomes backup,
 //!   so the master answers with a full snapshot at once instead of within a second
 //!   (a restarted primary learns the runtime changes before it preempts).
@@ -103,6 +106,18 @@ pub enum Message {
         total: u16,
         /// The part's command lines.
         lines: Vec<Scoped>,
+    },
+    /// One part of a maintenance replica (its lines checked by
+    /// [`crate::rollout::replica::decode`] once whole).
+    Maint {
+        /// Replica id (the same in every part).
+        id: u64,
+        /// 1-based part number.
+        part: u16,
+        /// Parts in the replica.
+        total: u16,
+        /// The part's lines.
+        lines: Vec<String>,
     },
     /// "Send me a full snapshot now."
     Request,
@@ -240,6 +255,22 @@ pub fn decode(payload: &[u8]) -> Result<Message, SyncError> {
                 part,
                 total,
                 lines,
+            })
+        }
+        ["sync", "maint", id, parts] => {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| err(1, format!("bad replica id {id:?}")))?;
+            let (part, total) = parts
+                .split_once('/')
+                .and_then(|(p, t)| Some((p.parse::<u16>().ok()?, t.parse::<u16>().ok()?)))
+                .filter(|(p, t)| *p >= 1 && p <= t && *t <= crate::rollout::replica::MAX_PARTS)
+                .ok_or_else(|| err(1, format!("bad part {parts:?} (expected N/TOTAL)")))?;
+            Ok(Message::Maint {
+                id,
+                part,
+                total,
+                lines: lines.map(|(_, l)| l.to_owned()).collect(),
             })
         }
         ["sync", ..] => Err(err(1, format!("unknown sync header {first:?}"))),
@@ -579,6 +610,27 @@ mod tests {
         assert_eq!(asm.push(1, 1, 1, 2, vec![]), Some(vec![]));
         assert_eq!(asm.push(1, 3, 0, 2, vec![]), None);
         assert_eq!(asm.push(1, 3, 3, 2, vec![]), None);
+    }
+
+    #[test]
+    fn maintenance_parts_decode_as_raw_lines() {
+        assert_eq!(
+            decode(b"sync maint 7 2/3\nids 1 0\nrnode 10.0.0.1:80 done 5\n"),
+            Ok(Message::Maint {
+                id: 7,
+                part: 2,
+                total: 3,
+                lines: vec!["ids 1 0".into(), "rnode 10.0.0.1:80 done 5".into()],
+            })
+        );
+        for bad in [
+            "sync maint x 1/1",
+            "sync maint 1 0/1",
+            "sync maint 1 2/1",
+            "sync maint 1 1/65",
+        ] {
+            assert!(decode(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

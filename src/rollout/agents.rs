@@ -343,6 +343,27 @@ impl Jobs {
         queued
     }
 
+    /// This distributor is no longer the master: its jobs stop (a task already asked
+    /// of an agent runs to its end there); the new master shows them from its replica.
+    pub fn stand_down(&mut self, reason: &str, t: Duration) {
+        self.runs.clear();
+        for j in &mut self.jobs {
+            j.interrupt(reason, t);
+        }
+    }
+
+    /// Takes over `jobs` replicated by the old master: those not over are ended.
+    pub fn adopt(&mut self, jobs: Vec<Job>, reason: &str, t: Duration) {
+        self.runs.clear();
+        self.jobs = jobs;
+        for j in &mut self.jobs {
+            if !j.is_over() {
+                warn!(target: "fulcrum::rollout", "task job {} taken over from the old master: stopped ({reason})", j.id);
+                j.interrupt(reason, t);
+            }
+        }
+    }
+
     /// Publishes the jobs on the plane's board (times count from `origin`).
     pub fn publish(&self, plane: &mut Plane, origin: Instant) {
         plane.rollout.jobs.clone_from(&self.jobs);

@@ -76,7 +76,10 @@ impl Report {
     pub fn is_active(&self) -> bool {
         matches!(
             self.status.overall,
-            Overall::NotStarted | Overall::Running | Overall::Waiting { .. }
+            Overall::NotStarted
+                | Overall::Running
+                | Overall::Waiting { .. }
+                | Overall::Interrupted { .. }
         )
     }
 
@@ -107,6 +110,10 @@ pub struct Board {
     pub last_job_id: u64,
     /// Agent-task counters, for `/metrics`.
     pub tasks: TaskCounters,
+    /// The failover master's maintenance state, as last replicated to this backup.
+    pub replica: Option<super::replica::Replica>,
+    /// Bumped on every replica received.
+    pub replica_seq: u64,
 }
 
 /// Task jobs kept for `task status`.
@@ -163,7 +170,8 @@ impl Board {
     }
 }
 
-/// One word per overall state: `running`, `waiting`, `done`, `failed`, `aborted`.
+/// One word per overall state: `running`, `waiting`, `done`, `failed`, `aborted`,
+/// `interrupted`.
 pub fn overall_word(o: &Overall) -> &'static str {
     match o {
         Overall::NotStarted => "starting",
@@ -172,6 +180,7 @@ pub fn overall_word(o: &Overall) -> &'static str {
         Overall::Done => "done",
         Overall::Failed { .. } => "failed",
         Overall::Aborted => "aborted",
+        Overall::Interrupted { .. } => "interrupted",
     }
 }
 

@@ -51,6 +51,7 @@ use super::config::HookConfig;
 use super::hook::{self, failure_text, ChildRun, Ended, HookEnv};
 use super::machine::{Command, NodeView, Overall, Rollout, RunId, Status, Target};
 use super::plan::{Action, Plan};
+use super::takeover;
 use super::window::Step;
 use crate::control::command::{Command as CtlCommand, Scoped};
 use crate::health::config::CheckKind;
@@ -77,6 +78,10 @@ pub struct RolloutDriver {
     windows: bool,
     link: AgentLink,
     jobs: Jobs,
+    /// Not the failover master at the last tick.
+    standby: bool,
+    /// The last replica shown.
+    replica_seen: u64,
 }
 
 /// A node's action in progress: a hook here, or a task on the node's agent.
@@ -118,6 +123,8 @@ impl RolloutDriver {
             windows: false,
             link: AgentLink::default(),
             jobs: Jobs::default(),
+            standby: false,
+            replica_seen: 0,
         }
     }
 
@@ -204,9 +211,24 @@ impl RolloutDriver {
             ),
             level: Level::Info,
         });
-        let rollout = Rollout::new(plan);
+        let mut cur = Current::new(id, service, name, (hook, command, task), Rollout::new(plan));
+        // Every node's view first, so the first batch can start in this tick.
+        cur.feed(plane, t, true);
+        cur.rollout.start(t);
+        self.current = Some(cur);
+    }
+}
+
+impl Current {
+    fn new(
+        id: u64,
+        service: usize,
+        name: String,
+        (hook, command, task): (String, String, bool),
+        rollout: Rollout,
+    ) -> Current {
         let last = rollout.status();
-        let mut cur = Current {
+        Current {
             id,
             service,
             name,
@@ -220,15 +242,9 @@ impl RolloutDriver {
             outputs: HashMap::new(),
             last,
             pending: VecDeque::new(),
-        };
-        // Every node's view first, so the first batch can start in this tick.
-        cur.feed(plane, t, true);
-        cur.rollout.start(t);
-        self.current = Some(cur);
+        }
     }
-}
 
-impl Current {
     /// Reports every node of the plan whose admin state is what was asked.
     fn feed(&mut self, plane: &Plane, t: Duration, feed_streaks: bool) {
         let Some(svc) = plane.services.get(self.service) else {
@@ -461,6 +477,10 @@ impl Current {
                     link.send_due(plane, &mut task, t);
                     self.runs.push((addr, id, Run::Task(task)));
                 }
+                Command::RunAction { addr, id } if self.command.is_empty() => {
+                    let why = format!("hook {} is not declared on this distributor", self.hook);
+                    self.rollout.on_action_done(addr, id, Err(why), t);
+                }
                 Command::RunAction { addr, id } => {
                     let node = addr.to_string();
                     let env = HookEnv {
@@ -517,6 +537,7 @@ impl Current {
                 Overall::Done => (Level::Info, "every node done".to_owned()),
                 Overall::Failed { node, reason } => (Level::Error, format!("{node}: {reason}")),
                 Overall::Aborted => (Level::Warn, "aborted by operator".to_owned()),
+                Overall::Interrupted { reason } => (Level::Warn, reason.clone()),
                 Overall::Waiting {
                     usable,
                     min_ready,
@@ -627,6 +648,101 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
+impl RolloutDriver {
+    /// Not the failover master: stop whatever runs here, show the master's replica.
+    fn stand_by(&mut self, plane: &mut Plane, t: Duration) {
+        self.again = false;
+        self.windows = false;
+        plane.rollout.requests.clear();
+        if !self.standby {
+            self.standby = true;
+            self.jobs.stand_down(takeover::REASON, t);
+            if let Some(c) = self.current.as_mut() {
+                if !c.runs.is_empty() || is_active(&c.last.overall) {
+                    warn!(target: "fulcrum::rollout", "rollout {}: stopped here: this distributor is no longer the failover master", c.id);
+                    c.kill_runs("this distributor is no longer the failover master");
+                    let states: Vec<_> = c.last.nodes.iter().map(|n| n.state.clone()).collect();
+                    c.rollout = Rollout::restore(
+                        c.rollout.plan().clone(),
+                        c.last.overall.clone(),
+                        &states,
+                        takeover::REASON,
+                        t,
+                    );
+                    // The admin states are the master's now: nothing is carried out.
+                    while c.rollout.poll_command().is_some() {}
+                    c.pending.clear();
+                    c.last = c.rollout.status();
+                    let mut report = c.report();
+                    report.origin = self.origin;
+                    plane.rollout.report = Some(report);
+                }
+            }
+        }
+        if plane.rollout.replica_seq != self.replica_seen {
+            self.replica_seen = plane.rollout.replica_seq;
+            if let Some(r) = plane.rollout.replica.clone() {
+                self.current = None;
+                takeover::show(plane, &r, t, self.origin);
+            }
+        }
+    }
+
+    /// Just became the failover master after standing by: take over the replica.
+    fn adopt(&mut self, plane: &mut Plane, t: Duration) {
+        self.jobs
+            .adopt(plane.rollout.jobs.clone(), takeover::REASON, t);
+        if self.current.is_some() {
+            return;
+        }
+        let Some(rep) = plane.rollout.report.clone() else {
+            return;
+        };
+        let Some(service) = plane.service_index(&rep.service) else {
+            warn!(target: "fulcrum::rollout", "rollout {}: service {} is not configured here: not taken over", rep.id, rep.service);
+            return;
+        };
+        let (hook, command, task) = match rep.plan.action() {
+            Action::Hook(h) => (
+                h.clone(),
+                self.hooks
+                    .get(h)
+                    .map_or(String::new(), |d| d.command.clone()),
+                false,
+            ),
+            Action::Task(n) => (n.clone(), String::new(), true),
+        };
+        let states: Vec<_> = rep.status.nodes.iter().map(|n| n.state.clone()).collect();
+        let rollout = Rollout::restore(
+            rep.plan.clone(),
+            rep.status.overall.clone(),
+            &states,
+            takeover::REASON,
+            t,
+        );
+        if matches!(rollout.status().overall, Overall::Interrupted { .. }) {
+            warn!(target: "fulcrum::rollout", "rollout {} taken over from the old master: interrupted (rollout resume, or rollout abort)", rep.id);
+            plane.notifier.alert(Alert {
+                event: "rollout",
+                subject: format!("service {}", rep.service),
+                old: overall_word(&rep.status.overall).into(),
+                new: "interrupted".into(),
+                reason: format!("rollout {}: {}", rep.id, takeover::REASON),
+                level: Level::Warn,
+            });
+        }
+        let mut cur = Current::new(
+            rep.id,
+            service,
+            rep.service.clone(),
+            (hook, command, task),
+            rollout,
+        );
+        cur.last = cur.rollout.status();
+        self.current = Some(cur);
+    }
+}
+
 impl Component for RolloutDriver {
     fn register(&mut self, _registry: &Registry, _base: usize) -> io::Result<()> {
         Ok(())
@@ -635,10 +751,17 @@ impl Component for RolloutDriver {
     fn on_event(&mut self, _: &mut Plane, _: &Registry, _: usize, _: &Event) {}
 
     fn on_tick(&mut self, plane: &mut Plane, _registry: &Registry, now: Instant) {
+        let t = now.saturating_duration_since(self.origin);
+        if !takeover::is_master(plane) {
+            self.stand_by(plane, t);
+            return;
+        }
+        if std::mem::take(&mut self.standby) {
+            self.adopt(plane, t);
+        }
         self.again = windows(plane, crate::time::wall_ms());
         self.windows = !plane.rollout.windows.is_empty();
         self.take_requests(plane, now);
-        let t = now.saturating_duration_since(self.origin);
         for (node, r) in self.link.take_reports(plane) {
             let ours = self
                 .current

@@ -155,6 +155,47 @@ impl Job {
         }
     }
 
+    /// A job as a failover peer replicated it, for display; a node it had not
+    /// finished is failed with "interrupted" once this distributor runs it
+    /// ([`Job::interrupt`]).
+    pub fn restore(
+        id: u64,
+        service: &str,
+        task: &str,
+        when_idle: bool,
+        nodes: Vec<(SocketAddr, JobNodeState)>,
+    ) -> Job {
+        Job {
+            id,
+            service: service.to_owned(),
+            task: task.to_owned(),
+            when_idle,
+            nodes: nodes
+                .into_iter()
+                .map(|(addr, state)| JobNode {
+                    addr,
+                    state,
+                    output: String::new(),
+                    drained_by_job: false,
+                })
+                .collect(),
+            created: Duration::ZERO,
+            started: true,
+            commands: VecDeque::new(),
+        }
+    }
+
+    /// Stops a job taken over from a failover peer: every unfinished node fails with
+    /// `reason` (a node the old master drained for it stays drained: the operator sets
+    /// it ready).
+    pub fn interrupt(&mut self, reason: &str, now: Duration) {
+        for n in &mut self.nodes {
+            if !n.state.is_over() {
+                n.state = JobNodeState::Failed(now, reason.to_owned());
+            }
+        }
+    }
+
     /// Whether every node is done or failed.
     pub fn is_over(&self) -> bool {
         self.nodes.iter().all(|n| n.state.is_over())

@@ -33,6 +33,10 @@
 //! - `resume` drains the failed nodes again and re-runs their action with a
 //!   new id; done nodes stay done. Action results carry the run id, so a late
 //!   result of a run given up on is ignored rather than taken for the new run.
+//! - A rollout taken over from a failover peer ([`Rollout::restore`]) starts
+//!   `Interrupted`: the nodes the old master had out are put in maint (their
+//!   action may have half run), nothing starts until the operator resumes
+//!   (those nodes run again) or aborts.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -169,6 +173,11 @@ pub enum Overall {
     },
     /// Stopped by the operator.
     Aborted,
+    /// Taken over from a failover peer mid-way: stopped until resumed or aborted.
+    Interrupted {
+        /// Why (which distributor ran it, what happened).
+        reason: String,
+    },
 }
 
 /// One node in [`Status`].
@@ -339,9 +348,62 @@ impl Rollout {
         self.advance(now);
     }
 
+    /// A rollout of `plan` taken over where another distributor left it: `nodes`
+    /// gives each node's state there (in plan order; missing ones are pending).
+    /// Nodes that were out (draining, running, waiting healthy) become failed with
+    /// `reason` and are put in maint; the rollout is [`Overall::Interrupted`] unless
+    /// it was over already.
+    pub fn restore(
+        plan: Plan,
+        overall: Overall,
+        nodes: &[NodeState],
+        reason: &str,
+        now: Duration,
+    ) -> Rollout {
+        let mut r = Rollout::new(plan);
+        for (node, state) in r.nodes.iter_mut().zip(nodes) {
+            node.state = state.clone();
+        }
+        let mut stopped = false;
+        for i in 0..r.nodes.len() {
+            if matches!(
+                r.nodes[i].state,
+                NodeState::Draining { .. }
+                    | NodeState::Running { .. }
+                    | NodeState::WaitingHealthy { .. }
+            ) {
+                r.stop_one(i, reason, now);
+                stopped = true;
+            }
+        }
+        // The batch is the one holding the first unfinished node.
+        let first = r
+            .nodes
+            .iter()
+            .position(|n| !matches!(n.state, NodeState::Done { .. }))
+            .unwrap_or(r.nodes.len());
+        let batch = r.plan.batch().max(1);
+        r.batch_start = first - first % batch;
+        r.batch_open = r
+            .batch_range()
+            .any(|i| !matches!(r.nodes[i].state, NodeState::Pending));
+        r.overall = match overall {
+            done @ (Overall::Done | Overall::Failed { .. } | Overall::Aborted) if !stopped => done,
+            Overall::Interrupted { reason } if !stopped => Overall::Interrupted { reason },
+            _ => Overall::Interrupted {
+                reason: reason.to_owned(),
+            },
+        };
+        r
+    }
+
     /// Stops the rollout: nothing new starts, and the unfinished nodes of the
-    /// current batch go to maint. Ignored unless running or waiting.
+    /// current batch go to maint. Ignored unless running, waiting or interrupted.
     pub fn abort(&mut self, now: Duration) {
+        if matches!(self.overall, Overall::Interrupted { .. }) {
+            self.overall = Overall::Aborted;
+            return;
+        }
         if !self.is_active() {
             return;
         }
@@ -353,7 +415,10 @@ impl Rollout {
     /// again and their action re-run with a new id; done nodes stay done.
     /// Ignored in any other state.
     pub fn resume(&mut self, now: Duration) {
-        if !matches!(self.overall, Overall::Failed { .. } | Overall::Aborted) {
+        if !matches!(
+            self.overall,
+            Overall::Failed { .. } | Overall::Aborted | Overall::Interrupted { .. }
+        ) {
             return;
         }
         self.overall = Overall::Running;

@@ -31,6 +31,8 @@ pub mod hook;
 pub mod job;
 pub mod machine;
 pub mod plan;
+pub mod replica;
+pub mod takeover;
 #[cfg(test)]
 mod tests;
 pub mod window;

@@ -580,3 +580,103 @@ fn reports_before_start_only_record_the_view() {
         "resume needs a stop"
     );
 }
+
+#[test]
+fn a_rollout_taken_over_mid_way_is_interrupted_then_resumes_or_aborts() {
+    // The old master: node 1 done, node 2 running its hook.
+    let mut old = Sim::new(3, 1, 1);
+    old.hold = vec![addr(2)];
+    old.start();
+    for _ in 0..20 {
+        old.step();
+        if matches!(old.state(2), NodeState::Running { .. }) {
+            break;
+        }
+    }
+    assert!(matches!(old.state(1), NodeState::Done { .. }));
+    assert!(matches!(old.state(2), NodeState::Running { .. }));
+    let before = old.r.status();
+    let states: Vec<NodeState> = before.nodes.iter().map(|n| n.state.clone()).collect();
+
+    // The new master restores it: node 2 to maint, the rollout interrupted.
+    let mut new = Sim::new(3, 1, 1);
+    new.pool = std::mem::take(&mut old.pool);
+    new.now = old.now + Duration::from_secs(2);
+    new.r = Rollout::restore(
+        plan(3, 1, 1).unwrap(),
+        before.overall.clone(),
+        &states,
+        "taken over",
+        new.now,
+    );
+    new.pump();
+    assert!(matches!(
+        new.r.status().overall,
+        Overall::Interrupted { .. }
+    ));
+    assert_eq!(
+        new.log,
+        vec![set(
+            addr(2),
+            Target::Maint {
+                reason: "taken over".into()
+            }
+        )]
+    );
+    assert!(matches!(new.state(1), NodeState::Done { .. }));
+    assert!(matches!(&new.state(2), NodeState::Failed { reason, .. } if reason == "taken over"));
+    // Nothing moves until the operator acts.
+    for _ in 0..5 {
+        new.step();
+    }
+    assert_eq!(new.log.len(), 1, "{:?}", new.log);
+    assert_eq!(new.r.poll_timeout(), None);
+
+    // Resume: node 2 runs again, then node 3; node 1 is not touched again.
+    let mut resumed = Sim::new(3, 1, 1);
+    resumed.pool = std::mem::take(&mut new.pool);
+    resumed.now = new.now;
+    resumed.r = Rollout::restore(
+        plan(3, 1, 1).unwrap(),
+        before.overall.clone(),
+        &states,
+        "taken over",
+        resumed.now,
+    );
+    resumed.pump();
+    resumed.log.clear();
+    resumed.r.resume(resumed.now);
+    resumed.pump();
+    resumed.run();
+    assert_eq!(resumed.r.status().overall, Overall::Done);
+    assert!(!resumed.touched(addr(1)));
+    assert_eq!(resumed.runs(addr(2)).len(), 1);
+    assert_eq!(resumed.runs(addr(3)).len(), 1);
+
+    // Abort: it ends there, node 2 stays in maint.
+    let mut aborted = Rollout::restore(
+        plan(3, 1, 1).unwrap(),
+        before.overall,
+        &states,
+        "taken over",
+        Duration::ZERO,
+    );
+    aborted.abort(Duration::from_secs(1));
+    assert_eq!(aborted.status().overall, Overall::Aborted);
+    assert!(matches!(
+        aborted.status().nodes[1].state,
+        NodeState::Failed { .. }
+    ));
+    // A rollout that was over stays as it was.
+    let done: Vec<NodeState> = (0..3)
+        .map(|_| NodeState::Done { at: Duration::ZERO })
+        .collect();
+    let r = Rollout::restore(
+        plan(3, 1, 1).unwrap(),
+        Overall::Done,
+        &done,
+        "x",
+        Duration::ZERO,
+    );
+    assert_eq!(r.status().overall, Overall::Done);
+}
