@@ -896,3 +896,120 @@ fn control_plane_flood_on_the_master_never_lets_the_backup_take_over() {
         .iter()
         .all(|r| r.is_ok()));
 }
+
+/// `fulcrum ctl` on `host` that may fail: (exit code, stdout + stderr).
+fn ctl_may_fail(lab: &Lab, host: &str, socket: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["ctl", "--socket", socket];
+    all.extend_from_slice(args);
+    let out = lab.exec(host, bin(), &all);
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_rollout_survives_a_failover_and_the_new_master_can_abort_it() {
+    let _one = serial();
+    let mut pair = Pair::new(&[]);
+    let dir = pair.lab.dir.display().to_string();
+    let s1 = pair.lab.dir.join("lb1.sock").display().to_string();
+    let s2 = pair.lab.dir.join("lb2.sock").display().to_string();
+    // A hook that takes a while: the rollout is mid-way when lb1 dies. It records its
+    // run and its PID (the test ends it by PID).
+    let hook = format!(
+        "slow=echo $FULCRUM_NODE >> {dir}/runs.log; echo $$ > {dir}/hook.pid; exec sleep 8"
+    );
+    let extra = ["--hook", hook.as_str(), "--hook-timeout", "30s"];
+    let lb1 = pair.fulcrum(
+        "lb1",
+        &[&["--control", s1.as_str()][..], &extra[..]].concat(),
+    );
+    let lb2 = pair.fulcrum(
+        "lb2",
+        &[&["--control", s2.as_str()][..], &extra[..]].concat(),
+    );
+    assert!(
+        pair.wait_sole_master("lb1", Duration::from_secs(3)),
+        "lb1:\n{}",
+        lb1.log()
+    );
+    // Never on both: the backup refuses to start one.
+    let (code, out) = ctl_may_fail(
+        &pair.lab,
+        "lb2",
+        &s2,
+        &["rollout", "start", "--hook", "slow"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not the failover master"), "{out}");
+
+    ctl(
+        &pair.lab,
+        "lb1",
+        &s1,
+        &["rollout", "start", "--hook", "slow", "--min-ready", "1"],
+    );
+    // The backup shows where the master's rollout stands.
+    let shown = wait_until(Duration::from_secs(5), || {
+        let st = ctl(&pair.lab, "lb2", &s2, &["rollout", "status"]);
+        st.starts_with("rollout 1: running") && st.contains("10.99.0.21:80            running")
+    });
+    assert!(
+        shown,
+        "lb2: {}\nlb1: {}",
+        ctl(&pair.lab, "lb2", &s2, &["rollout", "status"]),
+        ctl(&pair.lab, "lb1", &s1, &["rollout", "status"])
+    );
+
+    pair.lab.signal(&lb1, Signal::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(3), || pair.holds_vip("lb2")),
+        "lb2 did not take over:\n{}",
+        lb2.log()
+    );
+    // The new master shows it interrupted, the node that was out in maint, the rest
+    // untouched; it does not run the hook by itself.
+    let taken = wait_until(Duration::from_secs(3), || {
+        ctl(&pair.lab, "lb2", &s2, &["rollout", "status"]).starts_with("rollout 1: interrupted")
+    });
+    let st = ctl(&pair.lab, "lb2", &s2, &["rollout", "status"]);
+    assert!(taken, "{st}\nlb2:\n{}", lb2.log());
+    assert!(st.contains("lost the master role"), "{st}");
+    assert!(st.contains("10.99.0.22:80            pending"), "{st}");
+    let json = ctl(&pair.lab, "lb2", &s2, &["show", "nodes", "--json"]);
+    assert_eq!(
+        admin_of(&json, "10.99.0.21:80").as_deref(),
+        Some("maint"),
+        "{json}"
+    );
+    let replies = requests(&pair.lab.ns("client"), 10);
+    assert!(
+        replies.iter().all(|r| r.as_deref() == Ok("srv2")),
+        "the node in maint got flows: {replies:?}"
+    );
+    // Abort works there, and ends it.
+    ctl(&pair.lab, "lb2", &s2, &["rollout", "abort"]);
+    assert!(
+        wait_until(Duration::from_secs(3), || ctl(
+            &pair.lab,
+            "lb2",
+            &s2,
+            &["rollout", "status"]
+        )
+        .starts_with("rollout 1: aborted")),
+        "{}",
+        ctl(&pair.lab, "lb2", &s2, &["rollout", "status"])
+    );
+    // The hook ran once, on lb1, for the first node only.
+    let runs = std::fs::read_to_string(pair.lab.dir.join("runs.log")).unwrap_or_default();
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        vec!["10.99.0.21:80"],
+        "{runs}"
+    );
+    if let Ok(pid) = std::fs::read_to_string(pair.lab.dir.join("hook.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
