@@ -343,12 +343,9 @@ fn rollout_restarts_each_node_once_in_order_without_a_failed_request() {
         err.contains("hook \"rm-rf\" is not declared (declared: restart)"),
         "{err}"
     );
-    let (code, _, err) = ctl.run("rollout start --hook restart --min-ready 3");
+    let (code, _, err) = ctl.run("rollout start --hook restart --batch 0");
     assert_eq!(code, 1);
-    assert!(
-        err.contains("min-ready 3 with 3 nodes cannot make progress"),
-        "{err}"
-    );
+    assert!(err.contains("--batch must be at least 1"), "{err}");
     assert!(nodes.runs().is_empty());
     let config = ctl.ok("show config --json");
     assert!(
@@ -481,33 +478,87 @@ fn a_failing_hook_stops_the_rollout_in_maint_and_resume_completes_it() {
 
 #[test]
 fn min_ready_waits_while_the_pool_is_too_thin() {
-    let nodes = Nodes::new("c", 2);
+    let nodes = Nodes::new("c", 3);
     let sock = nodes.dir.join("ctl.sock").display().to_string();
-    let (_p, _addr, ctl) = distributor(&nodes, &sock);
+    let hook = nodes.hook_flag();
     let addrs = nodes.addrs();
+    // The service has two of the three nginx nodes; the third is a spare.
+    let (_p, _addr) = start_fulcrum(
+        &addrs[..2],
+        &[
+            "--control",
+            &sock,
+            "--check",
+            "http:/",
+            "--check-interval",
+            "100ms",
+            "--check-fast-interval",
+            "100ms",
+            "--check-down-interval",
+            "100ms",
+            "--check-timeout",
+            "90ms",
+            "--rise",
+            "2",
+            "--fall",
+            "1",
+            "--hook",
+            &hook,
+        ],
+    );
+    let ctl = Ctl::new(sock);
+    assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
 
-    // Two nodes cannot keep two usable while one is out: refused up front.
-    let (code, _, err) = ctl.run("rollout start --hook restart --min-ready 2");
-    assert_eq!(code, 1);
+    // --min-ready 2 on a 2-node service: it waits, says so, and drains nothing.
+    let out = ctl.ok("rollout start --hook restart --min-ready 2");
     assert!(
-        err.contains("--min-ready 2 with 2 nodes cannot make progress"),
-        "{err}"
+        out.contains("it waits until the service has 3 usable nodes"),
+        "{out}"
+    );
+    thread::sleep(Duration::from_millis(800));
+    let status = ctl.ok("rollout status");
+    assert!(status.starts_with("rollout 1: waiting"), "{status}");
+    assert!(
+        status.contains("waiting: 2 usable nodes; taking out 1 would leave fewer than min-ready 2"),
+        "{status}"
+    );
+    assert!(nodes.runs().is_empty());
+    assert_eq!(admin(&ctl, addrs[0]), "ready");
+    assert_eq!(admin(&ctl, addrs[1]), "ready");
+
+    // A spare node added for the occasion: the rollout proceeds, one node at a time,
+    // and never leaves fewer than two usable.
+    let sampler = Sampler::start(ctl.sock.display().to_string());
+    ctl.ok(&format!("add node {}", addrs[2]));
+    assert!(
+        eventually(Duration::from_secs(20), || ctl
+            .ok("rollout status")
+            .starts_with("rollout 1: done")),
+        "{}",
+        ctl.ok("rollout status")
+    );
+    let (min_usable, samples) = sampler.finish();
+    assert_eq!(nodes.restarts(), addrs[..2].to_vec());
+    assert!(
+        samples > 5 && min_usable >= 2,
+        "min {min_usable} in {samples}"
     );
 
     // The first node is down: taking it out would leave one usable, which is the
     // minimum already, so the rollout waits and says why instead of draining anything.
+    ctl.ok(&format!("remove node {}", addrs[2]));
+    assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
     nodes.stop(nodes.ports[0]);
     assert!(eventually(Duration::from_secs(3), || usable(&ctl) == 1));
     ctl.ok("rollout start --hook restart --min-ready 1");
     thread::sleep(Duration::from_millis(800));
     let status = ctl.ok("rollout status");
-    assert!(status.starts_with("rollout 1: waiting"), "{status}");
+    assert!(status.starts_with("rollout 2: waiting"), "{status}");
     assert!(
         status.contains("waiting: 1 usable nodes; taking out 1 would leave fewer than min-ready 1"),
         "{status}"
     );
-    assert!(nodes.runs().is_empty());
-    assert_eq!(admin(&ctl, addrs[0]), "ready");
+    assert_eq!(nodes.runs().len(), 2, "nothing new ran");
     assert_eq!(admin(&ctl, addrs[1]), "ready");
 
     // Back up: the rollout carries on by itself.
@@ -515,11 +566,11 @@ fn min_ready_waits_while_the_pool_is_too_thin() {
     assert!(
         eventually(Duration::from_secs(15), || ctl
             .ok("rollout status")
-            .starts_with("rollout 1: done")),
+            .starts_with("rollout 2: done")),
         "{}",
         ctl.ok("rollout status")
     );
-    assert_eq!(nodes.restarts(), addrs);
+    assert_eq!(nodes.restarts().len(), 4);
 }
 
 #[test]

@@ -138,7 +138,7 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
     };
     let id = plane.rollout.last_id.saturating_add(1);
     plane.rollout.last_id = id;
-    let reply = format!(
+    let mut reply = format!(
         "rollout {id} started: {} on service {}, {} nodes, batch {}, min-ready {}",
         spec.action,
         svc.name(),
@@ -146,6 +146,13 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
         plan.batch(),
         plan.min_ready()
     );
+    let n = plan.nodes().len();
+    if plan.batch().min(n) + plan.min_ready() > n {
+        reply.push_str(&format!(
+            "; it waits until the service has {} usable nodes (add a node, or rollout abort)",
+            plan.batch().min(n) + plan.min_ready()
+        ));
+    }
     plane.rollout.requests.push(Request::Start {
         service,
         plan,
@@ -465,6 +472,18 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_that_must_wait_says_so_at_the_start() {
+        let mut p = plane();
+        let r = line(&mut p, "rollout start hook deploy batch 2 min-ready 2");
+        assert!(r.ok, "{}", r.body);
+        assert!(
+            r.body.ends_with("min-ready 2; it waits until the service has 4 usable nodes (add a node, or rollout abort)"),
+            "{}",
+            r.body
+        );
+    }
+
+    #[test]
     fn start_validates_then_queues_one_rollout() {
         let mut p = plane();
         let r = line(&mut p, "rollout start hook rm");
@@ -474,12 +493,6 @@ mod tests {
         );
         let r = line(&mut p, "rollout start hook deploy service api");
         assert_eq!(r.body, "error: no such service \"api\" (see show services)");
-        let r = line(&mut p, "rollout start hook deploy batch 2 min-ready 2");
-        assert!(
-            r.body.contains("--batch 2 with --min-ready 2 and 3 nodes"),
-            "{}",
-            r.body
-        );
         assert!(line(&mut p, "rollout abort")
             .body
             .starts_with("error: no rollout"));

@@ -257,6 +257,16 @@ impl Current {
             1
         };
         let nodes: Vec<SocketAddr> = self.rollout.plan().nodes().to_vec();
+        let others = svc
+            .shared
+            .pool
+            .snapshot()
+            .0
+            .iter()
+            .filter(|n| !nodes.contains(&n.addr()) && n.eligible())
+            .count();
+        self.rollout.on_others(others, t);
+        self.collect();
         for addr in nodes {
             let node = svc.shared.pool.find(addr);
             if feed_streaks {

@@ -17,7 +17,9 @@
 //!   may be smaller).
 //! - A batch starts only when `usable − batch_len ≥ min_ready`, counting the
 //!   nodes the driver last reported usable (a node never reported counts as
-//!   not usable). This is conservative: a batch member that is already down
+//!   not usable) and the service's usable nodes outside the plan
+//!   ([`Rollout::on_others`]: a node added for the occasion lets a rollout
+//!   with `min_ready` equal to the plan's size proceed). This is conservative: a batch member that is already down
 //!   is subtracted too. Otherwise the rollout is `Waiting` and re-checks on
 //!   every report. A node just set ready counts once a report says it is
 //!   usable, not before.
@@ -219,6 +221,8 @@ pub struct Rollout {
     /// Whether the batch at `batch_start` has been started.
     batch_open: bool,
     next_id: u64,
+    /// Usable nodes of the service outside the plan.
+    others_usable: usize,
     commands: VecDeque<Command>,
 }
 
@@ -242,7 +246,17 @@ impl Rollout {
             batch_start: 0,
             batch_open: false,
             next_id: 0,
+            others_usable: 0,
             commands: VecDeque::new(),
+        }
+    }
+
+    /// The service's usable nodes outside the plan, as the driver last saw them.
+    pub fn on_others(&mut self, usable: usize, now: Duration) {
+        let more = usable > self.others_usable;
+        self.others_usable = usable;
+        if more && matches!(self.overall, Overall::Waiting { .. }) {
+            self.advance(now);
         }
     }
 
@@ -570,7 +584,8 @@ impl Rollout {
             .nodes
             .iter()
             .filter(|n| n.view.is_some_and(|v| v.usable))
-            .count();
+            .count()
+            + self.others_usable;
         let batch = range.len();
         // usable − batch ≥ min_ready, without going below zero.
         if usable < batch.saturating_add(self.plan.min_ready()) {

@@ -45,23 +45,6 @@ pub enum PlanError {
     DuplicateNode(SocketAddr),
     /// `--batch 0` would never make progress.
     ZeroBatch,
-    /// `--min-ready` is not below the node count: taking out even one node
-    /// would break it, so the rollout could never start.
-    MinReadyTooHigh {
-        /// The requested minimum.
-        min_ready: usize,
-        /// Nodes in the service.
-        nodes: usize,
-    },
-    /// The first batch alone would leave fewer than `--min-ready` nodes.
-    BatchTooLarge {
-        /// The requested batch size.
-        batch: usize,
-        /// The requested minimum.
-        min_ready: usize,
-        /// Nodes in the service.
-        nodes: usize,
-    },
     /// A zero timeout would fail every node at once.
     ZeroTimeout(&'static str),
     /// The hook or task name is empty.
@@ -74,20 +57,6 @@ impl fmt::Display for PlanError {
             PlanError::NoNodes => write!(f, "rollout: the node list is empty"),
             PlanError::DuplicateNode(a) => write!(f, "rollout: node {a} is listed twice"),
             PlanError::ZeroBatch => write!(f, "rollout: --batch must be at least 1, got 0"),
-            PlanError::MinReadyTooHigh { min_ready, nodes } => write!(
-                f,
-                "rollout: --min-ready {min_ready} with {nodes} nodes cannot make progress \
-                 (min-ready must be below the node count)"
-            ),
-            PlanError::BatchTooLarge {
-                batch,
-                min_ready,
-                nodes,
-            } => write!(
-                f,
-                "rollout: --batch {batch} with --min-ready {min_ready} and {nodes} nodes \
-                 cannot make progress (batch + min-ready must not exceed the node count)"
-            ),
             PlanError::ZeroTimeout(field) => write!(f, "rollout: {field} must be above 0"),
             PlanError::EmptyActionName => write!(f, "rollout: the hook or task name is empty"),
         }
@@ -129,21 +98,9 @@ impl Plan {
         if batch == 0 {
             return Err(PlanError::ZeroBatch);
         }
-        let n = nodes.len();
-        if min_ready >= n {
-            return Err(PlanError::MinReadyTooHigh {
-                min_ready,
-                nodes: n,
-            });
-        }
-        // The first batch is the largest one; later ones are no bigger.
-        if batch.min(n) + min_ready > n {
-            return Err(PlanError::BatchTooLarge {
-                batch,
-                min_ready,
-                nodes: n,
-            });
-        }
+        // `min_ready` may be as high as the node count, or higher: the rollout then
+        // waits (and says so) until the service has nodes to spare, e.g. a node added
+        // for the occasion; it never takes the service below the minimum.
         if drain_timeout.is_zero() {
             return Err(PlanError::ZeroTimeout("--drain-timeout"));
         }
