@@ -279,16 +279,18 @@ fn command(
             &format!("`{line}` is allowed on the Unix control socket only (fulcrum ctl)"),
         );
     }
-    // Starting (or resuming) a rollout runs commands on the hosts: local operators only.
-    // Status and abort are allowed with the token, like any other command.
+    // Starting (or resuming) a rollout, or a task job, runs commands on the hosts:
+    // local operators only. Status and abort are allowed with the token, like any
+    // other command.
     if let Ok(crate::control::command::Command::Rollout(
         crate::control::command::RolloutCommand::Start(_)
-        | crate::control::command::RolloutCommand::Resume,
+        | crate::control::command::RolloutCommand::Resume
+        | crate::control::command::RolloutCommand::Task(_),
     )) = crate::control::command::parse(line)
     {
         return error(
             400,
-            "`rollout start` and `rollout resume` are allowed on the Unix control socket only (fulcrum ctl)",
+            "`rollout start`, `rollout resume` and `task` are allowed on the Unix control socket only (fulcrum ctl)",
         );
     }
     match exec.execute(plane, line, who, true, now) {
@@ -923,7 +925,11 @@ mod tests {
     #[test]
     fn rollout_start_and_resume_are_refused_over_http() {
         let mut p = plane();
-        for line in ["rollout start hook deploy", "rollout resume"] {
+        for line in [
+            "rollout start hook deploy",
+            "rollout resume",
+            "task rotate all",
+        ] {
             let r = call(
                 &mut p,
                 &req("POST", "/api/v1/command", Some(TOKEN), line),
