@@ -228,6 +228,11 @@ pub(crate) fn route(
             "application/json",
             &crate::control::rollout::status_reply(plane, now, true),
         ),
+        ("GET", "/api/v1/tasks") => response(
+            200,
+            "application/json",
+            &crate::control::task::status_reply(plane, now, true),
+        ),
         ("GET", "/api/v1/bgp") => response(
             200,
             "application/json",
@@ -241,7 +246,7 @@ pub(crate) fn route(
             _,
             "/" | "/index.html" | "/metrics" | "/api/v1/nodes" | "/api/v1/services"
             | "/api/v1/stats" | "/api/v1/console" | "/api/v1/command" | "/api/v1/rollout"
-            | "/api/v1/bgp",
+            | "/api/v1/tasks" | "/api/v1/bgp",
         ) => error(405, "method not allowed"),
         _ => error(404, "not found"),
     }

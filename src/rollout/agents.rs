@@ -19,12 +19,13 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{info, warn, Level};
 
 use super::agent_task::AgentTask;
 use super::board::{Request, MAX_JOBS};
-use super::job::{Job, JobCommand, JobView};
+use super::job::{Job, JobCommand, JobNodeState, JobView};
 use crate::control::command::{Command as CtlCommand, Scoped};
+use crate::notify::Alert;
 use crate::plane::Plane;
 use crate::pool::AdminState;
 use crate::time::wall_ms;
@@ -265,6 +266,7 @@ impl Jobs {
 
     /// One step of every job; returns whether admin changes were queued.
     pub fn step(&mut self, plane: &mut Plane, link: &mut AgentLink, t: Duration) -> bool {
+        let was_over: Vec<bool> = self.jobs.iter().map(Job::is_over).collect();
         // The runs first: send what is due, give up what is over time, pass results on
         // (a node given back is then set ready in the same step).
         let mut i = 0;
@@ -339,6 +341,43 @@ impl Jobs {
                     }
                 }
             }
+        }
+        for (job, was) in self.jobs.iter().zip(was_over) {
+            if was || !job.is_over() {
+                continue;
+            }
+            let failed: Vec<String> = job
+                .nodes
+                .iter()
+                .filter(|n| !matches!(n.state, JobNodeState::Done(_)))
+                .map(|n| n.addr.to_string())
+                .collect();
+            plane.notifier.alert(Alert {
+                event: "task",
+                subject: format!("service {}", job.service),
+                old: "running".into(),
+                new: job.word().into(),
+                reason: if failed.is_empty() {
+                    format!(
+                        "task job {}: {} done on {} nodes",
+                        job.id,
+                        job.task,
+                        job.nodes.len()
+                    )
+                } else {
+                    format!(
+                        "task job {}: {} failed on {}",
+                        job.id,
+                        job.task,
+                        failed.join(", ")
+                    )
+                },
+                level: if failed.is_empty() {
+                    Level::Info
+                } else {
+                    Level::Error
+                },
+            });
         }
         queued
     }
