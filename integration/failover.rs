@@ -949,6 +949,22 @@ fn a_rollout_survives_a_failover_and_the_new_master_can_abort_it() {
         &s1,
         &["rollout", "start", "--hook", "slow", "--min-ready", "1"],
     );
+    // A maintenance window too, an hour ahead.
+    ctl(
+        &pair.lab,
+        "lb1",
+        &s1,
+        &[
+            "set",
+            "state",
+            "10.99.0.22:80",
+            "maint",
+            "at",
+            "+1h",
+            "for",
+            "10m",
+        ],
+    );
     // The backup shows where the master's rollout stands.
     let shown = wait_until(Duration::from_secs(5), || {
         let st = ctl(&pair.lab, "lb2", &s2, &["rollout", "status"]);
@@ -976,6 +992,9 @@ fn a_rollout_survives_a_failover_and_the_new_master_can_abort_it() {
     assert!(taken, "{st}\nlb2:\n{}", lb2.log());
     assert!(st.contains("lost the master role"), "{st}");
     assert!(st.contains("10.99.0.22:80            pending"), "{st}");
+    // The window came over as well.
+    let nodes = ctl(&pair.lab, "lb2", &s2, &["show", "nodes"]);
+    assert!(nodes.contains("maint window in"), "{nodes}");
     let json = ctl(&pair.lab, "lb2", &s2, &["show", "nodes", "--json"]);
     assert_eq!(
         admin_of(&json, "10.99.0.21:80").as_deref(),
