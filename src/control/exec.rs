@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use log::info;
 
-use crate::control::command::{self, apply, Command, Effect, NodeEntry, NodeTable, Scoped};
+use crate::control::command::{
+    self, apply, Command, Effect, NodeEntry, NodeTable, RolloutCommand, Scoped,
+};
 use crate::control::render;
 use crate::control::snapshot::{
     CheckSnapshot, DirectSnapshot, NodeSnapshot, ServiceSnapshot, StatsSnapshot,
@@ -200,6 +202,14 @@ impl Executor {
             Command::Help => return Outcome::Reply(Reply::ok(command::HELP.trim_end())),
             // Not a node change: never forwarded to the failover peer nor kept in the
             // state file.
+            Command::Rollout(RolloutCommand::Task(spec)) => {
+                return Outcome::Reply(crate::control::task::start(plane, spec, who))
+            }
+            Command::Rollout(RolloutCommand::TaskStatus { json }) => {
+                return Outcome::Reply(Reply::ok(crate::control::task::status_reply(
+                    plane, now, *json,
+                )))
+            }
             Command::Rollout(r) => {
                 return Outcome::Reply(crate::control::rollout::run(plane, r, who, now))
             }

@@ -59,9 +59,9 @@ pub fn run(plane: &mut Plane, cmd: &RolloutCommand, who: &str, now: Instant) -> 
                 plane.rollout.last_id
             ))
         }
-        RolloutCommand::Task(spec) => crate::control::task::start(plane, spec, who),
-        RolloutCommand::TaskStatus { json } => {
-            Reply::ok(crate::control::task::status_reply(plane, now, *json))
+        // Dispatched by `exec` to `control::task`.
+        RolloutCommand::Task(_) | RolloutCommand::TaskStatus { .. } => {
+            Reply::error("not a rollout command")
         }
         RolloutCommand::Resume => {
             let stopped = plane.rollout.report.as_ref().filter(|r| {
@@ -103,7 +103,7 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
             ));
         }
         Action::Task(_) => {
-            if let Err(e) = crate::control::task::channel(plane) {
+            if let Err(e) = channel(plane) {
                 return Reply::error(e);
             }
         }
@@ -160,6 +160,17 @@ fn start(plane: &mut Plane, spec: &StartSpec, who: &str) -> Reply {
         who: who.to_owned(),
     });
     Reply::ok(reply)
+}
+
+/// Why agent tasks cannot be sent, if they cannot.
+pub fn channel(plane: &Plane) -> Result<(), String> {
+    match plane.cfg.health.agent {
+        Some(_) => Ok(()),
+        None => Err(
+            "agent tasks need the agents' channel: start fulcrum serve with --agent-listen and --agent-key-file"
+                .into(),
+        ),
+    }
 }
 
 /// The service `name` names, or the only running one when `None`.

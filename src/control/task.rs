@@ -11,28 +11,22 @@ use std::time::{Duration, Instant};
 use crate::control::command::TaskSpec;
 use crate::control::render::JsonObject;
 use crate::control::reply::Reply;
+use crate::control::rollout::{channel, one_service};
 use crate::plane::Plane;
 use crate::rollout::board::{Request, TaskCounters};
 use crate::rollout::job::{Job, JobNodeState};
+use crate::rollout::takeover::refuse_on_backup;
 use crate::wire::task::Refusal;
-
-/// Why agent tasks cannot be sent, if they cannot.
-pub fn channel(plane: &Plane) -> Result<(), String> {
-    match plane.cfg.health.agent {
-        Some(_) => Ok(()),
-        None => Err(
-            "agent tasks need the agents' channel: start fulcrum serve with --agent-listen and --agent-key-file"
-                .into(),
-        ),
-    }
-}
 
 /// `task NAME [service S] [when-idle] [all | ADDR ...]` from `who`.
 pub fn start(plane: &mut Plane, spec: &TaskSpec, who: &str) -> Reply {
+    if let Some(why) = refuse_on_backup(plane) {
+        return Reply::error(why);
+    }
     if let Err(e) = channel(plane) {
         return Reply::error(e);
     }
-    let service = match crate::control::rollout::one_service(plane, spec.service.as_deref()) {
+    let service = match one_service(plane, spec.service.as_deref()) {
         Ok(i) => i,
         Err(e) => return Reply::error(e),
     };
@@ -237,6 +231,7 @@ mod tests {
 
     fn line(p: &mut Plane, l: &str) -> Reply {
         match parse(l) {
+            Ok(Command::Rollout(RolloutCommand::Task(spec))) => start(p, &spec, "test"),
             Ok(Command::Rollout(r)) => crate::control::rollout::run(p, &r, "test", Instant::now()),
             other => panic!("{l}: {other:?}"),
         }

@@ -436,8 +436,7 @@ impl HaDriver {
         };
         let board = &plane.rollout;
         let report_origin = board.report.as_ref().map(|r| r.origin);
-        let replica = crate::rollout::replica::of_board(
-            board,
+        let replica = board.replica(
             |at| age(report_origin, at),
             |at| age(board.jobs_origin, at),
             |i| plane.services.get(i).map(|s| s.name().to_owned()),

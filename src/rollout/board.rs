@@ -9,8 +9,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::job::{Job, JobNodeState};
 use super::machine::{NodeState, Overall, Status};
 use super::plan::Plan;
+use super::replica::{self, one_line, JobCopy, JobNodeCopy, Replica, RolloutCopy, WindowCopy};
+use super::window::Window;
 use crate::wire::task::Refusal;
 
 /// An operator's request.
@@ -147,6 +150,86 @@ impl TaskCounters {
 }
 
 impl Board {
+    /// The replica of this board, what a failover master sends its backup
+    /// ([`super::replica`]): `report_age(at)` and `job_age(at)` turn the board's times
+    /// (durations since their origins) into ages at the time of sending.
+    pub fn replica(
+        &self,
+        report_age: impl Fn(Duration) -> u64,
+        job_age: impl Fn(Duration) -> u64,
+        service_name: impl Fn(usize) -> Option<String>,
+    ) -> Replica {
+        let board = self;
+        let rollout = board.report.as_ref().map(|rep| RolloutCopy {
+            id: rep.id,
+            service: rep.service.clone(),
+            plan: rep.plan.clone(),
+            overall: rep.status.overall.clone(),
+            nodes: rep
+                .status
+                .nodes
+                .iter()
+                .map(|n| {
+                    let (_, at, _) = replica::node_word(&n.state);
+                    (n.state.clone(), at.map_or(0, &report_age))
+                })
+                .collect(),
+        });
+        let jobs = board
+            .jobs
+            .iter()
+            .map(|j: &Job| JobCopy {
+                id: j.id,
+                service: j.service.clone(),
+                task: j.task.clone(),
+                when_idle: j.when_idle,
+                nodes: j
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let at = match &n.state {
+                            JobNodeState::Pending | JobNodeState::Waiting(_) => None,
+                            JobNodeState::Draining { since, .. } => Some(*since),
+                            JobNodeState::Running(at)
+                            | JobNodeState::Done(at)
+                            | JobNodeState::Failed(at, _) => Some(*at),
+                        };
+                        JobNodeCopy {
+                            addr: n.addr,
+                            state: n.state.word().to_owned(),
+                            age_ms: at.map_or(0, &job_age),
+                            reason: match &n.state {
+                                JobNodeState::Waiting(w) | JobNodeState::Failed(_, w) => {
+                                    Some(one_line(w))
+                                }
+                                _ => None,
+                            },
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let windows = board
+            .windows
+            .iter()
+            .filter_map(|w| {
+                Some(WindowCopy {
+                    service: service_name(w.service)?,
+                    window: Window {
+                        service: 0,
+                        ..w.clone()
+                    },
+                })
+            })
+            .collect();
+        Replica {
+            rollout,
+            jobs,
+            windows,
+            last_ids: (board.last_id, board.last_job_id),
+        }
+    }
+
     /// Whether a `when-idle` task job is running or queued (it and a rollout both move
     /// nodes out of service; one at a time).
     pub fn idle_job_busy(&self) -> bool {

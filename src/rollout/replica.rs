@@ -106,7 +106,8 @@ pub struct Replica {
     pub last_ids: (u64, u64),
 }
 
-fn one_line(s: &str) -> String {
+/// The last non-empty line of `s`, without control characters, at most 200 bytes.
+pub(crate) fn one_line(s: &str) -> String {
     let last = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     let mut out: String = last.chars().filter(|c| !c.is_control()).collect();
     if out.len() > MAX_REASON {
@@ -123,7 +124,8 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-fn node_word(s: &NodeState) -> (&'static str, Option<Duration>, Option<&str>) {
+/// A node state's word, when it was entered, and its reason.
+pub(crate) fn node_word(s: &NodeState) -> (&'static str, Option<Duration>, Option<&str>) {
     match s {
         NodeState::Pending => ("pending", None, None),
         NodeState::Draining { since } => ("draining", Some(*since), None),
@@ -477,84 +479,6 @@ impl Parts {
                 .flatten()
                 .collect(),
         )
-    }
-}
-
-/// The replica of a board: `report_age(at)` and `job_age(at)` turn the board's times
-/// (durations since their origins) into ages at the time of sending.
-pub fn of_board(
-    board: &super::board::Board,
-    report_age: impl Fn(Duration) -> u64,
-    job_age: impl Fn(Duration) -> u64,
-    service_name: impl Fn(usize) -> Option<String>,
-) -> Replica {
-    let rollout = board.report.as_ref().map(|rep| RolloutCopy {
-        id: rep.id,
-        service: rep.service.clone(),
-        plan: rep.plan.clone(),
-        overall: rep.status.overall.clone(),
-        nodes: rep
-            .status
-            .nodes
-            .iter()
-            .map(|n| {
-                let (_, at, _) = node_word(&n.state);
-                (n.state.clone(), at.map_or(0, &report_age))
-            })
-            .collect(),
-    });
-    let jobs = board
-        .jobs
-        .iter()
-        .map(|j: &Job| JobCopy {
-            id: j.id,
-            service: j.service.clone(),
-            task: j.task.clone(),
-            when_idle: j.when_idle,
-            nodes: j
-                .nodes
-                .iter()
-                .map(|n| {
-                    let at = match &n.state {
-                        JobNodeState::Pending | JobNodeState::Waiting(_) => None,
-                        JobNodeState::Draining { since, .. } => Some(*since),
-                        JobNodeState::Running(at)
-                        | JobNodeState::Done(at)
-                        | JobNodeState::Failed(at, _) => Some(*at),
-                    };
-                    JobNodeCopy {
-                        addr: n.addr,
-                        state: n.state.word().to_owned(),
-                        age_ms: at.map_or(0, &job_age),
-                        reason: match &n.state {
-                            JobNodeState::Waiting(w) | JobNodeState::Failed(_, w) => {
-                                Some(one_line(w))
-                            }
-                            _ => None,
-                        },
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    let windows = board
-        .windows
-        .iter()
-        .filter_map(|w| {
-            Some(WindowCopy {
-                service: service_name(w.service)?,
-                window: Window {
-                    service: 0,
-                    ..w.clone()
-                },
-            })
-        })
-        .collect();
-    Replica {
-        rollout,
-        jobs,
-        windows,
-        last_ids: (board.last_id, board.last_job_id),
     }
 }
 
