@@ -170,33 +170,37 @@ fn loopback(port: u16) -> SocketAddr {
     format!("127.0.0.1:{port}").parse().unwrap()
 }
 
+/// Health checks every 100 ms, up after 2 passes, down after 1 failure.
+const FAST_CHECKS: [&str; 14] = [
+    "--check",
+    "http:/",
+    "--check-interval",
+    "100ms",
+    "--check-fast-interval",
+    "100ms",
+    "--check-down-interval",
+    "100ms",
+    "--check-timeout",
+    "90ms",
+    "--rise",
+    "2",
+    "--fall",
+    "1",
+];
+
+/// [`FAST_CHECKS`], then `extra`.
+fn with_fast_checks<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = FAST_CHECKS.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
 /// Starts fulcrum in front of `nodes` with fast health checks and the hook declared.
 fn distributor(nodes: &Nodes, sock: &str) -> (Proc, SocketAddr, Ctl) {
     let hook = nodes.hook_flag();
     let (p, addr) = start_fulcrum(
         &nodes.addrs(),
-        &[
-            "--control",
-            sock,
-            "--check",
-            "http:/",
-            "--check-interval",
-            "100ms",
-            "--check-fast-interval",
-            "100ms",
-            "--check-down-interval",
-            "100ms",
-            "--check-timeout",
-            "90ms",
-            "--rise",
-            "2",
-            "--fall",
-            "1",
-            "--hook",
-            &hook,
-            "--hook-timeout",
-            "20s",
-        ],
+        &with_fast_checks(&["--control", sock, "--hook", &hook, "--hook-timeout", "20s"]),
     );
     let ctl = Ctl::new(sock);
     assert!(
@@ -485,26 +489,7 @@ fn min_ready_waits_while_the_pool_is_too_thin() {
     // The service has two of the three nginx nodes; the third is a spare.
     let (_p, _addr) = start_fulcrum(
         &addrs[..2],
-        &[
-            "--control",
-            &sock,
-            "--check",
-            "http:/",
-            "--check-interval",
-            "100ms",
-            "--check-fast-interval",
-            "100ms",
-            "--check-down-interval",
-            "100ms",
-            "--check-timeout",
-            "90ms",
-            "--rise",
-            "2",
-            "--fall",
-            "1",
-            "--hook",
-            &hook,
-        ],
+        &with_fast_checks(&["--control", &sock, "--hook", &hook]),
     );
     let ctl = Ctl::new(sock);
     assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
@@ -580,29 +565,15 @@ fn a_maintenance_window_empties_the_node_keeps_it_out_and_gives_it_back() {
     let hook = nodes.hook_flag();
     let (p, addr) = start_fulcrum(
         &nodes.addrs(),
-        &[
+        &with_fast_checks(&[
             "--control",
             &sock,
-            "--check",
-            "http:/",
-            "--check-interval",
-            "100ms",
-            "--check-fast-interval",
-            "100ms",
-            "--check-down-interval",
-            "100ms",
-            "--check-timeout",
-            "90ms",
-            "--rise",
-            "2",
-            "--fall",
-            "1",
             "--hook",
             &hook,
             // Windows are drained this long ahead of their opening.
             "--deadline",
             "1s",
-        ],
+        ]),
     );
     let ctl = Ctl::new(&sock);
     assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
@@ -695,30 +666,16 @@ fn drain_and_hook_timeouts_cut_and_fail_as_documented() {
     let restart = nodes.hook_flag();
     let (_p, addr) = start_fulcrum(
         &nodes.addrs(),
-        &[
+        &with_fast_checks(&[
             "--control",
             &sock,
-            "--check",
-            "http:/",
-            "--check-interval",
-            "100ms",
-            "--check-fast-interval",
-            "100ms",
-            "--check-down-interval",
-            "100ms",
-            "--check-timeout",
-            "90ms",
-            "--rise",
-            "2",
-            "--fall",
-            "1",
             "--hook",
             &restart,
             "--hook",
             "slow=echo working; sleep 30",
             "--hook-timeout",
             "1s",
-        ],
+        ]),
     );
     let ctl = Ctl::new(&sock);
     assert!(eventually(Duration::from_secs(5), || usable(&ctl) == 2));
@@ -1012,25 +969,11 @@ fn distributor_with_agents(nodes: &Nodes, tasks: &[&str]) -> WithAgents {
     let http = format!("127.0.0.1:{}", free_port());
     let hook = nodes.hook_flag();
     let backends: Vec<String> = nodes.addrs().iter().map(|a| format!("{a},agent")).collect();
-    let mut args = vec![
+    let mut args = with_fast_checks(&[
         "--control",
         &sock,
         "--http",
         &http,
-        "--check",
-        "http:/",
-        "--check-interval",
-        "100ms",
-        "--check-fast-interval",
-        "100ms",
-        "--check-down-interval",
-        "100ms",
-        "--check-timeout",
-        "90ms",
-        "--rise",
-        "2",
-        "--fall",
-        "1",
         "--hook",
         &hook,
         "--hook-timeout",
@@ -1041,7 +984,7 @@ fn distributor_with_agents(nodes: &Nodes, tasks: &[&str]) -> WithAgents {
         &key,
         "--agent-interval",
         "100ms",
-    ];
+    ]);
     for b in &backends {
         args.extend_from_slice(&["--backend", b]);
     }

@@ -241,14 +241,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, SyncError> {
             Ok(Message::Request)
         }
         ["sync", "full", id, parts] => {
-            let id: u64 = id
-                .parse()
-                .map_err(|_| err(1, format!("bad snapshot id {id:?}")))?;
-            let (part, total) = parts
-                .split_once('/')
-                .and_then(|(p, t)| Some((p.parse::<u16>().ok()?, t.parse::<u16>().ok()?)))
-                .filter(|(p, t)| *p >= 1 && p <= t && *t <= MAX_PARTS)
-                .ok_or_else(|| err(1, format!("bad part {parts:?} (expected N/TOTAL)")))?;
+            let (id, part, total) = header("snapshot", id, parts, MAX_PARTS)?;
             let lines = commands(lines)?;
             Ok(Message::Full {
                 id,
@@ -258,14 +251,8 @@ pub fn decode(payload: &[u8]) -> Result<Message, SyncError> {
             })
         }
         ["sync", "maint", id, parts] => {
-            let id: u64 = id
-                .parse()
-                .map_err(|_| err(1, format!("bad replica id {id:?}")))?;
-            let (part, total) = parts
-                .split_once('/')
-                .and_then(|(p, t)| Some((p.parse::<u16>().ok()?, t.parse::<u16>().ok()?)))
-                .filter(|(p, t)| *p >= 1 && p <= t && *t <= crate::rollout::replica::MAX_PARTS)
-                .ok_or_else(|| err(1, format!("bad part {parts:?} (expected N/TOTAL)")))?;
+            let (id, part, total) =
+                header("replica", id, parts, crate::rollout::replica::MAX_PARTS)?;
             Ok(Message::Maint {
                 id,
                 part,
@@ -279,6 +266,19 @@ pub fn decode(payload: &[u8]) -> Result<Message, SyncError> {
             Ok(Message::Delta(commands(all)?))
         }
     }
+}
+
+/// The `ID PART/TOTAL` of a multi-part header (`what`: for the error).
+fn header(what: &str, id: &str, parts: &str, max: u16) -> Result<(u64, u16, u16), SyncError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| err(1, format!("bad {what} id {id:?}")))?;
+    let (part, total) = parts
+        .split_once('/')
+        .and_then(|(p, t)| Some((p.parse::<u16>().ok()?, t.parse::<u16>().ok()?)))
+        .filter(|(p, t)| *p >= 1 && p <= t && *t <= max)
+        .ok_or_else(|| err(1, format!("bad part {parts:?} (expected N/TOTAL)")))?;
+    Ok((id, part, total))
 }
 
 fn commands<'a>(lines: impl Iterator<Item = (usize, &'a str)>) -> Result<Vec<Scoped>, SyncError> {

@@ -81,15 +81,7 @@ mod tests {
             hook: "deploy",
             rollout: 7,
         };
-        let mut r = spawn(cmd, env, timeout, Instant::now()).unwrap();
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(e) = r.poll(Instant::now()) {
-                return (e, r.output());
-            }
-            assert!(Instant::now() < end, "the hook did not end");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::sys::child::run_to_end(spawn(cmd, env, timeout, Instant::now()).unwrap())
     }
 
     #[test]

@@ -181,22 +181,24 @@ impl Drop for ChildRun {
     }
 }
 
+/// Polls `r` until it ends (10 s at most): how it ended, and its output.
+#[cfg(test)]
+pub(crate) fn run_to_end(mut r: ChildRun) -> (Ended, String) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(e) = r.poll(Instant::now()) {
+            return (e, r.output());
+        }
+        assert!(Instant::now() < end, "the command did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const TAIL: usize = 4096;
-
-    pub(crate) fn run_to_end(mut r: ChildRun) -> (Ended, String) {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(e) = r.poll(Instant::now()) {
-                return (e, r.output());
-            }
-            assert!(Instant::now() < end, "the command did not end");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 
     fn run(cmd: &str, timeout: Duration) -> (Ended, String) {
         let env = [("FULCRUM_NODE", "127.0.0.1:8080"), ("FULCRUM_TASK", "t")];
