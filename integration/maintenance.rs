@@ -887,6 +887,10 @@ fn an_agent_runs_a_declared_task_once_per_id_and_refuses_the_rest() {
     let (_, agent_addr) =
         heartbeat(&sock).unwrap_or_else(|| panic!("no heartbeat from the agent: {}", a.log()));
     let mut seq = 0u64;
+    // Run ids are the time they were made, in µs (the agent refuses runs made before
+    // it started): runs 1 to 4 are made now.
+    let base = wall_ms() * 1000;
+    let run = |k: u64| base + k;
     let mut send = |id: u64, name: &str, key: &str, sent_at_ms: u64| -> Vec<u8> {
         seq += 1;
         let req = TaskRequest {
@@ -910,20 +914,25 @@ fn an_agent_runs_a_declared_task_once_per_id_and_refuses_the_rest() {
         .is_some()
     };
     // A wrong key, an undeclared name, a stale request: refused and reported.
-    send(1, "rotate", "not the agent's key at all!!!!!", wall_ms());
-    assert!(refused(1, Refusal::BadMac), "{}", a.log());
-    send(2, "rm-everything", KEY, wall_ms());
-    assert!(refused(2, Refusal::Undeclared), "{}", a.log());
-    send(3, "rotate", KEY, wall_ms() - 60_000);
-    assert!(refused(3, Refusal::Stale), "{}", a.log());
+    send(
+        run(1),
+        "rotate",
+        "not the agent's key at all!!!!!",
+        wall_ms(),
+    );
+    assert!(refused(run(1), Refusal::BadMac), "{}", a.log());
+    send(run(2), "rm-everything", KEY, wall_ms());
+    assert!(refused(run(2), Refusal::Undeclared), "{}", a.log());
+    send(run(3), "rotate", KEY, wall_ms() - 60_000);
+    assert!(refused(run(3), Refusal::Stale), "{}", a.log());
     // A declared task: asked three times (as a distributor resends), run once.
-    let first = send(4, "rotate", KEY, wall_ms());
-    send(4, "rotate", KEY, wall_ms());
-    send(4, "rotate", KEY, wall_ms());
-    let done = report_where(&sock, |r| r.id == 4 && r.status.is_over())
+    let first = send(run(4), "rotate", KEY, wall_ms());
+    send(run(4), "rotate", KEY, wall_ms());
+    send(run(4), "rotate", KEY, wall_ms());
+    let done = report_where(&sock, |r| r.id == run(4) && r.status.is_over())
         .unwrap_or_else(|| panic!("no end reported: {}", a.log()));
     assert_eq!(done.status, TaskStatus::Exited(0), "{done:?}");
-    assert_eq!(done.output, "ran rotate 4\n");
+    assert_eq!(done.output, format!("ran rotate {}\n", run(4)));
     // The very bytes again: a replay, refused (counted and logged: refusals are logged
     // once a second), nothing runs.
     thread::sleep(Duration::from_millis(1100));
@@ -931,17 +940,17 @@ fn an_agent_runs_a_declared_task_once_per_id_and_refuses_the_rest() {
     assert!(
         eventually(Duration::from_secs(5), || a
             .log()
-            .contains("task request 4 from")
+            .contains(&format!("task request {} from", run(4)))
             && a.log().contains("refused: replayed request")),
         "{}",
         a.log()
     );
     // Asked again later: still nothing runs.
-    send(4, "rotate", KEY, wall_ms());
+    send(run(4), "rotate", KEY, wall_ms());
     thread::sleep(Duration::from_millis(500));
     assert_eq!(
         nodes.task_runs(),
-        vec![format!("rotate 4 {node}")],
+        vec![format!("rotate {} {node}", run(4))],
         "{}",
         a.log()
     );

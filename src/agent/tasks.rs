@@ -261,6 +261,12 @@ mod tests {
     const KEY: &[u8] = b"agent-key";
     const NOW: u64 = 1_000_000;
 
+    /// Run `k`'s id, made at NOW.
+    #[allow(non_snake_case)]
+    fn ID(k: u64) -> u64 {
+        NOW * 1000 + k
+    }
+
     fn tasks() -> Tasks {
         let declared = vec![Hook {
             name: "deploy".into(),
@@ -269,12 +275,13 @@ mod tests {
         Tasks::new(declared, "10.0.0.1:80", NOW - 10_000)
     }
 
+    /// A request for run `id` (made at NOW: `ID(id)`).
     fn request(id: u64, seq: u64, name: &str) -> TaskRequest {
         TaskRequest {
             node_id: "10.0.0.1:80".into(),
             name: name.into(),
             sender: "lb1".into(),
-            id,
+            id: ID(id),
             sequence: seq,
             sent_at_ms: NOW,
             deadline_ms: NOW + 60_000,
@@ -294,7 +301,7 @@ mod tests {
         assert_eq!(
             d,
             Decision::Run {
-                id: 7,
+                id: ID(7),
                 name: "deploy".into(),
                 command: "echo deployed".into(),
                 deadline_ms: NOW + 60_000
@@ -303,13 +310,13 @@ mod tests {
         assert_eq!(t.running(), 1);
         // The sender asks again (it has not seen a report yet): nothing runs.
         let again = t.on_datagram(&bytes(&request(7, 2, "deploy"), KEY), KEY, NOW + 500);
-        assert_eq!(again, Decision::Known(7));
+        assert_eq!(again, Decision::Known(ID(7)));
         // The very same bytes again: a replay.
         let replay = t.on_datagram(&bytes(&request(7, 2, "deploy"), KEY), KEY, NOW + 600);
         assert_eq!(
             replay,
             Decision::Refused {
-                id: 7,
+                id: ID(7),
                 why: Refusal::Replay
             }
         );
@@ -326,12 +333,12 @@ mod tests {
                 .map(|(_, n)| n),
             Some(1)
         );
-        t.ended(7, TaskStatus::Exited(0), "deployed\n", NOW + 1_000);
+        t.ended(ID(7), TaskStatus::Exited(0), "deployed\n", NOW + 1_000);
         assert_eq!(t.running(), 0);
         let reports: Vec<Report> = (0..4).filter_map(|_| t.next_report(NOW + 2_000)).collect();
-        assert!(reports
-            .iter()
-            .any(|r| r.id == 7 && r.status == TaskStatus::Exited(0) && r.output == "deployed\n"));
+        assert!(reports.iter().any(|r| r.id == ID(7)
+            && r.status == TaskStatus::Exited(0)
+            && r.output == "deployed\n"));
         // Reported for REPORT_FOR_MS, then no more.
         assert_eq!(t.next_report(NOW + 1_000 + REPORT_FOR_MS + 1), None);
     }
@@ -381,8 +388,8 @@ mod tests {
                 seen.insert((r.id, r.status));
             }
         }
-        assert!(seen.contains(&(1, TaskStatus::Refused(Refusal::BadMac))));
-        assert!(seen.contains(&(2, TaskStatus::Refused(Refusal::Undeclared))));
+        assert!(seen.contains(&(ID(1), TaskStatus::Refused(Refusal::BadMac))));
+        assert!(seen.contains(&(ID(2), TaskStatus::Refused(Refusal::Undeclared))));
         assert_eq!(t.running(), 0);
     }
 
@@ -399,7 +406,7 @@ mod tests {
         assert_eq!(
             d,
             Decision::Refused {
-                id: 99,
+                id: ID(99),
                 why: Refusal::Busy
             }
         );
@@ -411,6 +418,6 @@ mod tests {
         assert!(t.records.len() <= MAX_RECORDS);
         assert_eq!(t.running(), MAX_RUNNING);
         // And forged ids never enter the once-per-id memory.
-        assert!(!t.ids.contains(&1000));
+        assert!(!t.ids.contains(&ID(1000)));
     }
 }

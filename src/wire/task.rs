@@ -22,7 +22,7 @@
 //! | 5      | 1    | node_id_len  | 1..=64 (`n`)                                            |
 //! | 6      | 1    | name_len     | 1..=64 (`m`)                                            |
 //! | 7      | 1    | sender_len   | 1..=64 (`s`)                                            |
-//! | 8      | 8    | id           | the run's id: the agent runs it at most once            |
+//! | 8      | 8    | id           | the run's id: the agent runs it at most once; its value is the time it was made, in µs since the UNIX epoch (kept unique by counting up) |
 //! | 16     | 8    | sequence     | strictly increasing per sender                          |
 //! | 24     | 8    | sent_at_ms   | sender's wall clock, ms since the UNIX epoch            |
 //! | 32     | 8    | deadline_ms  | wall clock by which the run must be over (then killed)  |
@@ -231,7 +231,8 @@ pub struct TaskRequest {
     pub name: String,
     /// The sending distributor's id (its replay window is its own).
     pub sender: String,
-    /// The run's id.
+    /// The run's id: when it was made, in µs since the UNIX epoch, made unique by
+    /// counting up ([`Senders`] refuses ids made before the agent started).
     pub id: u64,
     /// Strictly increasing per sender.
     pub sequence: u64,
@@ -536,8 +537,11 @@ impl Senders {
     /// Oldest request accepted, and furthest ahead a sender's clock may be.
     pub const MAX_AGE_MS: u64 = 30_000;
 
-    /// A filter that also refuses anything sent before `since_ms` (the agent's start:
-    /// a request recorded before a restart cannot be replayed to the new process).
+    /// A filter that also refuses anything sent, or any run id made, before `since_ms`
+    /// (the agent's start, with 1 s of grace for clock skew): a request recorded before
+    /// a restart cannot be replayed to the new process, and a run a previous agent
+    /// process may have started is never started again, though the new process has no
+    /// memory of it.
     pub fn new(since_ms: u64) -> Senders {
         Senders {
             max_age_ms: Self::MAX_AGE_MS,
@@ -550,7 +554,9 @@ impl Senders {
     pub fn accept(&mut self, r: &TaskRequest, now_ms: u64) -> Result<(), Refusal> {
         let old = now_ms.saturating_sub(r.sent_at_ms) > self.max_age_ms;
         let ahead = r.sent_at_ms.saturating_sub(now_ms) > self.max_age_ms;
-        let before_start = r.sent_at_ms.saturating_add(1_000) < self.since_ms;
+        let made_ms = r.id / 1000;
+        let before_start = r.sent_at_ms.saturating_add(1_000) < self.since_ms
+            || made_ms.saturating_add(1_000) < self.since_ms;
         if old || ahead || before_start || r.deadline_ms <= now_ms {
             return Err(Refusal::Stale);
         }
@@ -590,6 +596,14 @@ mod tests {
             sequence: 42,
             sent_at_ms: 1_000_000,
             deadline_ms: 1_600_000,
+        }
+    }
+
+    /// The request, with an id made at its sending time.
+    fn fresh() -> TaskRequest {
+        TaskRequest {
+            id: 1_000_000_000 + 7,
+            ..request()
         }
     }
 
@@ -708,7 +722,7 @@ mod tests {
     #[test]
     fn senders_refuse_replays_and_stale_requests() {
         let mut s = Senders::new(1_000_000);
-        let r = request();
+        let r = fresh();
         assert_eq!(s.accept(&r, 1_000_100), Ok(()));
         assert_eq!(s.accept(&r, 1_000_100), Err(Refusal::Replay));
         let next = TaskRequest {
@@ -737,6 +751,19 @@ mod tests {
         // Sent before the agent started.
         let mut restarted = Senders::new(1_002_000);
         assert_eq!(restarted.accept(&r, 1_002_100), Err(Refusal::Stale));
+        // Sent after, but for a run made before it started (a previous agent process
+        // may have run it).
+        let resent = TaskRequest {
+            sent_at_ms: 1_002_050,
+            sequence: 99,
+            ..r.clone()
+        };
+        assert_eq!(restarted.accept(&resent, 1_002_100), Err(Refusal::Stale));
+        let new_run = TaskRequest {
+            id: 1_002_050_000,
+            ..resent
+        };
+        assert_eq!(restarted.accept(&new_run, 1_002_100), Ok(()));
         // The sender map is bounded.
         for i in 0..40u64 {
             let x = TaskRequest {
