@@ -1,0 +1,585 @@
+//! A `PACKET_MMAP` receive ring (TPACKET_V3) with batched transmission: direct mode's
+//! data-plane socket.
+//!
+//! The kernel writes received frames into blocks of a ring shared with us by `mmap`;
+//! [`PacketRing::next_block`] walks one block that the kernel has handed over, lets the
+//! caller inspect and rewrite each frame *in place*, sends every frame the caller asks
+//! for with one `sendmmsg` per [`TX_BATCH`] frames straight out of the ring memory (no
+//! copy), and hands the block back. So a block of frames costs two system calls instead
+//! of two per frame.
+//!
+//! Why `sendmmsg` and not a `PACKET_TX_RING`: the frames to send already sit in the RX
+//! ring, rewritten; a TX ring would need one more copy of each into its slots, for the
+//! same single system call per batch (the kernel builds one skb per frame either way).
+//!
+//! With `vnet_hdr` on (`PACKET_VNET_HDR`), each frame arrives with a `virtio_net_hdr`
+//! right in front of its Ethernet header (GSO type and size, partial-checksum offsets),
+//! and every send must start with one: the ring sends the header the kernel wrote,
+//! followed by the rewritten frame, so a GRO/TSO super-frame leaves whole and the kernel
+//! (or NIC) segments it and completes its checksum toward the node.
+//!
+//! Every offset read from the ring is checked against the block's bounds before use; a
+//! block whose descriptors do not add up is handed back early and reported, never
+//! trusted. All `unsafe` of the ring is in this file.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::packet::Aux;
+
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const TPACKET_V3: libc::c_int = 2;
+const PACKET_FANOUT_HASH: u32 = 0;
+const ETH_P_ALL: u16 = 0x0003;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+
+/// `struct tpacket3_hdr` field offsets (linux/if_packet.h); the `sockaddr_ll` follows at
+/// `TPACKET_ALIGN(sizeof(tpacket3_hdr))` = 48.
+const H_NEXT: usize = 0;
+const H_SNAPLEN: usize = 12;
+const H_LEN: usize = 16;
+const H_STATUS: usize = 20;
+const H_MAC: usize = 24;
+const H_SLL: usize = 48;
+/// `sll_pkttype` inside `sockaddr_ll`.
+const SLL_PKTTYPE: usize = 10;
+/// `struct tpacket_block_desc` + `tpacket_hdr_v1` offsets.
+const B_STATUS: usize = 8;
+const B_NUM_PKTS: usize = 12;
+const B_FIRST: usize = 16;
+
+/// Size of `struct virtio_net_hdr` (without `num_buffers`), as `PACKET_VNET_HDR` uses.
+pub const VNET_HDR_LEN: usize = 10;
+/// Frames sent per `sendmmsg` call at most.
+pub const TX_BATCH: usize = 64;
+
+/// `struct tpacket_req3`.
+#[repr(C)]
+struct TpacketReq3 {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+    tp_retire_blk_tov: u32,
+    tp_sizeof_priv: u32,
+    tp_feature_req_word: u32,
+}
+
+/// `struct tpacket_stats_v3`.
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStatsV3 {
+    tp_packets: u32,
+    tp_drops: u32,
+    tp_freeze_q_cnt: u32,
+}
+
+/// The `virtio_net_hdr` the kernel put in front of a frame (little-endian on the wire of
+/// the ring, as packet sockets use the legacy virtio byte order of the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VnetHdr {
+    /// `VIRTIO_NET_HDR_F_*` bits ([`VnetHdr::NEEDS_CSUM`], [`VnetHdr::DATA_VALID`]).
+    pub flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*` ([`VnetHdr::GSO_NONE`], [`VnetHdr::GSO_TCPV4`], … | ECN).
+    pub gso_type: u8,
+    /// Length of the headers (a hint for the kernel's linear part).
+    pub hdr_len: u16,
+    /// Segment payload size when `gso_type` is not `GSO_NONE`.
+    pub gso_size: u16,
+    /// Where the checksummed region starts (from the Ethernet header), with NEEDS_CSUM.
+    pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start`, with NEEDS_CSUM.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// The checksum is partial: `csum_start`/`csum_offset` say where to complete it.
+    pub const NEEDS_CSUM: u8 = 1;
+    /// The checksum was verified by the receiver.
+    pub const DATA_VALID: u8 = 2;
+    /// Not a super-frame.
+    pub const GSO_NONE: u8 = 0;
+    /// A TCP/IPv4 super-frame to be segmented in `gso_size` pieces.
+    pub const GSO_TCPV4: u8 = 1;
+    /// A TCP/IPv6 super-frame.
+    pub const GSO_TCPV6: u8 = 4;
+    /// ECN bit or'ed into `gso_type`.
+    pub const GSO_ECN: u8 = 0x80;
+
+    /// Parses the 10 header bytes.
+    pub fn parse(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+        let u = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        }
+    }
+}
+
+/// One received frame, lent to the caller of [`PacketRing::next_block`].
+#[derive(Debug)]
+pub struct RxFrame<'a> {
+    /// The frame from its Ethernet header, as much as the ring holds (`tp_snaplen`).
+    pub data: &'a mut [u8],
+    /// Packet type, status bits and length on the wire.
+    pub aux: Aux,
+    /// The frame's virtio-net header, when the ring was opened with `vnet_hdr`.
+    pub vnet: Option<VnetHdr>,
+}
+
+/// What one [`PacketRing::next_block`] call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BlockReport {
+    /// Frames the kernel had put in the block.
+    pub frames: u32,
+    /// The block's descriptors did not add up: the walk stopped early.
+    pub malformed: bool,
+    /// Frames sent (accepted by the kernel).
+    pub sent: u32,
+    /// Their bytes, Ethernet header included, virtio header excluded.
+    pub sent_bytes: u64,
+    /// `sendmmsg` calls made.
+    pub send_calls: u32,
+    /// Frames refused with `EMSGSIZE` (too large and not a super-frame the kernel takes).
+    pub too_big: u32,
+    /// Frames refused for another reason (queue full, interface down).
+    pub failed: u32,
+    /// The `errno` of the last refusal.
+    pub last_errno: i32,
+}
+
+/// How to open a [`PacketRing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Bytes per block (a multiple of the page size, power of two); bounds the largest
+    /// frame the ring holds.
+    pub block_size: u32,
+    /// Blocks in the ring.
+    pub blocks: u32,
+    /// Hand a partly filled block over after this many milliseconds.
+    pub block_timeout_ms: u32,
+    /// Receive and send with a `virtio_net_hdr` (super-frames, partial checksums).
+    pub vnet_hdr: bool,
+    /// Join this `PACKET_FANOUT_HASH` group (one flow → one socket of the group).
+    pub fanout: Option<u16>,
+}
+
+/// Where a frame to send sits in the current block.
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    off: usize,
+    len: usize,
+}
+
+/// A non-blocking AF_PACKET socket bound to one interface, receiving through a
+/// TPACKET_V3 ring (see the module documentation).
+pub struct PacketRing {
+    fd: OwnedFd,
+    map: *mut u8,
+    map_len: usize,
+    block_size: usize,
+    blocks: usize,
+    next: usize,
+    vnet: bool,
+    pending: Box<[Pending; TX_BATCH]>,
+    /// Whether the kernel honoured `PACKET_IGNORE_OUTGOING`.
+    pub ignores_outgoing: bool,
+}
+
+impl std::fmt::Debug for PacketRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketRing")
+            .field("fd", &self.fd)
+            .field("blocks", &self.blocks)
+            .field("block_size", &self.block_size)
+            .field("vnet", &self.vnet)
+            .finish()
+    }
+}
+
+// SAFETY: the mapping is owned by this value alone (no aliases are handed out beyond a
+// `next_block` call), so moving it to another thread is sound.
+unsafe impl Send for PacketRing {}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live `T` and its size; the kernel copies it.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (v as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+impl PacketRing {
+    /// Opens the socket on interface `ifindex`, receiving what the classic-BPF program
+    /// `filter` accepts into a ring shaped by `cfg`. Fails with `PermissionDenied`
+    /// without CAP_NET_RAW, or with the kernel's error for an option it refuses.
+    pub fn open(
+        ifindex: u32,
+        filter: &[libc::sock_filter],
+        cfg: RingConfig,
+    ) -> io::Result<PacketRing> {
+        // SAFETY: plain socket(2) call; the descriptor is owned right after.
+        let raw = check(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fprog = libc::sock_fprog {
+            len: u16::try_from(filter.len())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
+        let ignores_outgoing =
+            setsockopt(raw, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int).is_ok();
+        setsockopt(raw, SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
+        // Must precede the ring: the kernel refuses it once a ring exists.
+        if cfg.vnet_hdr {
+            setsockopt(raw, SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
+        }
+        let frame_size = 2048u32;
+        let req = TpacketReq3 {
+            tp_block_size: cfg.block_size,
+            tp_block_nr: cfg.blocks,
+            tp_frame_size: frame_size,
+            tp_frame_nr: cfg.block_size / frame_size * cfg.blocks,
+            tp_retire_blk_tov: cfg.block_timeout_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(raw, SOL_PACKET, PACKET_RX_RING, &req)?;
+        let block_size = cfg.block_size as usize;
+        let blocks = cfg.blocks as usize;
+        let map_len = block_size * blocks;
+        // SAFETY: maps the ring the kernel just allocated for this descriptor; the result
+        // is checked against MAP_FAILED and unmapped in Drop.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED,
+                raw,
+                0,
+            )
+        };
+        let map = if map == libc::MAP_FAILED {
+            // MAP_LOCKED can fail under RLIMIT_MEMLOCK: the ring works unlocked too.
+            // SAFETY: as above, without MAP_LOCKED.
+            let m = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    map_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    raw,
+                    0,
+                )
+            };
+            if m == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            m
+        } else {
+            map
+        };
+        let ring = PacketRing {
+            fd,
+            map: map.cast(),
+            map_len,
+            block_size,
+            blocks,
+            next: 0,
+            vnet: cfg.vnet_hdr,
+            pending: Box::new([Pending::default(); TX_BATCH]),
+            ignores_outgoing,
+        };
+        // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
+        setsockopt_bind(raw, &sll)?;
+        if let Some(id) = cfg.fanout {
+            let arg: u32 = u32::from(id) | (PACKET_FANOUT_HASH << 16);
+            setsockopt(raw, SOL_PACKET, PACKET_FANOUT, &arg)?;
+        }
+        Ok(ring)
+    }
+
+    /// Frames the kernel dropped because the ring was full, since the last call
+    /// (`PACKET_STATISTICS` resets on read). `None` if the kernel would not say.
+    pub fn drops(&self) -> Option<u64> {
+        let mut st = TpacketStatsV3::default();
+        let mut len = size_of::<TpacketStatsV3>() as libc::socklen_t;
+        // SAFETY: passes a live, writable struct and its size; the kernel writes at most
+        // `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                (&mut st as *mut TpacketStatsV3).cast(),
+                &mut len,
+            )
+        };
+        (r == 0).then_some(u64::from(st.tp_drops))
+    }
+
+    /// Blocks the kernel has filled and not yet been handed back (the ring's fill), at
+    /// most the ring's size. Reads only block status words.
+    pub fn blocks_ready(&self) -> usize {
+        (0..self.blocks)
+            .filter(|i| self.block_status(*i) & TP_STATUS_USER != 0)
+            .count()
+    }
+
+    fn block_status(&self, i: usize) -> u32 {
+        // SAFETY: block `i` < blocks lies inside the mapping; its status word is 4-byte
+        // aligned (blocks are page-aligned) and only ever accessed atomically by us,
+        // while the kernel writes it with a barrier before setting TP_STATUS_USER.
+        let st = unsafe { &*(self.map.add(i * self.block_size + B_STATUS) as *const AtomicU32) };
+        st.load(Ordering::Acquire)
+    }
+
+    /// Takes the next block the kernel has filled, if any: calls `f` on each of its
+    /// frames (which may rewrite the frame in place and return `Some(len)` to send
+    /// `data[..len]`), sends what was asked, and hands the block back. `None` when the
+    /// kernel has no block for us (poll for readability, then call again).
+    pub fn next_block<F>(&mut self, mut f: F) -> Option<BlockReport>
+    where
+        F: FnMut(RxFrame<'_>) -> Option<usize>,
+    {
+        let i = self.next;
+        if self.block_status(i) & TP_STATUS_USER == 0 {
+            return None;
+        }
+        let base = i * self.block_size;
+        let bs = self.block_size;
+        let map = self.map;
+        let read_u32 = move |off: usize| -> u32 {
+            // SAFETY: callers check `off + 4 <= bs`; the block is ours (TP_STATUS_USER,
+            // seen with acquire ordering) until we store TP_STATUS_KERNEL below.
+            unsafe { std::ptr::read_unaligned(map.add(base + off) as *const u32) }
+        };
+        let mut rep = BlockReport::default();
+        let num = read_u32(B_NUM_PKTS);
+        let mut off = read_u32(B_FIRST) as usize;
+        let mut queued = 0usize;
+        rep.frames = num;
+        // The count comes from the kernel, but the loop is bounded by it and by the
+        // block: every frame header takes at least H_SLL bytes.
+        for _ in 0..num.min((bs / H_SLL) as u32) {
+            if off < B_FIRST + 4 || off + H_SLL + 12 > bs {
+                rep.malformed = true;
+                break;
+            }
+            let next = read_u32(off + H_NEXT) as usize;
+            let snaplen = read_u32(off + H_SNAPLEN) as usize;
+            let wire_len = read_u32(off + H_LEN) as usize;
+            let status = read_u32(off + H_STATUS);
+            // SAFETY: `off + H_SLL + 12 <= bs` checked above.
+            let (mac, pkttype) = unsafe {
+                let p = self.map.add(base + off);
+                (
+                    std::ptr::read_unaligned(p.add(H_MAC) as *const u16) as usize,
+                    *p.add(H_SLL + SLL_PKTTYPE),
+                )
+            };
+            let start = off + mac;
+            let hdr_room = if self.vnet { VNET_HDR_LEN } else { 0 };
+            if mac < H_SLL + 12 + hdr_room || start.checked_add(snaplen).is_none_or(|e| e > bs) {
+                rep.malformed = true;
+                break;
+            }
+            let mut vnet = None;
+            if self.vnet {
+                let mut h = [0u8; VNET_HDR_LEN];
+                // SAFETY: `start - VNET_HDR_LEN >= off + H_SLL + 12` and `start <= bs`
+                // (checked above): the 10 bytes lie inside the block.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.map.add(base + start - VNET_HDR_LEN),
+                        h.as_mut_ptr(),
+                        VNET_HDR_LEN,
+                    );
+                }
+                vnet = Some(VnetHdr::parse(&h));
+            }
+            // SAFETY: `[start, start + snaplen)` lies in the block (checked above), which
+            // is ours until handed back; the slice lives only for this call of `f`, and
+            // no other reference to these bytes exists meanwhile.
+            let data =
+                unsafe { std::slice::from_raw_parts_mut(self.map.add(base + start), snaplen) };
+            let aux = Aux {
+                pkttype,
+                status,
+                wire_len: wire_len.max(snaplen),
+            };
+            if let Some(len) = f(RxFrame { data, aux, vnet }) {
+                if len <= snaplen {
+                    self.pending[queued] = Pending {
+                        off: base + start - hdr_room,
+                        len: len + hdr_room,
+                    };
+                    queued += 1;
+                    if queued == TX_BATCH {
+                        self.flush(queued, &mut rep);
+                        queued = 0;
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            off = match off.checked_add(next) {
+                Some(o) => o,
+                None => {
+                    rep.malformed = true;
+                    break;
+                }
+            };
+        }
+        if queued > 0 {
+            self.flush(queued, &mut rep);
+        }
+        // SAFETY: as in `block_status`; the release store hands the block (and every
+        // byte we read or wrote in it) back to the kernel.
+        let st = unsafe { &*(self.map.add(base + B_STATUS) as *const AtomicU32) };
+        st.store(TP_STATUS_KERNEL, Ordering::Release);
+        self.next = (i + 1) % self.blocks;
+        Some(rep)
+    }
+
+    /// Sends the first `n` pending frames with `sendmmsg`, skipping (and counting) a
+    /// frame the kernel refuses so the rest still go. At most `n` + 1 calls.
+    fn flush(&mut self, n: usize, rep: &mut BlockReport) {
+        let hdr_room = if self.vnet { VNET_HDR_LEN } else { 0 };
+        // SAFETY: zeroed iovec/mmsghdr arrays are valid values.
+        let mut iov: [libc::iovec; TX_BATCH] = unsafe { zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { zeroed() };
+        for ((v, m), p) in iov.iter_mut().zip(msgs.iter_mut()).zip(&self.pending[..n]) {
+            // SAFETY: `p.off + p.len` lies inside the mapping (from checked offsets).
+            v.iov_base = unsafe { self.map.add(p.off) }.cast();
+            v.iov_len = p.len;
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let mut k = 0;
+        let mut calls = 0;
+        while k < n && calls <= n {
+            calls += 1;
+            rep.send_calls += 1;
+            // SAFETY: `msgs[k..n]` are initialised and point to live iovecs, which point
+            // into the block we still own; the socket is bound, so no address is needed.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr().add(k),
+                    (n - k) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r > 0 {
+                for m in k..k + r as usize {
+                    rep.sent += 1;
+                    rep.sent_bytes += (self.pending[m].len - hdr_room) as u64;
+                }
+                k += r as usize;
+            } else {
+                let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                if e == libc::EINTR {
+                    continue;
+                }
+                if e == libc::EMSGSIZE {
+                    rep.too_big += 1;
+                } else {
+                    rep.failed += 1;
+                }
+                rep.last_errno = e;
+                k += 1;
+            }
+        }
+    }
+}
+
+fn setsockopt_bind(fd: RawFd, sll: &libc::sockaddr_ll) -> io::Result<()> {
+    // SAFETY: passes a live sockaddr_ll and its size.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+impl Drop for PacketRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`; no slice into it outlives
+        // a `next_block` call.
+        unsafe {
+            libc::munmap(self.map.cast(), self.map_len);
+        }
+    }
+}
+
+impl AsRawFd for PacketRing {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnet_header_parses_little_endian() {
+        let h = VnetHdr::parse(&[1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0]);
+        assert_eq!(
+            h,
+            VnetHdr {
+                flags: VnetHdr::NEEDS_CSUM,
+                gso_type: VnetHdr::GSO_TCPV4,
+                hdr_len: 54,
+                gso_size: 1448,
+                csum_start: 34,
+                csum_offset: 16,
+            }
+        );
+    }
+}
