@@ -149,9 +149,11 @@ fn http_through_vip_reaches_both_nodes_and_replies_bypass_distributor() {
         );
     }
     let log = stop(&lab, lb);
+    // veth delivers partial checksums: with PACKET_VNET_HDR they travel on in the
+    // virtio-net header (offloaded), without it they are completed in userspace.
     assert!(
-        counter(&log, "csum_completed") > 0,
-        "partial checksums were completed: {log}"
+        counter(&log, "csum_offloaded") + counter(&log, "csum_completed") > 0,
+        "partial checksums were passed on or completed: {log}"
     );
     assert_eq!(counter(&log, "flows_created"), 20, "{log}");
 }

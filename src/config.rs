@@ -504,9 +504,10 @@ impl ServeConfig {
             ModeArg::Proxy => ForwardMode::Proxy,
             ModeArg::Direct => ForwardMode::Direct(direct_config(&a)?),
         };
-        // Direct mode runs one data-plane thread (one packet socket, one flow table).
+        // Direct mode runs one data-plane thread unless told otherwise: its threads
+        // split the flows by hash, and one thread forwards a small site's traffic.
         let workers = match mode {
-            ForwardMode::Direct(_) => 1,
+            ForwardMode::Direct(_) => a.workers.map_or(1, usize::from),
             ForwardMode::Proxy => workers,
         };
         let max_conns = match &mode {

@@ -39,6 +39,7 @@ pub(crate) mod worker;
 
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,7 @@ pub use stats::{DirectControl, DirectShared, DirectStats, DropReason};
 use crate::runtime::{Shared, Workers};
 use crate::scheduler::Scheduler;
 use crate::sys::packet::PacketSocket;
+use crate::sys::ring::{PacketRing, RingConfig};
 
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,45 +68,74 @@ pub struct DirectConfig {
     pub timeouts: flow::Timeouts,
 }
 
-/// Default flow-table capacity (about 40 MiB with its index).
+/// Default flow-table capacity (about 40 MiB with its index), shared out among workers.
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
-/// Socket receive buffer: bursts of a few thousand full-size frames.
-const RCVBUF: usize = 8 << 20;
+/// ARP socket receive buffer: ARP is rare and small.
+const ARP_RCVBUF: usize = 256 << 10;
+/// Receive ring per worker: 64 blocks of 256 KiB (16 MiB). A block holds a few hundred
+/// full-size frames or at least three 64 KiB super-frames; a partly filled block is
+/// handed over after [`RING_BLOCK_TIMEOUT_MS`].
+const RING_BLOCK_SIZE: u32 = 256 << 10;
+const RING_BLOCKS: u32 = 64;
+/// The kernel's shortest block timeout (rounded up to one timer tick: 4 ms at HZ=250).
+const RING_BLOCK_TIMEOUT_MS: u32 = 1;
 
-/// Checks the host, opens the socket and starts the direct-mode worker thread, which
-/// reports into `direct` (shared with the control plane's stats and failover).
-/// Errors are one line for the operator (see [`startup`]).
+/// Checks the host, opens the sockets and starts `workers` direct-mode data-plane
+/// threads (one `PACKET_FANOUT_HASH` group when more than one), which report into
+/// `direct` (shared with the control plane's stats and failover). Errors are one line
+/// for the operator (see [`startup`]).
 pub fn start(
     cfg: &DirectConfig,
     nodes: &[crate::pool::NodeSpec],
     shared: &Arc<Shared>,
     direct: &Arc<DirectShared>,
+    workers: usize,
     on_exit: Arc<Waker>,
 ) -> io::Result<Workers> {
     let (iface, all) = startup::interface(&cfg.interface).map_err(io::Error::other)?;
     startup::check(&iface, &all, cfg.vip, cfg.port, nodes).map_err(io::Error::other)?;
-    match startup::offloads_merging(&iface.name) {
-        Some((gro, lro)) if gro || lro => warn!(target: "fulcrum::direct",
-            "interface={} gro={} lro={}: merged super-frames cannot be forwarded and will be dropped (counted as oversize); run: ethtool -K {} gro off lro off",
-            iface.name, gro, lro, iface.name),
-        _ => {}
+    let workers = workers.max(1);
+    // A fanout group id is per network namespace; the pid keeps two distributors in one
+    // namespace apart (and a reload's new process from the old one).
+    let fanout = (workers > 1).then(|| (std::process::id() & 0xffff) as u16);
+    let filter = filter::ipv4_to_vip(cfg.vip);
+    let mut rings = Vec::with_capacity(workers);
+    let mut vnet_hdr = true;
+    for _ in 0..workers {
+        let ring_cfg = |vnet_hdr| RingConfig {
+            block_size: RING_BLOCK_SIZE,
+            blocks: RING_BLOCKS,
+            block_timeout_ms: RING_BLOCK_TIMEOUT_MS,
+            vnet_hdr,
+            fanout,
+        };
+        let ring = match PacketRing::open(iface.index, &filter, ring_cfg(vnet_hdr)) {
+            Ok(r) => r,
+            // Without PACKET_VNET_HDR on a ring (older kernels) the data plane still
+            // works; only super-frames are dropped again.
+            Err(e) if vnet_hdr && rings.is_empty() && e.raw_os_error() != Some(libc::EPERM) => {
+                warn!(target: "fulcrum::direct", "PACKET_VNET_HDR on a TPACKET_V3 ring refused ({e}): super-frames will be dropped");
+                vnet_hdr = false;
+                PacketRing::open(iface.index, &filter, ring_cfg(false))
+                    .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?
+            }
+            Err(e) => return Err(io::Error::other(startup::StartupError::Socket(e))),
+        };
+        if !ring.ignores_outgoing {
+            warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
+        }
+        rings.push(ring);
     }
-    let sock = PacketSocket::open(iface.index, &filter::program(cfg.vip), RCVBUF)
-        .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
-    if !sock.ignores_outgoing {
-        warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
+    if !vnet_hdr {
+        if let Some((gro, lro)) = startup::offloads_merging(&iface.name) {
+            if gro || lro {
+                warn!(target: "fulcrum::direct",
+                    "interface={} gro={} lro={}: merged super-frames cannot be forwarded without PACKET_VNET_HDR and will be dropped (counted as oversize); run: ethtool -K {} gro off lro off",
+                    iface.name, gro, lro, iface.name);
+            }
+        }
     }
-    let (nodes, _) = shared.pool.snapshot();
-    let now = Instant::now();
-    let director = director::Director::new(
-        nodes,
-        Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared)),
-        flow::FlowTable::new(cfg.max_flows, cfg.timeouts, Arc::clone(&shared.stats)),
-        arp::NeighbourTiming::default(),
-        Arc::clone(direct),
-        Arc::clone(&shared.stats),
-        now,
-    );
+    direct.workers.store(workers, Ordering::Release);
     let local = frame::Local {
         mac: iface.mac,
         vip: cfg.vip,
@@ -113,31 +144,53 @@ pub fn start(
         answer_arp: true,
     };
     info!(target: "fulcrum::direct",
-        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?}",
-        iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle);
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
-    let w = worker::Worker::new(
-        poll,
-        sock,
-        Arc::clone(shared),
-        Arc::clone(direct),
-        director,
-        local,
-        iface.ipv4,
-    )?;
-    let t = std::thread::Builder::new()
-        .name("fulcrum-direct".into())
-        .spawn(move || {
-            let r = w.run();
-            let _ = on_exit.wake();
-            r
-        })?;
-    Ok(Workers {
-        wakers: vec![waker],
-        threads: vec![t],
+        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={}x{}KiB",
+        iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle,
+        workers, vnet_hdr, RING_BLOCKS, RING_BLOCK_SIZE >> 10);
+    let per_worker_flows = (cfg.max_flows / workers).max(1);
+    let mut out = Workers {
+        wakers: Vec::with_capacity(workers),
+        threads: Vec::with_capacity(workers),
         listener_fds: Vec::new(),
-    })
+    };
+    for (index, ring) in rings.into_iter().enumerate() {
+        let arp = PacketSocket::open(iface.index, &filter::arp_only(), ARP_RCVBUF)
+            .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+        let (nodes, _) = shared.pool.snapshot();
+        let director = director::Director::new(
+            nodes,
+            Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared)),
+            flow::FlowTable::new(per_worker_flows, cfg.timeouts, Arc::clone(&shared.stats)),
+            arp::NeighbourTiming::default(),
+            Arc::clone(direct),
+            Arc::clone(&shared.stats),
+            Instant::now(),
+        );
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
+        let w = worker::Worker::new(
+            index,
+            poll,
+            ring,
+            arp,
+            Arc::clone(shared),
+            Arc::clone(direct),
+            director,
+            local,
+            iface.ipv4,
+        )?;
+        let on_exit = Arc::clone(&on_exit);
+        let t = std::thread::Builder::new()
+            .name(format!("fulcrum-direct-{index}"))
+            .spawn(move || {
+                let r = w.run();
+                let _ = on_exit.wake();
+                r
+            })?;
+        out.wakers.push(waker);
+        out.threads.push(t);
+    }
+    Ok(out)
 }
 
 /// Flow timeouts for an idle timeout chosen by the operator.
