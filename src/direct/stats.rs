@@ -36,7 +36,61 @@ impl Default for PerWorker {
     }
 }
 
+/// One per-worker counter as Prometheus shows it (a family labelled `worker`).
+#[derive(Debug)]
+pub struct WorkerCounter {
+    /// Prometheus family name.
+    pub metric: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Prometheus help text.
+    pub help: &'static str,
+    read: fn(&WorkerStats) -> &AtomicU64,
+}
+
+/// Every per-worker counter, in the order of [`DirectShared::worker_values`].
+pub const WORKER_COUNTERS: [WorkerCounter; 5] = [
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_frames_received_total",
+        kind: "counter",
+        help: "Frames received, by data-plane worker.",
+        read: |w| &w.rx_frames,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_packets_forwarded_total",
+        kind: "counter",
+        help: "Packets forwarded, by data-plane worker.",
+        read: |w| &w.tx_packets,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_syns_total",
+        kind: "counter",
+        help: "SYNs forwarded (flows opened), by data-plane worker.",
+        read: |w| &w.syns,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_flows",
+        kind: "gauge",
+        help: "Flows in each data-plane worker's table.",
+        read: |w| &w.flows,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_ring_blocks_ready",
+        kind: "gauge",
+        help: "Receive-ring blocks filled and waiting, by data-plane worker (ring fill).",
+        read: |w| &w.ring_blocks_ready,
+    },
+];
+
 impl DirectShared {
+    /// Each worker's counters, in [`WORKER_COUNTERS`] order.
+    pub fn worker_values(&self) -> Vec<[u64; WORKER_COUNTERS.len()]> {
+        self.worker_stats()
+            .iter()
+            .map(|w| std::array::from_fn(|i| (WORKER_COUNTERS[i].read)(w).load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// The counters of the workers in use.
     pub fn worker_stats(&self) -> &[WorkerStats] {
         let n = self.workers.load(Ordering::Relaxed).min(MAX_WORKER_STATS);
