@@ -389,12 +389,22 @@ fn worker_counter(log: &str, worker: usize, name: &str) -> u64 {
 /// forwarded whole (PACKET_VNET_HDR) and arrive byte-exact.
 #[test]
 fn sixty_four_mib_up_and_down_byte_exact_with_offloads_on() {
+    sixty_four_mib(&[]);
+}
+
+/// The same through the TPACKET_V3 block ring (`--ring blocks`).
+#[test]
+fn sixty_four_mib_up_and_down_byte_exact_through_block_ring() {
+    sixty_four_mib(&["--ring", "blocks"]);
+}
+
+fn sixty_four_mib(extra: &[&str]) {
     const TOTAL: usize = 64 << 20;
     let _g = serial();
     let lab = Lab::up("u");
     let _e1 = lab.echo("srv1", 9000);
     let _e2 = lab.echo("srv2", 9000);
-    let lb = start_direct(&lab, "lb1", 9000, &[]);
+    let lb = start_direct(&lab, "lb1", 9000, extra);
     let client = lab.in_ns("client", || {
         let addr: SocketAddr = format!("{VIP}:9000").parse().unwrap();
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");

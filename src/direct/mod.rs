@@ -51,7 +51,7 @@ pub use stats::{DirectControl, DirectShared, DirectStats, DropReason};
 use crate::runtime::{Shared, Workers};
 use crate::scheduler::Scheduler;
 use crate::sys::packet::PacketSocket;
-use crate::sys::ring::{PacketRing, RingConfig};
+use crate::sys::ring::{PacketRing, RingConfig, RingVersion};
 
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,19 +66,35 @@ pub struct DirectConfig {
     pub max_flows: usize,
     /// Flow timeouts.
     pub timeouts: flow::Timeouts,
+    /// The receive ring's layout.
+    pub ring: RingLayout,
+}
+
+/// The receive ring's layout (`--ring`), see [`crate::sys::ring::RingVersion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingLayout {
+    /// TPACKET_V2: a slot per frame, woken per frame (the default: lowest latency).
+    #[default]
+    Slots,
+    /// TPACKET_V3: blocks handed over when full or after a timer tick.
+    Blocks,
 }
 
 /// Default flow-table capacity (about 40 MiB with its index), shared out among workers.
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// ARP socket receive buffer: ARP is rare and small.
 const ARP_RCVBUF: usize = 256 << 10;
-/// Receive ring per worker: 64 blocks of 256 KiB (16 MiB). A block holds a few hundred
-/// full-size frames or at least three 64 KiB super-frames; a partly filled block is
-/// handed over after [`RING_BLOCK_TIMEOUT_MS`].
+/// `--ring blocks`, per worker: 64 blocks of 256 KiB (16 MiB). A block holds a few
+/// hundred full-size frames or at least three 64 KiB super-frames; a partly filled block
+/// is handed over after [`RING_BLOCK_TIMEOUT_MS`].
 const RING_BLOCK_SIZE: u32 = 256 << 10;
 const RING_BLOCKS: u32 = 64;
 /// The kernel's shortest block timeout (rounded up to one timer tick: 4 ms at HZ=250).
 const RING_BLOCK_TIMEOUT_MS: u32 = 1;
+/// `--ring slots` (the default), per worker: 448 slots of about 66 KiB, so a 64 KiB
+/// super-frame fits in one (32 MiB mapped; bursts beyond 448 frames are dropped by the kernel
+/// and counted as ring drops).
+const RING_FRAMES: u32 = 448;
 
 /// Checks the host, opens the sockets and starts `workers` direct-mode data-plane
 /// threads (one `PACKET_FANOUT_HASH` group when more than one), which report into
@@ -102,10 +118,19 @@ pub fn start(
     let mut rings = Vec::with_capacity(workers);
     let mut vnet_hdr = true;
     for _ in 0..workers {
+        let version = if std::env::var("FULCRUM_RING").as_deref() == Ok("v3") {
+            RingVersion::V3 {
+                block_size: RING_BLOCK_SIZE,
+                blocks: RING_BLOCKS,
+                block_timeout_ms: RING_BLOCK_TIMEOUT_MS,
+            }
+        } else {
+            RingVersion::V2 {
+                frames: RING_FRAMES,
+            }
+        };
         let ring_cfg = |vnet_hdr| RingConfig {
-            block_size: RING_BLOCK_SIZE,
-            blocks: RING_BLOCKS,
-            block_timeout_ms: RING_BLOCK_TIMEOUT_MS,
+            version,
             vnet_hdr,
             fanout,
         };
@@ -114,7 +139,7 @@ pub fn start(
             // Without PACKET_VNET_HDR on a ring (older kernels) the data plane still
             // works; only super-frames are dropped again.
             Err(e) if vnet_hdr && rings.is_empty() && e.raw_os_error() != Some(libc::EPERM) => {
-                warn!(target: "fulcrum::direct", "PACKET_VNET_HDR on a TPACKET_V3 ring refused ({e}): super-frames will be dropped");
+                warn!(target: "fulcrum::direct", "PACKET_VNET_HDR on the receive ring refused ({e}): super-frames will be dropped");
                 vnet_hdr = false;
                 PacketRing::open(iface.index, &filter, ring_cfg(false))
                     .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?
@@ -144,9 +169,9 @@ pub fn start(
         answer_arp: true,
     };
     info!(target: "fulcrum::direct",
-        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={}x{}KiB",
+        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?}",
         iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle,
-        workers, vnet_hdr, RING_BLOCKS, RING_BLOCK_SIZE >> 10);
+        workers, vnet_hdr, cfg.ring);
     let per_worker_flows = (cfg.max_flows / workers).max(1);
     let mut out = Workers {
         wakers: Vec::with_capacity(workers),

@@ -75,10 +75,11 @@ pub const WORKER_COUNTERS: [WorkerCounter; 5] = [
         read: |w| &w.flows,
     },
     WorkerCounter {
-        metric: "fulcrum_direct_worker_ring_blocks_ready",
+        metric: "fulcrum_direct_worker_ring_ready",
         kind: "gauge",
-        help: "Receive-ring blocks filled and waiting, by data-plane worker (ring fill).",
-        read: |w| &w.ring_blocks_ready,
+        help:
+            "Receive-ring fill: blocks (V3) or slots (V2) filled and waiting, by data-plane worker.",
+        read: |w| &w.ring_ready,
     },
 ];
 
@@ -284,9 +285,9 @@ pub struct DirectStats {
     pub super_frames: AtomicU64,
     /// Partial checksums passed on in the virtio-net header instead of completed here.
     pub csum_offloaded: AtomicU64,
-    /// Receive-ring blocks taken from the kernel.
+    /// Receive-ring batches taken from the kernel (a V3 block, or a run of V2 slots).
     pub rx_blocks: AtomicU64,
-    /// Frames in those blocks (frames per block = this / `rx_blocks`).
+    /// Frames in those batches (frames per batch = this / `rx_blocks`).
     pub rx_block_frames: AtomicU64,
     /// `sendmmsg` calls (send batches).
     pub tx_batches: AtomicU64,
@@ -315,8 +316,9 @@ pub struct WorkerStats {
     pub syns: AtomicU64,
     /// Flows in this worker's table now.
     pub flows: AtomicU64,
-    /// Receive-ring blocks filled and waiting, at the last look (a gauge).
-    pub ring_blocks_ready: AtomicU64,
+    /// Receive-ring fill at the last look (a gauge): blocks (TPACKET_V3) or frame
+    /// slots (TPACKET_V2) filled by the kernel and not yet handed back.
+    pub ring_ready: AtomicU64,
 }
 
 /// How one direct-mode counter is shown: its `show stats` key, its Prometheus family,
@@ -484,14 +486,14 @@ pub const COUNTERS: [Counter; 22] = [
         "direct_rx_blocks",
         "fulcrum_direct_ring_blocks_total",
         "counter",
-        "Receive-ring blocks taken from the kernel.",
+        "Receive-ring batches taken from the kernel (a V3 block or a run of V2 slots).",
         |s| &s.rx_blocks,
     ),
     counter(
         "direct_rx_block_frames",
         "fulcrum_direct_ring_block_frames_total",
         "counter",
-        "Frames in the receive-ring blocks taken (divide by blocks: frames per block).",
+        "Frames in the receive-ring batches taken (divide by batches: frames per batch).",
         |s| &s.rx_block_frames,
     ),
     counter(

@@ -289,7 +289,7 @@ impl Worker {
         } = self;
         let stats = &direct.stats;
         let rep =
-            ring.next_block(|f| on_frame(f, local, director, &mut t, stats, last_malformed_log));
+            ring.next_batch(|f| on_frame(f, local, director, &mut t, stats, last_malformed_log));
         let Some(rep) = rep else {
             return false;
         };
@@ -425,8 +425,8 @@ impl Worker {
         self.flows_reported = now;
         if let Some(w) = self.mine() {
             w.flows.store(now, Ordering::Relaxed);
-            w.ring_blocks_ready
-                .store(self.ring.blocks_ready() as u64, Ordering::Relaxed);
+            w.ring_ready
+                .store(self.ring.ready() as u64, Ordering::Relaxed);
         }
     }
 

@@ -1,12 +1,13 @@
-//! A `PACKET_MMAP` receive ring (TPACKET_V3) with batched transmission: direct mode's
-//! data-plane socket.
+//! A `PACKET_MMAP` receive ring (TPACKET_V2 or V3) with batched transmission: direct
+//! mode's data-plane socket.
 //!
-//! The kernel writes received frames into blocks of a ring shared with us by `mmap`;
-//! [`PacketRing::next_block`] walks one block that the kernel has handed over, lets the
-//! caller inspect and rewrite each frame *in place*, sends every frame the caller asks
-//! for with one `sendmmsg` per [`TX_BATCH`] frames straight out of the ring memory (no
-//! copy), and hands the block back. So a block of frames costs two system calls instead
-//! of two per frame.
+//! The kernel writes received frames into a ring shared with us by `mmap`;
+//! [`PacketRing::next_batch`] walks the frames the kernel has handed over (one V3
+//! block, or up to [`TX_BATCH`] consecutive V2 slots), lets the caller inspect and
+//! rewrite each frame *in place*, sends every frame the caller asks for with one
+//! `sendmmsg` per [`TX_BATCH`] frames straight out of the ring memory (no copy), and
+//! hands the frames back. So a batch of frames costs two system calls instead of two
+//! per frame. Which layout: see [`RingVersion`] (V2 wakes us per frame, V3 per block).
 //!
 //! Why `sendmmsg` and not a `PACKET_TX_RING`: the frames to send already sit in the RX
 //! ring, rewritten; a TX ring would need one more copy of each into its slots, for the
@@ -164,17 +165,59 @@ pub struct BlockReport {
 /// How to open a [`PacketRing`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingConfig {
-    /// Bytes per block (a multiple of the page size, power of two); bounds the largest
-    /// frame the ring holds.
-    pub block_size: u32,
-    /// Blocks in the ring.
-    pub blocks: u32,
-    /// Hand a partly filled block over after this many milliseconds.
-    pub block_timeout_ms: u32,
+    /// The ring's layout.
+    pub version: RingVersion,
     /// Receive and send with a `virtio_net_hdr` (super-frames, partial checksums).
     pub vnet_hdr: bool,
     /// Join this `PACKET_FANOUT_HASH` group (one flow → one socket of the group).
     pub fanout: Option<u16>,
+}
+
+/// The two ring layouts the kernel offers for receiving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingVersion {
+    /// TPACKET_V2: one fixed slot per frame. The kernel wakes the reader per frame, so a
+    /// lone SYN is handled at once; every slot must hold the largest frame (a 64 KiB
+    /// super-frame), so the ring costs `frames` × about 66 KiB of memory.
+    V2 {
+        /// Slots in the ring.
+        frames: u32,
+    },
+    /// TPACKET_V3: frames packed back to back in blocks. Dense and cheap per frame, but
+    /// the kernel hands a block over only when it is full or after `block_timeout_ms`
+    /// (at least one timer tick: 4 ms at HZ=250), which a lightly loaded distributor
+    /// adds to every packet's latency.
+    V3 {
+        /// Bytes per block (page multiple, power of two); bounds the largest frame.
+        block_size: u32,
+        /// Blocks in the ring.
+        blocks: u32,
+        /// Hand a partly filled block over after this many milliseconds.
+        block_timeout_ms: u32,
+    },
+}
+
+/// V2 slot size: the largest IPv4 super-frame (14 + 65,535) behind the slot header,
+/// `sockaddr_ll`, alignment and a virtio-net header (the kernel puts the frame at
+/// offset 76 at most), rounded to the 16-byte `TPACKET_ALIGNMENT`.
+const V2_FRAME_SIZE: u32 = 66_048;
+/// V2 block size: seven slots per 512 KiB allocation.
+const V2_BLOCK_SIZE: u32 = 512 << 10;
+/// `struct tpacket2_hdr` offsets; its `sockaddr_ll` follows at 32.
+const H2_STATUS: usize = 0;
+const H2_LEN: usize = 4;
+const H2_SNAPLEN: usize = 8;
+const H2_MAC: usize = 12;
+const H2_SLL: usize = 32;
+const TPACKET_V2: libc::c_int = 1;
+
+/// `struct tpacket_req` (V1/V2).
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
 }
 
 /// Where a frame to send sits in the current block.
@@ -185,16 +228,24 @@ struct Pending {
 }
 
 /// A non-blocking AF_PACKET socket bound to one interface, receiving through a
-/// TPACKET_V3 ring (see the module documentation).
+/// TPACKET_V2 or V3 ring (see the module documentation).
 pub struct PacketRing {
     fd: OwnedFd,
     map: *mut u8,
     map_len: usize,
     block_size: usize,
     blocks: usize,
+    /// V2 only: slot size and slots per block (0 for V3).
+    frame_size: usize,
+    per_block: usize,
+    /// Next block (V3) or slot (V2) to look at.
     next: usize,
+    /// Slots in the ring (V2), blocks (V3).
+    slots: usize,
     vnet: bool,
     pending: Box<[Pending; TX_BATCH]>,
+    /// V2: the slots lent out in the current batch, handed back after the send.
+    taken: Box<[usize; TX_BATCH]>,
     /// Whether the kernel honoured `PACKET_IGNORE_OUTGOING`.
     pub ignores_outgoing: bool,
 }
@@ -263,24 +314,53 @@ impl PacketRing {
         setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
         let ignores_outgoing =
             setsockopt(raw, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int).is_ok();
-        setsockopt(raw, SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
+        let version = match cfg.version {
+            RingVersion::V2 { .. } => TPACKET_V2,
+            RingVersion::V3 { .. } => TPACKET_V3,
+        };
+        setsockopt(raw, SOL_PACKET, PACKET_VERSION, &version)?;
         // Must precede the ring: the kernel refuses it once a ring exists.
         if cfg.vnet_hdr {
             setsockopt(raw, SOL_PACKET, PACKET_VNET_HDR, &1 as &libc::c_int)?;
         }
-        let frame_size = 2048u32;
-        let req = TpacketReq3 {
-            tp_block_size: cfg.block_size,
-            tp_block_nr: cfg.blocks,
-            tp_frame_size: frame_size,
-            tp_frame_nr: cfg.block_size / frame_size * cfg.blocks,
-            tp_retire_blk_tov: cfg.block_timeout_ms,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
+        let (block_size, blocks, frame_size, per_block, slots) = match cfg.version {
+            RingVersion::V2 { frames } => {
+                let per_block = V2_BLOCK_SIZE / V2_FRAME_SIZE;
+                let blocks = frames.div_ceil(per_block).max(1);
+                let req = TpacketReq {
+                    tp_block_size: V2_BLOCK_SIZE,
+                    tp_block_nr: blocks,
+                    tp_frame_size: V2_FRAME_SIZE,
+                    tp_frame_nr: blocks * per_block,
+                };
+                setsockopt(raw, SOL_PACKET, PACKET_RX_RING, &req)?;
+                (
+                    V2_BLOCK_SIZE as usize,
+                    blocks as usize,
+                    V2_FRAME_SIZE as usize,
+                    per_block as usize,
+                    (blocks * per_block) as usize,
+                )
+            }
+            RingVersion::V3 {
+                block_size,
+                blocks,
+                block_timeout_ms,
+            } => {
+                let frame_size = 2048u32;
+                let req = TpacketReq3 {
+                    tp_block_size: block_size,
+                    tp_block_nr: blocks,
+                    tp_frame_size: frame_size,
+                    tp_frame_nr: block_size / frame_size * blocks,
+                    tp_retire_blk_tov: block_timeout_ms,
+                    tp_sizeof_priv: 0,
+                    tp_feature_req_word: 0,
+                };
+                setsockopt(raw, SOL_PACKET, PACKET_RX_RING, &req)?;
+                (block_size as usize, blocks as usize, 0, 0, blocks as usize)
+            }
         };
-        setsockopt(raw, SOL_PACKET, PACKET_RX_RING, &req)?;
-        let block_size = cfg.block_size as usize;
-        let blocks = cfg.blocks as usize;
         let map_len = block_size * blocks;
         // SAFETY: maps the ring the kernel just allocated for this descriptor; the result
         // is checked against MAP_FAILED and unmapped in Drop.
@@ -320,9 +400,13 @@ impl PacketRing {
             map_len,
             block_size,
             blocks,
+            frame_size,
+            per_block,
             next: 0,
+            slots,
             vnet: cfg.vnet_hdr,
             pending: Box::new([Pending::default(); TX_BATCH]),
+            taken: Box::new([0; TX_BATCH]),
             ignores_outgoing,
         };
         // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
@@ -357,27 +441,166 @@ impl PacketRing {
         (r == 0).then_some(u64::from(st.tp_drops))
     }
 
-    /// Blocks the kernel has filled and not yet been handed back (the ring's fill), at
-    /// most the ring's size. Reads only block status words.
-    pub fn blocks_ready(&self) -> usize {
-        (0..self.blocks)
-            .filter(|i| self.block_status(*i) & TP_STATUS_USER != 0)
+    /// Blocks (V3) or slots (V2) the kernel has filled and we have not handed back yet:
+    /// the ring's fill. Reads only status words.
+    pub fn ready(&self) -> usize {
+        (0..self.slots)
+            .filter(|i| self.status_word(*i).load(Ordering::Acquire) & TP_STATUS_USER != 0)
             .count()
     }
 
+    /// The status word of block (V3) or slot (V2) `i` < `slots`.
+    fn status_word(&self, i: usize) -> &AtomicU32 {
+        let off = if self.frame_size == 0 {
+            i * self.block_size + B_STATUS
+        } else {
+            (i / self.per_block) * self.block_size
+                + (i % self.per_block) * self.frame_size
+                + H2_STATUS
+        };
+        // SAFETY: `i` < slots, so `off + 4` lies inside the mapping; the word is 4-byte
+        // aligned (blocks are page-aligned, slots 16-byte aligned) and we only access it
+        // atomically, while the kernel writes it with a barrier before setting
+        // TP_STATUS_USER and reads it only after we store TP_STATUS_KERNEL.
+        unsafe { &*(self.map.add(off) as *const AtomicU32) }
+    }
+
     fn block_status(&self, i: usize) -> u32 {
-        // SAFETY: block `i` < blocks lies inside the mapping; its status word is 4-byte
-        // aligned (blocks are page-aligned) and only ever accessed atomically by us,
-        // while the kernel writes it with a barrier before setting TP_STATUS_USER.
-        let st = unsafe { &*(self.map.add(i * self.block_size + B_STATUS) as *const AtomicU32) };
-        st.load(Ordering::Acquire)
+        self.status_word(i).load(Ordering::Acquire)
+    }
+
+    /// Takes the next frames the kernel has filled, if any (a block for V3; up to
+    /// [`TX_BATCH`] consecutive slots for V2): calls `f` on each (which may rewrite the
+    /// frame in place and return `Some(len)` to send `data[..len]`), sends what was
+    /// asked, and hands the frames back. `None` when the kernel has nothing for us
+    /// (poll for readability, then call again).
+    pub fn next_batch<F>(&mut self, f: F) -> Option<BlockReport>
+    where
+        F: FnMut(RxFrame<'_>) -> Option<usize>,
+    {
+        if self.frame_size == 0 {
+            self.next_block(f)
+        } else {
+            self.next_slots(f)
+        }
+    }
+
+    /// V2: up to [`TX_BATCH`] consecutive filled slots.
+    fn next_slots<F>(&mut self, mut f: F) -> Option<BlockReport>
+    where
+        F: FnMut(RxFrame<'_>) -> Option<usize>,
+    {
+        let mut rep = BlockReport::default();
+        let mut queued = 0usize;
+        let mut taken = 0usize;
+        let hdr_room = if self.vnet { VNET_HDR_LEN } else { 0 };
+        while taken < TX_BATCH {
+            let i = self.next;
+            let status = self.block_status(i);
+            if status & TP_STATUS_USER == 0 {
+                break;
+            }
+            self.taken[taken] = i;
+            taken += 1;
+            self.next = (i + 1) % self.slots;
+            rep.frames += 1;
+            let base =
+                (i / self.per_block) * self.block_size + (i % self.per_block) * self.frame_size;
+            let fs = self.frame_size;
+            // SAFETY: the slot `[base, base + fs)` lies inside the mapping and is ours
+            // (TP_STATUS_USER, seen with acquire ordering) until handed back below; the
+            // reads are within its first H2_SLL + 12 bytes.
+            let (wire_len, snaplen, mac, pkttype) = unsafe {
+                let p = self.map.add(base);
+                (
+                    std::ptr::read_unaligned(p.add(H2_LEN) as *const u32) as usize,
+                    std::ptr::read_unaligned(p.add(H2_SNAPLEN) as *const u32) as usize,
+                    std::ptr::read_unaligned(p.add(H2_MAC) as *const u16) as usize,
+                    *p.add(H2_SLL + SLL_PKTTYPE),
+                )
+            };
+            if mac < H2_SLL + 12 + hdr_room || mac.checked_add(snaplen).is_none_or(|e| e > fs) {
+                rep.malformed = true;
+                continue;
+            }
+            let aux = Aux {
+                pkttype,
+                status,
+                wire_len: wire_len.max(snaplen),
+            };
+            self.lend(base + mac, snaplen, aux, &mut f, &mut queued, &mut rep);
+        }
+        if taken == 0 {
+            return None;
+        }
+        if queued > 0 {
+            self.flush(queued, &mut rep);
+        }
+        for k in 0..taken {
+            let i = self.taken[k];
+            self.status_word(i)
+                .store(TP_STATUS_KERNEL, Ordering::Release);
+        }
+        Some(rep)
+    }
+
+    /// Lends the frame at `[start, start + snaplen)` of the mapping (with its virtio-net
+    /// header in the `VNET_HDR_LEN` bytes before it, when on) to `f`, and queues what `f`
+    /// asks to send; flushes a full queue. Out-of-mapping ranges are refused.
+    fn lend<F>(
+        &mut self,
+        start: usize,
+        snaplen: usize,
+        aux: Aux,
+        f: &mut F,
+        queued: &mut usize,
+        rep: &mut BlockReport,
+    ) where
+        F: FnMut(RxFrame<'_>) -> Option<usize>,
+    {
+        let hdr_room = if self.vnet { VNET_HDR_LEN } else { 0 };
+        if start < hdr_room || start.checked_add(snaplen).is_none_or(|e| e > self.map_len) {
+            rep.malformed = true;
+            return;
+        }
+        let mut vnet = None;
+        if self.vnet {
+            let mut h = [0u8; VNET_HDR_LEN];
+            // SAFETY: `[start - VNET_HDR_LEN, start)` lies inside the mapping (checked
+            // above), in a block or slot the caller owns.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.map.add(start - VNET_HDR_LEN),
+                    h.as_mut_ptr(),
+                    VNET_HDR_LEN,
+                );
+            }
+            vnet = Some(VnetHdr::parse(&h));
+        }
+        // SAFETY: `[start, start + snaplen)` lies in the mapping (checked above), in a
+        // block or slot that is ours until handed back; the slice lives only for this
+        // call of `f`, and no other reference to these bytes exists meanwhile.
+        let data = unsafe { std::slice::from_raw_parts_mut(self.map.add(start), snaplen) };
+        if let Some(len) = f(RxFrame { data, aux, vnet }) {
+            if len <= snaplen {
+                self.pending[*queued] = Pending {
+                    off: start - hdr_room,
+                    len: len + hdr_room,
+                };
+                *queued += 1;
+                if *queued == TX_BATCH {
+                    self.flush(*queued, rep);
+                    *queued = 0;
+                }
+            }
+        }
     }
 
     /// Takes the next block the kernel has filled, if any: calls `f` on each of its
     /// frames (which may rewrite the frame in place and return `Some(len)` to send
     /// `data[..len]`), sends what was asked, and hands the block back. `None` when the
     /// kernel has no block for us (poll for readability, then call again).
-    pub fn next_block<F>(&mut self, mut f: F) -> Option<BlockReport>
+    fn next_block<F>(&mut self, mut f: F) -> Option<BlockReport>
     where
         F: FnMut(RxFrame<'_>) -> Option<usize>,
     {
@@ -417,49 +640,18 @@ impl PacketRing {
                     *p.add(H_SLL + SLL_PKTTYPE),
                 )
             };
-            let start = off + mac;
             let hdr_room = if self.vnet { VNET_HDR_LEN } else { 0 };
+            let start = off + mac;
             if mac < H_SLL + 12 + hdr_room || start.checked_add(snaplen).is_none_or(|e| e > bs) {
                 rep.malformed = true;
                 break;
             }
-            let mut vnet = None;
-            if self.vnet {
-                let mut h = [0u8; VNET_HDR_LEN];
-                // SAFETY: `start - VNET_HDR_LEN >= off + H_SLL + 12` and `start <= bs`
-                // (checked above): the 10 bytes lie inside the block.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        self.map.add(base + start - VNET_HDR_LEN),
-                        h.as_mut_ptr(),
-                        VNET_HDR_LEN,
-                    );
-                }
-                vnet = Some(VnetHdr::parse(&h));
-            }
-            // SAFETY: `[start, start + snaplen)` lies in the block (checked above), which
-            // is ours until handed back; the slice lives only for this call of `f`, and
-            // no other reference to these bytes exists meanwhile.
-            let data =
-                unsafe { std::slice::from_raw_parts_mut(self.map.add(base + start), snaplen) };
             let aux = Aux {
                 pkttype,
                 status,
                 wire_len: wire_len.max(snaplen),
             };
-            if let Some(len) = f(RxFrame { data, aux, vnet }) {
-                if len <= snaplen {
-                    self.pending[queued] = Pending {
-                        off: base + start - hdr_room,
-                        len: len + hdr_room,
-                    };
-                    queued += 1;
-                    if queued == TX_BATCH {
-                        self.flush(queued, &mut rep);
-                        queued = 0;
-                    }
-                }
-            }
+            self.lend(base + start, snaplen, aux, &mut f, &mut queued, &mut rep);
             if next == 0 {
                 break;
             }
@@ -474,10 +666,9 @@ impl PacketRing {
         if queued > 0 {
             self.flush(queued, &mut rep);
         }
-        // SAFETY: as in `block_status`; the release store hands the block (and every
-        // byte we read or wrote in it) back to the kernel.
-        let st = unsafe { &*(self.map.add(base + B_STATUS) as *const AtomicU32) };
-        st.store(TP_STATUS_KERNEL, Ordering::Release);
+        // The release store hands the block (and every byte we read or wrote in it) back.
+        self.status_word(i)
+            .store(TP_STATUS_KERNEL, Ordering::Release);
         self.next = (i + 1) % self.blocks;
         Some(rep)
     }
