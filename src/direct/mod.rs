@@ -3,30 +3,40 @@
 //! The data path, for a client connecting to `VIP:PORT`:
 //!
 //! ```text
-//!  client ──ARP "who has VIP?"──▶ distributor   (arp: we answer with our MAC)
+//!  client ──ARP "who has VIP?"──▶ distributor   (arp: worker 0 answers with our MAC)
 //!  client ──SYN to VIP, dst MAC = ours──▶ distributor
-//!        AF_PACKET socket (socket) → frame::process → director: flow table + scheduler
+//!        packet ring (crate::sys::ring, one per worker, one PACKET_FANOUT_HASH group)
+//!        → frame::process, in place in the ring → director: flow table + scheduler
 //!        (Maglev hashes the 5-tuple) + neighbour table (node MACs learned by ARP)
-//!        → rewrite dst MAC = node, src MAC = ours; complete a partial TCP checksum
+//!        → rewrite dst MAC = node, src MAC = ours → sendmmsg out of the ring, with the
+//!          frame's virtio-net header (super-frames whole, partial checksums partial)
 //!  distributor ──same IP packet──▶ node        (node holds the VIP on lo, arp_ignore=1)
 //!  node ──SYN-ACK from VIP, straight──▶ client (the distributor never sees replies)
 //! ```
 //!
 //! The distributor only touches client → server frames, and only their Ethernet header
-//! (plus the TCP checksum when the kernel left it partial): no TCP state, no copy of the
-//! payload, replies bypass it. Hence the topology limits: nodes on the same L2 segment,
-//! the same port on the nodes as on the VIP, IPv4.
+//! (plus the TCP checksum when the kernel left it partial and no virtio-net header can
+//! carry it on): no TCP state, no copy of the payload, replies bypass it. Hence the
+//! topology limits: nodes on the same L2 segment, the same port on the nodes as on the
+//! VIP, IPv4.
+//!
+//! Threads: `--workers N` data-plane workers ([`worker`]), each with its own ring,
+//! ARP socket, director and flow table; the kernel's fanout hash keeps a flow on one
+//! worker, so nothing on the packet path is shared but relaxed counters (added once per
+//! batch). Every worker sees every ARP frame on its own ARP socket and learns node MACs
+//! itself. Health, control and failover stay on the control thread, acting on the shared
+//! pool and [`DirectShared`].
 //!
 //! Modules: [`frame`] (pure per-frame verdict), [`arp`] (responder, neighbour table,
 //! frame builders), [`flow`] (flow table), [`director`] (the stateful decider), [`stats`]
-//! (counters and switches shared with the control plane), [`filter`] (what the kernel
-//! lets through to the AF_PACKET socket, [`crate::sys::packet`]), [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the
-//! mio thread). Health checks, the control interface and stats are the control plane's
-//! components acting on the shared pool, exactly as in proxy mode.
+//! (counters, per worker and in total, and switches shared with the control plane),
+//! [`filter`] (what the kernel lets through to the ring and to the ARP socket),
+//! [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the mio
+//! threads).
 //!
 //! What this mode deliberately does not do: IPv6, VLAN tags, IP options, fragments, or
-//! re-segmenting GRO/TSO super-frames (they are dropped and counted: turn GRO/LRO off on
-//! the interface; a real wire never carries them).
+//! segmenting super-frames itself (the kernel does it on send; a super-frame that is not
+//! TCP/IPv4 is dropped and counted).
 
 pub(crate) mod arp;
 pub(crate) mod director;
