@@ -758,6 +758,192 @@ impl AsRawFd for PacketRing {
 mod tests {
     use super::*;
 
+    /// A ring over anonymous memory (no kernel behind it) whose "socket" is an
+    /// unconnected UDP socket: every send fails (no destination), which the report counts.
+    /// `v2`: slots of `V2_FRAME_SIZE`, else V3 blocks of 64 KiB.
+    fn fake(v2: bool, slots: usize, vnet: bool) -> PacketRing {
+        let (block_size, blocks, frame_size, per_block) = if v2 {
+            let per = (V2_BLOCK_SIZE / V2_FRAME_SIZE) as usize;
+            let blocks = slots.div_ceil(per);
+            (V2_BLOCK_SIZE as usize, blocks, V2_FRAME_SIZE as usize, per)
+        } else {
+            (64 << 10, slots, 0, 0)
+        };
+        let map_len = block_size * blocks;
+        // SAFETY: a private anonymous mapping, checked, unmapped by PacketRing's Drop.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+        PacketRing {
+            fd: OwnedFd::from(udp),
+            map: map.cast(),
+            map_len,
+            block_size,
+            blocks,
+            frame_size,
+            per_block,
+            next: 0,
+            slots: if v2 { blocks * per_block } else { blocks },
+            vnet,
+            pending: Box::new([Pending::default(); TX_BATCH]),
+            taken: Box::new([0; TX_BATCH]),
+            ignores_outgoing: true,
+        }
+    }
+
+    fn mem(r: &mut PacketRing) -> &mut [u8] {
+        // SAFETY: the whole mapping, borrowed mutably through the ring.
+        unsafe { std::slice::from_raw_parts_mut(r.map, r.map_len) }
+    }
+
+    fn put32(m: &mut [u8], at: usize, v: u32) {
+        m[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    fn put16(m: &mut [u8], at: usize, v: u16) {
+        m[at..at + 2].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    #[test]
+    fn v3_block_frames_are_lent_sent_and_the_block_handed_back() {
+        let mut r = fake(false, 2, true);
+        let m = mem(&mut r);
+        // Block 0: two frames, the vnet header 10 bytes before each Ethernet header.
+        put32(m, B_STATUS, TP_STATUS_USER);
+        put32(m, B_NUM_PKTS, 2);
+        put32(m, B_FIRST, 48);
+        for (k, off) in [48usize, 48 + 256].into_iter().enumerate() {
+            put32(m, off + H_NEXT, if k == 0 { 256 } else { 0 });
+            put32(m, off + H_SNAPLEN, 60);
+            put32(m, off + H_LEN, 60);
+            put32(m, off + H_STATUS, TP_STATUS_USER | (1 << 3));
+            put16(m, off + H_MAC, 96);
+            m[off + H_SLL + SLL_PKTTYPE] = k as u8;
+            m[off + 96 - VNET_HDR_LEN] = VnetHdr::NEEDS_CSUM;
+            m[off + 96] = 0xa0 + k as u8;
+        }
+        let mut seen = Vec::new();
+        let rep = r
+            .next_batch(|f| {
+                seen.push((
+                    f.data[0],
+                    f.aux.pkttype,
+                    f.aux.status,
+                    f.vnet.map(|h| h.flags),
+                ));
+                f.data[0] = 0xee;
+                Some(f.data.len())
+            })
+            .expect("a block");
+        assert_eq!(
+            seen,
+            vec![
+                (0xa0, 0, TP_STATUS_USER | 8, Some(VnetHdr::NEEDS_CSUM)),
+                (0xa1, 1, TP_STATUS_USER | 8, Some(VnetHdr::NEEDS_CSUM))
+            ]
+        );
+        assert_eq!((rep.frames, rep.malformed), (2, false));
+        // The UDP stand-in has no destination: both sends refused, counted, not lost.
+        assert_eq!(rep.sent + rep.failed + rep.too_big, 2);
+        assert_eq!(r.block_status(0), TP_STATUS_KERNEL, "handed back");
+        assert_eq!(mem(&mut r)[48 + 96], 0xee, "rewritten in place");
+        assert!(r.next_batch(|_| None).is_none(), "block 1 is the kernel's");
+    }
+
+    #[test]
+    fn v2_slots_run_until_a_kernel_slot() {
+        let mut r = fake(true, 14, false);
+        let fs = r.frame_size;
+        let bs = r.block_size;
+        let per = r.per_block;
+        let m = mem(&mut r);
+        for i in 0..3 {
+            let base = (i / per) * bs + (i % per) * fs;
+            put32(m, base + H2_STATUS, TP_STATUS_USER);
+            put32(m, base + H2_LEN, 100);
+            put32(m, base + H2_SNAPLEN, 60);
+            put16(m, base + H2_MAC, 80);
+        }
+        let mut n = 0;
+        let rep = r
+            .next_batch(|f| {
+                n += 1;
+                assert_eq!((f.data.len(), f.aux.wire_len, f.vnet), (60, 100, None));
+                None
+            })
+            .expect("slots");
+        assert_eq!((n, rep.frames, rep.send_calls), (3, 3, 0));
+        assert!((0..3).all(|i| r.block_status(i) == TP_STATUS_KERNEL));
+        assert!(r.next_batch(|_| None).is_none());
+    }
+
+    /// Whatever the ring holds — descriptors and offsets of any value — the walk stays
+    /// in bounds, never panics, and hands everything back.
+    #[test]
+    fn garbage_descriptors_never_panic_and_are_handed_back() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for v2 in [false, true] {
+            for vnet in [false, true] {
+                for _ in 0..200 {
+                    let mut r = fake(v2, 7, vnet);
+                    // Sprinkle random words over the first 4 KiB of every block or slot,
+                    // where the descriptors live, then mark everything ready.
+                    let (step, n) = if v2 {
+                        (r.frame_size, r.slots)
+                    } else {
+                        (r.block_size, r.blocks)
+                    };
+                    let bs = r.block_size;
+                    let per = r.per_block.max(1);
+                    let m = mem(&mut r);
+                    for i in 0..n {
+                        let base = if v2 {
+                            (i / per) * bs + (i % per) * step
+                        } else {
+                            i * step
+                        };
+                        for w in 0..1024 {
+                            let v = next() as u32;
+                            // Small values are more interesting as offsets and counts.
+                            let v = if v & 1 == 0 { v % 4096 } else { v };
+                            put32(m, base + 4 * w, v);
+                        }
+                        let st = if v2 {
+                            base + H2_STATUS
+                        } else {
+                            base + B_STATUS
+                        };
+                        put32(m, st, TP_STATUS_USER | (next() as u32 & !TP_STATUS_USER));
+                    }
+                    let mut guard = 0;
+                    while r
+                        .next_batch(|f| Some((next() as usize) % (f.data.len() + 2)))
+                        .is_some()
+                    {
+                        guard += 1;
+                        assert!(guard <= n, "every batch hands something back");
+                    }
+                    assert_eq!(r.ready(), 0, "all handed back");
+                }
+            }
+        }
+    }
+
     #[test]
     fn vnet_header_parses_little_endian() {
         let h = VnetHdr::parse(&[1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0]);
