@@ -468,10 +468,10 @@ impl Worker {
 /// The verdict for one ring frame: what [`frame::process`] says, given what the
 /// virtio-net header tells about super-frames and partial checksums. Returns the length
 /// to send, if any.
-fn on_frame(
+fn on_frame<D: frame::Decide>(
     f: RxFrame<'_>,
     local: &Local,
-    director: &mut Director,
+    director: &mut D,
     t: &mut Tally,
     stats: &super::DirectStats,
     last_malformed_log: &mut Option<Instant>,
@@ -536,5 +536,152 @@ fn on_frame(
             }
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::direct::frame::{Decide, Target, TcpMeta};
+    use crate::direct::DirectStats;
+    use pnet::util::MacAddr;
+
+    const OUR: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x11);
+    const NODE: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x21);
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+
+    struct ToNode;
+
+    impl Decide for ToNode {
+        fn decide(&mut self, _: &TcpMeta) -> Result<Target, DropReason> {
+            Ok(Target { node: 0, mac: NODE })
+        }
+        fn learn(&mut self, _: Ipv4Addr, _: MacAddr) -> bool {
+            false
+        }
+    }
+
+    fn local() -> Local {
+        Local {
+            mac: OUR,
+            vip: VIP,
+            port: 80,
+            max_frame: 1514,
+            answer_arp: true,
+        }
+    }
+
+    /// An IPv4/TCP frame to VIP:80 with `payload` bytes, TCP checksum field 0x1234.
+    fn tcp_frame(payload: usize, flags: u8) -> Vec<u8> {
+        let total = 40 + payload;
+        let mut f = vec![0u8; 14 + total];
+        f[..6].copy_from_slice(&OUR.octets());
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x10]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip[6] = 0x40;
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 10]);
+        ip[16..20].copy_from_slice(&VIP.octets());
+        let c = pnet::packet::ipv4::checksum(&pnet::packet::ipv4::Ipv4Packet::new(ip).unwrap());
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&80u16.to_be_bytes());
+        ip[32] = 5 << 4;
+        ip[33] = flags;
+        ip[36..38].copy_from_slice(&[0x12, 0x34]);
+        f
+    }
+
+    fn run(
+        frame: &mut [u8],
+        status: u32,
+        vnet: Option<VnetHdr>,
+    ) -> (Option<usize>, Tally, DirectStats) {
+        let mut t = Tally::default();
+        let stats = DirectStats::default();
+        let aux = frame::Aux {
+            pkttype: frame::pkttype::HOST,
+            status,
+            wire_len: frame.len(),
+        };
+        let f = RxFrame {
+            data: frame,
+            aux,
+            vnet,
+        };
+        let out = on_frame(f, &local(), &mut ToNode, &mut t, &stats, &mut None);
+        (out, t, stats)
+    }
+
+    fn gso(gso_type: u8) -> VnetHdr {
+        VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            gso_type,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        }
+    }
+
+    #[test]
+    fn tcpv4_super_frame_is_forwarded_whole_with_its_partial_checksum() {
+        let mut f = tcp_frame(20_000, 0x10);
+        let (out, t, stats) = run(
+            &mut f,
+            TP_STATUS_CSUMNOTREADY,
+            Some(gso(VnetHdr::GSO_TCPV4)),
+        );
+        assert_eq!(out, Some(14 + 40 + 20_000));
+        assert_eq!(
+            (t.super_frames, t.csum_offloaded, t.csum_completed),
+            (1, 1, 0)
+        );
+        assert_eq!(&f[..6], &NODE.octets(), "re-addressed");
+        assert_eq!(&f[14 + 36..14 + 38], &[0x12, 0x34], "checksum left partial");
+        assert_eq!(stats.total_drops(), 0);
+    }
+
+    #[test]
+    fn other_gso_types_are_dropped_and_counted() {
+        for ty in [
+            VnetHdr::GSO_TCPV6,
+            3,
+            5,
+            VnetHdr::GSO_TCPV6 | VnetHdr::GSO_ECN,
+        ] {
+            let mut f = tcp_frame(20_000, 0x10);
+            let (out, _, stats) = run(&mut f, 0, Some(gso(ty)));
+            assert_eq!(out, None, "gso type {ty}");
+            assert_eq!(stats.drops(DropReason::GsoUnsupported), 1, "gso type {ty}");
+        }
+        let mut f = tcp_frame(20_000, 0x10);
+        let (out, t, _) = run(&mut f, 0, Some(gso(VnetHdr::GSO_TCPV4 | VnetHdr::GSO_ECN)));
+        assert_eq!(
+            (out.is_some(), t.super_frames),
+            (true, 1),
+            "ECN is still TCPV4"
+        );
+    }
+
+    #[test]
+    fn oversize_without_gso_is_dropped_as_before() {
+        let mut f = tcp_frame(3_000, 0x10);
+        let (out, _, stats) = run(&mut f, 0, Some(VnetHdr::default()));
+        assert_eq!(out, None);
+        assert_eq!(stats.drops(DropReason::Oversize), 1);
+    }
+
+    #[test]
+    fn without_vnet_header_a_partial_checksum_is_completed_here() {
+        let mut f = tcp_frame(100, 0x02);
+        let (out, t, _) = run(&mut f, TP_STATUS_CSUMNOTREADY, None);
+        assert_eq!(out, Some(14 + 140));
+        assert_eq!((t.csum_completed, t.csum_offloaded, t.syns), (1, 0, 1));
+        assert_ne!(&f[14 + 36..14 + 38], &[0x12, 0x34], "checksum completed");
     }
 }
