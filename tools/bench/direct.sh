@@ -103,16 +103,28 @@ fulcrum_up() { # backends...
   [ "$WORKERS" -gt 1 ] && args+=(--workers "$WORKERS")
   shift
   for b in "$@"; do args+=(--backend "$b"); done
-  RUST_LOG=warn ip netns exec "$(ns lb1)" "$BIN" "${args[@]}" >>"$TMP/fulcrum.log" 2>&1 & FUL=$!
+  # fulcrum::direct at info: its final counters line gives the batch sizes.
+  RUST_LOG=warn,fulcrum::direct=info ip netns exec "$(ns lb1)" "$BIN" "${args[@]}" >>"$TMP/fulcrum.log" 2>&1 & FUL=$!
   PIDS+=("$FUL")
   sleep 0.5
   kill -0 "$FUL" || { cat "$TMP/fulcrum.log" >&2; exit 1; }
 }
-fulcrum_down() {
+fulcrum_down() { # workload
   kill "$FUL" 2>/dev/null
   for _ in $(seq 50); do kill -0 "$FUL" 2>/dev/null || break; sleep 0.1; done
   wait "$FUL" 2>/dev/null || true
   FUL=""
+  # Batch sizes over the workload's runs (a binary without rings has no such counters).
+  local line
+  line=$(grep 'fulcrum::direct\] stopped:' "$TMP/fulcrum.log" | tail -1)
+  : > "$TMP/fulcrum.log"
+  kv() { tr ' ' '\n' <<<"$line" | awk -F= -v k="$1" '$1==k {print $2}'; }
+  local rx bl tx tb sf
+  rx=$(kv rx_frames); bl=$(kv rx_blocks); tx=$(kv tx_packets); tb=$(kv tx_batches); sf=$(kv super_frames)
+  if [ -n "$bl" ] && [ "${bl:-0}" -gt 0 ] && [ "${tb:-0}" -gt 0 ]; then
+    awk -v w="$1" -v rx="$rx" -v bl="$bl" -v tx="$tx" -v tb="$tb" -v sf="$sf" 'BEGIN {
+      printf "%s: %.1f frames per ring batch, %.1f frames per sendmmsg, %d super-frames\n", w, rx / bl, tx / tb, sf }' >> "$TMP/batches"
+  fi
 }
 
 # user-mode CPU of a process in nanoseconds (utime, clock ticks)
@@ -184,7 +196,7 @@ for w in close ka par bulk; do
       echo "$w $target $res" >> "$RESULTS"
     done
   done
-  fulcrum_down
+  fulcrum_down "$w"
 done
 
 unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; bulk) echo "Gbit/s" ;; esac; }
@@ -204,6 +216,7 @@ unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; 
     done
   done
   echo
+  [ -s "$TMP/batches" ] && { echo; sed 's/^/- /' "$TMP/batches"; echo; }
   echo "reps=$REPS duration=${DUR}s workers=$WORKERS wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
