@@ -481,7 +481,19 @@ fn two_workers_share_200_flows_each_flow_on_one_worker() {
     let lab = Lab::up("w");
     let _e1 = lab.echo("srv1", 9000);
     let _e2 = lab.echo("srv2", 9000);
-    let lb = start_direct(&lab, "lb1", 9000, &["--workers", "2", "--scheduler", "rr"]);
+    let lb = start_direct(
+        &lab,
+        "lb1",
+        9000,
+        &[
+            "--workers",
+            "2",
+            "--scheduler",
+            "rr",
+            "--http",
+            "127.0.0.1:9100",
+        ],
+    );
     let client = lab.in_ns("client", || {
         let addr: SocketAddr = format!("{VIP}:9000").parse().unwrap();
         let mut failed = Vec::new();
@@ -526,6 +538,29 @@ fn two_workers_share_200_flows_each_flow_on_one_worker() {
         "{} failed: {failed:?}: {}",
         failed.len(),
         lab.log(lb)
+    );
+    // The per-worker counters reach /metrics (labelled by worker).
+    let metrics = lab
+        .in_ns("lb1", || {
+            let mut s = TcpStream::connect("127.0.0.1:9100").expect("metrics");
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .join()
+        .expect("metrics thread");
+    for w in ["0", "1"] {
+        let head = format!("fulcrum_direct_worker_syns_total{{worker=\"{w}\"}} ");
+        let n: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&head)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{head}: {metrics}"));
+        assert!(n > 0, "worker {w} opened flows: {metrics}");
+    }
+    assert!(
+        metrics.contains("fulcrum_direct_send_batches_total "),
+        "{metrics}"
     );
     let log = stop(&lab, lb);
     let syns: Vec<u64> = (0..2)
