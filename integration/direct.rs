@@ -405,6 +405,12 @@ fn sixty_four_mib(extra: &[&str]) {
     let _e1 = lab.echo("srv1", 9000);
     let _e2 = lab.echo("srv2", 9000);
     let lb = start_direct(&lab, "lb1", 9000, extra);
+    let layout = if extra.contains(&"blocks") {
+        "ring=Blocks"
+    } else {
+        "ring=Slots"
+    };
+    assert!(lab.log(lb).contains(layout), "{layout}: {}", lab.log(lb));
     let client = lab.in_ns("client", || {
         let addr: SocketAddr = format!("{VIP}:9000").parse().unwrap();
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");

@@ -61,7 +61,7 @@ pub use stats::{DirectControl, DirectShared, DirectStats, DropReason};
 use crate::runtime::{Shared, Workers};
 use crate::scheduler::Scheduler;
 use crate::sys::packet::PacketSocket;
-use crate::sys::ring::{PacketRing, RingConfig, RingVersion};
+use crate::sys::ring::{Fanout, PacketRing, RingConfig, RingVersion};
 
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,23 +121,23 @@ pub fn start(
     let (iface, all) = startup::interface(&cfg.interface).map_err(io::Error::other)?;
     startup::check(&iface, &all, cfg.vip, cfg.port, nodes).map_err(io::Error::other)?;
     let workers = workers.max(1);
-    // A fanout group id is per network namespace; the pid keeps two distributors in one
-    // namespace apart (and a reload's new process from the old one).
-    let fanout = (workers > 1).then(|| (std::process::id() & 0xffff) as u16);
+    // The first ring of several starts a fanout group whose id the kernel picks unique
+    // in the namespace (two distributors, or a reload's new process next to the old
+    // one, never share a group); the others join it.
+    let mut fanout = (workers > 1).then_some(Fanout::New);
     let filter = filter::ipv4_to_vip(cfg.vip);
     let mut rings = Vec::with_capacity(workers);
     let mut vnet_hdr = true;
     for _ in 0..workers {
-        let version = if std::env::var("FULCRUM_RING").as_deref() == Ok("v3") {
-            RingVersion::V3 {
+        let version = match cfg.ring {
+            RingLayout::Blocks => RingVersion::V3 {
                 block_size: RING_BLOCK_SIZE,
                 blocks: RING_BLOCKS,
                 block_timeout_ms: RING_BLOCK_TIMEOUT_MS,
-            }
-        } else {
-            RingVersion::V2 {
+            },
+            RingLayout::Slots => RingVersion::V2 {
                 frames: RING_FRAMES,
-            }
+            },
         };
         let ring_cfg = |vnet_hdr| RingConfig {
             version,
@@ -156,6 +156,12 @@ pub fn start(
             }
             Err(e) => return Err(io::Error::other(startup::StartupError::Socket(e))),
         };
+        if fanout == Some(Fanout::New) {
+            let id = ring
+                .fanout_id()
+                .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+            fanout = Some(Fanout::Join(id));
+        }
         if !ring.ignores_outgoing {
             warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
         }

@@ -39,6 +39,7 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const TPACKET_V3: libc::c_int = 2;
 const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 const ETH_P_ALL: u16 = 0x0003;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_KERNEL: u32 = 0;
@@ -169,8 +170,18 @@ pub struct RingConfig {
     pub version: RingVersion,
     /// Receive and send with a `virtio_net_hdr` (super-frames, partial checksums).
     pub vnet_hdr: bool,
-    /// Join this `PACKET_FANOUT_HASH` group (one flow → one socket of the group).
-    pub fanout: Option<u16>,
+    /// `PACKET_FANOUT_HASH` membership (one flow → one socket of the group).
+    pub fanout: Option<Fanout>,
+}
+
+/// How a ring takes part in a fanout group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fanout {
+    /// Start a new group with an id the kernel picks, unique in the network namespace
+    /// (`PACKET_FANOUT_FLAG_UNIQUEID`); read it back with [`PacketRing::fanout_id`].
+    New,
+    /// Join the group with this id.
+    Join(u16),
 }
 
 /// The two ring layouts the kernel offers for receiving.
@@ -415,11 +426,34 @@ impl PacketRing {
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
         setsockopt_bind(raw, &sll)?;
-        if let Some(id) = cfg.fanout {
-            let arg: u32 = u32::from(id) | (PACKET_FANOUT_HASH << 16);
+        let arg = match cfg.fanout {
+            None => None,
+            Some(Fanout::New) => Some((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16),
+            Some(Fanout::Join(id)) => Some(u32::from(id) | (PACKET_FANOUT_HASH << 16)),
+        };
+        if let Some(arg) = arg {
             setsockopt(raw, SOL_PACKET, PACKET_FANOUT, &arg)?;
         }
         Ok(ring)
+    }
+
+    /// The id of the fanout group this ring belongs to (after [`Fanout::New`], the one
+    /// the kernel picked), for the other rings to [`Fanout::Join`].
+    pub fn fanout_id(&self) -> io::Result<u16> {
+        let mut v: u32 = 0;
+        let mut len = size_of::<u32>() as libc::socklen_t;
+        // SAFETY: passes a live, writable u32 and its size.
+        check(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_FANOUT,
+                (&mut v as *mut u32).cast(),
+                &mut len,
+            )
+        })?;
+        // The low 16 bits are the id; the high ones the type and flags.
+        Ok((v & 0xffff) as u16)
     }
 
     /// Frames the kernel dropped because the ring was full, since the last call
