@@ -1,10 +1,11 @@
 //! A direct-mode data-plane thread: a mio loop around one packet ring and one ARP socket.
 //!
-//! Frames to the VIP arrive through a TPACKET_V3 ring ([`PacketRing`]); each readiness
-//! event takes up to [`BLOCKS_PER_TURN`] blocks (then yields to timers and flags, and
-//! comes back with a zero poll timeout while blocks remain: mio is edge-triggered), runs
-//! the pure [`frame::process`] on each frame in place in the ring, and the ring sends the
-//! rewritten frames in batches (`sendmmsg`) before handing the block back.
+//! Frames to the VIP arrive through a packet ring ([`PacketRing`]: TPACKET_V2 slots or
+//! V3 blocks, `--ring`); each readiness event takes up to [`BLOCKS_PER_TURN`] batches (a
+//! block, or a run of up to 64 slots; then it yields to timers and flags, and comes back
+//! with a zero poll timeout while frames remain: mio is edge-triggered), runs the pure
+//! [`frame::process`] on each frame in place in the ring, and the ring sends the
+//! rewritten frames in batches (`sendmmsg`) before handing them back.
 //!
 //! With `--workers N` there are N of these threads, whose rings form one
 //! `PACKET_FANOUT_HASH` group: the kernel sends every packet of a flow to the same
@@ -54,7 +55,8 @@ use crate::sys::ring::{PacketRing, RxFrame, VnetHdr};
 pub const WAKER: Token = Token(0);
 const RING: Token = Token(1);
 const ARP: Token = Token(2);
-/// Ring blocks handled per turn before looking at timers and flags.
+/// Ring batches (blocks or runs of slots) handled per turn before looking at timers
+/// and flags.
 pub const BLOCKS_PER_TURN: usize = 16;
 /// ARP frames handled per turn.
 const ARP_PER_TURN: usize = 64;

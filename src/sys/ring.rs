@@ -19,8 +19,8 @@
 //! followed by the rewritten frame, so a GRO/TSO super-frame leaves whole and the kernel
 //! (or NIC) segments it and completes its checksum toward the node.
 //!
-//! Every offset read from the ring is checked against the block's bounds before use; a
-//! block whose descriptors do not add up is handed back early and reported, never
+//! Every offset read from the ring is checked against its block's or slot's bounds before
+//! use; frames whose descriptors do not add up are handed back and reported, never
 //! trusted. All `unsafe` of the ring is in this file.
 
 use std::io;
