@@ -19,7 +19,8 @@
 # forwards super-frames whole. --wire turns tx-csum/TSO/GSO off on the bridge port toward
 # lb1 for every workload (`lab.sh wire lb1`: what a real wire does, the old setup).
 #
-# Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--wire] [--bin PATH] [-o FILE]
+# Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks]
+#        [--wire] [--bin PATH] [-o FILE]
 # Needs root, wrk, iperf3, nginx, ethtool, iproute2. Every process it starts is ended by
 # PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
 set -euo pipefail
@@ -30,6 +31,7 @@ BIN=""
 OUT=""
 WORKERS=1
 WIRE=0
+RING=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -37,8 +39,9 @@ while [ $# -gt 0 ]; do
     --bin) BIN=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --wire) WIRE=1; shift ;;
+    --ring) RING=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -101,6 +104,7 @@ fulcrum_up() { # backends...
   local args=(serve --mode direct --interface eth0 --listen "$VIP:$1" --check none --drain-timeout 1s)
   # Only a ring binary knows --workers in direct mode: pass it when asked for more than one.
   [ "$WORKERS" -gt 1 ] && args+=(--workers "$WORKERS")
+  [ -n "$RING" ] && args+=(--ring "$RING")
   shift
   for b in "$@"; do args+=(--backend "$b"); done
   # fulcrum::direct at info: its final counters line gives the batch sizes.
@@ -217,7 +221,7 @@ unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; 
   done
   echo
   [ -s "$TMP/batches" ] && { echo; sed 's/^/- /' "$TMP/batches"; echo; }
-  echo "reps=$REPS duration=${DUR}s workers=$WORKERS wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
+  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
 } | tee "${OUT:-/dev/null}"
