@@ -286,9 +286,9 @@ pub struct DirectStats {
     /// Partial checksums passed on in the virtio-net header instead of completed here.
     pub csum_offloaded: AtomicU64,
     /// Receive-ring batches taken from the kernel (a V3 block, or a run of V2 slots).
-    pub rx_blocks: AtomicU64,
-    /// Frames in those batches (frames per batch = this / `rx_blocks`).
-    pub rx_block_frames: AtomicU64,
+    pub rx_batches: AtomicU64,
+    /// Frames in those batches (frames per batch = this / `rx_batches`).
+    pub rx_batch_frames: AtomicU64,
     /// `sendmmsg` calls (send batches).
     pub tx_batches: AtomicU64,
     /// Frames handed to those calls (batch size = this / `tx_batches`).
@@ -483,18 +483,18 @@ pub const COUNTERS: [Counter; 22] = [
         |s| &s.csum_offloaded,
     ),
     counter(
-        "direct_rx_blocks",
-        "fulcrum_direct_ring_blocks_total",
+        "direct_rx_batches",
+        "fulcrum_direct_ring_batches_total",
         "counter",
         "Receive-ring batches taken from the kernel (a V3 block or a run of V2 slots).",
-        |s| &s.rx_blocks,
+        |s| &s.rx_batches,
     ),
     counter(
-        "direct_rx_block_frames",
-        "fulcrum_direct_ring_block_frames_total",
+        "direct_rx_batch_frames",
+        "fulcrum_direct_ring_batch_frames_total",
         "counter",
         "Frames in the receive-ring batches taken (divide by batches: frames per batch).",
-        |s| &s.rx_block_frames,
+        |s| &s.rx_batch_frames,
     ),
     counter(
         "direct_tx_batches",
@@ -579,14 +579,14 @@ impl DirectStats {
     pub fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = format!(
-            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_blocks={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} stateless={}",
+            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} stateless={}",
             l(&self.rx_frames),
             l(&self.tx_packets),
             l(&self.tx_bytes),
             l(&self.csum_completed),
             l(&self.csum_offloaded),
             l(&self.super_frames),
-            l(&self.rx_blocks),
+            l(&self.rx_batches),
             l(&self.tx_batches),
             l(&self.flows),
             l(&self.flows_created),

@@ -1,7 +1,7 @@
 //! A direct-mode data-plane thread: a mio loop around one packet ring and one ARP socket.
 //!
 //! Frames to the VIP arrive through a packet ring ([`PacketRing`]: TPACKET_V2 slots or
-//! V3 blocks, `--ring`); each readiness event takes up to [`BLOCKS_PER_TURN`] batches (a
+//! V3 blocks, `--ring`); each readiness event takes up to [`BATCHES_PER_TURN`] batches (a
 //! block, or a run of up to 64 slots; then it yields to timers and flags, and comes back
 //! with a zero poll timeout while frames remain: mio is edge-triggered), runs the pure
 //! [`frame::process`] on each frame in place in the ring, and the ring sends the
@@ -57,7 +57,7 @@ const RING: Token = Token(1);
 const ARP: Token = Token(2);
 /// Ring batches (blocks or runs of slots) handled per turn before looking at timers
 /// and flags.
-pub const BLOCKS_PER_TURN: usize = 16;
+pub const BATCHES_PER_TURN: usize = 16;
 /// ARP frames handled per turn.
 const ARP_PER_TURN: usize = 64;
 /// Housekeeping period.
@@ -211,7 +211,7 @@ impl Worker {
                 self.arp_batch();
             }
             if self.more_rx {
-                self.rx_blocks();
+                self.rx_batches();
             }
             if now >= self.next_tick {
                 self.tick(now);
@@ -264,10 +264,10 @@ impl Worker {
             self.index == 0 && self.direct.control.answer_arp.load(Ordering::Relaxed);
     }
 
-    /// Takes up to [`BLOCKS_PER_TURN`] ring blocks.
-    fn rx_blocks(&mut self) {
-        for _ in 0..BLOCKS_PER_TURN {
-            if !self.rx_block() {
+    /// Takes up to [`BATCHES_PER_TURN`] ring batches.
+    fn rx_batches(&mut self) {
+        for _ in 0..BATCHES_PER_TURN {
+            if !self.rx_batch() {
                 self.more_rx = false;
                 return;
             }
@@ -278,8 +278,8 @@ impl Worker {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Handles one ring block; false when the kernel had none for us.
-    fn rx_block(&mut self) -> bool {
+    /// Handles one ring batch; false when the kernel had none for us.
+    fn rx_batch(&mut self) -> bool {
         let mut t = Tally::default();
         let Worker {
             ring,
@@ -303,8 +303,8 @@ impl Worker {
         s.csum_offloaded
             .fetch_add(t.csum_offloaded, Ordering::Relaxed);
         s.super_frames.fetch_add(t.super_frames, Ordering::Relaxed);
-        s.rx_blocks.fetch_add(1, Ordering::Relaxed);
-        s.rx_block_frames
+        s.rx_batches.fetch_add(1, Ordering::Relaxed);
+        s.rx_batch_frames
             .fetch_add(u64::from(rep.frames), Ordering::Relaxed);
         s.tx_batches
             .fetch_add(u64::from(rep.send_calls), Ordering::Relaxed);

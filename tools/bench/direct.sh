@@ -124,7 +124,7 @@ fulcrum_down() { # workload
   : > "$TMP/fulcrum.log"
   kv() { tr ' ' '\n' <<<"$line" | awk -F= -v k="$1" '$1==k {print $2}'; }
   local rx bl tx tb sf
-  rx=$(kv rx_frames); bl=$(kv rx_blocks); tx=$(kv tx_packets); tb=$(kv tx_batches); sf=$(kv super_frames)
+  rx=$(kv rx_frames); bl=$(kv rx_batches); tx=$(kv tx_packets); tb=$(kv tx_batches); sf=$(kv super_frames)
   if [ -n "$bl" ] && [ "${bl:-0}" -gt 0 ] && [ "${tb:-0}" -gt 0 ]; then
     awk -v w="$1" -v rx="$rx" -v bl="$bl" -v tx="$tx" -v tb="$tb" -v sf="$sf" 'BEGIN {
       printf "%s: %.1f frames per ring batch, %.1f frames per sendmmsg, %d super-frames\n", w, rx / bl, tx / tb, sf }' >> "$TMP/batches"
