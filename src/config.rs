@@ -88,6 +88,11 @@ pub struct ServeArgs {
     /// Maximum concurrent client connections; 0 = derived from the descriptor limit.
     #[arg(long, default_value_t = 0)]
     pub max_conns: u64,
+    /// Direct mode's receive ring: `slots` (TPACKET_V2, one wake-up per frame: lowest
+    /// latency) or `blocks` (TPACKET_V3, frames packed in blocks handed over when full or
+    /// after one timer tick: less memory, more latency when lightly loaded).
+    #[arg(long, default_value = "slots", value_parser = parse_ring)]
+    pub ring: crate::direct::RingLayout,
     /// At most N open connections from one client address (0 = no limit); more are
     /// reset at once and counted (refused_per_source). Proxy mode.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -231,6 +236,14 @@ pub enum ModeArg {
     Direct,
 }
 
+fn parse_ring(s: &str) -> Result<crate::direct::RingLayout, String> {
+    match s {
+        "slots" => Ok(crate::direct::RingLayout::Slots),
+        "blocks" => Ok(crate::direct::RingLayout::Blocks),
+        _ => Err(format!("unknown ring \"{s}\" (expected slots or blocks)")),
+    }
+}
+
 fn parse_mode(s: &str) -> Result<ModeArg, String> {
     match s {
         "proxy" => Ok(ModeArg::Proxy),
@@ -294,6 +307,7 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
         port,
         max_flows,
         timeouts: crate::direct::timeouts(a.idle_timeout),
+        ring: a.ring,
     })
 }
 
@@ -504,9 +518,10 @@ impl ServeConfig {
             ModeArg::Proxy => ForwardMode::Proxy,
             ModeArg::Direct => ForwardMode::Direct(direct_config(&a)?),
         };
-        // Direct mode runs one data-plane thread (one packet socket, one flow table).
+        // Direct mode runs one data-plane thread unless told otherwise: its threads
+        // split the flows by hash, and one thread forwards a small site's traffic.
         let workers = match mode {
-            ForwardMode::Direct(_) => 1,
+            ForwardMode::Direct(_) => a.workers.map_or(1, usize::from),
             ForwardMode::Proxy => workers,
         };
         let max_conns = match &mode {
@@ -907,6 +922,11 @@ mod tests {
         assert_eq!((d.interface.as_str(), d.port), ("eth0", 80));
         assert_eq!(d.vip, std::net::Ipv4Addr::new(10, 0, 0, 100));
         assert_eq!(d.max_flows, crate::direct::DEFAULT_MAX_FLOWS);
+        assert_eq!(d.ring, crate::direct::RingLayout::Slots, "slots by default");
+        assert_eq!(parse_ring("blocks"), Ok(crate::direct::RingLayout::Blocks));
+        assert!(parse_ring("v4")
+            .unwrap_err()
+            .contains("expected slots or blocks"));
         let p = serve(&["--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2"]).unwrap();
         assert_eq!(
             (p.mode, p.scheduler, p.send_proxy),

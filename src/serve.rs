@@ -106,7 +106,14 @@ impl Server {
             }
             ForwardMode::Direct(d) => {
                 let counters = direct.get_or_insert_with(Default::default);
-                crate::direct::start(d, &cfg.backends, &shared[0], counters, Arc::clone(&waker))?
+                crate::direct::start(
+                    d,
+                    &cfg.backends,
+                    &shared[0],
+                    counters,
+                    cfg.workers,
+                    Arc::clone(&waker),
+                )?
             }
         };
         for c in &services {

@@ -576,6 +576,7 @@ pub fn stats(plane: &Plane, now: Instant) -> StatsSnapshot {
         direct: plane.direct.as_ref().map(|d| DirectSnapshot {
             counters: d.stats.counters(),
             drops: d.stats.drops_by_reason(),
+            workers: d.worker_values(),
         }),
     }
 }

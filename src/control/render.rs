@@ -1181,6 +1181,13 @@ pub fn prometheus(
         for (reason, n) in &d.drops {
             e.sample("fulcrum_direct_drops_total", &[("reason", reason)], n);
         }
+        let ids: Vec<String> = (0..d.workers.len()).map(|i| i.to_string()).collect();
+        for (k, c) in crate::direct::stats::WORKER_COUNTERS.iter().enumerate() {
+            e.family(c.metric, c.kind, c.help);
+            for (id, w) in ids.iter().zip(&d.workers) {
+                e.sample(c.metric, &[("worker", id)], &w[k]);
+            }
+        }
     }
     e.out
 }
@@ -1276,6 +1283,7 @@ mod tests {
             direct: Some(crate::control::snapshot::DirectSnapshot {
                 counters: d.counters(),
                 drops: d.drops_by_reason(),
+                workers: vec![[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]],
             }),
             ..stats()
         };
@@ -1306,6 +1314,12 @@ mod tests {
                 r.as_str()
             );
             assert!(prom.contains(&line), "{line}");
+        }
+        for (k, c) in crate::direct::stats::WORKER_COUNTERS.iter().enumerate() {
+            for w in 0..2 {
+                let line = format!("{}{{worker=\"{w}\"}} {}\n", c.metric, 5 * w + k + 1);
+                assert!(prom.contains(&line), "{line}: {prom}");
+            }
         }
         assert!(!stats_json(&stats()).contains("direct_"));
     }

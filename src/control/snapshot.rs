@@ -164,6 +164,9 @@ pub struct DirectSnapshot {
     pub counters: Vec<crate::direct::stats::CounterValue>,
     /// Frames dropped, by reason (every reason, zeros included).
     pub drops: Vec<(&'static str, u64)>,
+    /// Each data-plane worker's counters, in
+    /// [`crate::direct::stats::WORKER_COUNTERS`] order.
+    pub workers: Vec<[u64; crate::direct::stats::WORKER_COUNTERS.len()]>,
 }
 
 #[cfg(test)]

@@ -224,10 +224,7 @@ impl Decide for Director {
             }
             Err(Full) => return Err(DropReason::TableFull),
         }
-        self.direct
-            .stats
-            .flows
-            .store(self.flows.len() as u64, Ordering::Relaxed);
+        // The flows gauge is kept by the worker (a sum over workers), not stored here.
         self.target(&node, idx, pkt.ip_len)
     }
 

@@ -1,24 +1,33 @@
-//! The classic-BPF program direct mode attaches to its packet socket, so the kernel
+//! The classic-BPF programs direct mode attaches to its packet sockets, so the kernel
 //! wakes the data plane only for ARP and for IPv4 addressed to the VIP. Everything it
-//! lets through is checked again by [`super::frame`]; the filter only saves work.
+//! lets through is checked again by [`super::frame`]; the filter only saves work. The
+//! data plane splits it in two: [`ipv4_to_vip`] for the receive ring, [`arp_only`] for
+//! each worker's ARP socket.
 
 use std::net::Ipv4Addr;
 
-/// The classic-BPF program: accept ARP, and IPv4 whose destination is `vip`.
-pub fn program(vip: Ipv4Addr) -> [libc::sock_filter; 7] {
-    const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+/// The receive ring's program: IPv4 whose destination is `vip` (ARP goes to each
+/// worker's own ARP socket, [`arp_only`], so that every worker sees it).
+pub fn ipv4_to_vip(vip: Ipv4Addr) -> [libc::sock_filter; 6] {
     let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     [
-        ins(LD_H_ABS, 0, 0, 12),          // A = ethertype
-        ins(JEQ_K, 3, 0, 0x0806),         // ARP → accept
-        ins(JEQ_K, 0, 3, 0x0800),         // not IPv4 → drop
-        ins(LD_W_ABS, 0, 0, 30),          // A = IPv4 destination
-        ins(JEQ_K, 0, 1, u32::from(vip)), // ≠ VIP → drop
-        ins(RET_K, 0, 0, 0x0004_0000),    // accept (up to 256 KiB)
-        ins(RET_K, 0, 0, 0),              // drop
+        ins(0x28, 0, 0, 12),             // A = ethertype
+        ins(0x15, 0, 3, 0x0800),         // not IPv4 → drop
+        ins(0x20, 0, 0, 30),             // A = IPv4 destination
+        ins(0x15, 0, 1, u32::from(vip)), // ≠ VIP → drop
+        ins(0x06, 0, 0, 0x0004_0000),    // accept (up to 256 KiB)
+        ins(0x06, 0, 0, 0),              // drop
+    ]
+}
+
+/// The ARP socket's program: ARP only, cut to 128 bytes (an ARP frame is 42–60).
+pub fn arp_only() -> [libc::sock_filter; 4] {
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    [
+        ins(0x28, 0, 0, 12),     // A = ethertype
+        ins(0x15, 0, 1, 0x0806), // not ARP → drop
+        ins(0x06, 0, 0, 128),    // accept
+        ins(0x06, 0, 0, 0),      // drop
     ]
 }
 
@@ -50,23 +59,26 @@ mod tests {
     }
 
     #[test]
-    fn filter_keeps_arp_and_ipv4_to_vip_only() {
+    fn ring_and_arp_programs_split_the_traffic() {
         let vip = Ipv4Addr::new(10, 99, 0, 100);
-        let prog = program(vip);
+        let (ring, arp_p) = (ipv4_to_vip(vip), arp_only());
         let mut ip = vec![0u8; 60];
         ip[12] = 0x08;
         ip[30..34].copy_from_slice(&vip.octets());
-        assert!(run(&prog, &ip) > 0, "IPv4 to the VIP");
+        assert!(
+            run(&ring, &ip) > 0 && run(&arp_p, &ip) == 0,
+            "IPv4 to the VIP"
+        );
         ip[33] = 101;
-        assert_eq!(run(&prog, &ip), 0, "IPv4 elsewhere");
+        assert_eq!(run(&ring, &ip), 0, "IPv4 elsewhere");
         let mut arp = vec![0u8; 42];
         arp[12] = 0x08;
         arp[13] = 0x06;
-        assert!(run(&prog, &arp) > 0, "ARP");
+        assert!(run(&ring, &arp) == 0 && run(&arp_p, &arp) > 0, "ARP");
         let mut v6 = vec![0u8; 60];
         v6[12] = 0x86;
         v6[13] = 0xdd;
-        assert_eq!(run(&prog, &v6), 0, "IPv6");
-        assert_eq!(run(&prog, &[0u8; 10]), 0, "runt");
+        assert_eq!(run(&ring, &v6) + run(&arp_p, &v6), 0, "IPv6");
+        assert_eq!(run(&ring, &[0u8; 10]) + run(&arp_p, &[0u8; 10]), 0, "runt");
     }
 }

@@ -3,30 +3,40 @@
 //! The data path, for a client connecting to `VIP:PORT`:
 //!
 //! ```text
-//!  client ──ARP "who has VIP?"──▶ distributor   (arp: we answer with our MAC)
+//!  client ──ARP "who has VIP?"──▶ distributor   (arp: worker 0 answers with our MAC)
 //!  client ──SYN to VIP, dst MAC = ours──▶ distributor
-//!        AF_PACKET socket (socket) → frame::process → director: flow table + scheduler
+//!        packet ring (crate::sys::ring, one per worker, one PACKET_FANOUT_HASH group)
+//!        → frame::process, in place in the ring → director: flow table + scheduler
 //!        (Maglev hashes the 5-tuple) + neighbour table (node MACs learned by ARP)
-//!        → rewrite dst MAC = node, src MAC = ours; complete a partial TCP checksum
+//!        → rewrite dst MAC = node, src MAC = ours → sendmmsg out of the ring, with the
+//!          frame's virtio-net header (super-frames whole, partial checksums partial)
 //!  distributor ──same IP packet──▶ node        (node holds the VIP on lo, arp_ignore=1)
 //!  node ──SYN-ACK from VIP, straight──▶ client (the distributor never sees replies)
 //! ```
 //!
 //! The distributor only touches client → server frames, and only their Ethernet header
-//! (plus the TCP checksum when the kernel left it partial): no TCP state, no copy of the
-//! payload, replies bypass it. Hence the topology limits: nodes on the same L2 segment,
-//! the same port on the nodes as on the VIP, IPv4.
+//! (plus the TCP checksum when the kernel left it partial and no virtio-net header can
+//! carry it on): no TCP state, no copy of the payload, replies bypass it. Hence the
+//! topology limits: nodes on the same L2 segment, the same port on the nodes as on the
+//! VIP, IPv4.
+//!
+//! Threads: `--workers N` data-plane workers ([`worker`]), each with its own ring,
+//! ARP socket, director and flow table; the kernel's fanout hash keeps a flow on one
+//! worker, so nothing on the packet path is shared but relaxed counters (added once per
+//! batch). Every worker sees every ARP frame on its own ARP socket and learns node MACs
+//! itself. Health, control and failover stay on the control thread, acting on the shared
+//! pool and [`DirectShared`].
 //!
 //! Modules: [`frame`] (pure per-frame verdict), [`arp`] (responder, neighbour table,
 //! frame builders), [`flow`] (flow table), [`director`] (the stateful decider), [`stats`]
-//! (counters and switches shared with the control plane), [`filter`] (what the kernel
-//! lets through to the AF_PACKET socket, [`crate::sys::packet`]), [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the
-//! mio thread). Health checks, the control interface and stats are the control plane's
-//! components acting on the shared pool, exactly as in proxy mode.
+//! (counters, per worker and in total, and switches shared with the control plane),
+//! [`filter`] (what the kernel lets through to the ring and to the ARP socket),
+//! [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the mio
+//! threads).
 //!
 //! What this mode deliberately does not do: IPv6, VLAN tags, IP options, fragments, or
-//! re-segmenting GRO/TSO super-frames (they are dropped and counted: turn GRO/LRO off on
-//! the interface; a real wire never carries them).
+//! segmenting super-frames itself (the kernel does it on send; a super-frame that is not
+//! TCP/IPv4 is dropped and counted).
 
 pub(crate) mod arp;
 pub(crate) mod director;
@@ -39,6 +49,7 @@ pub(crate) mod worker;
 
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +61,7 @@ pub use stats::{DirectControl, DirectShared, DirectStats, DropReason};
 use crate::runtime::{Shared, Workers};
 use crate::scheduler::Scheduler;
 use crate::sys::packet::PacketSocket;
+use crate::sys::ring::{Fanout, PacketRing, RingConfig, RingVersion};
 
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,47 +76,107 @@ pub struct DirectConfig {
     pub max_flows: usize,
     /// Flow timeouts.
     pub timeouts: flow::Timeouts,
+    /// The receive ring's layout.
+    pub ring: RingLayout,
 }
 
-/// Default flow-table capacity (about 40 MiB with its index).
-pub const DEFAULT_MAX_FLOWS: usize = 262_144;
-/// Socket receive buffer: bursts of a few thousand full-size frames.
-const RCVBUF: usize = 8 << 20;
+/// The receive ring's layout (`--ring`), see [`crate::sys::ring::RingVersion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RingLayout {
+    /// TPACKET_V2: a slot per frame, woken per frame (the default: lowest latency).
+    #[default]
+    Slots,
+    /// TPACKET_V3: blocks handed over when full or after a timer tick.
+    Blocks,
+}
 
-/// Checks the host, opens the socket and starts the direct-mode worker thread, which
-/// reports into `direct` (shared with the control plane's stats and failover).
-/// Errors are one line for the operator (see [`startup`]).
+/// Default flow-table capacity (about 40 MiB with its index), shared out among workers.
+pub const DEFAULT_MAX_FLOWS: usize = 262_144;
+/// ARP socket receive buffer: ARP is rare and small.
+const ARP_RCVBUF: usize = 256 << 10;
+/// `--ring blocks`, per worker: 64 blocks of 256 KiB (16 MiB). A block holds a few
+/// hundred full-size frames or at least three 64 KiB super-frames; a partly filled block
+/// is handed over after [`RING_BLOCK_TIMEOUT_MS`].
+const RING_BLOCK_SIZE: u32 = 256 << 10;
+const RING_BLOCKS: u32 = 64;
+/// The kernel's shortest block timeout (rounded up to one timer tick: 4 ms at HZ=250).
+const RING_BLOCK_TIMEOUT_MS: u32 = 1;
+/// `--ring slots` (the default), per worker: 448 slots of about 66 KiB, so a 64 KiB
+/// super-frame fits in one (32 MiB mapped; bursts beyond 448 frames are dropped by the kernel
+/// and counted as ring drops).
+const RING_FRAMES: u32 = 448;
+
+/// Checks the host, opens the sockets and starts `workers` direct-mode data-plane
+/// threads (one `PACKET_FANOUT_HASH` group when more than one), which report into
+/// `direct` (shared with the control plane's stats and failover). Errors are one line
+/// for the operator (see [`startup`]).
 pub fn start(
     cfg: &DirectConfig,
     nodes: &[crate::pool::NodeSpec],
     shared: &Arc<Shared>,
     direct: &Arc<DirectShared>,
+    workers: usize,
     on_exit: Arc<Waker>,
 ) -> io::Result<Workers> {
     let (iface, all) = startup::interface(&cfg.interface).map_err(io::Error::other)?;
     startup::check(&iface, &all, cfg.vip, cfg.port, nodes).map_err(io::Error::other)?;
-    match startup::offloads_merging(&iface.name) {
-        Some((gro, lro)) if gro || lro => warn!(target: "fulcrum::direct",
-            "interface={} gro={} lro={}: merged super-frames cannot be forwarded and will be dropped (counted as oversize); run: ethtool -K {} gro off lro off",
-            iface.name, gro, lro, iface.name),
-        _ => {}
+    let workers = workers.max(1);
+    // The first ring of several starts a fanout group whose id the kernel picks unique
+    // in the namespace (two distributors, or a reload's new process next to the old
+    // one, never share a group); the others join it.
+    let mut fanout = (workers > 1).then_some(Fanout::New);
+    let filter = filter::ipv4_to_vip(cfg.vip);
+    let mut rings = Vec::with_capacity(workers);
+    let mut vnet_hdr = true;
+    for _ in 0..workers {
+        let version = match cfg.ring {
+            RingLayout::Blocks => RingVersion::V3 {
+                block_size: RING_BLOCK_SIZE,
+                blocks: RING_BLOCKS,
+                block_timeout_ms: RING_BLOCK_TIMEOUT_MS,
+            },
+            RingLayout::Slots => RingVersion::V2 {
+                frames: RING_FRAMES,
+            },
+        };
+        let ring_cfg = |vnet_hdr| RingConfig {
+            version,
+            vnet_hdr,
+            fanout,
+        };
+        let ring = match PacketRing::open(iface.index, &filter, ring_cfg(vnet_hdr)) {
+            Ok(r) => r,
+            // Without PACKET_VNET_HDR on a ring (older kernels) the data plane still
+            // works; only super-frames are dropped again.
+            Err(e) if vnet_hdr && rings.is_empty() && e.raw_os_error() != Some(libc::EPERM) => {
+                warn!(target: "fulcrum::direct", "PACKET_VNET_HDR on the receive ring refused ({e}): super-frames will be dropped");
+                vnet_hdr = false;
+                PacketRing::open(iface.index, &filter, ring_cfg(false))
+                    .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?
+            }
+            Err(e) => return Err(io::Error::other(startup::StartupError::Socket(e))),
+        };
+        if fanout == Some(Fanout::New) {
+            let id = ring
+                .fanout_id()
+                .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+            fanout = Some(Fanout::Join(id));
+        }
+        if !ring.ignores_outgoing {
+            warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
+        }
+        rings.push(ring);
     }
-    let sock = PacketSocket::open(iface.index, &filter::program(cfg.vip), RCVBUF)
-        .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
-    if !sock.ignores_outgoing {
-        warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
+    if !vnet_hdr {
+        if let Some((gro, lro)) = startup::offloads_merging(&iface.name) {
+            if gro || lro {
+                warn!(target: "fulcrum::direct",
+                    "interface={} gro={} lro={}: merged super-frames cannot be forwarded without PACKET_VNET_HDR and will be dropped (counted as oversize); run: ethtool -K {} gro off lro off",
+                    iface.name, gro, lro, iface.name);
+            }
+        }
     }
-    let (nodes, _) = shared.pool.snapshot();
-    let now = Instant::now();
-    let director = director::Director::new(
-        nodes,
-        Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared)),
-        flow::FlowTable::new(cfg.max_flows, cfg.timeouts, Arc::clone(&shared.stats)),
-        arp::NeighbourTiming::default(),
-        Arc::clone(direct),
-        Arc::clone(&shared.stats),
-        now,
-    );
+    direct.workers.store(workers, Ordering::Release);
     let local = frame::Local {
         mac: iface.mac,
         vip: cfg.vip,
@@ -113,31 +185,53 @@ pub fn start(
         answer_arp: true,
     };
     info!(target: "fulcrum::direct",
-        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?}",
-        iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle);
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
-    let w = worker::Worker::new(
-        poll,
-        sock,
-        Arc::clone(shared),
-        Arc::clone(direct),
-        director,
-        local,
-        iface.ipv4,
-    )?;
-    let t = std::thread::Builder::new()
-        .name("fulcrum-direct".into())
-        .spawn(move || {
-            let r = w.run();
-            let _ = on_exit.wake();
-            r
-        })?;
-    Ok(Workers {
-        wakers: vec![waker],
-        threads: vec![t],
+        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?}",
+        iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle,
+        workers, vnet_hdr, cfg.ring);
+    let per_worker_flows = (cfg.max_flows / workers).max(1);
+    let mut out = Workers {
+        wakers: Vec::with_capacity(workers),
+        threads: Vec::with_capacity(workers),
         listener_fds: Vec::new(),
-    })
+    };
+    for (index, ring) in rings.into_iter().enumerate() {
+        let arp = PacketSocket::open(iface.index, &filter::arp_only(), ARP_RCVBUF)
+            .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+        let (nodes, _) = shared.pool.snapshot();
+        let director = director::Director::new(
+            nodes,
+            Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared)),
+            flow::FlowTable::new(per_worker_flows, cfg.timeouts, Arc::clone(&shared.stats)),
+            arp::NeighbourTiming::default(),
+            Arc::clone(direct),
+            Arc::clone(&shared.stats),
+            Instant::now(),
+        );
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
+        let w = worker::Worker::new(
+            index,
+            poll,
+            ring,
+            arp,
+            Arc::clone(shared),
+            Arc::clone(direct),
+            director,
+            local,
+            iface.ipv4,
+        )?;
+        let on_exit = Arc::clone(&on_exit);
+        let t = std::thread::Builder::new()
+            .name(format!("fulcrum-direct-{index}"))
+            .spawn(move || {
+                let r = w.run();
+                let _ = on_exit.wake();
+                r
+            })?;
+        out.wakers.push(waker);
+        out.threads.push(t);
+    }
+    Ok(out)
 }
 
 /// Flow timeouts for an idle timeout chosen by the operator.

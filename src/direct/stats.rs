@@ -13,10 +13,90 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// What the direct-mode data plane shares with the control plane.
 #[derive(Debug, Default)]
 pub struct DirectShared {
-    /// Counters (packets, bytes, ARP, flows, drops by reason).
+    /// Counters (packets, bytes, ARP, flows, drops by reason), all workers together.
     pub stats: DirectStats,
     /// Switches (answer ARP).
     pub control: DirectControl,
+    /// Per-worker counters, the first [`DirectShared::workers`] of them in use.
+    pub per_worker: PerWorker,
+    /// Data-plane workers running (set once at start).
+    pub workers: std::sync::atomic::AtomicUsize,
+    /// Workers that have stopped (the last one logs the totals).
+    pub finished: std::sync::atomic::AtomicUsize,
+}
+
+/// The fixed array of [`WorkerStats`] (fixed so [`DirectShared`] is built before the
+/// worker count is known, and never reallocated under a reader).
+#[derive(Debug)]
+pub struct PerWorker(pub [WorkerStats; MAX_WORKER_STATS]);
+
+impl Default for PerWorker {
+    fn default() -> Self {
+        PerWorker(std::array::from_fn(|_| WorkerStats::default()))
+    }
+}
+
+/// One per-worker counter as Prometheus shows it (a family labelled `worker`).
+#[derive(Debug)]
+pub struct WorkerCounter {
+    /// Prometheus family name.
+    pub metric: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// Prometheus help text.
+    pub help: &'static str,
+    read: fn(&WorkerStats) -> &AtomicU64,
+}
+
+/// Every per-worker counter, in the order of [`DirectShared::worker_values`].
+pub const WORKER_COUNTERS: [WorkerCounter; 5] = [
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_frames_received_total",
+        kind: "counter",
+        help: "Frames received, by data-plane worker.",
+        read: |w| &w.rx_frames,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_packets_forwarded_total",
+        kind: "counter",
+        help: "Packets forwarded, by data-plane worker.",
+        read: |w| &w.tx_packets,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_syns_total",
+        kind: "counter",
+        help: "SYNs forwarded (flows opened), by data-plane worker.",
+        read: |w| &w.syns,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_flows",
+        kind: "gauge",
+        help: "Flows in each data-plane worker's table.",
+        read: |w| &w.flows,
+    },
+    WorkerCounter {
+        metric: "fulcrum_direct_worker_ring_ready",
+        kind: "gauge",
+        help:
+            "Receive-ring fill: blocks (V3) or slots (V2) filled and waiting, by data-plane worker.",
+        read: |w| &w.ring_ready,
+    },
+];
+
+impl DirectShared {
+    /// Each worker's counters, in [`WORKER_COUNTERS`] order.
+    pub fn worker_values(&self) -> Vec<[u64; WORKER_COUNTERS.len()]> {
+        self.worker_stats()
+            .iter()
+            .map(|w| std::array::from_fn(|i| (WORKER_COUNTERS[i].read)(w).load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The counters of the workers in use.
+    pub fn worker_stats(&self) -> &[WorkerStats] {
+        let n = self.workers.load(Ordering::Relaxed).min(MAX_WORKER_STATS);
+        &self.per_worker.0[..n]
+    }
 }
 
 /// Why a received frame was not forwarded. Every variant has a counter.
@@ -72,11 +152,13 @@ pub enum DropReason {
     Draining,
     /// The send itself failed (queue full, interface gone).
     SendFailed,
+    /// A super-frame whose GSO type cannot be sent on (not TCP over IPv4).
+    GsoUnsupported,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -105,6 +187,7 @@ impl DropReason {
         DropReason::Disabled,
         DropReason::Draining,
         DropReason::SendFailed,
+        DropReason::GsoUnsupported,
     ];
 
     /// Position in [`DropReason::ALL`] and in the counter array.
@@ -140,6 +223,7 @@ impl DropReason {
             DropReason::Disabled => "disabled",
             DropReason::Draining => "draining",
             DropReason::SendFailed => "send_failed",
+            DropReason::GsoUnsupported => "gso_unsupported",
         }
     }
 
@@ -197,7 +281,44 @@ pub struct DirectStats {
     pub stateless: AtomicU64,
     /// Receive-loop batches that hit their cap (more frames were waiting).
     pub batch_cap_hits: AtomicU64,
+    /// GRO/TSO super-frames forwarded whole (the kernel segments them toward the node).
+    pub super_frames: AtomicU64,
+    /// Partial checksums passed on in the virtio-net header instead of completed here.
+    pub csum_offloaded: AtomicU64,
+    /// Receive-ring batches taken from the kernel (a V3 block, or a run of V2 slots).
+    pub rx_batches: AtomicU64,
+    /// Frames in those batches (frames per batch = this / `rx_batches`).
+    pub rx_batch_frames: AtomicU64,
+    /// `sendmmsg` calls (send batches).
+    pub tx_batches: AtomicU64,
+    /// Frames handed to those calls (batch size = this / `tx_batches`).
+    pub tx_batch_frames: AtomicU64,
+    /// Frames the kernel dropped because a receive ring was full.
+    pub ring_drops: AtomicU64,
+    /// Ring blocks whose descriptors did not add up (handed back early).
+    pub ring_bad_blocks: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
+}
+
+/// Most data-plane workers whose own counters are kept (`--workers` above this still
+/// works; the extra workers count only into the totals).
+pub const MAX_WORKER_STATS: usize = 64;
+
+/// One data-plane worker's own counters, so the operator (and a test) sees how the
+/// fanout spread the traffic. Each is written by its worker only.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Frames received by this worker.
+    pub rx_frames: AtomicU64,
+    /// Packets this worker forwarded.
+    pub tx_packets: AtomicU64,
+    /// SYNs (without ACK) this worker forwarded: the flows it opened.
+    pub syns: AtomicU64,
+    /// Flows in this worker's table now.
+    pub flows: AtomicU64,
+    /// Receive-ring fill at the last look (a gauge): blocks (TPACKET_V3) or frame
+    /// slots (TPACKET_V2) filled by the kernel and not yet handed back.
+    pub ring_ready: AtomicU64,
 }
 
 /// How one direct-mode counter is shown: its `show stats` key, its Prometheus family,
@@ -248,7 +369,7 @@ pub struct CounterValue {
 }
 
 /// Every direct-mode counter except drops (which are by reason).
-pub const COUNTERS: [Counter; 14] = [
+pub const COUNTERS: [Counter; 22] = [
     counter(
         "direct_rx_frames",
         "fulcrum_direct_frames_received_total",
@@ -347,6 +468,62 @@ pub const COUNTERS: [Counter; 14] = [
         "Receive batches that stopped at their cap with frames waiting.",
         |s| &s.batch_cap_hits,
     ),
+    counter(
+        "direct_super_frames",
+        "fulcrum_direct_super_frames_forwarded_total",
+        "counter",
+        "GRO/TSO super-frames forwarded whole (segmented by the kernel toward the node).",
+        |s| &s.super_frames,
+    ),
+    counter(
+        "direct_csum_offloaded",
+        "fulcrum_direct_checksums_offloaded_total",
+        "counter",
+        "Partial TCP checksums passed on in the virtio-net header.",
+        |s| &s.csum_offloaded,
+    ),
+    counter(
+        "direct_rx_batches",
+        "fulcrum_direct_ring_batches_total",
+        "counter",
+        "Receive-ring batches taken from the kernel (a V3 block or a run of V2 slots).",
+        |s| &s.rx_batches,
+    ),
+    counter(
+        "direct_rx_batch_frames",
+        "fulcrum_direct_ring_batch_frames_total",
+        "counter",
+        "Frames in the receive-ring batches taken (divide by batches: frames per batch).",
+        |s| &s.rx_batch_frames,
+    ),
+    counter(
+        "direct_tx_batches",
+        "fulcrum_direct_send_batches_total",
+        "counter",
+        "sendmmsg calls made.",
+        |s| &s.tx_batches,
+    ),
+    counter(
+        "direct_tx_batch_frames",
+        "fulcrum_direct_send_batch_frames_total",
+        "counter",
+        "Frames handed to sendmmsg (divide by batches: batch size).",
+        |s| &s.tx_batch_frames,
+    ),
+    counter(
+        "direct_ring_drops",
+        "fulcrum_direct_ring_drops_total",
+        "counter",
+        "Frames the kernel dropped because a receive ring was full.",
+        |s| &s.ring_drops,
+    ),
+    counter(
+        "direct_ring_bad_blocks",
+        "fulcrum_direct_ring_bad_blocks_total",
+        "counter",
+        "Receive-ring blocks whose descriptors did not add up.",
+        |s| &s.ring_bad_blocks,
+    ),
 ];
 
 impl DirectStats {
@@ -402,11 +579,15 @@ impl DirectStats {
     pub fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = format!(
-            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} stateless={}",
+            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} stateless={}",
             l(&self.rx_frames),
             l(&self.tx_packets),
             l(&self.tx_bytes),
             l(&self.csum_completed),
+            l(&self.csum_offloaded),
+            l(&self.super_frames),
+            l(&self.rx_batches),
+            l(&self.tx_batches),
             l(&self.flows),
             l(&self.flows_created),
             l(&self.arp_replies),

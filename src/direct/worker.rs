@@ -1,12 +1,31 @@
-//! The direct-mode data plane thread: a mio loop around the AF_PACKET socket.
+//! A direct-mode data-plane thread: a mio loop around one packet ring and one ARP socket.
 //!
-//! Each readiness event drains the socket in batches of [`BATCH`] frames (then yields to
-//! timers and flags, and comes back with a zero poll timeout while frames remain: mio is
-//! edge-triggered), runs the pure [`frame::process`] on each frame in the one receive
-//! buffer, and sends what it returns. Every [`TICK`] it expires flows, sends the ARP
-//! requests the neighbour table asks for and any pending gratuitous ARPs, and looks at
-//! the shared flags. Like a proxy worker, it refreshes its pool snapshot when the pool's
-//! generation changes and its scheduler when the operator switches algorithms.
+//! Frames to the VIP arrive through a packet ring ([`PacketRing`]: TPACKET_V2 slots or
+//! V3 blocks, `--ring`); each readiness event takes up to [`BATCHES_PER_TURN`] batches (a
+//! block, or a run of up to 64 slots; then it yields to timers and flags, and comes back
+//! with a zero poll timeout while frames remain: mio is edge-triggered), runs the pure
+//! [`frame::process`] on each frame in place in the ring, and the ring sends the
+//! rewritten frames in batches (`sendmmsg`) before handing them back.
+//!
+//! With `--workers N` there are N of these threads, whose rings form one
+//! `PACKET_FANOUT_HASH` group: the kernel sends every packet of a flow to the same
+//! worker, so each worker's flow table is its own and the packet path takes no lock.
+//! ARP does not hash usefully (no ports; all of it would reach one worker), so each
+//! worker also has a small ARP-only socket outside the group: every worker sees every
+//! ARP frame and learns the nodes' MACs itself, and only worker 0 answers ARP for the
+//! VIP and sends gratuitous ARPs (one answer per request).
+//!
+//! Super-frames and partial checksums: the ring is opened with `PACKET_VNET_HDR` when
+//! the kernel allows it, so each frame carries its `virtio_net_hdr`. A TCP/IPv4 GRO/TSO
+//! super-frame (GSO type TCPV4) is forwarded whole with its header and the kernel (or the
+//! NIC) segments it toward the node; a partial checksum (NEEDS_CSUM) travels on in the
+//! header instead of being completed here. A super-frame of another GSO type is dropped
+//! (`gso_unsupported`); a frame above MTU + 14 without GSO is dropped (`oversize`).
+//!
+//! Every [`TICK`] a worker expires flows, sends the ARP requests its neighbour table asks
+//! for and (worker 0) pending gratuitous ARPs, and looks at the shared flags. Like a
+//! proxy worker, it refreshes its pool snapshot when the pool's generation changes and
+//! its scheduler when the operator switches algorithms.
 //!
 //! Shutdown: on the shared `shutdown` flag new flows are refused and established ones
 //! keep flowing until the table is empty; `cut_now` ends the loop at once.
@@ -14,7 +33,7 @@
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,18 +43,23 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director};
-use super::frame::{self, Local, Verdict};
-use super::stats::DropReason;
+use super::frame::{self, Local, Verdict, TP_STATUS_CSUMNOTREADY};
+use super::stats::{DropReason, WorkerStats};
 use super::DirectShared;
 use crate::runtime::Shared;
 use crate::scheduler::{Scheduler, SchedulerKind};
 use crate::sys::packet::PacketSocket;
+use crate::sys::ring::{PacketRing, RxFrame, VnetHdr};
 
 /// Woken by the control plane (flag changes).
 pub const WAKER: Token = Token(0);
-const SOCK: Token = Token(1);
-/// Frames handled per batch before looking at timers and flags.
-pub const BATCH: usize = 256;
+const RING: Token = Token(1);
+const ARP: Token = Token(2);
+/// Ring batches (blocks or runs of slots) handled per turn before looking at timers
+/// and flags.
+pub const BATCHES_PER_TURN: usize = 16;
+/// ARP frames handled per turn.
+const ARP_PER_TURN: usize = 64;
 /// Housekeeping period.
 pub const TICK: Duration = Duration::from_millis(100);
 /// Flows expired per tick at most (the rest wait for the next tick).
@@ -43,16 +67,34 @@ const EXPIRE_BUDGET: usize = 20_000;
 /// Gratuitous ARPs per announcement, and their spacing.
 const GARP_COUNT: u32 = 3;
 const GARP_SPACING: Duration = Duration::from_millis(200);
-/// Receive buffer: the largest frame the socket filter lets through, so a super-frame's
-/// real length is seen (and it is dropped as oversize, not misparsed).
-const RX_BUF: usize = 64 * 1024 + 64;
+/// ARP receive buffer (ARP frames are 42–60 bytes; anything longer is cut and dropped).
+const ARP_BUF: usize = 2048;
+/// Largest super-frame forwarded: an IPv4 packet is at most 64 KiB.
+const MAX_SUPER_FRAME: usize = 14 + 65_535;
+/// TCP flags byte of an option-less IPv4/TCP frame (offset 14 + 20 + 13).
+const TCP_FLAGS_AT: usize = 47;
 /// At most one warning of each kind per this period.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// The direct-mode worker (see the module documentation).
+/// Frame counters of one block, added to the shared atomics once per block (so the
+/// packet path does not write shared cache lines per frame).
+#[derive(Default)]
+struct Tally {
+    rx_frames: u64,
+    rx_bytes: u64,
+    csum_completed: u64,
+    csum_offloaded: u64,
+    super_frames: u64,
+    syns: u64,
+}
+
+/// One direct-mode data-plane worker (see the module documentation).
 pub struct Worker {
+    /// Position among the workers (0 answers ARP for the VIP).
+    index: usize,
     poll: Poll,
-    sock: PacketSocket,
+    ring: PacketRing,
+    arp: PacketSocket,
     shared: Arc<Shared>,
     direct: Arc<DirectShared>,
     director: Director,
@@ -63,19 +105,25 @@ pub struct Worker {
     buf: Vec<u8>,
     due: Vec<Ipv4Addr>,
     more_rx: bool,
+    more_arp: bool,
     next_tick: Instant,
     garps_left: u32,
     next_garp: Instant,
     draining: bool,
+    flows_reported: u64,
     last_send_warn: Option<Instant>,
     last_malformed_log: Option<Instant>,
 }
 
 impl Worker {
-    /// A worker over `poll` (whose waker the control plane holds) and an open socket.
+    /// Worker `index` over `poll` (whose waker the control plane holds), its ring and
+    /// its ARP socket.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        index: usize,
         poll: Poll,
-        sock: PacketSocket,
+        ring: PacketRing,
+        arp: PacketSocket,
         shared: Arc<Shared>,
         direct: Arc<DirectShared>,
         director: Director,
@@ -83,13 +131,17 @@ impl Worker {
         our_ip: Option<Ipv4Addr>,
     ) -> io::Result<Worker> {
         poll.registry()
-            .register(&mut SourceFd(&sock.as_raw_fd()), SOCK, Interest::READABLE)?;
+            .register(&mut SourceFd(&ring.as_raw_fd()), RING, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut SourceFd(&arp.as_raw_fd()), ARP, Interest::READABLE)?;
         let now = Instant::now();
         let generation = shared.pool.generation();
         let kind = director.scheduler().kind();
         Ok(Worker {
+            index,
             poll,
-            sock,
+            ring,
+            arp,
             direct,
             shared,
             director,
@@ -97,29 +149,35 @@ impl Worker {
             our_ip: our_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
             generation,
             kind,
-            buf: vec![0; RX_BUF],
+            buf: vec![0; ARP_BUF],
             due: Vec::with_capacity(16),
             more_rx: true,
+            more_arp: true,
             next_tick: now,
             garps_left: GARP_COUNT,
             next_garp: now,
             draining: false,
+            flows_reported: 0,
             last_send_warn: None,
             last_malformed_log: None,
         })
     }
 
+    fn mine(&self) -> Option<&WorkerStats> {
+        self.direct.per_worker.0.get(self.index)
+    }
+
     /// Runs until shut down and drained (or cut). Returns how many open flows were cut.
     pub fn run(mut self) -> io::Result<u64> {
         let mut events = Events::with_capacity(64);
-        // One announcer per setup: alone, this worker announces the VIP once at start;
+        // One announcer per setup: alone, worker 0 announces the VIP once at start;
         // in a failover pair the failover component announces at each takeover, and a
         // standby (not answering ARP) must not announce at all, now or later.
-        if !self.direct.control.answer_arp.load(Ordering::Acquire) {
+        if self.index != 0 || !self.direct.control.answer_arp.load(Ordering::Acquire) {
             self.garps_left = 0;
         }
         loop {
-            let timeout = if self.more_rx {
+            let timeout = if self.more_rx || self.more_arp {
                 Duration::ZERO
             } else {
                 self.next_tick.saturating_duration_since(Instant::now())
@@ -131,8 +189,10 @@ impl Worker {
                 return Err(e);
             }
             for ev in events.iter() {
-                if ev.token() == SOCK {
-                    self.more_rx = true;
+                match ev.token() {
+                    RING => self.more_rx = true,
+                    ARP => self.more_arp = true,
+                    _ => {}
                 }
             }
             let now = Instant::now();
@@ -147,8 +207,11 @@ impl Worker {
                 self.finish();
                 return Ok(0);
             }
+            if self.more_arp {
+                self.arp_batch();
+            }
             if self.more_rx {
-                self.rx_batch();
+                self.rx_batches();
             }
             if now >= self.next_tick {
                 self.tick(now);
@@ -157,8 +220,18 @@ impl Worker {
         }
     }
 
-    fn finish(&self) {
-        info!(target: "fulcrum::direct", "stopped: {}", self.direct.stats.summary());
+    /// Logs this worker's share; the last worker to stop logs the totals.
+    fn finish(&mut self) {
+        self.report_flows();
+        if let Some(w) = self.mine() {
+            let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            info!(target: "fulcrum::direct", "worker {} stopped: worker_rx_frames={} worker_tx_packets={} worker_syns={}",
+                self.index, l(&w.rx_frames), l(&w.tx_packets), l(&w.syns));
+        }
+        let done = self.direct.finished.fetch_add(1, Ordering::AcqRel) + 1;
+        if done >= self.direct.workers.load(Ordering::Acquire) {
+            info!(target: "fulcrum::direct", "stopped: {}", self.direct.stats.summary());
+        }
     }
 
     /// Picks up pool, scheduler and flag changes.
@@ -177,7 +250,7 @@ impl Worker {
         }
         if !self.draining && self.shared.shutdown.load(Ordering::Acquire) {
             self.draining = true;
-            debug!(target: "fulcrum::direct", "draining {} flows", self.director.flows().len());
+            debug!(target: "fulcrum::direct", "worker={} draining {} flows", self.index, self.director.flows().len());
         }
         let admission = if self.draining {
             Admission::Draining
@@ -187,23 +260,16 @@ impl Worker {
             Admission::Disabled
         };
         self.director.set_admission(admission);
-        self.local.answer_arp = self.direct.control.answer_arp.load(Ordering::Relaxed);
+        self.local.answer_arp =
+            self.index == 0 && self.direct.control.answer_arp.load(Ordering::Relaxed);
     }
 
-    fn rx_batch(&mut self) {
-        for _ in 0..BATCH {
-            match self.sock.recv(&mut self.buf) {
-                Ok((n, aux)) => self.on_frame(n, aux),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.more_rx = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    warn!(target: "fulcrum::direct", "receive: {e}");
-                    self.more_rx = false;
-                    return;
-                }
+    /// Takes up to [`BATCHES_PER_TURN`] ring batches.
+    fn rx_batches(&mut self) {
+        for _ in 0..BATCHES_PER_TURN {
+            if !self.rx_batch() {
+                self.more_rx = false;
+                return;
             }
         }
         self.direct
@@ -212,7 +278,90 @@ impl Worker {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    fn on_frame(&mut self, n: usize, aux: frame::Aux) {
+    /// Handles one ring batch; false when the kernel had none for us.
+    fn rx_batch(&mut self) -> bool {
+        let mut t = Tally::default();
+        let Worker {
+            ring,
+            director,
+            local,
+            direct,
+            last_malformed_log,
+            ..
+        } = self;
+        let stats = &direct.stats;
+        let rep =
+            ring.next_batch(|f| on_frame(f, local, director, &mut t, stats, last_malformed_log));
+        let Some(rep) = rep else {
+            return false;
+        };
+        let s = &self.direct.stats;
+        s.rx_frames.fetch_add(t.rx_frames, Ordering::Relaxed);
+        s.rx_bytes.fetch_add(t.rx_bytes, Ordering::Relaxed);
+        s.csum_completed
+            .fetch_add(t.csum_completed, Ordering::Relaxed);
+        s.csum_offloaded
+            .fetch_add(t.csum_offloaded, Ordering::Relaxed);
+        s.super_frames.fetch_add(t.super_frames, Ordering::Relaxed);
+        s.rx_batches.fetch_add(1, Ordering::Relaxed);
+        s.rx_batch_frames
+            .fetch_add(u64::from(rep.frames), Ordering::Relaxed);
+        s.tx_batches
+            .fetch_add(u64::from(rep.send_calls), Ordering::Relaxed);
+        s.tx_batch_frames.fetch_add(
+            u64::from(rep.sent + rep.too_big + rep.failed),
+            Ordering::Relaxed,
+        );
+        s.tx_packets
+            .fetch_add(u64::from(rep.sent), Ordering::Relaxed);
+        // Counted as IPv4 bytes, as before the ring: the Ethernet headers come off.
+        s.tx_bytes.fetch_add(
+            rep.sent_bytes.saturating_sub(14 * u64::from(rep.sent)),
+            Ordering::Relaxed,
+        );
+        if rep.malformed {
+            s.ring_bad_blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        for _ in 0..rep.too_big {
+            s.drop(DropReason::Oversize);
+        }
+        for _ in 0..rep.failed {
+            s.drop(DropReason::SendFailed);
+        }
+        if rep.too_big + rep.failed > 0 {
+            let e = io::Error::from_raw_os_error(rep.last_errno);
+            self.warn_send(&e);
+        }
+        if let Some(w) = self.mine() {
+            w.rx_frames.fetch_add(t.rx_frames, Ordering::Relaxed);
+            w.tx_packets
+                .fetch_add(u64::from(rep.sent), Ordering::Relaxed);
+            w.syns.fetch_add(t.syns, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Drains (up to [`ARP_PER_TURN`]) the ARP socket: learn node MACs, and on worker 0
+    /// answer requests for the VIP.
+    fn arp_batch(&mut self) {
+        for _ in 0..ARP_PER_TURN {
+            match self.arp.recv(&mut self.buf) {
+                Ok((n, aux)) => self.on_arp(n, aux),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.more_arp = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!(target: "fulcrum::direct", "receive: {e}");
+                    self.more_arp = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_arp(&mut self, n: usize, aux: frame::Aux) {
         let stats = &self.direct.stats;
         stats.rx_frames.fetch_add(1, Ordering::Relaxed);
         stats
@@ -220,61 +369,22 @@ impl Worker {
             .fetch_add(aux.wire_len as u64, Ordering::Relaxed);
         let frame = &mut self.buf[..n];
         match frame::process(frame, &aux, &self.local, &mut self.director) {
-            Verdict::Forward {
-                len,
-                csum_completed,
-                ..
-            } => {
-                if self.send(len) {
-                    let stats = &self.direct.stats;
-                    stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .tx_bytes
-                        .fetch_add((len - 14) as u64, Ordering::Relaxed);
-                    if csum_completed {
-                        stats.csum_completed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
             Verdict::ArpReply { len } => {
-                if self.send(len) {
+                let buf = std::mem::take(&mut self.buf);
+                if self.send_small(&buf[..len]) {
                     self.direct
                         .stats
                         .arp_replies
                         .fetch_add(1, Ordering::Relaxed);
                 }
+                self.buf = buf;
             }
             Verdict::Learned => {}
+            // The ARP socket's filter lets only ARP through; anything else is not ours.
+            Verdict::Forward { .. } => self.direct.stats.drop(DropReason::NotIpv4),
             Verdict::Drop(r) => {
                 self.direct.stats.drop(r);
                 trace!(target: "fulcrum::direct", "drop reason={r} len={n}");
-                if r.is_malformed() {
-                    let now = Instant::now();
-                    if self
-                        .last_malformed_log
-                        .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
-                    {
-                        self.last_malformed_log = Some(now);
-                        debug!(target: "fulcrum::direct", "malformed frame dropped: reason={r} len={n} (further ones within {WARN_EVERY:?} are only counted)");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends `buf[..len]`; counts and (rate-limited) logs a failure.
-    fn send(&mut self, len: usize) -> bool {
-        match self.sock.send(&self.buf[..len]) {
-            Ok(_) => true,
-            Err(e) => {
-                let r = if e.raw_os_error() == Some(libc::EMSGSIZE) {
-                    DropReason::Oversize
-                } else {
-                    DropReason::SendFailed
-                };
-                self.direct.stats.drop(r);
-                self.warn_send(&e);
-                false
             }
         }
     }
@@ -291,13 +401,34 @@ impl Worker {
     }
 
     fn send_small(&mut self, frame: &[u8]) -> bool {
-        match self.sock.send(frame) {
+        match self.arp.send(frame) {
             Ok(_) => true,
             Err(e) => {
                 self.direct.stats.drop(DropReason::SendFailed);
                 self.warn_send(&e);
                 false
             }
+        }
+    }
+
+    /// Brings the shared flow gauge (all workers) and this worker's own up to date.
+    fn report_flows(&mut self) {
+        let now = self.director.flows().len() as u64;
+        let stats = &self.direct.stats;
+        if now >= self.flows_reported {
+            stats
+                .flows
+                .fetch_add(now - self.flows_reported, Ordering::Relaxed);
+        } else {
+            stats
+                .flows
+                .fetch_sub(self.flows_reported - now, Ordering::Relaxed);
+        }
+        self.flows_reported = now;
+        if let Some(w) = self.mine() {
+            w.flows.store(now, Ordering::Relaxed);
+            w.ring_ready
+                .store(self.ring.ready() as u64, Ordering::Relaxed);
         }
     }
 
@@ -310,10 +441,10 @@ impl Worker {
                 .flows_removed
                 .fetch_add(removed as u64, Ordering::Relaxed);
         }
-        stats
-            .stats
-            .flows
-            .store(self.director.flows().len() as u64, Ordering::Relaxed);
+        self.report_flows();
+        if let Some(d) = self.ring.drops() {
+            stats.stats.ring_drops.fetch_add(d, Ordering::Relaxed);
+        }
         self.due.clear();
         let mut due = std::mem::take(&mut self.due);
         self.director.neighbours_mut().due(now, &mut due);
@@ -333,5 +464,226 @@ impl Worker {
             self.garps_left -= 1;
             self.next_garp = now + GARP_SPACING;
         }
+    }
+}
+
+/// The verdict for one ring frame: what [`frame::process`] says, given what the
+/// virtio-net header tells about super-frames and partial checksums. Returns the length
+/// to send, if any.
+fn on_frame<D: frame::Decide>(
+    f: RxFrame<'_>,
+    local: &Local,
+    director: &mut D,
+    t: &mut Tally,
+    stats: &super::DirectStats,
+    last_malformed_log: &mut Option<Instant>,
+) -> Option<usize> {
+    let RxFrame { data, aux, vnet } = f;
+    t.rx_frames += 1;
+    t.rx_bytes += aux.wire_len as u64;
+    let mut aux = aux;
+    let mut local = *local;
+    let mut offloaded = false;
+    let mut gso = false;
+    if let Some(h) = vnet {
+        // The partial checksum travels on in the header we send with the frame: the
+        // kernel or NIC toward the node completes it, so it is not computed here.
+        if h.flags & VnetHdr::NEEDS_CSUM != 0 && aux.status & TP_STATUS_CSUMNOTREADY != 0 {
+            aux.status &= !TP_STATUS_CSUMNOTREADY;
+            offloaded = true;
+        }
+        if h.gso_type != VnetHdr::GSO_NONE {
+            if h.gso_type & !VnetHdr::GSO_ECN != VnetHdr::GSO_TCPV4 || h.gso_size == 0 {
+                stats.drop(DropReason::GsoUnsupported);
+                return None;
+            }
+            // A TCP/IPv4 super-frame leaves whole; the kernel segments it.
+            local.max_frame = MAX_SUPER_FRAME;
+            gso = true;
+        }
+    }
+    let n = data.len();
+    match frame::process(data, &aux, &local, director) {
+        Verdict::Forward {
+            len,
+            csum_completed,
+            ..
+        } => {
+            if csum_completed {
+                t.csum_completed += 1;
+            }
+            if offloaded {
+                t.csum_offloaded += 1;
+            }
+            if gso {
+                t.super_frames += 1;
+            }
+            // SYN without ACK: a new flow on this worker (process checked the headers).
+            if data.get(TCP_FLAGS_AT).is_some_and(|f| f & 0x12 == 0x02) {
+                t.syns += 1;
+            }
+            Some(len)
+        }
+        Verdict::ArpReply { len } => Some(len),
+        Verdict::Learned => None,
+        Verdict::Drop(r) => {
+            stats.drop(r);
+            trace!(target: "fulcrum::direct", "drop reason={r} len={n}");
+            if r.is_malformed() {
+                let now = Instant::now();
+                if last_malformed_log.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+                    *last_malformed_log = Some(now);
+                    debug!(target: "fulcrum::direct", "malformed frame dropped: reason={r} len={n} (further ones within {WARN_EVERY:?} are only counted)");
+                }
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::direct::frame::{Decide, Target, TcpMeta};
+    use crate::direct::DirectStats;
+    use pnet::util::MacAddr;
+
+    const OUR: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x11);
+    const NODE: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x21);
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+
+    struct ToNode;
+
+    impl Decide for ToNode {
+        fn decide(&mut self, _: &TcpMeta) -> Result<Target, DropReason> {
+            Ok(Target { node: 0, mac: NODE })
+        }
+        fn learn(&mut self, _: Ipv4Addr, _: MacAddr) -> bool {
+            false
+        }
+    }
+
+    fn local() -> Local {
+        Local {
+            mac: OUR,
+            vip: VIP,
+            port: 80,
+            max_frame: 1514,
+            answer_arp: true,
+        }
+    }
+
+    /// An IPv4/TCP frame to VIP:80 with `payload` bytes, TCP checksum field 0x1234.
+    fn tcp_frame(payload: usize, flags: u8) -> Vec<u8> {
+        let total = 40 + payload;
+        let mut f = vec![0u8; 14 + total];
+        f[..6].copy_from_slice(&OUR.octets());
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x10]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip[6] = 0x40;
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 10]);
+        ip[16..20].copy_from_slice(&VIP.octets());
+        let c = pnet::packet::ipv4::checksum(&pnet::packet::ipv4::Ipv4Packet::new(ip).unwrap());
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&80u16.to_be_bytes());
+        ip[32] = 5 << 4;
+        ip[33] = flags;
+        ip[36..38].copy_from_slice(&[0x12, 0x34]);
+        f
+    }
+
+    fn run(
+        frame: &mut [u8],
+        status: u32,
+        vnet: Option<VnetHdr>,
+    ) -> (Option<usize>, Tally, DirectStats) {
+        let mut t = Tally::default();
+        let stats = DirectStats::default();
+        let aux = frame::Aux {
+            pkttype: frame::pkttype::HOST,
+            status,
+            wire_len: frame.len(),
+        };
+        let f = RxFrame {
+            data: frame,
+            aux,
+            vnet,
+        };
+        let out = on_frame(f, &local(), &mut ToNode, &mut t, &stats, &mut None);
+        (out, t, stats)
+    }
+
+    fn gso(gso_type: u8) -> VnetHdr {
+        VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            gso_type,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        }
+    }
+
+    #[test]
+    fn tcpv4_super_frame_is_forwarded_whole_with_its_partial_checksum() {
+        let mut f = tcp_frame(20_000, 0x10);
+        let (out, t, stats) = run(
+            &mut f,
+            TP_STATUS_CSUMNOTREADY,
+            Some(gso(VnetHdr::GSO_TCPV4)),
+        );
+        assert_eq!(out, Some(14 + 40 + 20_000));
+        assert_eq!(
+            (t.super_frames, t.csum_offloaded, t.csum_completed),
+            (1, 1, 0)
+        );
+        assert_eq!(&f[..6], &NODE.octets(), "re-addressed");
+        assert_eq!(&f[14 + 36..14 + 38], &[0x12, 0x34], "checksum left partial");
+        assert_eq!(stats.total_drops(), 0);
+    }
+
+    #[test]
+    fn other_gso_types_are_dropped_and_counted() {
+        for ty in [
+            VnetHdr::GSO_TCPV6,
+            3,
+            5,
+            VnetHdr::GSO_TCPV6 | VnetHdr::GSO_ECN,
+        ] {
+            let mut f = tcp_frame(20_000, 0x10);
+            let (out, _, stats) = run(&mut f, 0, Some(gso(ty)));
+            assert_eq!(out, None, "gso type {ty}");
+            assert_eq!(stats.drops(DropReason::GsoUnsupported), 1, "gso type {ty}");
+        }
+        let mut f = tcp_frame(20_000, 0x10);
+        let (out, t, _) = run(&mut f, 0, Some(gso(VnetHdr::GSO_TCPV4 | VnetHdr::GSO_ECN)));
+        assert_eq!(
+            (out.is_some(), t.super_frames),
+            (true, 1),
+            "ECN is still TCPV4"
+        );
+    }
+
+    #[test]
+    fn oversize_without_gso_is_dropped_as_before() {
+        let mut f = tcp_frame(3_000, 0x10);
+        let (out, _, stats) = run(&mut f, 0, Some(VnetHdr::default()));
+        assert_eq!(out, None);
+        assert_eq!(stats.drops(DropReason::Oversize), 1);
+    }
+
+    #[test]
+    fn without_vnet_header_a_partial_checksum_is_completed_here() {
+        let mut f = tcp_frame(100, 0x02);
+        let (out, t, _) = run(&mut f, TP_STATUS_CSUMNOTREADY, None);
+        assert_eq!(out, Some(14 + 140));
+        assert_eq!((t.csum_completed, t.csum_offloaded, t.syns), (1, 0, 1));
+        assert_ne!(&f[14 + 36..14 + 38], &[0x12, 0x34], "checksum completed");
     }
 }

@@ -8,6 +8,7 @@ pub mod child;
 pub mod limits;
 pub mod netdev;
 pub mod packet;
+pub mod ring;
 pub mod scm;
 pub mod signal;
 pub mod ttl;

@@ -9,14 +9,18 @@
 # Workloads (wrk and iperf3 from the client namespace):
 #   close : new connection per request (Connection: close)      -> connections/s
 #   ka    : keep-alive requests, 50 connections                  -> requests/s
+#   par   : keep-alive requests, 2 client threads x 200 conns    -> requests/s (packets/s per core)
 #   bulk  : iperf3 upload, one node behind fulcrum               -> Gbit/s
-# For each run: packets/s forwarded (lb1 eth0 TX delta; for `node`, srv1 eth0 RX delta)
-# and fulcrum's on-CPU time (all threads, /proc/PID/task/*/schedstat) per second and per
-# forwarded packet. Medians of --reps runs. Client offloads stay on; for `bulk` the
-# bridge port toward lb1 has TSO/GSO/tx-csum off (`lab.sh wire lb1`: what a real wire
-# does to super-frames, which fulcrum cannot forward).
+# For each run: packets/s forwarded (lb1 eth0 TX delta; for `node`, srv1 eth0 RX delta;
+# a forwarded super-frame counts once), fulcrum's on-CPU time (all threads,
+# /proc/PID/task/*/schedstat) per second and per forwarded packet, and packets/s per
+# fulcrum core (packets/s / CPU fraction). Medians of --reps runs.
+# Offloads stay at the kernel's defaults on every interface (TSO/GSO/GRO on): fulcrum
+# forwards super-frames whole. --wire turns tx-csum/TSO/GSO off on the bridge port toward
+# lb1 for every workload (`lab.sh wire lb1`: what a real wire does, the old setup).
 #
-# Usage: tools/bench/direct.sh [--reps N] [--duration S] [--bin PATH] [-o FILE]
+# Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks]
+#        [--wire] [--bin PATH] [-o FILE]
 # Needs root, wrk, iperf3, nginx, ethtool, iproute2. Every process it starts is ended by
 # PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
 set -euo pipefail
@@ -25,13 +29,19 @@ REPS=3
 DUR=5
 BIN=""
 OUT=""
+WORKERS=1
+WIRE=0
+RING=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
     --duration) DUR=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    --wire) WIRE=1; shift ;;
+    --ring) RING=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -92,18 +102,33 @@ EOF
 FUL=""
 fulcrum_up() { # backends...
   local args=(serve --mode direct --interface eth0 --listen "$VIP:$1" --check none --drain-timeout 1s)
+  # Only a ring binary knows --workers in direct mode: pass it when asked for more than one.
+  [ "$WORKERS" -gt 1 ] && args+=(--workers "$WORKERS")
+  [ -n "$RING" ] && args+=(--ring "$RING")
   shift
   for b in "$@"; do args+=(--backend "$b"); done
-  RUST_LOG=warn ip netns exec "$(ns lb1)" "$BIN" "${args[@]}" >>"$TMP/fulcrum.log" 2>&1 & FUL=$!
+  # fulcrum::direct at info: its final counters line gives the batch sizes.
+  RUST_LOG=warn,fulcrum::direct=info ip netns exec "$(ns lb1)" "$BIN" "${args[@]}" >>"$TMP/fulcrum.log" 2>&1 & FUL=$!
   PIDS+=("$FUL")
   sleep 0.5
   kill -0 "$FUL" || { cat "$TMP/fulcrum.log" >&2; exit 1; }
 }
-fulcrum_down() {
+fulcrum_down() { # workload
   kill "$FUL" 2>/dev/null
   for _ in $(seq 50); do kill -0 "$FUL" 2>/dev/null || break; sleep 0.1; done
   wait "$FUL" 2>/dev/null || true
   FUL=""
+  # Batch sizes over the workload's runs (a binary without rings has no such counters).
+  local line
+  line=$(grep 'fulcrum::direct\] stopped:' "$TMP/fulcrum.log" | tail -1)
+  : > "$TMP/fulcrum.log"
+  kv() { tr ' ' '\n' <<<"$line" | awk -F= -v k="$1" '$1==k {print $2}'; }
+  local rx bl tx tb sf
+  rx=$(kv rx_frames); bl=$(kv rx_batches); tx=$(kv tx_packets); tb=$(kv tx_batches); sf=$(kv super_frames)
+  if [ -n "$bl" ] && [ "${bl:-0}" -gt 0 ] && [ "${tb:-0}" -gt 0 ]; then
+    awk -v w="$1" -v rx="$rx" -v bl="$bl" -v tx="$tx" -v tb="$tb" -v sf="$sf" 'BEGIN {
+      printf "%s: %.1f frames per ring batch, %.1f frames per sendmmsg, %d super-frames\n", w, rx / bl, tx / tb, sf }' >> "$TMP/batches"
+  fi
 }
 
 # user-mode CPU of a process in nanoseconds (utime, clock ticks)
@@ -113,7 +138,7 @@ cpu_ns() { local t s=0; for t in /proc/"$1"/task/*/schedstat; do s=$((s + $(cut 
 # interface packet counters: "rx tx"
 pkts() { local d=/sys/class/net/eth0/statistics; nsx "$1" sh -c "echo \$(cat $d/rx_packets) \$(cat $d/tx_packets)"; }
 
-# run WORKLOAD TARGET(via|node) -> "rate pps cpu_pct us_per_pkt user_us_per_pkt"
+# run WORKLOAD TARGET(via|node) -> "rate pps cpu_pct us_per_pkt user_us_per_pkt pps_per_core"
 run_one() {
   local w=$1 target=$2 host
   if [ "$target" = via ]; then host=$VIP; else host=${IP[srv1]}; fi
@@ -128,6 +153,8 @@ run_one() {
            rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
     ka)    out=$(nsx client wrk -t1 -c50 -d"${DUR}s" "http://$host/" 2>&1)
            rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
+    par)   out=$(nsx client wrk -t2 -c200 -d"${DUR}s" "http://$host/" 2>&1)
+           rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
     bulk)  out=$(nsx client iperf3 -c "$host" -p 5201 -t "$DUR" -f m 2>&1)
            rate=$(awk '/sender/ {print $7/1000}' <<<"$out") ;;
   esac
@@ -140,8 +167,9 @@ run_one() {
   cpu=$((c1 - c0))
   [ -n "$rate" ] || { log "$w $target failed: $out"; rate=0; }
   awk -v r="$rate" -v p="$pkts" -v s="$secs" -v c="$cpu" -v u="$((u1 - u0))" 'BEGIN {
-    pps = p / s; printf "%s %.0f %.1f %s %s\n", r, pps, 100 * c / 1e9 / s,
-      (p > 0 && c > 0) ? sprintf("%.2f", c / 1e3 / p) : "-", (p > 0 && c > 0) ? sprintf("%.2f", u / 1e3 / p) : "-" }'
+    pps = p / s; printf "%s %.0f %.1f %s %s %s\n", r, pps, 100 * c / 1e9 / s,
+      (p > 0 && c > 0) ? sprintf("%.2f", c / 1e3 / p) : "-", (p > 0 && c > 0) ? sprintf("%.2f", u / 1e3 / p) : "-",
+      (p > 0 && c > 0) ? sprintf("%.0f", p / (c / 1e9)) : "-" }'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -153,9 +181,12 @@ nginx_up srv2
 sleep 0.5
 RESULTS="$TMP/results"
 : > "$RESULTS"
-for w in close ka bulk; do
+if [ "$WIRE" = 1 ]; then
+  nsx br ethtool -K p-lb1 tx off tso off gso off >/dev/null
+  log "wire emulation: tx-csum/TSO/GSO off on p-lb1"
+fi
+for w in close ka par bulk; do
   if [ "$w" = bulk ]; then
-    nsx br ethtool -K p-lb1 tx off tso off gso off >/dev/null 2>&1 || true
     fulcrum_up 5201 "${IP[srv1]}:5201"
   else
     fulcrum_up 80 "${IP[srv1]}:80" "${IP[srv2]}:80"
@@ -169,26 +200,28 @@ for w in close ka bulk; do
       echo "$w $target $res" >> "$RESULTS"
     done
   done
-  fulcrum_down
+  fulcrum_down "$w"
 done
 
-unit() { case $1 in close) echo "connections/s" ;; ka) echo "requests/s" ;; bulk) echo "Gbit/s" ;; esac; }
+unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; bulk) echo "Gbit/s" ;; esac; }
 {
-  echo "| workload | path | rate (median) | unit | packets/s | fulcrum CPU % | CPU µs/packet (all) | of which user µs/packet |"
-  echo "|---|---|---:|---|---:|---:|---:|---:|"
-  for w in close ka bulk; do
+  echo "| workload | path | rate (median) | unit | packets/s | fulcrum CPU % | CPU µs/packet (all) | of which user µs/packet | packets/s per fulcrum core |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|---:|"
+  for w in close ka par bulk; do
     for target in via node; do
       sel() { awk -v w=$w -v t=$target -v k="$1" '$1==w && $2==t {print $k}' "$RESULTS"; }
       rate=$(sel 3 | median); pps=$(sel 4 | median); cpu=$(sel 5 | median)
       us=$( [ "$target" = via ] && sel 6 | median || echo "-")
       uu=$( [ "$target" = via ] && sel 7 | median || echo "-")
+      ppc=$( [ "$target" = via ] && sel 8 | median || echo "-")
       [ "$target" = node ] && cpu="-"
       label=$([ "$target" = via ] && echo "client → VIP → fulcrum → node" || echo "client → node (no distributor)")
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$w" "$label" "$rate" "$(unit $w)" "$pps" "$cpu" "$us" "$uu"
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$w" "$label" "$rate" "$(unit $w)" "$pps" "$cpu" "$us" "$uu" "$ppc"
     done
   done
   echo
-  echo "reps=$REPS duration=${DUR}s; packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
+  [ -s "$TMP/batches" ] && { echo; sed 's/^/- /' "$TMP/batches"; echo; }
+  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
 } | tee "${OUT:-/dev/null}"
