@@ -82,6 +82,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("max-conns", Global, Value),
     key("drain-timeout", Global, Value),
     key("interface", Global, Value),
+    key("ring", Global, Value),
     key("control", Global, Value),
     key("listeners-from", Global, Value),
     key("state-file", Global, Value),
