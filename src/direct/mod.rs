@@ -15,30 +15,39 @@
 //! The distributor only touches client → server frames, and only their Ethernet header
 //! (plus the TCP checksum when the kernel left it partial): no TCP state, no copy of the
 //! payload, replies bypass it. Hence the topology limits: nodes on the same L2 segment,
-//! the same port on the nodes as on the VIP, IPv4.
+//! the same port on the nodes as on the VIP.
+//!
+//! IPv4 and IPv6 alike, and several `VIP:PORT`s per process (repeated `--listen`), all
+//! forwarded to the one pool: IPv6 VIPs are answered by neighbour discovery instead of
+//! ARP (RFC 4861), IPv6 nodes' MACs learned by it. A node is one MAC whatever the family
+//! of the address it is configured by, so it serves every VIP it holds on its loopback.
 //!
 //! Modules: [`frame`] (pure per-frame verdict), [`arp`] (responder, neighbour table,
-//! frame builders), [`flow`] (flow table), [`director`] (the stateful decider), [`stats`]
+//! frame builders), [`ndp`] (the same for IPv6), [`flow`] (flow table), [`director`] (the stateful decider), [`stats`]
 //! (counters and switches shared with the control plane), [`filter`] (what the kernel
 //! lets through to the AF_PACKET socket, [`crate::sys::packet`]), [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the
 //! mio thread). Health checks, the control interface and stats are the control plane's
 //! components acting on the shared pool, exactly as in proxy mode.
 //!
-//! What this mode deliberately does not do: IPv6, VLAN tags, IP options, fragments, or
-//! re-segmenting GRO/TSO super-frames (they are dropped and counted: turn GRO/LRO off on
-//! the interface; a real wire never carries them).
+//! What this mode deliberately does not do: 802.1Q tags on the interface it reads (give
+//! it the VLAN device, `--interface eth0.100`: the kernel strips the tag and delivers
+//! only that VLAN's frames; tagged frames seen on the parent are dropped), IP options,
+//! IPv6 extension headers, fragments, or re-segmenting GRO/TSO super-frames (they are
+//! dropped and counted: turn GRO/LRO off on the interface; a real wire never carries
+//! them).
 
 pub(crate) mod arp;
 pub(crate) mod director;
 mod filter;
 pub mod flow;
 pub mod frame;
+pub mod ndp;
 pub(crate) mod startup;
 pub mod stats;
 pub(crate) mod worker;
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,12 +63,10 @@ use crate::sys::packet::PacketSocket;
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectConfig {
-    /// Interface the VIP's frames arrive on and leave by.
+    /// Interface the VIPs' frames arrive on and leave by.
     pub interface: String,
-    /// The virtual IP.
-    pub vip: Ipv4Addr,
-    /// The service port.
-    pub port: u16,
+    /// The virtual IPs and their service ports (IPv4 and IPv6, at least one).
+    pub listen: Vec<SocketAddr>,
     /// Flow table capacity.
     pub max_flows: usize,
     /// Flow timeouts.
@@ -82,15 +89,30 @@ pub fn start(
     on_exit: Arc<Waker>,
 ) -> io::Result<Workers> {
     let (iface, all) = startup::interface(&cfg.interface).map_err(io::Error::other)?;
-    startup::check(&iface, &all, cfg.vip, cfg.port, nodes).map_err(io::Error::other)?;
+    startup::check(&iface, &all, &cfg.listen, nodes).map_err(io::Error::other)?;
     match startup::offloads_merging(&iface.name) {
         Some((gro, lro)) if gro || lro => warn!(target: "fulcrum::direct",
             "interface={} gro={} lro={}: merged super-frames cannot be forwarded and will be dropped (counted as oversize); run: ethtool -K {} gro off lro off",
             iface.name, gro, lro, iface.name),
         _ => {}
     }
-    let sock = PacketSocket::open(iface.index, &filter::program(cfg.vip), RCVBUF)
+    let vips = frame::Vips::new(&cfg.listen);
+    let v4: Vec<Ipv4Addr> = vips.v4_addrs().collect();
+    let v6: Vec<Ipv6Addr> = vips.v6_addrs().collect();
+    let sock = PacketSocket::open(iface.index, &filter::program(&v4, &v6), RCVBUF)
         .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+    // Solicitations for an IPv6 VIP go to its solicited-node group: a NIC filtering
+    // multicast would drop them unless the group's MAC is on its list (RFC 4861 §7.2.1).
+    for ip in &v6 {
+        let mac = ndp::multicast_mac(ndp::solicited_node(*ip));
+        if let Err(e) = crate::sys::packet::add_multicast(
+            &sock,
+            iface.index,
+            [mac.0, mac.1, mac.2, mac.3, mac.4, mac.5],
+        ) {
+            warn!(target: "fulcrum::direct", "vip={ip}: cannot join its solicited-node group ({e}); neighbour solicitations may not arrive");
+        }
+    }
     if !sock.ignores_outgoing {
         warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
     }
@@ -107,14 +129,14 @@ pub fn start(
     );
     let local = frame::Local {
         mac: iface.mac,
-        vip: cfg.vip,
-        port: cfg.port,
+        vips,
         max_frame: iface.mtu + 14,
         answer_arp: true,
     };
+    let listen: Vec<String> = cfg.listen.iter().map(|l| l.to_string()).collect();
     info!(target: "fulcrum::direct",
-        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?}",
-        iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle);
+        "interface={} index={} mac={} mtu={} vip={} max_flows={} idle_timeout={:?}",
+        iface.name, iface.index, iface.mac, iface.mtu, listen.join(","), cfg.max_flows, cfg.timeouts.idle);
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
     let w = worker::Worker::new(
@@ -124,7 +146,7 @@ pub fn start(
         Arc::clone(direct),
         director,
         local,
-        iface.ipv4,
+        (iface.ipv4, iface.ipv6),
     )?;
     let t = std::thread::Builder::new()
         .name("fulcrum-direct".into())

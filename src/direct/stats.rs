@@ -34,7 +34,8 @@ pub enum DropReason {
     Fragment,
     /// IPv4 options present (not supported; also a classic evasion vector).
     IpOptions,
-    /// Neither IPv4 nor ARP (or a VLAN-tagged frame).
+    /// Neither IPv4, IPv6 nor ARP (or a VLAN-tagged frame). The name predates IPv6
+    /// support and is kept so dashboards keep working.
     NotIpv4,
     /// IPv4 but not TCP.
     NotTcp,
@@ -72,11 +73,19 @@ pub enum DropReason {
     Draining,
     /// The send itself failed (queue full, interface gone).
     SendFailed,
+    /// IPv6 with an extension header (or a fragment header) before TCP: not parsed
+    /// (RFC 8200 §4; hop-by-hop, routing and destination options are evasion vectors).
+    Ipv6ExtHeader,
+    /// A neighbour solicitation/advertisement that fails RFC 4861 §7.1 validation
+    /// (hop limit ≠ 255, checksum, code, options, multicast target).
+    NdpMalformed,
+    /// ICMPv6 that is not ND for a VIP or from a node (and IPv6 that is not TCP/ICMPv6).
+    NdpIgnored,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 28;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -105,6 +114,9 @@ impl DropReason {
         DropReason::Disabled,
         DropReason::Draining,
         DropReason::SendFailed,
+        DropReason::Ipv6ExtHeader,
+        DropReason::NdpMalformed,
+        DropReason::NdpIgnored,
     ];
 
     /// Position in [`DropReason::ALL`] and in the counter array.
@@ -140,6 +152,9 @@ impl DropReason {
             DropReason::Disabled => "disabled",
             DropReason::Draining => "draining",
             DropReason::SendFailed => "send_failed",
+            DropReason::Ipv6ExtHeader => "ipv6_ext_header",
+            DropReason::NdpMalformed => "ndp_malformed",
+            DropReason::NdpIgnored => "ndp_ignored",
         }
     }
 
@@ -156,6 +171,8 @@ impl DropReason {
                 | DropReason::IpOptions
                 | DropReason::Martian
                 | DropReason::ArpMalformed
+                | DropReason::Ipv6ExtHeader
+                | DropReason::NdpMalformed
         )
     }
 }
@@ -197,6 +214,12 @@ pub struct DirectStats {
     pub stateless: AtomicU64,
     /// Receive-loop batches that hit their cap (more frames were waiting).
     pub batch_cap_hits: AtomicU64,
+    /// Neighbour advertisements sent in answer to solicitations for an IPv6 VIP.
+    pub nd_adverts: AtomicU64,
+    /// Neighbour solicitations sent to resolve IPv6 nodes.
+    pub nd_solicits: AtomicU64,
+    /// Unsolicited neighbour advertisements sent for IPv6 VIPs.
+    pub unsolicited_nas: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -248,7 +271,7 @@ pub struct CounterValue {
 }
 
 /// Every direct-mode counter except drops (which are by reason).
-pub const COUNTERS: [Counter; 14] = [
+pub const COUNTERS: [Counter; 17] = [
     counter(
         "direct_rx_frames",
         "fulcrum_direct_frames_received_total",
@@ -347,6 +370,27 @@ pub const COUNTERS: [Counter; 14] = [
         "Receive batches that stopped at their cap with frames waiting.",
         |s| &s.batch_cap_hits,
     ),
+    counter(
+        "direct_nd_adverts",
+        "fulcrum_direct_nd_adverts_total",
+        "counter",
+        "Neighbour advertisements sent for IPv6 VIPs.",
+        |s| &s.nd_adverts,
+    ),
+    counter(
+        "direct_nd_solicits",
+        "fulcrum_direct_nd_solicits_total",
+        "counter",
+        "Neighbour solicitations sent to resolve IPv6 nodes.",
+        |s| &s.nd_solicits,
+    ),
+    counter(
+        "direct_unsolicited_nas",
+        "fulcrum_direct_unsolicited_nas_total",
+        "counter",
+        "Unsolicited neighbour advertisements sent for IPv6 VIPs.",
+        |s| &s.unsolicited_nas,
+    ),
 ];
 
 impl DirectStats {
@@ -422,10 +466,12 @@ impl DirectStats {
 }
 
 /// Switches of the direct-mode data plane that other components may flip: the failover
-/// component (answer ARP for the VIP only while master; announce on takeover).
+/// component (answer ARP and neighbour solicitations for the VIPs only while master;
+/// announce on takeover).
 #[derive(Debug)]
 pub struct DirectControl {
-    /// Answer ARP requests for the VIP (false on a standby distributor).
+    /// Answer ARP requests and neighbour solicitations for the VIPs (false on a standby
+    /// distributor).
     pub answer_arp: AtomicBool,
 }
 

@@ -4,15 +4,16 @@
 //! timers and flags, and comes back with a zero poll timeout while frames remain: mio is
 //! edge-triggered), runs the pure [`frame::process`] on each frame in the one receive
 //! buffer, and sends what it returns. Every [`TICK`] it expires flows, sends the ARP
-//! requests the neighbour table asks for and any pending gratuitous ARPs, and looks at
-//! the shared flags. Like a proxy worker, it refreshes its pool snapshot when the pool's
+//! requests and neighbour solicitations the neighbour tables ask for and any pending
+//! gratuitous ARPs / unsolicited neighbour advertisements (one per VIP address), and
+//! looks at the shared flags. Like a proxy worker, it refreshes its pool snapshot when the pool's
 //! generation changes and its scheduler when the operator switches algorithms.
 //!
 //! Shutdown: on the shared `shutdown` flag new flows are refused and established ones
 //! keep flowing until the table is empty; `cut_now` ends the loop at once.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director};
 use super::frame::{self, Local, Verdict};
+use super::ndp::{self, ND_FRAME_LEN};
 use super::stats::DropReason;
 use super::DirectShared;
 use crate::runtime::Shared;
@@ -58,10 +60,12 @@ pub struct Worker {
     director: Director,
     local: Local,
     our_ip: Ipv4Addr,
+    our_ip6: Ipv6Addr,
     generation: u64,
     kind: SchedulerKind,
     buf: Vec<u8>,
     due: Vec<Ipv4Addr>,
+    due6: Vec<Ipv6Addr>,
     more_rx: bool,
     next_tick: Instant,
     garps_left: u32,
@@ -73,6 +77,8 @@ pub struct Worker {
 
 impl Worker {
     /// A worker over `poll` (whose waker the control plane holds) and an open socket.
+    /// `own` = the interface's addresses our ARP requests and neighbour solicitations
+    /// come from (IPv4, IPv6), when it has them.
     pub fn new(
         poll: Poll,
         sock: PacketSocket,
@@ -80,8 +86,9 @@ impl Worker {
         direct: Arc<DirectShared>,
         director: Director,
         local: Local,
-        our_ip: Option<Ipv4Addr>,
+        own: (Option<Ipv4Addr>, Option<Ipv6Addr>),
     ) -> io::Result<Worker> {
+        let (our_ip, our_ip6) = own;
         poll.registry()
             .register(&mut SourceFd(&sock.as_raw_fd()), SOCK, Interest::READABLE)?;
         let now = Instant::now();
@@ -95,10 +102,14 @@ impl Worker {
             director,
             local,
             our_ip: our_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            // Without an IPv6 address the solicitation comes from :: (RFC 4861 §7.2.2
+            // allows it only for DAD; nodes then answer to all-nodes, which we also see).
+            our_ip6: our_ip6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             generation,
             kind,
             buf: vec![0; RX_BUF],
             due: Vec::with_capacity(16),
+            due6: Vec::with_capacity(16),
             more_rx: true,
             next_tick: now,
             garps_left: GARP_COUNT,
@@ -244,6 +255,14 @@ impl Worker {
                         .fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Verdict::NeighbourAdvert(a) => {
+                let mut na = [0u8; ND_FRAME_LEN];
+                if let Some(len) = ndp::emit_answer(&mut na, self.local.mac, &a) {
+                    if self.send_small(&na[..len]) {
+                        self.direct.stats.nd_adverts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             Verdict::Learned => {}
             Verdict::Drop(r) => {
                 self.direct.stats.drop(r);
@@ -325,10 +344,32 @@ impl Worker {
             }
         }
         self.due = due;
+        let mut due6 = std::mem::take(&mut self.due6);
+        due6.clear();
+        self.director.neighbours6_mut().due(now, &mut due6);
+        let mut nd = [0u8; ND_FRAME_LEN];
+        for ip in &due6 {
+            if let Some(len) = ndp::emit_ns(&mut nd, self.local.mac, self.our_ip6, *ip) {
+                if self.send_small(&nd[..len]) {
+                    stats.stats.nd_solicits.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.due6 = due6;
         if self.garps_left > 0 && now >= self.next_garp && self.local.answer_arp {
-            let len = arp::build_garp(&mut frame, self.local.mac, self.local.vip);
-            if self.send_small(&frame[..len]) {
-                stats.stats.garps.fetch_add(1, Ordering::Relaxed);
+            let vips = self.local.vips.clone();
+            for vip in vips.v4_addrs() {
+                let len = arp::build_garp(&mut frame, self.local.mac, vip);
+                if self.send_small(&frame[..len]) {
+                    stats.stats.garps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for vip in vips.v6_addrs() {
+                if let Some(len) = ndp::emit_unsolicited_na(&mut nd, self.local.mac, vip) {
+                    if self.send_small(&nd[..len]) {
+                        stats.stats.unsolicited_nas.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             self.garps_left -= 1;
             self.next_garp = now + GARP_SPACING;
