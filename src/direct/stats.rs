@@ -446,7 +446,7 @@ impl DirectStats {
     pub fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = format!(
-            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} stateless={}",
+            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} nd_adverts={} nd_solicits={} unsolicited_nas={} stateless={}",
             l(&self.rx_frames),
             l(&self.tx_packets),
             l(&self.tx_bytes),
@@ -456,6 +456,9 @@ impl DirectStats {
             l(&self.arp_replies),
             l(&self.arp_requests),
             l(&self.garps),
+            l(&self.nd_adverts),
+            l(&self.nd_solicits),
+            l(&self.unsolicited_nas),
             l(&self.stateless),
         );
         for (name, n) in self.nonzero_drops() {
