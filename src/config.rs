@@ -522,11 +522,7 @@ impl ServeConfig {
             let mut want: Vec<std::net::IpAddr> = d.listen.iter().map(|l| l.ip()).collect();
             want.sort_unstable();
             want.dedup();
-            let mut got: Vec<std::net::IpAddr> = h
-                .vips
-                .iter()
-                .map(|v| std::net::IpAddr::from(v.addr))
-                .collect();
+            let mut got: Vec<std::net::IpAddr> = h.vips.iter().map(|v| v.addr).collect();
             got.sort_unstable();
             if got != want {
                 let w: Vec<String> = want.iter().map(|a| a.to_string()).collect();

@@ -176,7 +176,14 @@ impl HaDriver {
                 cfg.interface
             ))
         })?;
-        let vips: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
+        let vips: Vec<Ipv4Addr> = cfg
+            .vips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         let own = vip::own_ipv4(&iface, &vips);
         let node_ip = *own.first().ok_or_else(|| {
             io::Error::other(format!(
