@@ -56,8 +56,9 @@ pub struct PeerArg {
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Args)]
 pub struct HaArgs {
-    /// Virtual IPv4 address with prefix owned by the master, e.g. 10.0.0.100/24
-    /// (repeatable). Turns failover on; needs --interface, --peer and --ha-key-file.
+    /// Virtual IP address with prefix owned by the master, e.g. 10.0.0.100/24 or
+    /// fd99::100/64 (repeatable). Turns failover on; needs --interface, --peer and
+    /// --ha-key-file.
     #[arg(long = "vip", value_parser = parse_vip, requires_all = ["interface", "peer", "ha_key_file"])]
     pub vip: Vec<Vip>,
     /// Failover peer: adverts go to it and are accepted only from its address. IP or
