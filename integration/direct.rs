@@ -241,7 +241,11 @@ fn round_robin_alternates_and_killed_node_stops_receiving_new_flows() {
 /// Reads the greeting line, then sends one byte every 100 ms and expects it echoed.
 /// Returns (node name, bytes sent, bytes echoed, longest stall).
 fn long_lived(n: u8) -> (String, Vec<u8>, Vec<u8>, Duration) {
-    let addr: SocketAddr = format!("{VIP}:9000").parse().unwrap();
+    long_lived_to(format!("{VIP}:9000").parse().unwrap(), n)
+}
+
+/// [`long_lived`] to any address (the IPv6 VIP).
+fn long_lived_to(addr: SocketAddr, n: u8) -> (String, Vec<u8>, Vec<u8>, Duration) {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
@@ -916,4 +920,85 @@ fn tagged_frames_on_the_parent_interface_are_never_forwarded() {
     );
     let log = stop(&lab, lb);
     assert!(counter(&log, "drop_not_ipv4") >= 20, "{log}");
+}
+
+/// Direct mode, failover pair, IPv6 VIP: the master crashes under a long-lived
+/// connection to [VIP6]; the backup takes over (answers neighbour solicitations for the
+/// VIP, announces it with unsolicited advertisements, which a capture on the client
+/// shows) and, with the same Maglev table, keeps the connection on its node.
+#[test]
+fn ipv6_vip_failover_in_direct_mode_keeps_the_connection_and_announces_the_vip() {
+    let _g = serial();
+    let lab = Lab::up6("v6ha");
+    let _e1 = lab.echo("srv1", 9000);
+    let _e2 = lab.echo("srv2", 9000);
+    let key = std::env::temp_dir().join(format!("fulcrum-dr-ha6-{}.key", std::process::id()));
+    std::fs::write(&key, "direct-failover-test-key-0123456789\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key_s = key.to_str().unwrap().to_string();
+    let vip = format!("{VIP6}/64");
+    let listen = [format!("[{VIP6}]:9000")];
+    let backends = [
+        format!("[{}]:9000", ip6("srv1")),
+        format!("[{}]:9000", ip6("srv2")),
+    ];
+    let ha = |prio: &str, peer: &str| -> Vec<String> {
+        let v = [
+            "--check",
+            "none",
+            "--vip",
+            &vip,
+            "--peer",
+            peer,
+            "--priority",
+            prio,
+            "--ha-key-file",
+            &key_s,
+        ];
+        v.iter().map(|s| s.to_string()).collect()
+    };
+    let a1 = ha("200", ip("lb2"));
+    let a2 = ha("100", ip("lb1"));
+    let a1: Vec<&str> = a1.iter().map(String::as_str).collect();
+    let a2: Vec<&str> = a2.iter().map(String::as_str).collect();
+    let lb1 = start_direct_on(&lab, "lb1", &listen, &backends, &a1);
+    let lb2 = start_direct_on(&lab, "lb2", &listen, &backends, &a2);
+    assert!(
+        common::eventually(Duration::from_secs(5), || lab
+            .log(lb1)
+            .contains("-> master")),
+        "lb1 became master: {}",
+        lab.log(lb1)
+    );
+    let nas = lab.capture("client", "icmp6 and ip6[40] == 136");
+    let addr: SocketAddr = format!("[{VIP6}]:9000").parse().unwrap();
+    let client = lab.in_ns("client", move || long_lived_to(addr, 60));
+    thread::sleep(Duration::from_secs(3));
+    lab.kill(lb1);
+    let (name, sent, got, stall) = client.join().expect("client thread");
+    assert!(name == "srv1" || name == "srv2", "{name}");
+    assert_eq!(
+        got,
+        sent,
+        "byte-exact over the takeover; lb2:\n{}",
+        lab.log(lb2)
+    );
+    assert_eq!(sent.len(), 60);
+    eprintln!("IPv6 direct failover stall: {stall:?} (node {name})");
+    assert!(stall < Duration::from_secs(3), "{stall:?}");
+    let lines = lab.capture_lines(nas);
+    let from_lb2 = format!("{} > 33:33:00:00:00:01", mac("lb2"));
+    assert!(
+        lines.iter().any(|l| l.starts_with_any(&[mac("lb2")])
+            && l.contains(&from_lb2)
+            && l.contains(&format!("tgt is {VIP6}"))),
+        "no unsolicited NA from lb2: {lines:#?}"
+    );
+    let log = stop(&lab, lb2);
+    let _ = std::fs::remove_file(&key);
+    assert!(log.contains("backup -> master"), "{log}");
+    assert!(
+        counter(&log, "tx_packets") > 10,
+        "lb2 carried the flow: {log}"
+    );
 }
