@@ -1002,3 +1002,52 @@ fn ipv6_vip_failover_in_direct_mode_keeps_the_connection_and_announces_the_vip()
         "lb2 carried the flow: {log}"
     );
 }
+
+/// Start-up checks for an IPv6 VIP: IPv6 forwarding on, the VIP a local address, a
+/// node off link — each refused with one line that says what to do.
+#[test]
+fn startup_refuses_ipv6_forwarding_local_ipv6_vip_and_off_link_node() {
+    let _g = serial();
+    let lab = Lab::up6("e6");
+    let run = |what: &str, backend: &str| -> String {
+        let args = [
+            "serve",
+            "--mode",
+            "direct",
+            "--interface",
+            "eth0",
+            "--listen",
+            "[fd99::100]:80",
+            "--backend",
+            backend,
+        ];
+        let p = lab.fulcrum("lb1", &args);
+        assert_eq!(
+            lab.wait(p, Duration::from_secs(10)),
+            Some(1),
+            "{what}: {}",
+            lab.log(p)
+        );
+        let log = lab.log(p);
+        let err: Vec<&str> = log.lines().filter(|l| l.starts_with("fulcrum: ")).collect();
+        assert_eq!(err.len(), 1, "{what}: one line: {log}");
+        err[0].to_string()
+    };
+    lab.sysctl("lb1", "net.ipv6.conf.all.forwarding", "1");
+    let e = run("ipv6 forwarding", "[fd99::21]:80");
+    assert!(e.contains("IPv6 forwarding is on"), "{e}");
+    lab.sysctl("lb1", "net.ipv6.conf.all.forwarding", "0");
+    lab.sysctl("lb1", "net.ipv6.conf.eth0.forwarding", "0");
+    let e = run("off-link node", "[fd98::21]:80");
+    assert!(e.contains("same L2 segment"), "{e}");
+    let out = lab.exec(
+        "lb1",
+        &["ip", "addr", "add", "fd99::100/128", "dev", "lo", "nodad"],
+    );
+    assert!(out.status.success());
+    let e = run("local VIP", "[fd99::21]:80");
+    assert!(
+        e.contains("is a local address") && e.contains("ip addr del fd99::100/128 dev lo"),
+        "{e}"
+    );
+}

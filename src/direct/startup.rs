@@ -74,7 +74,7 @@ pub enum StartupError {
         path: String,
     },
     /// `--listen` is empty, or lists more VIP addresses than the socket filter holds.
-    ListenNotIpv4(String),
+    ListenCount(String),
     /// An IPv6 VIP that cannot be one (link-local, multicast, unspecified, loopback).
     VipNotUsable(SocketAddr),
     /// A node is outside every subnet of the interface.
@@ -130,7 +130,7 @@ impl fmt::Display for StartupError {
                 f,
                 "direct mode: IPv4 forwarding is on ({path} = 1); the kernel would forward a second copy of every packet — set net.ipv4.ip_forward=0 (sysctl -w net.ipv4.ip_forward=0)"
             ),
-            StartupError::ListenNotIpv4(l) => write!(
+            StartupError::ListenCount(l) => write!(
                 f,
                 "--listen {l}: direct mode needs one to {} VIP:PORT per address family (IPv4 or IPv6)",
                 super::filter::MAX_VIPS_PER_FAMILY
@@ -255,7 +255,7 @@ pub fn check_listen(listen: &[SocketAddr]) -> Result<(), StartupError> {
     let max = super::filter::MAX_VIPS_PER_FAMILY;
     if listen.is_empty() || v4.len() > max || v6.len() > max {
         let l: Vec<String> = listen.iter().map(|l| l.to_string()).collect();
-        return Err(StartupError::ListenNotIpv4(l.join(" ")));
+        return Err(StartupError::ListenCount(l.join(" ")));
     }
     for l in listen {
         let bad = match l.ip() {
