@@ -242,9 +242,12 @@ pub struct Full;
 
 const NIL: usize = usize::MAX;
 
+/// A flow's per-packet state. Its key is kept apart, in [`FlowTable::keys`]: it is only
+/// read to remove the entry from the index, and an IPv6 key (40 bytes) inside every
+/// entry would make the entries an IPv4 packet touches (its own and its list
+/// neighbours') larger than before IPv6 existed.
 #[derive(Debug)]
 struct Entry {
-    tuple: FlowKey,
     node: Arc<Node>,
     /// The node's position in the pool snapshot when the flow was created.
     slot: usize,
@@ -272,6 +275,8 @@ pub struct Removed {
 pub struct FlowTable {
     index: HashMap<FlowKey, usize>,
     slab: Slab<Entry>,
+    /// The key of the entry at each slab position (slab keys stay below `capacity`).
+    keys: Vec<FlowKey>,
     lists: [List; 3],
     capacity: usize,
     timeouts: Timeouts,
@@ -286,6 +291,16 @@ impl FlowTable {
         FlowTable {
             index: HashMap::with_capacity(capacity),
             slab: Slab::with_capacity(capacity),
+            keys: vec![
+                FlowKey::V4(FiveTuple {
+                    src: Ipv4Addr::UNSPECIFIED,
+                    dst: Ipv4Addr::UNSPECIFIED,
+                    sport: 0,
+                    dport: 0,
+                    proto: 0,
+                });
+                capacity
+            ],
             lists: [List {
                 head: NIL,
                 tail: NIL,
@@ -381,7 +396,6 @@ impl FlowTable {
         node.counters.total.fetch_add(1, Ordering::Relaxed);
         self.stats.total.fetch_add(1, Ordering::Relaxed);
         let k = self.slab.insert(Entry {
-            tuple: t,
             node,
             slot,
             state,
@@ -389,6 +403,11 @@ impl FlowTable {
             prev: NIL,
             next: NIL,
         });
+        // The slab never holds more than `capacity` entries (a full table evicts first),
+        // so its keys stay below `capacity`: the slot exists.
+        if let Some(slot) = self.keys.get_mut(k) {
+            *slot = t;
+        }
         self.index.insert(t, k);
         self.link_tail(k);
         if state.counts_as_active() {
@@ -464,7 +483,9 @@ impl FlowTable {
     fn remove_key(&mut self, k: usize) {
         self.unlink(k);
         let e = self.slab.remove(k);
-        self.index.remove(&e.tuple);
+        if let Some(t) = self.keys.get(k) {
+            self.index.remove(t);
+        }
         if e.state.counts_as_active() {
             e.node.counters.active.fetch_sub(1, Ordering::Relaxed);
             self.stats.active.fetch_sub(1, Ordering::Relaxed);

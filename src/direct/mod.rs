@@ -73,7 +73,8 @@ pub struct DirectConfig {
     pub timeouts: flow::Timeouts,
 }
 
-/// Default flow-table capacity (about 40 MiB with its index).
+/// Default flow-table capacity (about 55 MiB with its index and keys; IPv6-sized keys
+/// doubled the index).
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// Socket receive buffer: bursts of a few thousand full-size frames.
 const RCVBUF: usize = 8 << 20;
