@@ -58,16 +58,19 @@ impl Pair {
 
     /// Starts fulcrum on `lb` ("lb1" or "lb2") with the pair's flags plus `extra`.
     fn fulcrum(&mut self, lb: &str, extra: &[&str]) -> LabProc {
+        self.fulcrum_vip(lb, &format!("{VIP}/24"), &format!("{VIP}:80"), extra)
+    }
+
+    /// [`Pair::fulcrum`] with another `--vip` and `--listen` (an IPv6 VIP).
+    fn fulcrum_vip(&mut self, lb: &str, vip: &str, listen: &str, extra: &[&str]) -> LabProc {
         let (priority, peer) = match lb {
             "lb1" => ("200", "10.99.0.12"),
             _ => ("100", "10.99.0.11"),
         };
-        let vip = format!("{VIP}/24");
-        let listen = format!("{VIP}:80");
         let mut args = vec![
             "serve",
             "--listen",
-            &listen,
+            listen,
             "--backend",
             "10.99.0.21:80",
             "--backend",
@@ -75,7 +78,7 @@ impl Pair {
             "--workers",
             "1",
             "--vip",
-            &vip,
+            vip,
             "--interface",
             "eth0",
             "--peer",
@@ -111,7 +114,11 @@ fn role_changes(log: &str, to: &str) -> usize {
 
 /// One HTTP request through the VIP; the body (the backend's name) on success.
 fn request(timeout: Duration) -> Result<String, String> {
-    let addr = SocketAddr::from((VIP, 80));
+    request_to(SocketAddr::from((VIP, 80)), timeout)
+}
+
+/// [`request`] to any address (the IPv6 VIP).
+fn request_to(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
@@ -139,6 +146,16 @@ struct Sample {
 
 /// A client in the lab's client namespace: one request every `period` for `total`.
 fn client_loop(ns: String, total: Duration, period: Duration) -> thread::JoinHandle<Vec<Sample>> {
+    client_loop_to(SocketAddr::from((VIP, 80)), ns, total, period)
+}
+
+/// [`client_loop`] to any address (the IPv6 VIP).
+fn client_loop_to(
+    addr: SocketAddr,
+    ns: String,
+    total: Duration,
+    period: Duration,
+) -> thread::JoinHandle<Vec<Sample>> {
     thread::spawn(move || {
         enter_ns(&ns);
         let begin = Instant::now();
@@ -149,7 +166,7 @@ fn client_loop(ns: String, total: Duration, period: Duration) -> thread::JoinHan
                 break;
             }
             let start = Instant::now();
-            let result = request(Duration::from_millis(250));
+            let result = request_to(addr, Duration::from_millis(250));
             out.push(Sample {
                 start,
                 end: Instant::now(),
@@ -1031,4 +1048,123 @@ fn a_rollout_survives_a_failover_and_the_new_master_can_abort_it() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
+}
+
+const VIP6: &str = "fd99::100";
+
+/// Proxy mode with an IPv6 VIP: the master holds `fd99::100/64` (added `nodad`); when it
+/// crashes the backup adds it and announces it with unsolicited neighbour advertisements
+/// (Override, to ff02::1), which move the client's neighbour entry at once: served
+/// again within 1 s — without them the client would wait for neighbour unreachability
+/// detection (5 s or more). A capture on the client shows the advertisement.
+#[test]
+fn ipv6_vip_primary_crash_backup_takes_over_with_unsolicited_na() {
+    let _one = serial();
+    let mut pair = Pair::new(&[]);
+    for (h, last) in [("client", 10), ("lb1", 11), ("lb2", 12)] {
+        pair.lab.enable_ipv6(h, &format!("fd99::{last}/64"));
+    }
+    let vip = format!("{VIP6}/64");
+    let listen = format!("[{VIP6}]:80");
+    let lb1 = pair.fulcrum_vip("lb1", &vip, &listen, &[]);
+    let lb2 = pair.fulcrum_vip("lb2", &vip, &listen, &[]);
+    let lab = &pair.lab;
+    assert!(
+        wait_until(Duration::from_secs(3), || lab.has_addr6("lb1", VIP6)
+            && !lab.has_addr6("lb2", VIP6)),
+        "lb1 did not take the IPv6 VIP\nlb1:\n{}\nlb2:\n{}",
+        lb1.log(),
+        lb2.log()
+    );
+    let addr: SocketAddr = listen.parse().unwrap();
+    // The client resolves the VIP to lb1 and is served.
+    let first = thread::spawn({
+        let ns = lab.ns("client");
+        move || {
+            enter_ns(&ns);
+            request_to(addr, Duration::from_secs(2))
+        }
+    })
+    .join()
+    .expect("client");
+    assert!(first.is_ok(), "{first:?}\nlb1:\n{}", lb1.log());
+    // Neighbour advertisements seen by the client (ICMPv6 type 136 right after the
+    // fixed header).
+    let dump = pair.lab.spawn(
+        "client",
+        "tcpdump",
+        &[
+            "-i",
+            "eth0",
+            "-nn",
+            "-e",
+            "-l",
+            "--immediate-mode",
+            "icmp6 and ip6[40] == 136",
+        ],
+        &[],
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || dump
+            .log()
+            .contains("listening on")),
+        "tcpdump: {}",
+        dump.log()
+    );
+    let client = client_loop_to(
+        addr,
+        pair.lab.ns("client"),
+        Duration::from_secs(6),
+        Duration::from_millis(20),
+    );
+    thread::sleep(Duration::from_secs(2));
+    let killed_at = Instant::now();
+    pair.lab.signal(&lb1, Signal::SIGKILL);
+    let samples = client.join().expect("client");
+    let after: Vec<&Sample> = samples.iter().filter(|s| s.start >= killed_at).collect();
+    let first_ok = after
+        .iter()
+        .position(|s| s.result.is_ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no request succeeded after the kill\n{}\nlb2:\n{}",
+                describe(&samples, killed_at),
+                lb2.log()
+            )
+        });
+    let gap = after[first_ok].end.saturating_duration_since(killed_at);
+    println!(
+        "FAILOVER IPv6 (proxy, kill -9 primary): kill->first success = {} ms",
+        gap.as_millis()
+    );
+    assert!(
+        gap < Duration::from_secs(1),
+        "gap {gap:?} >= 1s\n{}\nlb2:\n{}",
+        describe(&samples, killed_at),
+        lb2.log()
+    );
+    assert!(pair.lab.has_addr6("lb2", VIP6), "lb2 holds the IPv6 VIP");
+    pair.lab.signal(&dump, Signal::SIGINT);
+    pair.lab.reap(dump.pid, Duration::from_secs(5));
+    let lines: Vec<String> = dump
+        .log()
+        .lines()
+        .filter(|l| l.contains("neighbor advertisement"))
+        .map(str::to_string)
+        .collect();
+    // From lb2's MAC to the all-nodes group, for the VIP.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("02:99:00:00:00:0c > 33:33:00:00:00:01")
+                && l.contains(&format!("{VIP6} > ff02::1"))
+                && l.contains(&format!("tgt is {VIP6}"))),
+        "no unsolicited NA from lb2 for the VIP: {lines:#?}\n{}",
+        dump.log()
+    );
+    assert!(
+        lb2.log().contains(&format!("vip={VIP6}/64 added")),
+        "lb2:\n{}",
+        lb2.log()
+    );
 }

@@ -261,8 +261,8 @@ pub enum ForwardMode {
     Direct(DirectConfig),
 }
 
-/// Validates the direct-mode part of the flags: one IPv4 VIP:PORT, an interface, IPv4
-/// nodes on the VIP's port.
+/// Validates the direct-mode part of the flags: one or more VIP:PORT (IPv4 and IPv6), an
+/// interface, nodes on one of the VIPs' ports.
 fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
     let interface = a
         .interface
@@ -286,16 +286,8 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
                 .into(),
         );
     }
-    let (vip, port) = match a.listen.as_slice() {
-        [SocketAddr::V4(v)] => (*v.ip(), v.port()),
-        _ => {
-            let l: Vec<String> = a.listen.iter().map(|l| l.to_string()).collect();
-            return Err(
-                crate::direct::startup::StartupError::ListenNotIpv4(l.join(" ")).to_string(),
-            );
-        }
-    };
-    crate::direct::startup::check_nodes(&interface, &[], port, &a.backend)
+    crate::direct::startup::check_listen(&a.listen).map_err(|e| e.to_string())?;
+    crate::direct::startup::check_nodes(&interface, &[], &a.listen, &a.backend)
         .map_err(|e| e.to_string())?;
     let max_flows = match a.max_conns {
         0 => crate::direct::DEFAULT_MAX_FLOWS,
@@ -303,8 +295,7 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
     };
     Ok(DirectConfig {
         interface,
-        vip,
-        port,
+        listen: a.listen.clone(),
         max_flows,
         timeouts: crate::direct::timeouts(a.idle_timeout),
         ring: a.ring,
@@ -541,11 +532,18 @@ impl ServeConfig {
         let hooks = HookConfig::from_args(a.hooks)?;
         if let (Some(h), ForwardMode::Direct(d)) = (&ha, &mode) {
             // In direct mode the VIP is never a local address: failover switches the
-            // data plane's ARP answering instead, so the VIP must be the one it serves.
-            if h.vips.len() != 1 || h.vips[0].addr != d.vip {
+            // data plane's ARP/ND answering instead, so the VIPs must be the ones it
+            // serves, every one of them.
+            let mut want: Vec<std::net::IpAddr> = d.listen.iter().map(|l| l.ip()).collect();
+            want.sort_unstable();
+            want.dedup();
+            let mut got: Vec<std::net::IpAddr> = h.vips.iter().map(|v| v.addr).collect();
+            got.sort_unstable();
+            if got != want {
+                let w: Vec<String> = want.iter().map(|a| a.to_string()).collect();
                 return Err(format!(
-                    "--vip: in direct mode give exactly the --listen VIP ({}) with its prefix",
-                    d.vip
+                    "--vip: in direct mode give exactly the --listen VIPs ({}), each with its prefix",
+                    w.join(", ")
                 ));
             }
         }
@@ -919,8 +917,28 @@ mod tests {
         let ForwardMode::Direct(d) = &c.mode else {
             panic!("{:?}", c.mode)
         };
-        assert_eq!((d.interface.as_str(), d.port), ("eth0", 80));
-        assert_eq!(d.vip, std::net::Ipv4Addr::new(10, 0, 0, 100));
+        assert_eq!(d.interface.as_str(), "eth0");
+        assert_eq!(d.listen, vec!["10.0.0.100:80".parse().unwrap()]);
+        // Several VIPs, both families, one pool.
+        let c = serve(&[
+            "--mode",
+            "direct",
+            "--interface",
+            "eth0",
+            "--listen",
+            "10.0.0.100:80",
+            "--listen",
+            "[fd99::100]:80",
+            "--listen",
+            "10.0.0.100:443",
+            "--backend",
+            "[fd99::21]:80",
+        ])
+        .unwrap();
+        let ForwardMode::Direct(d) = &c.mode else {
+            panic!("{:?}", c.mode)
+        };
+        assert_eq!(d.listen.len(), 3);
         assert_eq!(d.max_flows, crate::direct::DEFAULT_MAX_FLOWS);
         assert_eq!(d.ring, crate::direct::RingLayout::Slots, "slots by default");
         assert_eq!(parse_ring("blocks"), Ok(crate::direct::RingLayout::Blocks));
@@ -971,7 +989,7 @@ mod tests {
                     "--backend",
                     "10.0.0.21:80",
                 ],
-                "one IPv4 VIP:PORT",
+                "not usable as a direct-mode VIP",
             ),
             (
                 &[

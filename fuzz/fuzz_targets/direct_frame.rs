@@ -3,13 +3,14 @@
 //! Owns nothing: the first two bytes choose the packet type and the auxdata status bits,
 //! the rest is the received frame. `process` must return a verdict and never panic, and
 //! what it sends must lie within the frame. The decider sends every TCP flow to one node
-//! and knows one neighbour, so the rewrite and checksum paths are reached too.
+//! and knows one neighbour, so the rewrite and checksum paths are reached too. One IPv4
+//! and one IPv6 VIP, so the IPv6 and neighbour-discovery paths are reached as well.
 //! Run with `cargo +nightly fuzz run direct_frame`.
 #![no_main]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use fulcrum::direct::frame::{self, Aux, Decide, Local, Target, TcpMeta, Verdict};
+use fulcrum::direct::frame::{self, Aux, Decide, Local, Target, TcpMeta, Verdict, Vips};
 use fulcrum::direct::DropReason;
 use libfuzzer_sys::fuzz_target;
 use pnet::util::MacAddr;
@@ -23,8 +24,8 @@ impl Decide for OneNode {
             mac: MacAddr(2, 0, 0, 0, 0, 0x21),
         })
     }
-    fn learn(&mut self, ip: Ipv4Addr, _: MacAddr) -> bool {
-        ip == Ipv4Addr::new(10, 99, 0, 21)
+    fn learn(&mut self, ip: IpAddr, _: MacAddr) -> bool {
+        ip == IpAddr::V4(Ipv4Addr::new(10, 99, 0, 21))
     }
 }
 
@@ -35,8 +36,10 @@ fuzz_target!(|data: &[u8]| {
     let mut frame = rest.to_vec();
     let local = Local {
         mac: MacAddr(2, 0x99, 0, 0, 0, 0x11),
-        vip: Ipv4Addr::new(10, 99, 0, 100),
-        port: 80,
+        vips: Vips::new(&[
+            SocketAddr::from(([10, 99, 0, 100], 80)),
+            "[fd99::100]:80".parse::<SocketAddr>().unwrap_or(SocketAddr::from(([0; 4], 0))),
+        ]),
         max_frame: 1514,
         answer_arp: status & 0x80 == 0,
     };
@@ -48,6 +51,6 @@ fuzz_target!(|data: &[u8]| {
     let n = frame.len();
     match frame::process(&mut frame, &aux, &local, &mut OneNode) {
         Verdict::Forward { len, .. } | Verdict::ArpReply { len } => assert!(len <= n),
-        Verdict::Learned | Verdict::Drop(_) => {}
+        Verdict::Learned | Verdict::Drop(_) | Verdict::NeighbourAdvert(_) => {}
     }
 });

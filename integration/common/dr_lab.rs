@@ -34,6 +34,8 @@ use super::Proc;
 
 /// The VIP.
 pub const VIP: &str = "10.99.0.100";
+/// The IPv6 VIP (unique-local), held on the nodes' `lo` in an IPv6 lab ([`Lab::up6`]).
+pub const VIP6: &str = "fd99::100";
 /// Hosts and their addresses.
 pub const HOSTS: [(&str, &str, &str); 5] = [
     ("client", "10.99.0.10", "02:99:00:00:00:10"),
@@ -50,6 +52,13 @@ pub fn ip(host: &str) -> &'static str {
         .find(|h| h.0 == host)
         .map(|h| h.1)
         .expect("lab host")
+}
+
+/// IPv6 address of a lab host in an IPv6 lab: `fd99::` + the last byte of its IPv4 one
+/// (client fd99::10, lb1 fd99::11, …, srv1 fd99::21).
+pub fn ip6(host: &str) -> String {
+    let last = ip(host).rsplit('.').next().expect("dotted quad");
+    format!("fd99::{last}")
 }
 
 /// MAC of a lab host.
@@ -70,6 +79,8 @@ pub struct Lab {
     /// Scratch directory (configs, logs).
     pub dir: PathBuf,
     procs: Mutex<Vec<Proc>>,
+    /// IPv6 is on ([`Lab::up6`]): servers listen on both families.
+    pub ipv6: bool,
     /// Declared last: dropped after `Drop::drop` has ended the processes.
     topo: Topology,
 }
@@ -99,6 +110,7 @@ impl Lab {
             prefix,
             dir,
             procs: Mutex::new(Vec::new()),
+            ipv6: false,
             topo,
         };
         for h in ["srv1", "srv2"] {
@@ -114,6 +126,51 @@ impl Lab {
                 "dev",
                 "lo",
             ]);
+        }
+        lab
+    }
+
+    /// Builds the lab with IPv6 on as well (dual stack): every host gets `fd99::X/64`
+    /// ([`ip6`]) on eth0, the nodes hold [`VIP6`] on `lo` too. Duplicate address
+    /// detection is off (`accept_dad=0`, `nodad`) so addresses are usable at once; router
+    /// advertisements are ignored and IPv6 forwarding is off everywhere. Linux answers a
+    /// neighbour solicitation only for addresses of the interface it arrived on, so the
+    /// VIP on `lo` is never advertised by a node (the IPv6 `arp_ignore=1`).
+    pub fn up6(tag: &str) -> Lab {
+        let mut lab = Lab::up(tag);
+        lab.ipv6 = true;
+        for (h, _, _) in HOSTS {
+            for kv in [
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.accept_ra=0",
+                "net.ipv6.conf.default.accept_ra=0",
+                "net.ipv6.conf.all.forwarding=0",
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "net.ipv6.conf.default.disable_ipv6=0",
+                "net.ipv6.conf.eth0.accept_dad=0",
+                "net.ipv6.conf.eth0.disable_ipv6=0",
+                "net.ipv6.conf.lo.disable_ipv6=0",
+            ] {
+                let (k, v) = kv.split_once('=').expect("k=v");
+                lab.sysctl(h, k, v);
+            }
+            let a = format!("{}/64", ip6(h));
+            must(&[
+                "ip",
+                "-n",
+                &lab.ns(h),
+                "addr",
+                "add",
+                &a,
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        for h in ["srv1", "srv2"] {
+            let v = format!("{VIP6}/128");
+            must(&["ip", "-n", &lab.ns(h), "addr", "add", &v, "dev", "lo"]);
         }
         lab
     }
@@ -220,7 +277,8 @@ impl Lab {
              error_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{ listen 80; keepalive_timeout 0; location / {{ return 200 \"{host}\\n\"; }} }}\n}}\n"
+             server {{ listen 80; {v6} keepalive_timeout 0; location / {{ return 200 \"{host}\\n\"; }} }}\n}}\n",
+            v6 = if self.ipv6 { "listen [::]:80;" } else { "" }
         );
         let path = format!("{d}/nginx.conf");
         std::fs::write(&path, conf).expect("nginx conf");
@@ -251,7 +309,16 @@ impl Lab {
     /// or `None` on failure.
     pub fn curl(&self, host: &str, url: &str, local_port: Option<u16>) -> Option<String> {
         let lp = local_port.map(|p| p.to_string());
-        let mut args = vec!["curl", "-s", "--max-time", "3", "--connect-timeout", "3"];
+        // -g: no URL globbing, so an IPv6 literal's brackets are an address.
+        let mut args = vec![
+            "curl",
+            "-s",
+            "-g",
+            "--max-time",
+            "3",
+            "--connect-timeout",
+            "3",
+        ];
         if let Some(p) = &lp {
             args.extend(["--local-port", p.as_str()]);
         }
@@ -330,14 +397,16 @@ impl Drop for Echo {
 }
 
 impl Lab {
-    /// Starts an [`Echo`] server on `host`, port `port`, all addresses (so the VIP on lo).
+    /// Starts an [`Echo`] server on `host`, port `port`, all addresses (so the VIP on lo;
+    /// both families in an IPv6 lab).
     pub fn echo(&self, host: &'static str, port: u16) -> Echo {
+        let any = if self.ipv6 { "::" } else { "0.0.0.0" };
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
         let (s, a) = (Arc::clone(&stop), Arc::clone(&accepted));
         let (tx, rx) = std::sync::mpsc::channel();
         self.in_ns(host, move || {
-            let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("echo bind");
+            let l = std::net::TcpListener::bind((any, port)).expect("echo bind");
             l.set_nonblocking(true).expect("nonblocking");
             let _ = tx.send(());
             while !s.load(Ordering::Relaxed) {

@@ -247,6 +247,36 @@ impl Lab {
         p
     }
 
+    /// Turns IPv6 on in host `name` with `cidr` (e.g. `fd99::11/64`) on eth0: duplicate
+    /// address detection off (`accept_dad=0`, `nodad`) so addresses — and a VIP added
+    /// at takeover — are usable at once, router advertisements ignored, forwarding off.
+    pub fn enable_ipv6(&self, name: &str, cidr: &str) {
+        for kv in [
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+            "net.ipv6.conf.all.accept_ra=0",
+            "net.ipv6.conf.default.accept_ra=0",
+            "net.ipv6.conf.all.forwarding=0",
+            "net.ipv6.conf.all.disable_ipv6=0",
+            "net.ipv6.conf.default.disable_ipv6=0",
+            "net.ipv6.conf.eth0.accept_dad=0",
+            "net.ipv6.conf.eth0.disable_ipv6=0",
+            "net.ipv6.conf.lo.disable_ipv6=0",
+        ] {
+            self.must(name, "sysctl", &["-qw", kv]);
+        }
+        self.must(name, "ip", &["addr", "add", cidr, "dev", "eth0", "nodad"]);
+    }
+
+    /// Whether the IPv6 `addr` is configured on host `name`'s eth0 (and not tentative:
+    /// usable).
+    pub fn has_addr6(&self, name: &str, addr: &str) -> bool {
+        let out = self.exec(name, "ip", &["-6", "-o", "addr", "show", "dev", "eth0"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.contains(&format!(" {addr}/")) && !l.contains("tentative"))
+    }
+
     /// Whether `addr` is configured on host `name`'s eth0.
     pub fn has_addr(&self, name: &str, addr: Ipv4Addr) -> bool {
         let out = self.exec(name, "ip", &["-4", "-o", "addr", "show", "dev", "eth0"]);

@@ -452,3 +452,22 @@ fn scaleout_keys_build_the_bgp_config() {
     let e = err(&format!("bgp-as = 65001\nbgp-peer = \"10.0.0.1\"\n{WEB}"));
     assert!(e.contains("bgp-peer") && e.contains("missing as=N"), "{e}");
 }
+
+#[test]
+fn direct_service_takes_several_listen_addresses_of_both_families() {
+    let text = "interface = \"eth0\"\n[[service]]\nname = \"dr\"\nmode = \"direct\"\n\
+                listen = [\"10.0.0.100:80\", \"[fd99::100]:80\", \"10.0.0.100:443\"]\n\
+                backend = [\"10.0.0.21:80\", \"[fd99::22]:443\"]\n";
+    let c = one(text);
+    let ForwardMode::Direct(d) = &c.mode else {
+        panic!("{:?}", c.mode)
+    };
+    assert_eq!(
+        d.listen,
+        vec![
+            "10.0.0.100:80".parse().unwrap(),
+            "[fd99::100]:80".parse().unwrap(),
+            "10.0.0.100:443".parse().unwrap()
+        ]
+    );
+}

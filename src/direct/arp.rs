@@ -184,14 +184,17 @@ struct Neighbour {
     next_request: Instant,
 }
 
-/// Node IP → MAC, learned from ARP (see the module documentation).
+/// Node IP → MAC, learned from ARP (see the module documentation). Generic over the
+/// address so IPv6 nodes, learned by neighbour discovery ([`super::ndp`]), get the same
+/// resolve / refresh / forget schedule in a table of their own (`Neighbours<Ipv6Addr>`):
+/// the IPv4 table's lookups hash exactly what they did before.
 #[derive(Debug)]
-pub struct Neighbours {
-    entries: HashMap<Ipv4Addr, Neighbour>,
+pub struct Neighbours<A = Ipv4Addr> {
+    entries: HashMap<A, Neighbour>,
     timing: NeighbourTiming,
 }
 
-impl Neighbours {
+impl<A: Copy + Eq + std::hash::Hash + Ord> Neighbours<A> {
     /// An empty table.
     pub fn new(timing: NeighbourTiming) -> Self {
         Neighbours {
@@ -202,8 +205,8 @@ impl Neighbours {
 
     /// Tracks exactly these IPs: keeps what is known about the ones already tracked,
     /// schedules an immediate request for new ones, forgets the rest.
-    pub fn set_targets(&mut self, ips: impl IntoIterator<Item = Ipv4Addr>, now: Instant) {
-        let mut next: HashMap<Ipv4Addr, Neighbour> = HashMap::new();
+    pub fn set_targets(&mut self, ips: impl IntoIterator<Item = A>, now: Instant) {
+        let mut next: HashMap<A, Neighbour> = HashMap::new();
         for ip in ips {
             let e = self.entries.get(&ip).copied().unwrap_or(Neighbour {
                 mac: None,
@@ -217,12 +220,12 @@ impl Neighbours {
 
     /// The MAC of a tracked node, if known.
     #[inline]
-    pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+    pub fn lookup(&self, ip: A) -> Option<MacAddr> {
         self.entries.get(&ip).and_then(|e| e.mac)
     }
 
     /// Merges an ARP sender. Returns whether `ip` is tracked (the information was used).
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) -> bool {
+    pub fn learn(&mut self, ip: A, mac: MacAddr, now: Instant) -> bool {
         if !is_unicast(mac) {
             return false;
         }
@@ -239,7 +242,7 @@ impl Neighbours {
 
     /// A packet needed `ip`'s MAC and it is unknown: request it now unless a request
     /// went out less than `retry` ago.
-    pub fn want(&mut self, ip: Ipv4Addr, now: Instant) {
+    pub fn want(&mut self, ip: A, now: Instant) {
         if let Some(e) = self.entries.get_mut(&ip) {
             if e.mac.is_none() {
                 e.next_request = e.next_request.min(now);
@@ -249,7 +252,7 @@ impl Neighbours {
 
     /// Appends the IPs to send a request for at `now` to `out`, reschedules them, and
     /// forgets MACs not confirmed for `forget_after`.
-    pub fn due(&mut self, now: Instant, out: &mut Vec<Ipv4Addr>) {
+    pub fn due(&mut self, now: Instant, out: &mut Vec<A>) {
         for (ip, e) in self.entries.iter_mut() {
             if e.confirmed
                 .is_some_and(|c| now.saturating_duration_since(c) >= self.timing.forget_after)
@@ -420,7 +423,7 @@ mod tests {
     #[test]
     fn neighbour_resolution_refresh_and_forget() {
         let t = NeighbourTiming::default();
-        let mut n = Neighbours::new(t);
+        let mut n: Neighbours = Neighbours::new(t);
         let a = Ipv4Addr::new(10, 99, 0, 21);
         let b = Ipv4Addr::new(10, 99, 0, 22);
         let t0 = Instant::now();
@@ -459,7 +462,7 @@ mod tests {
     #[test]
     fn want_advances_request_of_unknown_only() {
         let t = NeighbourTiming::default();
-        let mut n = Neighbours::new(t);
+        let mut n: Neighbours = Neighbours::new(t);
         let a = Ipv4Addr::new(10, 99, 0, 21);
         let t0 = Instant::now();
         n.set_targets([a], t0);

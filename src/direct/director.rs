@@ -11,12 +11,15 @@
 //!   keeps its established connections), so it lands where the other distributor sent
 //!   it, and records it. Other schedulers cannot know the node: dropped (`no_flow`).
 //!
-//! Then the node's MAC comes from the neighbour table; while it is unknown the packet is
+//! Then the node's MAC comes from the neighbour table of the node address's family (ARP
+//! for an IPv4 node, neighbour discovery for an IPv6 one; the VIP's family does not
+//! matter: a node given by its IPv4 address serves an IPv6 VIP as well, at the same
+//! MAC); while it is unknown the packet is
 //! dropped (`no_neighbour`) and a request is scheduled — TCP retransmits the SYN.
 //! Per-node connection counts, totals and bytes go to the pool's counters, as in proxy
 //! mode. Pure logic: the clock is [`Director::set_now`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,7 +51,8 @@ pub struct Director {
     flows: FlowTable,
     sched: Scheduler,
     nodes: Arc<[Arc<Node>]>,
-    neigh: Neighbours,
+    neigh: Neighbours<Ipv4Addr>,
+    neigh6: Neighbours<Ipv6Addr>,
     direct: Arc<DirectShared>,
     pool_stats: Arc<Stats>,
     admission: Admission,
@@ -64,6 +68,13 @@ fn ipv4_of(n: &Node) -> Option<Ipv4Addr> {
     match n.addr().ip() {
         IpAddr::V4(ip) => Some(ip),
         IpAddr::V6(_) => None,
+    }
+}
+
+fn ipv6_of(n: &Node) -> Option<Ipv6Addr> {
+    match n.addr().ip() {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(ip) => Some(ip),
     }
 }
 
@@ -83,6 +94,7 @@ impl Director {
             sched,
             nodes: Arc::from(Vec::new()),
             neigh: Neighbours::new(timing),
+            neigh6: Neighbours::new(timing),
             direct,
             pool_stats,
             admission: Admission::Open,
@@ -103,6 +115,8 @@ impl Director {
     pub fn set_nodes(&mut self, nodes: Arc<[Arc<Node>]>) {
         self.neigh
             .set_targets(nodes.iter().filter_map(|n| ipv4_of(n)), self.now);
+        self.neigh6
+            .set_targets(nodes.iter().filter_map(|n| ipv6_of(n)), self.now);
         self.nodes = nodes;
         self.sched.reset();
     }
@@ -132,9 +146,14 @@ impl Director {
         &mut self.flows
     }
 
-    /// The neighbour table, for ARP requests and deadlines.
-    pub fn neighbours_mut(&mut self) -> &mut Neighbours {
+    /// The IPv4 neighbour table, for ARP requests and deadlines.
+    pub fn neighbours_mut(&mut self) -> &mut Neighbours<Ipv4Addr> {
         &mut self.neigh
+    }
+
+    /// The IPv6 neighbour table, for neighbour solicitations and deadlines.
+    pub fn neighbours6_mut(&mut self) -> &mut Neighbours<Ipv6Addr> {
+        &mut self.neigh6
     }
 
     /// The node for an unknown flow, or why there is none.
@@ -168,8 +187,23 @@ impl Director {
     }
 
     fn target(&mut self, node: &Node, slot: usize, ip_len: u16) -> Result<Target, DropReason> {
-        let ip = ipv4_of(node).ok_or(DropReason::NoNeighbour)?;
-        match self.neigh.lookup(ip) {
+        let mac = match node.addr().ip() {
+            IpAddr::V4(ip) => {
+                let m = self.neigh.lookup(ip);
+                if m.is_none() {
+                    self.neigh.want(ip, self.now);
+                }
+                m
+            }
+            IpAddr::V6(ip) => {
+                let m = self.neigh6.lookup(ip);
+                if m.is_none() {
+                    self.neigh6.want(ip, self.now);
+                }
+                m
+            }
+        };
+        match mac {
             Some(mac) => {
                 node.counters.packets_in.fetch_add(1, Ordering::Relaxed);
                 node.counters
@@ -180,10 +214,7 @@ impl Director {
                     .fetch_add(u64::from(ip_len), Ordering::Relaxed);
                 Ok(Target { node: slot, mac })
             }
-            None => {
-                self.neigh.want(ip, self.now);
-                Err(DropReason::NoNeighbour)
-            }
+            None => Err(DropReason::NoNeighbour),
         }
     }
 }
@@ -228,8 +259,11 @@ impl Decide for Director {
         self.target(&node, idx, pkt.ip_len)
     }
 
-    fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr) -> bool {
-        self.neigh.learn(ip, mac, self.now)
+    fn learn(&mut self, ip: IpAddr, mac: MacAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.neigh.learn(ip, mac, self.now),
+            IpAddr::V6(ip) => self.neigh6.learn(ip, mac, self.now),
+        }
     }
 }
 
@@ -237,7 +271,7 @@ impl Decide for Director {
 mod tests {
     use super::*;
     use crate::direct::flow::tcp_flags::*;
-    use crate::direct::flow::{FiveTuple, FlowState, Timeouts};
+    use crate::direct::flow::{FiveTuple, FiveTuple6, FlowKey, FlowState, Timeouts};
     use crate::pool::NodeSpec;
     use crate::scheduler::{Maglev, SchedulerKind};
 
@@ -275,20 +309,20 @@ mod tests {
             now,
         );
         for (i, n) in nodes.iter().enumerate() {
-            assert!(d.learn(ipv4_of(n).unwrap(), MACS[i]));
+            assert!(d.learn(n.addr().ip(), MACS[i]));
         }
         d
     }
 
     fn pkt(sport: u16, flags: u8) -> TcpMeta {
         TcpMeta {
-            tuple: FiveTuple {
+            tuple: FlowKey::V4(FiveTuple {
                 src: Ipv4Addr::new(192, 0, 2, 7),
                 dst: Ipv4Addr::new(10, 0, 0, 100),
                 sport,
                 dport: 80,
                 proto: 6,
-            },
+            }),
             flags,
             ip_len: 60,
         }
@@ -394,8 +428,68 @@ mod tests {
             "the flow is kept for the retransmitted SYN"
         );
         assert_eq!(d.neighbours_mut().next_deadline(), Some(now));
-        d.learn(Ipv4Addr::new(10, 0, 0, 1), MACS[0]);
+        d.learn(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), MACS[0]);
         assert_eq!(d.decide(&pkt(1, SYN)).unwrap().mac, MACS[0]);
+    }
+
+    fn pkt6(sport: u16, flags: u8) -> TcpMeta {
+        TcpMeta {
+            tuple: FlowKey::V6(FiveTuple6 {
+                src: "2001:db8::7".parse().unwrap(),
+                dst: "fd99::100".parse().unwrap(),
+                sport,
+                dport: 80,
+                proto: 6,
+            }),
+            flags,
+            ip_len: 80,
+        }
+    }
+
+    #[test]
+    fn ipv6_flows_go_to_ipv4_and_ipv6_nodes_resolved_by_their_own_family() {
+        // One node given by an IPv4 address, one by an IPv6 one: both serve v6 flows.
+        let ns: Arc<[Arc<Node>]> = ["10.0.0.1:80", "[fd99::21]:80"]
+            .iter()
+            .map(|a| {
+                Arc::new(Node::new(NodeSpec {
+                    addr: a.parse().unwrap(),
+                    weight: 1,
+                    backup: false,
+                    maxconn: 0,
+                    agent: false,
+                }))
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let now = Instant::now();
+        let stats = Arc::new(Stats::default());
+        let mut d = Director::new(
+            ns.clone(),
+            Scheduler::new(SchedulerKind::Rr, Arc::default()),
+            FlowTable::new(8, Timeouts::default(), Arc::clone(&stats)),
+            NeighbourTiming::default(),
+            Arc::default(),
+            stats,
+            now,
+        );
+        let (mut due4, mut due6) = (Vec::new(), Vec::new());
+        d.neighbours_mut().due(now, &mut due4);
+        d.neighbours6_mut().due(now, &mut due6);
+        assert_eq!(due4, vec![Ipv4Addr::new(10, 0, 0, 1)]);
+        assert_eq!(due6, vec!["fd99::21".parse::<Ipv6Addr>().unwrap()]);
+        assert!(d.learn("10.0.0.1".parse().unwrap(), MACS[0]));
+        assert!(d.learn("fd99::21".parse().unwrap(), MACS[1]));
+        assert!(!d.learn("fd99::99".parse().unwrap(), MACS[2]), "not a node");
+        let a = d.decide(&pkt6(1, SYN)).unwrap();
+        let b = d.decide(&pkt6(2, SYN)).unwrap();
+        assert_ne!(a.node, b.node);
+        assert_eq!(a.mac, MACS[a.node]);
+        assert_eq!(b.mac, MACS[b.node]);
+        assert_eq!(d.decide(&pkt6(1, ACK)).unwrap(), a, "sticks");
+        // A v4 flow with the same ports is another flow.
+        assert_eq!(d.flows().state(&pkt(1, 0).tuple), None);
+        assert_eq!(d.flows().state(&pkt6(1, 0).tuple), Some(FlowState::Open));
     }
 
     #[test]

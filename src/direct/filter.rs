@@ -1,33 +1,94 @@
 //! The classic-BPF programs direct mode attaches to its packet sockets, so the kernel
-//! wakes the data plane only for ARP and for IPv4 addressed to the VIP. Everything it
-//! lets through is checked again by [`super::frame`]; the filter only saves work. The
-//! data plane splits it in two: [`ipv4_to_vip`] for the receive ring, [`arp_only`] for
-//! each worker's ARP socket.
+//! wakes the data plane only for what it forwards or answers. Everything they let
+//! through is checked again by [`super::frame`]; the filters only save work. The data
+//! plane splits the traffic in two:
+//! - [`data`], on the receive rings (one per worker, in one fanout group): IPv4
+//!   addressed to a VIP, and IPv6 whose next header is TCP addressed to a VIP;
+//! - [`neighbour`], on each worker's own small socket outside the group, so that every
+//!   worker sees them: ARP, and ICMPv6 neighbour solicitations and advertisements.
+//!
+//! Built once at start-up from the VIP list. Each comparison that matches is followed
+//! by its own `ret accept`, so every jump is short and forward (classic BPF jump
+//! offsets are one byte): at most [`MAX_VIPS_PER_FAMILY`] addresses per family.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// The receive ring's program: IPv4 whose destination is `vip` (ARP goes to each
-/// worker's own ARP socket, [`arp_only`], so that every worker sees it).
-pub fn ipv4_to_vip(vip: Ipv4Addr) -> [libc::sock_filter; 6] {
-    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    [
-        ins(0x28, 0, 0, 12),             // A = ethertype
-        ins(0x15, 0, 3, 0x0800),         // not IPv4 → drop
-        ins(0x20, 0, 0, 30),             // A = IPv4 destination
-        ins(0x15, 0, 1, u32::from(vip)), // ≠ VIP → drop
-        ins(0x06, 0, 0, 0x0004_0000),    // accept (up to 256 KiB)
-        ins(0x06, 0, 0, 0),              // drop
-    ]
+/// Most VIP addresses of one family the program can hold (jump offsets fit a byte).
+pub const MAX_VIPS_PER_FAMILY: usize = 16;
+
+const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+/// Accept up to 256 KiB (a super-frame is taken whole: the ring and its virtio-net
+/// header carry it on).
+const ACCEPT: u32 = 0x0004_0000;
+/// Accept a neighbour frame: ARP is 42–60 bytes, NS/NA with options under 100.
+const ACCEPT_NEIGHBOUR: u32 = 256;
+
+fn ins(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
 }
 
-/// The ARP socket's program: ARP only, cut to 128 bytes (an ARP frame is 42–60).
-pub fn arp_only() -> [libc::sock_filter; 4] {
-    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    [
-        ins(0x28, 0, 0, 12),     // A = ethertype
-        ins(0x15, 0, 1, 0x0806), // not ARP → drop
-        ins(0x06, 0, 0, 128),    // accept
-        ins(0x06, 0, 0, 0),      // drop
+/// The receive rings' program for these VIP addresses (each list at most
+/// [`MAX_VIPS_PER_FAMILY`] long, extra ones are left out; the configuration refuses
+/// them before this point).
+pub fn data(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Vec<libc::sock_filter> {
+    let v4 = &v4[..v4.len().min(MAX_VIPS_PER_FAMILY)];
+    let v6 = &v6[..v6.len().min(MAX_VIPS_PER_FAMILY)];
+    let mut p = Vec::with_capacity(8 + 2 * v4.len() + 9 * v6.len());
+    p.push(ins(LD_H_ABS, 0, 0, 12)); // A = ethertype
+                                     // IPv4 block: ld dst; (jeq vip; ret accept)*; ret 0.
+    let v4_len = 2 + 2 * v4.len();
+    p.push(ins(JEQ_K, 0, v4_len as u8, 0x0800));
+    p.push(ins(LD_W_ABS, 0, 0, 30)); // A = IPv4 destination
+    for ip in v4 {
+        p.push(ins(JEQ_K, 0, 1, u32::from(*ip)));
+        p.push(ins(RET_K, 0, 0, ACCEPT));
+    }
+    p.push(ins(RET_K, 0, 0, 0));
+    // IPv6 block: next header TCP, destination a VIP.
+    let tcp_len = 9 * v6.len() + 1;
+    let v6_len = 2 + tcp_len;
+    p.push(ins(JEQ_K, 0, v6_len as u8, 0x86dd));
+    p.push(ins(LD_B_ABS, 0, 0, 20)); // A = next header
+    p.push(ins(JEQ_K, 0, tcp_len as u8, 6));
+    for ip in v6 {
+        let o = ip.octets();
+        let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+        // Four 32-bit words of the destination (bytes 38..54); a mismatch skips to
+        // the next VIP.
+        p.push(ins(LD_W_ABS, 0, 0, 38));
+        p.push(ins(JEQ_K, 0, 7, w(0)));
+        p.push(ins(LD_W_ABS, 0, 0, 42));
+        p.push(ins(JEQ_K, 0, 5, w(4)));
+        p.push(ins(LD_W_ABS, 0, 0, 46));
+        p.push(ins(JEQ_K, 0, 3, w(8)));
+        p.push(ins(LD_W_ABS, 0, 0, 50));
+        p.push(ins(JEQ_K, 0, 1, w(12)));
+        p.push(ins(RET_K, 0, 0, ACCEPT));
+    }
+    p.push(ins(RET_K, 0, 0, 0));
+    p.push(ins(RET_K, 0, 0, 0)); // neither IPv4 nor IPv6
+    p
+}
+
+/// The neighbour sockets' program: ARP, and ICMPv6 (directly after the fixed header)
+/// of type neighbour solicitation or advertisement.
+pub fn neighbour() -> Vec<libc::sock_filter> {
+    vec![
+        ins(LD_H_ABS, 0, 0, 12),  // A = ethertype
+        ins(JEQ_K, 0, 1, 0x0806), // ARP → accept
+        ins(RET_K, 0, 0, ACCEPT_NEIGHBOUR),
+        ins(JEQ_K, 0, 6, 0x86dd), // not IPv6 → drop
+        ins(LD_B_ABS, 0, 0, 20),  // A = next header
+        ins(JEQ_K, 0, 4, 58),     // not ICMPv6 → drop
+        ins(LD_B_ABS, 0, 0, 54),  // A = ICMPv6 type
+        ins(JEQ_K, 1, 0, 135),    // neighbour solicitation
+        ins(JEQ_K, 0, 1, 136),    // neighbour advertisement
+        ins(RET_K, 0, 0, ACCEPT_NEIGHBOUR),
+        ins(RET_K, 0, 0, 0),
     ]
 }
 
@@ -35,50 +96,141 @@ pub fn arp_only() -> [libc::sock_filter; 4] {
 mod tests {
     use super::*;
 
-    /// Runs the filter program on a frame, as the kernel would (the five opcodes it uses).
+    /// A tiny classic-BPF interpreter for the opcodes used above.
     fn run(prog: &[libc::sock_filter], pkt: &[u8]) -> u32 {
         let mut a: u32 = 0;
         let mut pc = 0usize;
         loop {
             let i = prog[pc];
             pc += 1;
+            let k = i.k as usize;
             match i.code {
-                0x28 => match pkt.get(i.k as usize..i.k as usize + 2) {
+                LD_H_ABS => match pkt.get(k..k + 2) {
                     Some(b) => a = u32::from(u16::from_be_bytes([b[0], b[1]])),
                     None => return 0,
                 },
-                0x20 => match pkt.get(i.k as usize..i.k as usize + 4) {
+                LD_W_ABS => match pkt.get(k..k + 4) {
                     Some(b) => a = u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
                     None => return 0,
                 },
-                0x15 => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
-                0x06 => return i.k,
+                LD_B_ABS => match pkt.get(k) {
+                    Some(b) => a = u32::from(*b),
+                    None => return 0,
+                },
+                JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                RET_K => return i.k,
                 c => panic!("opcode {c:#x}"),
             }
         }
     }
 
+    fn v6_frame(next: u8, dst: Ipv6Addr, icmp_type: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 86];
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        f[20] = next;
+        f[38..54].copy_from_slice(&dst.octets());
+        f[54] = icmp_type;
+        f
+    }
+
+    fn v4_frame(dst: Ipv4Addr) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[12] = 0x08;
+        f[30..34].copy_from_slice(&dst.octets());
+        f
+    }
+
     #[test]
-    fn ring_and_arp_programs_split_the_traffic() {
+    fn data_and_neighbour_programs_split_the_traffic() {
         let vip = Ipv4Addr::new(10, 99, 0, 100);
-        let (ring, arp_p) = (ipv4_to_vip(vip), arp_only());
-        let mut ip = vec![0u8; 60];
-        ip[12] = 0x08;
-        ip[30..34].copy_from_slice(&vip.octets());
+        let (data, nb) = (data(&[vip], &[]), neighbour());
         assert!(
-            run(&ring, &ip) > 0 && run(&arp_p, &ip) == 0,
+            run(&data, &v4_frame(vip)) > 0 && run(&nb, &v4_frame(vip)) == 0,
             "IPv4 to the VIP"
         );
-        ip[33] = 101;
-        assert_eq!(run(&ring, &ip), 0, "IPv4 elsewhere");
+        let other = Ipv4Addr::new(10, 99, 0, 101);
+        assert_eq!(
+            run(&data, &v4_frame(other)) + run(&nb, &v4_frame(other)),
+            0,
+            "IPv4 elsewhere"
+        );
         let mut arp = vec![0u8; 42];
         arp[12] = 0x08;
         arp[13] = 0x06;
-        assert!(run(&ring, &arp) == 0 && run(&arp_p, &arp) > 0, "ARP");
-        let mut v6 = vec![0u8; 60];
-        v6[12] = 0x86;
-        v6[13] = 0xdd;
-        assert_eq!(run(&ring, &v6) + run(&arp_p, &v6), 0, "IPv6");
-        assert_eq!(run(&ring, &[0u8; 10]) + run(&arp_p, &[0u8; 10]), 0, "runt");
+        assert!(run(&data, &arp) == 0 && run(&nb, &arp) > 0, "ARP");
+        let v6: Ipv6Addr = "fd99::100".parse().unwrap();
+        assert_eq!(run(&data, &v6_frame(6, v6, 0)), 0, "IPv6 TCP, no v6 VIP");
+        assert_eq!(run(&data, &[0u8; 10]) + run(&nb, &[0u8; 10]), 0, "runt");
+        let mut lldp = vec![0u8; 60];
+        lldp[12] = 0x88;
+        lldp[13] = 0xcc;
+        assert_eq!(run(&data, &lldp) + run(&nb, &lldp), 0, "LLDP");
+    }
+
+    #[test]
+    fn several_vips_of_both_families() {
+        let a = Ipv4Addr::new(10, 99, 0, 100);
+        let b = Ipv4Addr::new(10, 99, 0, 101);
+        let x: Ipv6Addr = "fd99::100".parse().unwrap();
+        let y: Ipv6Addr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        let prog = data(&[a, b], &[x, y]);
+        let nb = neighbour();
+        for ip in [a, b] {
+            assert!(run(&prog, &v4_frame(ip)) > 0, "{ip}");
+        }
+        assert_eq!(run(&prog, &v4_frame(Ipv4Addr::new(10, 99, 0, 102))), 0);
+        assert!(run(&prog, &v6_frame(6, x, 0)) > 0, "TCP to x");
+        assert!(run(&prog, &v6_frame(6, y, 0)) > 0, "TCP to y");
+        assert_eq!(
+            run(&nb, &v6_frame(6, x, 0)),
+            0,
+            "TCP is not for the neighbour socket"
+        );
+        // Each word of the address matters.
+        for i in [0usize, 5, 10, 15] {
+            let mut o = y.octets();
+            o[i] ^= 1;
+            assert_eq!(
+                run(&prog, &v6_frame(6, Ipv6Addr::from(o), 0)),
+                0,
+                "byte {i}"
+            );
+        }
+        assert_eq!(run(&prog, &v6_frame(17, x, 0)), 0, "UDP to the VIP");
+        assert_eq!(run(&prog, &v6_frame(0, x, 0)), 0, "hop-by-hop header");
+        let elsewhere: Ipv6Addr = "fd99::1".parse().unwrap();
+        for t in [135, 136] {
+            assert!(run(&nb, &v6_frame(58, elsewhere, t)) > 0, "ND {t}");
+            assert_eq!(
+                run(&prog, &v6_frame(58, elsewhere, t)),
+                0,
+                "ND {t} on the ring"
+            );
+        }
+        assert_eq!(run(&nb, &v6_frame(58, x, 128)), 0, "echo request");
+        assert_eq!(run(&nb, &v6_frame(58, x, 134)), 0, "router advert");
+    }
+
+    #[test]
+    fn jump_offsets_fit_with_the_maximum_vip_count() {
+        let v4: Vec<Ipv4Addr> = (0..MAX_VIPS_PER_FAMILY as u8)
+            .map(|i| Ipv4Addr::new(10, 0, 0, i))
+            .collect();
+        let v6: Vec<Ipv6Addr> = (0..MAX_VIPS_PER_FAMILY as u16)
+            .map(|i| Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, i))
+            .collect();
+        let prog = data(&v4, &v6);
+        // Every jump lands inside the program.
+        for p in [&prog, &neighbour()] {
+            for (pc, i) in p.iter().enumerate() {
+                if i.code == JEQ_K {
+                    assert!(pc + 1 + usize::from(i.jt.max(i.jf)) < p.len(), "{pc}");
+                }
+            }
+        }
+        let last = *v6.last().unwrap();
+        assert!(run(&prog, &v6_frame(6, last, 0)) > 0);
+        assert!(run(&prog, &v4_frame(*v4.last().unwrap())) > 0);
     }
 }

@@ -1,6 +1,6 @@
 //! The flow table: which node each client TCP connection goes to.
 //!
-//! Keyed by the 5-tuple of the client → VIP direction (the only direction a direct-mode
+//! Keyed by the 5-tuple ([`FlowKey`]: IPv4 or IPv6) of the client → VIP direction (the only direction a direct-mode
 //! distributor sees). An entry is created on a SYN (and, with Maglev, on any packet of an
 //! unknown flow — the director decides that, not this table) and moves through three
 //! states, each with its own timeout measured from the flow's last packet:
@@ -30,7 +30,8 @@
 //! Pure logic: time comes in as `now`.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +52,7 @@ pub mod tcp_flags {
     pub const ACK: u8 = 0x10;
 }
 
-/// A TCP flow as seen arriving at the VIP: client address and port, VIP and port.
+/// An IPv4 TCP flow as seen arriving at the VIP: client address and port, VIP and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FiveTuple {
     /// Client address.
@@ -66,17 +67,123 @@ pub struct FiveTuple {
     pub proto: u8,
 }
 
+/// An IPv6 TCP flow as seen arriving at the VIP (same fields as [`FiveTuple`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FiveTuple6 {
+    /// Client address.
+    pub src: Ipv6Addr,
+    /// Destination (the VIP).
+    pub dst: Ipv6Addr,
+    /// Client port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Next header of the TCP payload (6).
+    pub proto: u8,
+}
+
+/// The flow table's key: one flow of either family.
+///
+/// An enum rather than one struct with `IpAddr` fields: a v4 key cannot carry a v6
+/// address, and [`Hash`] is written by hand so a v4 key hashes exactly as the v4-only
+/// key did (no discriminant fed to the hasher): the IPv4 path costs what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowKey {
+    /// An IPv4 flow.
+    V4(FiveTuple),
+    /// An IPv6 flow.
+    V6(FiveTuple6),
+}
+
+impl Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Eq tells the families apart; the hash need not (a v4/v6 collision only costs a
+        // comparison).
+        match self {
+            FlowKey::V4(t) => t.hash(state),
+            FlowKey::V6(t) => t.hash(state),
+        }
+    }
+}
+
 impl FiveTuple {
-    /// The bytes Maglev hashes: src, dst, sport, dport (big-endian), proto. Every
-    /// distributor must use this exact layout to agree on the mapping.
-    pub fn key(&self) -> [u8; 13] {
-        let mut k = [0u8; 13];
-        k[0..4].copy_from_slice(&self.src.octets());
-        k[4..8].copy_from_slice(&self.dst.octets());
-        k[8..10].copy_from_slice(&self.sport.to_be_bytes());
-        k[10..12].copy_from_slice(&self.dport.to_be_bytes());
-        k[12] = self.proto;
+    /// The bytes Maglev hashes for this flow ([`FlowKey::key`]).
+    pub fn key(&self) -> KeyBytes {
+        FlowKey::V4(*self).key()
+    }
+}
+
+impl From<FiveTuple> for FlowKey {
+    fn from(t: FiveTuple) -> FlowKey {
+        FlowKey::V4(t)
+    }
+}
+
+impl From<FiveTuple6> for FlowKey {
+    fn from(t: FiveTuple6) -> FlowKey {
+        FlowKey::V6(t)
+    }
+}
+
+/// The bytes Maglev hashes for a flow: 13 for IPv4, 37 for IPv6 (see [`FlowKey::key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyBytes {
+    buf: [u8; 37],
+    len: u8,
+}
+
+impl std::ops::Deref for KeyBytes {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl FlowKey {
+    /// The bytes Maglev hashes: src, dst, sport, dport (big-endian), proto — 13 bytes for
+    /// IPv4 (the layout of every earlier version, so a mixed-version pair agrees), 37 for
+    /// IPv6. Every distributor must use this exact layout to agree on the mapping.
+    #[inline]
+    pub fn key(&self) -> KeyBytes {
+        let mut k = KeyBytes {
+            buf: [0u8; 37],
+            len: 0,
+        };
+        let (a, rest) = match self {
+            FlowKey::V4(t) => {
+                k.buf[0..4].copy_from_slice(&t.src.octets());
+                k.buf[4..8].copy_from_slice(&t.dst.octets());
+                (8, (t.sport, t.dport, t.proto))
+            }
+            FlowKey::V6(t) => {
+                k.buf[0..16].copy_from_slice(&t.src.octets());
+                k.buf[16..32].copy_from_slice(&t.dst.octets());
+                (32, (t.sport, t.dport, t.proto))
+            }
+        };
+        k.buf[a..a + 2].copy_from_slice(&rest.0.to_be_bytes());
+        k.buf[a + 2..a + 4].copy_from_slice(&rest.1.to_be_bytes());
+        k.buf[a + 4] = rest.2;
+        k.len = (a + 5) as u8;
         k
+    }
+
+    /// The client's port.
+    pub fn sport(&self) -> u16 {
+        match self {
+            FlowKey::V4(t) => t.sport,
+            FlowKey::V6(t) => t.sport,
+        }
+    }
+
+    /// The VIP's port.
+    pub fn dport(&self) -> u16 {
+        match self {
+            FlowKey::V4(t) => t.dport,
+            FlowKey::V6(t) => t.dport,
+        }
     }
 }
 
@@ -135,9 +242,12 @@ pub struct Full;
 
 const NIL: usize = usize::MAX;
 
+/// A flow's per-packet state. Its key is kept apart, in [`FlowTable::keys`]: it is only
+/// read to remove the entry from the index, and an IPv6 key (40 bytes) inside every
+/// entry would make the entries an IPv4 packet touches (its own and its list
+/// neighbours') larger than before IPv6 existed.
 #[derive(Debug)]
 struct Entry {
-    tuple: FiveTuple,
     node: Arc<Node>,
     /// The node's position in the pool snapshot when the flow was created.
     slot: usize,
@@ -163,8 +273,10 @@ pub struct Removed {
 /// The flow table (see the module documentation).
 #[derive(Debug)]
 pub struct FlowTable {
-    index: HashMap<FiveTuple, usize>,
+    index: HashMap<FlowKey, usize>,
     slab: Slab<Entry>,
+    /// The key of the entry at each slab position (slab keys stay below `capacity`).
+    keys: Vec<FlowKey>,
     lists: [List; 3],
     capacity: usize,
     timeouts: Timeouts,
@@ -179,6 +291,16 @@ impl FlowTable {
         FlowTable {
             index: HashMap::with_capacity(capacity),
             slab: Slab::with_capacity(capacity),
+            keys: vec![
+                FlowKey::V4(FiveTuple {
+                    src: Ipv4Addr::UNSPECIFIED,
+                    dst: Ipv4Addr::UNSPECIFIED,
+                    sport: 0,
+                    dport: 0,
+                    proto: 0,
+                });
+                capacity
+            ],
             lists: [List {
                 head: NIL,
                 tail: NIL,
@@ -210,7 +332,7 @@ impl FlowTable {
     }
 
     /// State of a flow, if known (tests, diagnostics).
-    pub fn state(&self, t: &FiveTuple) -> Option<FlowState> {
+    pub fn state(&self, t: &FlowKey) -> Option<FlowState> {
         self.index.get(t).map(|&k| self.slab[k].state)
     }
 
@@ -219,7 +341,7 @@ impl FlowTable {
     /// `None`: unknown flow — or a SYN on a closing flow, which is the client reusing
     /// the tuple for a new connection: the old entry is removed so the caller picks
     /// again.
-    pub fn touch(&mut self, t: &FiveTuple, flags: u8, now: Instant) -> Option<(&Arc<Node>, usize)> {
+    pub fn touch(&mut self, t: &FlowKey, flags: u8, now: Instant) -> Option<(&Arc<Node>, usize)> {
         let k = *self.index.get(t)?;
         let old = self.slab[k].state;
         if old == FlowState::Closing && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
@@ -247,7 +369,7 @@ impl FlowTable {
     /// or [`Full`].
     pub fn insert(
         &mut self,
-        t: FiveTuple,
+        t: FlowKey,
         node: Arc<Node>,
         slot: usize,
         flags: u8,
@@ -274,7 +396,6 @@ impl FlowTable {
         node.counters.total.fetch_add(1, Ordering::Relaxed);
         self.stats.total.fetch_add(1, Ordering::Relaxed);
         let k = self.slab.insert(Entry {
-            tuple: t,
             node,
             slot,
             state,
@@ -282,6 +403,11 @@ impl FlowTable {
             prev: NIL,
             next: NIL,
         });
+        // The slab never holds more than `capacity` entries (a full table evicts first),
+        // so its keys stay below `capacity`: the slot exists.
+        if let Some(slot) = self.keys.get_mut(k) {
+            *slot = t;
+        }
         self.index.insert(t, k);
         self.link_tail(k);
         if state.counts_as_active() {
@@ -291,7 +417,7 @@ impl FlowTable {
     }
 
     /// Removes a flow; returns whether it existed.
-    pub fn remove(&mut self, t: &FiveTuple) -> bool {
+    pub fn remove(&mut self, t: &FlowKey) -> bool {
         match self.index.get(t) {
             Some(&k) => {
                 self.remove_key(k);
@@ -357,7 +483,9 @@ impl FlowTable {
     fn remove_key(&mut self, k: usize) {
         self.unlink(k);
         let e = self.slab.remove(k);
-        self.index.remove(&e.tuple);
+        if let Some(t) = self.keys.get(k) {
+            self.index.remove(t);
+        }
         if e.state.counts_as_active() {
             e.node.counters.active.fetch_sub(1, Ordering::Relaxed);
             self.stats.active.fetch_sub(1, Ordering::Relaxed);
@@ -425,14 +553,14 @@ mod tests {
         }))
     }
 
-    fn tuple(sport: u16) -> FiveTuple {
-        FiveTuple {
+    fn tuple(sport: u16) -> FlowKey {
+        FlowKey::V4(FiveTuple {
             src: Ipv4Addr::new(192, 0, 2, 1),
             dst: Ipv4Addr::new(10, 0, 0, 100),
             sport,
             dport: 80,
             proto: 6,
-        }
+        })
     }
 
     fn table(cap: usize) -> (FlowTable, Arc<Stats>) {
@@ -446,9 +574,45 @@ mod tests {
     #[test]
     fn key_layout_is_fixed() {
         assert_eq!(
-            tuple(0x1234).key(),
-            [192, 0, 2, 1, 10, 0, 0, 100, 0x12, 0x34, 0, 80, 6]
+            &*tuple(0x1234).key(),
+            &[192, 0, 2, 1, 10, 0, 0, 100, 0x12, 0x34, 0, 80, 6]
         );
+        let v6 = FlowKey::V6(FiveTuple6 {
+            src: "2001:db8::1".parse().unwrap(),
+            dst: "2001:db8::100".parse().unwrap(),
+            sport: 0x1234,
+            dport: 80,
+            proto: 6,
+        });
+        let k = v6.key();
+        assert_eq!(k.len(), 37);
+        assert_eq!(&k[..2], &[0x20, 0x01]);
+        assert_eq!(&k[16..18], &[0x20, 0x01]);
+        assert_eq!(&k[31..], &[0x00, 0x12, 0x34, 0, 80, 6]);
+        assert_eq!(k[15], 1);
+    }
+
+    #[test]
+    fn v4_and_v6_flows_are_distinct_entries() {
+        let (mut t, _) = table(8);
+        let n = node(1);
+        let now = Instant::now();
+        let v6 = FlowKey::V6(FiveTuple6 {
+            src: "2001:db8::1".parse().unwrap(),
+            dst: "2001:db8::100".parse().unwrap(),
+            sport: 1,
+            dport: 80,
+            proto: 6,
+        });
+        // The same ports and a v4-mapped-looking address must not meet the v4 flow.
+        t.insert(tuple(1), Arc::clone(&n), 0, SYN, now).unwrap();
+        assert_eq!(t.state(&v6), None);
+        t.insert(v6, Arc::clone(&n), 0, ACK, now).unwrap();
+        assert_eq!(t.state(&v6), Some(FlowState::Open));
+        assert_eq!(t.state(&tuple(1)), Some(FlowState::HalfOpen));
+        assert_eq!(t.len(), 2);
+        assert!(t.remove(&v6));
+        assert_eq!(t.state(&v6), None);
     }
 
     #[test]

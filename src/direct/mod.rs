@@ -18,37 +18,46 @@
 //! (plus the TCP checksum when the kernel left it partial and no virtio-net header can
 //! carry it on): no TCP state, no copy of the payload, replies bypass it. Hence the
 //! topology limits: nodes on the same L2 segment, the same port on the nodes as on the
-//! VIP, IPv4.
+//! VIP.
+//!
+//! IPv4 and IPv6 alike, and several `VIP:PORT`s per process (repeated `--listen`), all
+//! forwarded to the one pool: IPv6 VIPs are answered by neighbour discovery instead of
+//! ARP (RFC 4861), IPv6 nodes' MACs learned by it. A node is one MAC whatever the family
+//! of the address it is configured by, so it serves every VIP it holds on its loopback.
 //!
 //! Threads: `--workers N` data-plane workers ([`worker`]), each with its own ring,
-//! ARP socket, director and flow table; the kernel's fanout hash keeps a flow on one
-//! worker, so nothing on the packet path is shared but relaxed counters (added once per
-//! batch). Every worker sees every ARP frame on its own ARP socket and learns node MACs
-//! itself. Health, control and failover stay on the control thread, acting on the shared
-//! pool and [`DirectShared`].
+//! neighbour socket (ARP, NS/NA), director and flow table; the kernel's fanout hash
+//! keeps a flow on one worker, so nothing on the packet path is shared but relaxed
+//! counters (added once per batch). Every worker sees every ARP and neighbour-discovery
+//! frame on its own neighbour socket and learns node MACs itself. Health, control and
+//! failover stay on the control thread, acting on the shared pool and [`DirectShared`].
 //!
 //! Modules: [`frame`] (pure per-frame verdict), [`arp`] (responder, neighbour table,
-//! frame builders), [`flow`] (flow table), [`director`] (the stateful decider), [`stats`]
-//! (counters, per worker and in total, and switches shared with the control plane),
-//! [`filter`] (what the kernel lets through to the ring and to the ARP socket),
-//! [`startup`] (checks that refuse a setup that cannot work), [`worker`] (the mio
-//! threads).
+//! frame builders), [`ndp`] (the same for IPv6), [`flow`] (flow table), [`director`]
+//! (the stateful decider), [`stats`] (counters, per worker and in total, and switches
+//! shared with the control plane), [`filter`] (what the kernel lets through to the ring
+//! and to the neighbour socket), [`startup`] (checks that refuse a setup that cannot
+//! work), [`worker`] (the mio threads).
 //!
-//! What this mode deliberately does not do: IPv6, VLAN tags, IP options, fragments, or
-//! segmenting super-frames itself (the kernel does it on send; a super-frame that is not
-//! TCP/IPv4 is dropped and counted).
+//! What this mode deliberately does not do: 802.1Q tags on the interface it reads (give
+//! it the VLAN device, `--interface eth0.100`: the kernel strips the tag and delivers
+//! only that VLAN's frames; tagged frames seen on the parent are dropped), IP options,
+//! IPv6 extension headers, fragments, or segmenting super-frames itself (the kernel does
+//! it on send; a super-frame that is not TCP of its frame's family is dropped and
+//! counted).
 
 pub(crate) mod arp;
 pub(crate) mod director;
 mod filter;
 pub mod flow;
 pub mod frame;
+pub mod ndp;
 pub(crate) mod startup;
 pub mod stats;
 pub(crate) mod worker;
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,12 +75,10 @@ use crate::sys::ring::{Fanout, PacketRing, RingConfig, RingVersion};
 /// Direct-mode settings, validated from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectConfig {
-    /// Interface the VIP's frames arrive on and leave by.
+    /// Interface the VIPs' frames arrive on and leave by.
     pub interface: String,
-    /// The virtual IP.
-    pub vip: Ipv4Addr,
-    /// The service port.
-    pub port: u16,
+    /// The virtual IPs and their service ports (IPv4 and IPv6, at least one).
+    pub listen: Vec<SocketAddr>,
     /// Flow table capacity.
     pub max_flows: usize,
     /// Flow timeouts.
@@ -119,13 +126,16 @@ pub fn start(
     on_exit: Arc<Waker>,
 ) -> io::Result<Workers> {
     let (iface, all) = startup::interface(&cfg.interface).map_err(io::Error::other)?;
-    startup::check(&iface, &all, cfg.vip, cfg.port, nodes).map_err(io::Error::other)?;
+    startup::check(&iface, &all, &cfg.listen, nodes).map_err(io::Error::other)?;
+    let vips = frame::Vips::new(&cfg.listen);
+    let v4: Vec<Ipv4Addr> = vips.v4_addrs().collect();
+    let v6: Vec<Ipv6Addr> = vips.v6_addrs().collect();
     let workers = workers.max(1);
     // The first ring of several starts a fanout group whose id the kernel picks unique
     // in the namespace (two distributors, or a reload's new process next to the old
     // one, never share a group); the others join it.
     let mut fanout = (workers > 1).then_some(Fanout::New);
-    let filter = filter::ipv4_to_vip(cfg.vip);
+    let filter = filter::data(&v4, &v6);
     let mut rings = Vec::with_capacity(workers);
     let mut vnet_hdr = true;
     for _ in 0..workers {
@@ -179,14 +189,14 @@ pub fn start(
     direct.workers.store(workers, Ordering::Release);
     let local = frame::Local {
         mac: iface.mac,
-        vip: cfg.vip,
-        port: cfg.port,
+        vips,
         max_frame: iface.mtu + 14,
         answer_arp: true,
     };
+    let listen: Vec<String> = cfg.listen.iter().map(|l| l.to_string()).collect();
     info!(target: "fulcrum::direct",
-        "interface={} index={} mac={} mtu={} vip={}:{} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?}",
-        iface.name, iface.index, iface.mac, iface.mtu, cfg.vip, cfg.port, cfg.max_flows, cfg.timeouts.idle,
+        "interface={} index={} mac={} mtu={} vip={} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?}",
+        iface.name, iface.index, iface.mac, iface.mtu, listen.join(","), cfg.max_flows, cfg.timeouts.idle,
         workers, vnet_hdr, cfg.ring);
     let per_worker_flows = (cfg.max_flows / workers).max(1);
     let mut out = Workers {
@@ -195,8 +205,21 @@ pub fn start(
         listener_fds: Vec::new(),
     };
     for (index, ring) in rings.into_iter().enumerate() {
-        let arp = PacketSocket::open(iface.index, &filter::arp_only(), ARP_RCVBUF)
+        let arp = PacketSocket::open(iface.index, &filter::neighbour(), ARP_RCVBUF)
             .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+        // Solicitations for an IPv6 VIP go to its solicited-node group: a NIC filtering
+        // multicast would drop them unless the group's MAC is on its list (RFC 4861
+        // §7.2.1). Every worker's neighbour socket joins (each learns from what it sees).
+        for ip in &v6 {
+            let mac = ndp::multicast_mac(ndp::solicited_node(*ip));
+            if let Err(e) = crate::sys::packet::add_multicast(
+                &arp,
+                iface.index,
+                [mac.0, mac.1, mac.2, mac.3, mac.4, mac.5],
+            ) {
+                warn!(target: "fulcrum::direct", "vip={ip}: cannot join its solicited-node group ({e}); neighbour solicitations may not arrive");
+            }
+        }
         let (nodes, _) = shared.pool.snapshot();
         let director = director::Director::new(
             nodes,
@@ -217,8 +240,8 @@ pub fn start(
             Arc::clone(shared),
             Arc::clone(direct),
             director,
-            local,
-            iface.ipv4,
+            local.clone(),
+            (iface.ipv4, iface.ipv6),
         )?;
         let on_exit = Arc::clone(&on_exit);
         let t = std::thread::Builder::new()

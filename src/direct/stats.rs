@@ -114,7 +114,8 @@ pub enum DropReason {
     Fragment,
     /// IPv4 options present (not supported; also a classic evasion vector).
     IpOptions,
-    /// Neither IPv4 nor ARP (or a VLAN-tagged frame).
+    /// Neither IPv4, IPv6 nor ARP (or a VLAN-tagged frame). The name predates IPv6
+    /// support and is kept so dashboards keep working.
     NotIpv4,
     /// IPv4 but not TCP.
     NotTcp,
@@ -154,11 +155,19 @@ pub enum DropReason {
     SendFailed,
     /// A super-frame whose GSO type cannot be sent on (not TCP over IPv4).
     GsoUnsupported,
+    /// IPv6 with an extension header (or a fragment header) before TCP: not parsed
+    /// (RFC 8200 §4; hop-by-hop, routing and destination options are evasion vectors).
+    Ipv6ExtHeader,
+    /// A neighbour solicitation/advertisement that fails RFC 4861 §7.1 validation
+    /// (hop limit ≠ 255, checksum, code, options, multicast target).
+    NdpMalformed,
+    /// ICMPv6 that is not ND for a VIP or from a node (and IPv6 that is not TCP/ICMPv6).
+    NdpIgnored,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 29;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -188,6 +197,9 @@ impl DropReason {
         DropReason::Draining,
         DropReason::SendFailed,
         DropReason::GsoUnsupported,
+        DropReason::Ipv6ExtHeader,
+        DropReason::NdpMalformed,
+        DropReason::NdpIgnored,
     ];
 
     /// Position in [`DropReason::ALL`] and in the counter array.
@@ -224,6 +236,9 @@ impl DropReason {
             DropReason::Draining => "draining",
             DropReason::SendFailed => "send_failed",
             DropReason::GsoUnsupported => "gso_unsupported",
+            DropReason::Ipv6ExtHeader => "ipv6_ext_header",
+            DropReason::NdpMalformed => "ndp_malformed",
+            DropReason::NdpIgnored => "ndp_ignored",
         }
     }
 
@@ -240,6 +255,8 @@ impl DropReason {
                 | DropReason::IpOptions
                 | DropReason::Martian
                 | DropReason::ArpMalformed
+                | DropReason::Ipv6ExtHeader
+                | DropReason::NdpMalformed
         )
     }
 }
@@ -297,6 +314,12 @@ pub struct DirectStats {
     pub ring_drops: AtomicU64,
     /// Ring blocks whose descriptors did not add up (handed back early).
     pub ring_bad_blocks: AtomicU64,
+    /// Neighbour advertisements sent in answer to solicitations for an IPv6 VIP.
+    pub nd_adverts: AtomicU64,
+    /// Neighbour solicitations sent to resolve IPv6 nodes.
+    pub nd_solicits: AtomicU64,
+    /// Unsolicited neighbour advertisements sent for IPv6 VIPs.
+    pub unsolicited_nas: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -369,7 +392,7 @@ pub struct CounterValue {
 }
 
 /// Every direct-mode counter except drops (which are by reason).
-pub const COUNTERS: [Counter; 22] = [
+pub const COUNTERS: [Counter; 25] = [
     counter(
         "direct_rx_frames",
         "fulcrum_direct_frames_received_total",
@@ -524,6 +547,27 @@ pub const COUNTERS: [Counter; 22] = [
         "Receive-ring blocks whose descriptors did not add up.",
         |s| &s.ring_bad_blocks,
     ),
+    counter(
+        "direct_nd_adverts",
+        "fulcrum_direct_nd_adverts_total",
+        "counter",
+        "Neighbour advertisements sent for IPv6 VIPs.",
+        |s| &s.nd_adverts,
+    ),
+    counter(
+        "direct_nd_solicits",
+        "fulcrum_direct_nd_solicits_total",
+        "counter",
+        "Neighbour solicitations sent to resolve IPv6 nodes.",
+        |s| &s.nd_solicits,
+    ),
+    counter(
+        "direct_unsolicited_nas",
+        "fulcrum_direct_unsolicited_nas_total",
+        "counter",
+        "Unsolicited neighbour advertisements sent for IPv6 VIPs.",
+        |s| &s.unsolicited_nas,
+    ),
 ];
 
 impl DirectStats {
@@ -579,7 +623,7 @@ impl DirectStats {
     pub fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = format!(
-            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} stateless={}",
+            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} nd_adverts={} nd_solicits={} unsolicited_nas={} stateless={}",
             l(&self.rx_frames),
             l(&self.tx_packets),
             l(&self.tx_bytes),
@@ -593,6 +637,9 @@ impl DirectStats {
             l(&self.arp_replies),
             l(&self.arp_requests),
             l(&self.garps),
+            l(&self.nd_adverts),
+            l(&self.nd_solicits),
+            l(&self.unsolicited_nas),
             l(&self.stateless),
         );
         for (name, n) in self.nonzero_drops() {
@@ -603,10 +650,12 @@ impl DirectStats {
 }
 
 /// Switches of the direct-mode data plane that other components may flip: the failover
-/// component (answer ARP for the VIP only while master; announce on takeover).
+/// component (answer ARP and neighbour solicitations for the VIPs only while master;
+/// announce on takeover).
 #[derive(Debug)]
 pub struct DirectControl {
-    /// Answer ARP requests for the VIP (false on a standby distributor).
+    /// Answer ARP requests and neighbour solicitations for the VIPs (false on a standby
+    /// distributor).
     pub answer_arp: AtomicBool,
 }
 

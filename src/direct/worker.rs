@@ -10,20 +10,23 @@
 //! With `--workers N` there are N of these threads, whose rings form one
 //! `PACKET_FANOUT_HASH` group: the kernel sends every packet of a flow to the same
 //! worker, so each worker's flow table is its own and the packet path takes no lock.
-//! ARP does not hash usefully (no ports; all of it would reach one worker), so each
-//! worker also has a small ARP-only socket outside the group: every worker sees every
-//! ARP frame and learns the nodes' MACs itself, and only worker 0 answers ARP for the
-//! VIP and sends gratuitous ARPs (one answer per request).
+//! ARP and neighbour discovery do not hash usefully (no ports; all of it would reach one
+//! worker), so each worker also has a small neighbour socket outside the group (ARP,
+//! ICMPv6 NS/NA): every worker sees every such frame and learns the nodes' MACs itself,
+//! and only worker 0 answers ARP and neighbour solicitations for the VIPs and sends
+//! gratuitous ARPs / unsolicited neighbour advertisements (one answer per request).
 //!
 //! Super-frames and partial checksums: the ring is opened with `PACKET_VNET_HDR` when
 //! the kernel allows it, so each frame carries its `virtio_net_hdr`. A TCP/IPv4 GRO/TSO
-//! super-frame (GSO type TCPV4) is forwarded whole with its header and the kernel (or the
+//! super-frame (GSO type TCPV4, or TCPV6 for an IPv6 VIP) is forwarded whole with its header and the kernel (or the
 //! NIC) segments it toward the node; a partial checksum (NEEDS_CSUM) travels on in the
 //! header instead of being completed here. A super-frame of another GSO type is dropped
 //! (`gso_unsupported`); a frame above MTU + 14 without GSO is dropped (`oversize`).
 //!
-//! Every [`TICK`] a worker expires flows, sends the ARP requests its neighbour table asks
-//! for and (worker 0) pending gratuitous ARPs, and looks at the shared flags. Like a
+//! Every [`TICK`] a worker expires flows, sends the ARP requests and neighbour
+//! solicitations its neighbour tables ask for and (worker 0) pending gratuitous ARPs /
+//! unsolicited neighbour advertisements (one per VIP address), and looks at the shared
+//! flags. Like a
 //! proxy worker, it refreshes its pool snapshot when the pool's generation changes and
 //! its scheduler when the operator switches algorithms.
 //!
@@ -31,7 +34,7 @@
 //! keep flowing until the table is empty; `cut_now` ends the loop at once.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +47,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director};
 use super::frame::{self, Local, Verdict, TP_STATUS_CSUMNOTREADY};
+use super::ndp::{self, ND_FRAME_LEN};
 use super::stats::{DropReason, WorkerStats};
 use super::DirectShared;
 use crate::runtime::Shared;
@@ -99,11 +103,15 @@ pub struct Worker {
     direct: Arc<DirectShared>,
     director: Director,
     local: Local,
+    /// `local` with room for a super-frame (what a GSO frame is checked against).
+    local_super: Local,
     our_ip: Ipv4Addr,
+    our_ip6: Ipv6Addr,
     generation: u64,
     kind: SchedulerKind,
     buf: Vec<u8>,
     due: Vec<Ipv4Addr>,
+    due6: Vec<Ipv6Addr>,
     more_rx: bool,
     more_arp: bool,
     next_tick: Instant,
@@ -117,7 +125,8 @@ pub struct Worker {
 
 impl Worker {
     /// Worker `index` over `poll` (whose waker the control plane holds), its ring and
-    /// its ARP socket.
+    /// its neighbour socket. `own` = the interface's addresses our ARP requests and
+    /// neighbour solicitations come from (IPv4, IPv6), when it has them.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
@@ -128,8 +137,9 @@ impl Worker {
         direct: Arc<DirectShared>,
         director: Director,
         local: Local,
-        our_ip: Option<Ipv4Addr>,
+        own: (Option<Ipv4Addr>, Option<Ipv6Addr>),
     ) -> io::Result<Worker> {
+        let (our_ip, our_ip6) = own;
         poll.registry()
             .register(&mut SourceFd(&ring.as_raw_fd()), RING, Interest::READABLE)?;
         poll.registry()
@@ -145,12 +155,20 @@ impl Worker {
             direct,
             shared,
             director,
+            local_super: Local {
+                max_frame: MAX_SUPER_FRAME,
+                ..local.clone()
+            },
             local,
             our_ip: our_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            // Without an IPv6 address the solicitation comes from :: (RFC 4861 §7.2.2
+            // allows it only for DAD; nodes then answer to all-nodes, which we also see).
+            our_ip6: our_ip6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             generation,
             kind,
             buf: vec![0; ARP_BUF],
             due: Vec::with_capacity(16),
+            due6: Vec::with_capacity(16),
             more_rx: true,
             more_arp: true,
             next_tick: now,
@@ -262,6 +280,7 @@ impl Worker {
         self.director.set_admission(admission);
         self.local.answer_arp =
             self.index == 0 && self.direct.control.answer_arp.load(Ordering::Relaxed);
+        self.local_super.answer_arp = self.local.answer_arp;
     }
 
     /// Takes up to [`BATCHES_PER_TURN`] ring batches.
@@ -285,13 +304,15 @@ impl Worker {
             ring,
             director,
             local,
+            local_super,
             direct,
             last_malformed_log,
             ..
         } = self;
         let stats = &direct.stats;
+        let locals = (&*local, &*local_super);
         let rep =
-            ring.next_batch(|f| on_frame(f, local, director, &mut t, stats, last_malformed_log));
+            ring.next_batch(|f| on_frame(f, locals, director, &mut t, stats, last_malformed_log));
         let Some(rep) = rep else {
             return false;
         };
@@ -379,6 +400,14 @@ impl Worker {
                 }
                 self.buf = buf;
             }
+            Verdict::NeighbourAdvert(a) => {
+                let mut na = [0u8; ND_FRAME_LEN];
+                if let Some(len) = ndp::emit_answer(&mut na, self.local.mac, &a) {
+                    if self.send_small(&na[..len]) {
+                        self.direct.stats.nd_adverts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             Verdict::Learned => {}
             // The ARP socket's filter lets only ARP through; anything else is not ours.
             Verdict::Forward { .. } => self.direct.stats.drop(DropReason::NotIpv4),
@@ -456,10 +485,32 @@ impl Worker {
             }
         }
         self.due = due;
+        let mut due6 = std::mem::take(&mut self.due6);
+        due6.clear();
+        self.director.neighbours6_mut().due(now, &mut due6);
+        let mut nd = [0u8; ND_FRAME_LEN];
+        for ip in &due6 {
+            if let Some(len) = ndp::emit_ns(&mut nd, self.local.mac, self.our_ip6, *ip) {
+                if self.send_small(&nd[..len]) {
+                    stats.stats.nd_solicits.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.due6 = due6;
         if self.garps_left > 0 && now >= self.next_garp && self.local.answer_arp {
-            let len = arp::build_garp(&mut frame, self.local.mac, self.local.vip);
-            if self.send_small(&frame[..len]) {
-                stats.stats.garps.fetch_add(1, Ordering::Relaxed);
+            let vips = self.local.vips.clone();
+            for vip in vips.v4_addrs() {
+                let len = arp::build_garp(&mut frame, self.local.mac, vip);
+                if self.send_small(&frame[..len]) {
+                    stats.stats.garps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for vip in vips.v6_addrs() {
+                if let Some(len) = ndp::emit_unsolicited_na(&mut nd, self.local.mac, vip) {
+                    if self.send_small(&nd[..len]) {
+                        stats.stats.unsolicited_nas.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             self.garps_left -= 1;
             self.next_garp = now + GARP_SPACING;
@@ -469,10 +520,11 @@ impl Worker {
 
 /// The verdict for one ring frame: what [`frame::process`] says, given what the
 /// virtio-net header tells about super-frames and partial checksums. Returns the length
-/// to send, if any.
+/// to send, if any. `locals`: the worker's [`Local`], and the same with room for a
+/// super-frame.
 fn on_frame<D: frame::Decide>(
     f: RxFrame<'_>,
-    local: &Local,
+    locals: (&Local, &Local),
     director: &mut D,
     t: &mut Tally,
     stats: &super::DirectStats,
@@ -482,7 +534,7 @@ fn on_frame<D: frame::Decide>(
     t.rx_frames += 1;
     t.rx_bytes += aux.wire_len as u64;
     let mut aux = aux;
-    let mut local = *local;
+    let mut local = locals.0;
     let mut offloaded = false;
     let mut gso = false;
     if let Some(h) = vnet {
@@ -493,17 +545,26 @@ fn on_frame<D: frame::Decide>(
             offloaded = true;
         }
         if h.gso_type != VnetHdr::GSO_NONE {
-            if h.gso_type & !VnetHdr::GSO_ECN != VnetHdr::GSO_TCPV4 || h.gso_size == 0 {
+            // TCP over the frame's own family only: the kernel segments it on send.
+            let ethertype = data
+                .get(12..14)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let tcp_of_family = match h.gso_type & !VnetHdr::GSO_ECN {
+                VnetHdr::GSO_TCPV4 => ethertype == 0x0800,
+                VnetHdr::GSO_TCPV6 => ethertype == 0x86dd,
+                _ => false,
+            };
+            if !tcp_of_family || h.gso_size == 0 {
                 stats.drop(DropReason::GsoUnsupported);
                 return None;
             }
-            // A TCP/IPv4 super-frame leaves whole; the kernel segments it.
-            local.max_frame = MAX_SUPER_FRAME;
+            // A TCP super-frame leaves whole; the kernel segments it.
+            local = locals.1;
             gso = true;
         }
     }
     let n = data.len();
-    match frame::process(data, &aux, &local, director) {
+    match frame::process(data, &aux, local, director) {
         Verdict::Forward {
             len,
             csum_completed,
@@ -524,8 +585,9 @@ fn on_frame<D: frame::Decide>(
             }
             Some(len)
         }
-        Verdict::ArpReply { len } => Some(len),
-        Verdict::Learned => None,
+        // Neighbour frames arrive on the neighbour socket; the ring's filter keeps them
+        // out, so one here is not answered (worker 0 answers on its own socket).
+        Verdict::ArpReply { .. } | Verdict::NeighbourAdvert(_) | Verdict::Learned => None,
         Verdict::Drop(r) => {
             stats.drop(r);
             trace!(target: "fulcrum::direct", "drop reason={r} len={n}");
@@ -558,7 +620,7 @@ mod tests {
         fn decide(&mut self, _: &TcpMeta) -> Result<Target, DropReason> {
             Ok(Target { node: 0, mac: NODE })
         }
-        fn learn(&mut self, _: Ipv4Addr, _: MacAddr) -> bool {
+        fn learn(&mut self, _: std::net::IpAddr, _: MacAddr) -> bool {
             false
         }
     }
@@ -566,8 +628,7 @@ mod tests {
     fn local() -> Local {
         Local {
             mac: OUR,
-            vip: VIP,
-            port: 80,
+            vips: frame::Vips::new(&[std::net::SocketAddr::from((VIP, 80))]),
             max_frame: 1514,
             answer_arp: true,
         }
@@ -615,7 +676,12 @@ mod tests {
             aux,
             vnet,
         };
-        let out = on_frame(f, &local(), &mut ToNode, &mut t, &stats, &mut None);
+        let normal = local();
+        let sup = Local {
+            max_frame: MAX_SUPER_FRAME,
+            ..local()
+        };
+        let out = on_frame(f, (&normal, &sup), &mut ToNode, &mut t, &stats, &mut None);
         (out, t, stats)
     }
 

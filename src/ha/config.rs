@@ -27,12 +27,12 @@ pub const DEFAULT_HA_PORT: u16 = 5800;
 
 use crate::secret::Secret;
 
-/// One virtual address with its prefix length (`10.0.0.100/24`).
+/// One virtual address with its prefix length (`10.0.0.100/24`, `fd99::100/64`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Vip {
-    /// The address clients connect to.
-    pub addr: Ipv4Addr,
-    /// Prefix length it is added with, 0..=32.
+    /// The address clients connect to (IPv4 or IPv6).
+    pub addr: IpAddr,
+    /// Prefix length it is added with, 0..=32 (IPv4) or 0..=128 (IPv6).
     pub prefix: u8,
 }
 
@@ -56,8 +56,9 @@ pub struct PeerArg {
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Args)]
 pub struct HaArgs {
-    /// Virtual IPv4 address with prefix owned by the master, e.g. 10.0.0.100/24
-    /// (repeatable). Turns failover on; needs --interface, --peer and --ha-key-file.
+    /// Virtual IP address with prefix owned by the master, e.g. 10.0.0.100/24 or
+    /// fd99::100/64 (repeatable). Turns failover on; needs --interface, --peer and
+    /// --ha-key-file.
     #[arg(long = "vip", value_parser = parse_vip, requires_all = ["interface", "peer", "ha_key_file"])]
     pub vip: Vec<Vip>,
     /// Failover peer: adverts go to it and are accepted only from its address. IP or
@@ -190,8 +191,9 @@ impl HaConfig {
     }
 }
 
-/// Parses `A.B.C.D/PREFIX`. IPv6 VIPs are refused (no unsolicited neighbour
-/// advertisement is implemented yet).
+/// Parses `A.B.C.D/PREFIX` or `IPV6/PREFIX`. An IPv6 VIP is announced on takeover with
+/// unsolicited neighbour advertisements (RFC 4861 §7.2.6) instead of gratuitous ARP; a
+/// link-local one is refused (it would need a zone and no client reaches it routed).
 pub fn parse_vip(s: &str) -> Result<Vip, String> {
     let (addr, prefix) = s
         .split_once('/')
@@ -199,18 +201,26 @@ pub fn parse_vip(s: &str) -> Result<Vip, String> {
     let addr: IpAddr = addr
         .parse()
         .map_err(|_| format!("\"{s}\": \"{addr}\" is not an IP address"))?;
-    let IpAddr::V4(addr) = addr else {
-        return Err(format!(
-            "\"{s}\": IPv6 VIPs are not supported yet (use IPv4)"
-        ));
-    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = prefix
         .parse()
         .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| format!("\"{s}\": prefix \"{prefix}\" is not 0..=32"))?;
-    if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
-        return Err(format!("\"{s}\": not a unicast address"));
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("\"{s}\": prefix \"{prefix}\" is not 0..={max}"))?;
+    let unusable = match addr {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || a.is_multicast()
+                || a.is_loopback()
+                || a.is_unicast_link_local()
+                || a.to_ipv4_mapped().is_some()
+        }
+    };
+    if unusable {
+        return Err(format!(
+            "\"{s}\": not a unicast address usable as a VIP (IPv6: not link-local)"
+        ));
     }
     Ok(Vip { addr, prefix })
 }
@@ -275,7 +285,7 @@ mod tests {
         assert_eq!(
             parse_vip("10.0.0.100/24"),
             Ok(Vip {
-                addr: Ipv4Addr::new(10, 0, 0, 100),
+                addr: Ipv4Addr::new(10, 0, 0, 100).into(),
                 prefix: 24
             })
         );
@@ -283,12 +293,26 @@ mod tests {
             parse_vip("10.0.0.1/32").map(|v| v.to_string()),
             Ok("10.0.0.1/32".into())
         );
+        assert_eq!(
+            parse_vip("fd00::1/64"),
+            Ok(Vip {
+                addr: "fd00::1".parse().unwrap(),
+                prefix: 64
+            })
+        );
+        assert_eq!(
+            parse_vip("2001:db8::7/128").map(|v| v.to_string()),
+            Ok("2001:db8::7/128".into())
+        );
         for (bad, needle) in [
             ("10.0.0.100", "ADDR/PREFIX"),
             ("10.0.0.300/24", "10.0.0.300"),
             ("10.0.0.1/33", "33"),
             ("10.0.0.1/x", "\"x\""),
-            ("fd00::1/64", "IPv6"),
+            ("fd00::1/129", "129"),
+            ("fe80::1/64", "link-local"),
+            ("ff02::1/128", "unicast"),
+            ("::/0", "unicast"),
             ("224.0.0.18/32", "unicast"),
             ("0.0.0.0/0", "unicast"),
         ] {

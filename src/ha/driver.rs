@@ -2,8 +2,8 @@
 //!
 //! What it owns: one non-blocking UDP socket (mio) on `--ha-port` for adverts and state
 //! sync, the [`Machine`], the [`ReplayGuard`], the netlink socket that adds and removes
-//! the VIPs ([`crate::ha::vip`]), the AF_PACKET socket for gratuitous ARP
-//! ([`crate::ha::garp`]) and the state-sync reassembly ([`crate::ha::sync`]).
+//! the VIPs ([`crate::ha::vip`]), the AF_PACKET socket for gratuitous ARP and, for IPv6
+//! VIPs, unsolicited neighbour advertisements ([`crate::ha::garp`]) and the state-sync reassembly ([`crate::ha::sync`]).
 //!
 //! Per datagram: source address among the `--peer`s (as keepalived checks its unicast
 //! peers; cheap, before any hashing) → [`wire::parse`] (MAC first) → [`ReplayGuard::accept`] → state sync or
@@ -177,7 +177,14 @@ impl HaDriver {
                 cfg.interface
             ))
         })?;
-        let vips: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
+        let vips: Vec<Ipv4Addr> = cfg
+            .vips
+            .iter()
+            .filter_map(|v| match v.addr {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         let own = vip::own_ipv4(&iface, &vips);
         let node_ip = *own.first().ok_or_else(|| {
             io::Error::other(format!(

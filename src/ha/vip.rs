@@ -22,7 +22,9 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::link::{LinkFlags, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -151,14 +153,23 @@ pub enum AddressOp {
 ///
 /// Add sets IFA_LOCAL and IFA_ADDRESS (as `ip addr add` does); remove sets only
 /// IFA_LOCAL, so the kernel matches the address whatever prefix length a previous run
-/// gave it.
+/// gave it. An IPv6 address is added `nodad` (IFA_F_NODAD, as `ip addr add … nodad`):
+/// duplicate address detection (RFC 4862 §5.4) would keep it tentative — unusable as a
+/// source, not answered for — for a second or more, the whole point of a fast takeover;
+/// the pair's election is what keeps the address unique.
 pub fn address_request(op: AddressOp, index: u32, vip: Vip, seq: u32) -> Vec<u8> {
     let mut msg = AddressMessage::default();
-    msg.header.family = AddressFamily::Inet;
+    msg.header.family = match vip.addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
     msg.header.prefix_len = vip.prefix;
     msg.header.scope = AddressScope::Universe;
     msg.header.index = index;
-    let ip = IpAddr::V4(vip.addr);
+    if vip.addr.is_ipv6() && op == AddressOp::Add {
+        msg.header.flags = AddressHeaderFlags::Nodad;
+    }
+    let ip = vip.addr;
     msg.attributes.push(AddressAttribute::Local(ip));
     let (payload, flags) = match op {
         AddressOp::Add => {
@@ -263,7 +274,7 @@ mod tests {
 
     fn vip() -> Vip {
         Vip {
-            addr: Ipv4Addr::new(10, 99, 0, 100),
+            addr: Ipv4Addr::new(10, 99, 0, 100).into(),
             prefix: 24,
         }
     }
@@ -287,9 +298,36 @@ mod tests {
         assert_eq!(a.header.index, 7);
         assert_eq!(a.header.prefix_len, 24);
         assert_eq!(a.header.family, AddressFamily::Inet);
-        let ip = IpAddr::V4(vip().addr);
+        let ip = vip().addr;
         assert!(a.attributes.contains(&AddressAttribute::Local(ip)));
         assert!(a.attributes.contains(&AddressAttribute::Address(ip)));
+        assert_eq!(
+            a.header.flags,
+            AddressHeaderFlags::empty(),
+            "IPv4: no flags"
+        );
+    }
+
+    #[test]
+    fn ipv6_add_is_inet6_and_nodad() {
+        let v6 = Vip {
+            addr: "fd99::100".parse().unwrap(),
+            prefix: 64,
+        };
+        let msg = parse(&address_request(AddressOp::Add, 7, v6, 1));
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) = msg.payload else {
+            panic!("not RTM_NEWADDR")
+        };
+        assert_eq!(a.header.family, AddressFamily::Inet6);
+        assert_eq!(a.header.prefix_len, 64);
+        assert_eq!(a.header.flags, AddressHeaderFlags::Nodad);
+        assert!(a.attributes.contains(&AddressAttribute::Local(v6.addr)));
+        let msg = parse(&address_request(AddressOp::Remove, 7, v6, 2));
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) = msg.payload else {
+            panic!("not RTM_DELADDR")
+        };
+        assert_eq!(a.header.family, AddressFamily::Inet6);
+        assert_eq!(a.attributes, vec![AddressAttribute::Local(v6.addr)]);
     }
 
     #[test]
@@ -299,10 +337,7 @@ mod tests {
         let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(a)) = msg.payload else {
             panic!("not RTM_DELADDR")
         };
-        assert_eq!(
-            a.attributes,
-            vec![AddressAttribute::Local(IpAddr::V4(vip().addr))]
-        );
+        assert_eq!(a.attributes, vec![AddressAttribute::Local(vip().addr)]);
     }
 
     fn error_reply(seq: u32, code: i32) -> Vec<u8> {

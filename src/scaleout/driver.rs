@@ -213,7 +213,10 @@ impl ScaleoutDriver {
                 info!(target: "fulcrum::bgp", "{p}: not a /32, not added to lo (route it to this host yourself)");
                 continue;
             };
-            let vip = Vip { addr, prefix: 32 };
+            let vip = Vip {
+                addr: addr.into(),
+                prefix: 32,
+            };
             match nl.add(vip) {
                 Ok(Change::Done) => {
                     info!(target: "fulcrum::bgp", "added {vip} to lo");

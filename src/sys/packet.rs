@@ -276,3 +276,40 @@ impl AsRawFd for PacketSocket {
         self.fd.as_raw_fd()
     }
 }
+
+/// `struct packet_mreq` (linux/if_packet.h).
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: libc::c_int,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [u8; 8],
+}
+
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_MULTICAST: libc::c_ushort = 0;
+
+/// Adds the Ethernet multicast address `mac` to interface `ifindex`'s receive filter for
+/// as long as `sock` is open (`PACKET_ADD_MEMBERSHIP`, `PACKET_MR_MULTICAST`): direct
+/// mode's IPv6 VIPs are solicited at their solicited-node group, which no local address
+/// joins.
+pub fn add_multicast(sock: &impl AsRawFd, ifindex: u32, mac: [u8; 6]) -> io::Result<()> {
+    let mut mr = PacketMreq {
+        mr_ifindex: i32::try_from(ifindex).unwrap_or(0),
+        mr_type: PACKET_MR_MULTICAST,
+        mr_alen: 6,
+        mr_address: [0; 8],
+    };
+    mr.mr_address[..6].copy_from_slice(&mac);
+    // SAFETY: passes a pointer to a live packet_mreq and its size.
+    check(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            (&mr as *const PacketMreq).cast(),
+            size_of::<PacketMreq>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}

@@ -15,8 +15,7 @@ const SRV1_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 21);
 fn local() -> Local {
     Local {
         mac: OUR,
-        vip: VIP,
-        port: 80,
+        vips: Vips::new(&[SocketAddr::from((VIP, 80))]),
         max_frame: 1514,
         answer_arp: true,
     }
@@ -26,20 +25,20 @@ fn local() -> Local {
 #[derive(Default)]
 struct Stub {
     decided: Vec<TcpMeta>,
-    learned: Vec<(Ipv4Addr, MacAddr)>,
+    learned: Vec<(IpAddr, MacAddr)>,
 }
 
 impl Decide for Stub {
     fn decide(&mut self, pkt: &TcpMeta) -> Result<Target, DropReason> {
         self.decided.push(*pkt);
-        if pkt.tuple.sport == 9999 {
+        if pkt.tuple.sport() == 9999 {
             return Err(R::NoNode);
         }
         Ok(Target { node: 1, mac: SRV1 })
     }
-    fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr) -> bool {
+    fn learn(&mut self, ip: IpAddr, mac: MacAddr) -> bool {
         self.learned.push((ip, mac));
-        ip == SRV1_IP
+        ip == IpAddr::V4(SRV1_IP) || ip == IpAddr::V6(super::tests6::SRV1_IP6)
     }
 }
 
@@ -478,9 +477,18 @@ fn cases() -> Vec<Case> {
             drop(R::Oversize),
         ),
         case(
-            "IPv6 ethertype",
+            "IPv4 bytes under the IPv6 ethertype",
             F {
                 ethertype: 0x86dd,
+                ..f()
+            },
+            None,
+            drop(R::BadHeader),
+        ),
+        case(
+            "LLDP ethertype",
+            F {
+                ethertype: 0x88cc,
                 ..f()
             },
             None,
@@ -613,7 +621,7 @@ fn table() {
                 let expect = c.output.as_ref().expect("a case that sends has an output");
                 assert_eq!(&frame[..len], &expect[..], "{}", c.what);
             }
-            Verdict::Drop(_) | Verdict::Learned => {
+            Verdict::Drop(_) | Verdict::Learned | Verdict::NeighbourAdvert(_) => {
                 assert_eq!(frame, c.input, "{}: a dropped frame is left alone", c.what)
             }
         }
@@ -654,20 +662,20 @@ fn decider_sees_the_flow() {
     assert_eq!(
         d.decided,
         vec![TcpMeta {
-            tuple: FiveTuple {
+            tuple: FlowKey::V4(FiveTuple {
                 src: CLIENT_IP,
                 dst: VIP,
                 sport: 1234,
                 dport: 80,
                 proto: 6
-            },
+            }),
             flags: 0x11,
             ip_len: 40,
         }]
     );
     let mut arp = arp_frame(2, SRV1, SRV1_IP, CLIENT_IP);
     process(&mut arp, &Aux::host(42), &local(), &mut d);
-    assert_eq!(d.learned, vec![(SRV1_IP, SRV1)]);
+    assert_eq!(d.learned, vec![(IpAddr::V4(SRV1_IP), SRV1)]);
 }
 
 /// xorshift64*: deterministic, seedable.
@@ -735,8 +743,18 @@ fn random_frames_never_panic() {
                 assert!(n <= len, "seed {seed}: iteration {i} sends {n} of {len}");
                 sent += 1;
             }
-            Verdict::Learned | Verdict::Drop(_) => {}
+            Verdict::Learned | Verdict::Drop(_) | Verdict::NeighbourAdvert(_) => {}
         }
     }
     assert!(sent > 0, "the damaged-frame half must still forward some");
+}
+
+/// A valid IPv4 SYN from the client to (`vip`, `port`), for the other test files.
+pub(in crate::direct::frame) fn tests_v4_syn(vip: Ipv4Addr, port: u16) -> Vec<u8> {
+    F {
+        dst: vip,
+        dport: port,
+        ..f()
+    }
+    .bytes()
 }
