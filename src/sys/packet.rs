@@ -62,12 +62,43 @@ pub struct PacketSocket {
     pub ignores_outgoing: bool,
 }
 
-fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+pub(super) fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(r)
     }
+}
+
+/// A non-blocking `AF_PACKET` raw socket with the classic-BPF program `filter`
+/// attached (the socket of [`PacketSocket`] and of [`super::ring::PacketRing`]).
+pub(super) fn filtered_socket(filter: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the descriptor is owned right after.
+    let raw = check(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(filter.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: the program outlives the call (the kernel copies it).
+    check(unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
 }
 
 fn setsockopt_int(
@@ -97,31 +128,8 @@ impl PacketSocket {
         filter: &[libc::sock_filter],
         rcvbuf: usize,
     ) -> io::Result<PacketSocket> {
-        // SAFETY: plain socket(2) call; the descriptor is owned right after.
-        let raw = check(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let fprog = libc::sock_fprog {
-            len: u16::try_from(filter.len())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
-            filter: filter.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: the program outlives the call (the kernel copies it).
-        check(unsafe {
-            libc::setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&fprog as *const libc::sock_fprog).cast(),
-                size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        })?;
+        let fd = filtered_socket(filter)?;
+        let raw = fd.as_raw_fd();
         setsockopt_int(raw, SOL_PACKET, PACKET_AUXDATA, 1)?;
         let ignores_outgoing = setsockopt_int(raw, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1).is_ok();
         let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;

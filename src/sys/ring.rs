@@ -25,10 +25,10 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::packet::Aux;
+use super::packet::{check, filtered_socket, Aux};
 
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_RX_RING: libc::c_int = 5;
@@ -276,14 +276,6 @@ impl std::fmt::Debug for PacketRing {
 // `next_block` call), so moving it to another thread is sound.
 unsafe impl Send for PacketRing {}
 
-fn check(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
     // SAFETY: passes a pointer to a live `T` and its size; the kernel copies it.
     check(unsafe {
@@ -307,22 +299,8 @@ impl PacketRing {
         filter: &[libc::sock_filter],
         cfg: RingConfig,
     ) -> io::Result<PacketRing> {
-        // SAFETY: plain socket(2) call; the descriptor is owned right after.
-        let raw = check(unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let fprog = libc::sock_fprog {
-            len: u16::try_from(filter.len())
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
-            filter: filter.as_ptr() as *mut libc::sock_filter,
-        };
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
+        let fd = filtered_socket(filter)?;
+        let raw = fd.as_raw_fd();
         let ignores_outgoing =
             setsockopt(raw, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int).is_ok();
         let version = match cfg.version {
