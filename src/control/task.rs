@@ -212,7 +212,11 @@ mod tests {
     use crate::control::command::{parse, Command, RolloutCommand};
 
     fn plane(agent: bool) -> Plane {
-        let key = std::env::temp_dir().join(format!("fulcrum-task-key-{}", std::process::id()));
+        // One file per call: tests run in parallel, and a file being rewritten by one
+        // would read empty in another.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = std::env::temp_dir().join(format!("fulcrum-task-key-{}-{n}", std::process::id()));
         std::fs::write(&key, "0123456789abcdef0123456789abcdef").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -226,7 +230,9 @@ mod tests {
         if agent {
             args.extend_from_slice(&["--agent-listen", "127.0.0.1:0", "--agent-key-file", &key]);
         }
-        Plane::for_tests(&args)
+        let p = Plane::for_tests(&args);
+        let _ = std::fs::remove_file(&key);
+        p
     }
 
     fn line(p: &mut Plane, l: &str) -> Reply {
