@@ -140,18 +140,7 @@ impl Lab {
         let mut lab = Lab::up(tag);
         lab.ipv6 = true;
         for (h, _, _) in HOSTS {
-            for kv in [
-                "net.ipv6.conf.all.accept_dad=0",
-                "net.ipv6.conf.default.accept_dad=0",
-                "net.ipv6.conf.all.accept_ra=0",
-                "net.ipv6.conf.default.accept_ra=0",
-                "net.ipv6.conf.all.forwarding=0",
-                "net.ipv6.conf.all.disable_ipv6=0",
-                "net.ipv6.conf.default.disable_ipv6=0",
-                "net.ipv6.conf.eth0.accept_dad=0",
-                "net.ipv6.conf.eth0.disable_ipv6=0",
-                "net.ipv6.conf.lo.disable_ipv6=0",
-            ] {
+            for kv in super::IPV6_SYSCTLS {
                 let (k, v) = kv.split_once('=').expect("k=v");
                 lab.sysctl(h, k, v);
             }

@@ -19,6 +19,22 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// What an IPv6 lab host gets (`KEY=VALUE`): duplicate address detection off (so an
+/// address, or a VIP added at takeover, is usable at once), router advertisements
+/// ignored, forwarding off, IPv6 on for eth0 and lo.
+pub const IPV6_SYSCTLS: [&str; 10] = [
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv6.conf.default.accept_dad=0",
+    "net.ipv6.conf.all.accept_ra=0",
+    "net.ipv6.conf.default.accept_ra=0",
+    "net.ipv6.conf.all.forwarding=0",
+    "net.ipv6.conf.all.disable_ipv6=0",
+    "net.ipv6.conf.default.disable_ipv6=0",
+    "net.ipv6.conf.eth0.accept_dad=0",
+    "net.ipv6.conf.eth0.disable_ipv6=0",
+    "net.ipv6.conf.lo.disable_ipv6=0",
+];
+
 /// `fulcrum ctl` against one distributor's control socket.
 pub struct Ctl {
     pub sock: PathBuf,

@@ -251,18 +251,7 @@ impl Lab {
     /// address detection off (`accept_dad=0`, `nodad`) so addresses — and a VIP added
     /// at takeover — are usable at once, router advertisements ignored, forwarding off.
     pub fn enable_ipv6(&self, name: &str, cidr: &str) {
-        for kv in [
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-            "net.ipv6.conf.all.accept_ra=0",
-            "net.ipv6.conf.default.accept_ra=0",
-            "net.ipv6.conf.all.forwarding=0",
-            "net.ipv6.conf.all.disable_ipv6=0",
-            "net.ipv6.conf.default.disable_ipv6=0",
-            "net.ipv6.conf.eth0.accept_dad=0",
-            "net.ipv6.conf.eth0.disable_ipv6=0",
-            "net.ipv6.conf.lo.disable_ipv6=0",
-        ] {
+        for kv in super::IPV6_SYSCTLS {
             self.must(name, "sysctl", &["-qw", kv]);
         }
         self.must(name, "ip", &["addr", "add", cidr, "dev", "eth0", "nodad"]);

@@ -18,7 +18,7 @@ use crate::control::reply::Reply;
 use crate::duration::format_duration;
 use crate::plane::Plane;
 use crate::pool::AdminState;
-use crate::rollout::board::{node_since, node_word, overall_word, Report, Request};
+use crate::rollout::board::{overall_word, Report, Request};
 use crate::rollout::takeover::refuse_on_backup;
 use crate::rollout::window::{Phase, Window};
 use crate::rollout::{Action, NodeState, Overall, Plan};
@@ -339,15 +339,15 @@ pub fn status_text(r: &Report, now: Instant) -> String {
         "NODE", "STATE", "SINCE"
     ));
     for n in &r.status.nodes {
-        let since = node_since(&n.state).map_or(String::new(), |at| secs(r.ago(at, now)));
-        let detail = match &n.state {
-            NodeState::Failed { reason, .. } => reason.clone(),
-            _ => String::new(),
-        };
+        let since = n
+            .state
+            .since()
+            .map_or(String::new(), |at| secs(r.ago(at, now)));
+        let detail = n.state.reason().unwrap_or("");
         out.push_str(&format!(
             "\n{:<24} {:<16} {:<10} {detail}",
             n.addr.to_string(),
-            node_word(&n.state),
+            n.state.word(),
             since
         ));
     }
@@ -387,18 +387,14 @@ pub fn status_json(r: &Report, now: Instant) -> String {
     o.num("min_ready", r.plan.min_ready() as u64);
     o.objects("nodes", &r.status.nodes, |n, node| {
         n.str("addr", &node.addr.to_string());
-        n.str("state", node_word(&node.state));
+        n.str("state", node.state.word());
         n.opt_num(
             "since_ms",
-            node_since(&node.state).map(|at| r.ago(at, now).as_millis() as u64),
+            node.state
+                .since()
+                .map(|at| r.ago(at, now).as_millis() as u64),
         );
-        n.opt_str(
-            "reason",
-            match &node.state {
-                NodeState::Failed { reason, .. } => Some(reason.as_str()),
-                _ => None,
-            },
-        );
+        n.opt_str("reason", node.state.reason());
         n.opt_str("output", r.outputs.get(&node.addr).map(String::as_str));
     });
     o.close();

@@ -14,7 +14,7 @@ use crate::control::reply::Reply;
 use crate::control::rollout::{channel, one_service};
 use crate::plane::Plane;
 use crate::rollout::board::{Request, TaskCounters};
-use crate::rollout::job::{Job, JobNodeState};
+use crate::rollout::job::Job;
 use crate::rollout::takeover::refuse_on_backup;
 use crate::wire::task::Refusal;
 
@@ -99,9 +99,9 @@ pub fn status_reply(plane: &Plane, now: Instant, json: bool) -> String {
                 n.str("state", node.state.word());
                 n.opt_num(
                     "since_ms",
-                    since(&node.state).map(|at| ago(at).as_millis() as u64),
+                    node.state.since().map(|at| ago(at).as_millis() as u64),
                 );
-                n.opt_str("reason", reason(&node.state));
+                n.opt_str("reason", node.state.reason());
                 n.opt_str(
                     "output",
                     Some(node.output.as_str()).filter(|o| !o.is_empty()),
@@ -131,9 +131,13 @@ pub fn status_reply(plane: &Plane, now: Instant, json: bool) -> String {
             "SINCE"
         ));
         for n in &job.nodes {
-            let since = since(&n.state)
+            let since = n
+                .state
+                .since()
                 .map_or(String::new(), |at| format!("{:.1}s", ago(at).as_secs_f64()));
-            let detail = reason(&n.state)
+            let detail = n
+                .state
+                .reason()
                 .and_then(|r| r.lines().last())
                 .unwrap_or("");
             out.push_str(&format!(
@@ -186,23 +190,6 @@ pub fn prometheus(c: &TaskCounters, out: &mut String) {
     );
     for (why, n) in Refusal::ALL.iter().zip(c.refused) {
         let _ = writeln!(out, "{name}{{reason=\"{}\"}} {n}", why.label());
-    }
-}
-
-fn since(s: &JobNodeState) -> Option<Duration> {
-    match s {
-        JobNodeState::Pending | JobNodeState::Waiting(_) => None,
-        JobNodeState::Draining { since, .. } => Some(*since),
-        JobNodeState::Running(at) | JobNodeState::Done(at) | JobNodeState::Failed(at, _) => {
-            Some(*at)
-        }
-    }
-}
-
-fn reason(s: &JobNodeState) -> Option<&str> {
-    match s {
-        JobNodeState::Waiting(why) | JobNodeState::Failed(_, why) => Some(why),
-        _ => None,
     }
 }
 

@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::hook::with_last_line;
 use crate::wire::task::{Report, TaskStatus};
 
 /// How often an unanswered request is sent again.
@@ -107,7 +108,7 @@ impl AgentTask {
                 _ => Phase::Running(now),
             },
             TaskStatus::Exited(0) => Phase::Over(Ok(())),
-            other => Phase::Over(Err(failure(&self.output, &other.to_string()))),
+            other => Phase::Over(Err(with_last_line(&self.output, &other.to_string()))),
         };
     }
 
@@ -124,7 +125,7 @@ impl AgentTask {
             _ => return,
         };
         self.next_send = None;
-        self.phase = Phase::Over(Err(failure(&self.output, &why)));
+        self.phase = Phase::Over(Err(with_last_line(&self.output, &why)));
     }
 
     /// The next time [`AgentTask::poll_send`] or [`AgentTask::on_time`] has work.
@@ -155,15 +156,6 @@ impl AgentTask {
     /// The output tail the agent last reported.
     pub fn output(&self) -> &str {
         &self.output
-    }
-}
-
-/// The output with a last line saying why the run failed.
-fn failure(output: &str, why: &str) -> String {
-    if output.is_empty() || output.ends_with('\n') {
-        format!("{output}{why}")
-    } else {
-        format!("{output}\n{why}")
     }
 }
 

@@ -153,6 +153,10 @@ impl AgentLink {
 
     /// The task reports that arrived since the last call, by node.
     pub fn take_reports(&mut self, plane: &Plane) -> Vec<(SocketAddr, Report)> {
+        // Every loop turn asks; only a new heartbeat has anything.
+        if plane.agent_inbox.last_seq <= self.seen {
+            return Vec::new();
+        }
         let fresh = plane
             .agent_inbox
             .reports
@@ -203,6 +207,8 @@ pub fn count_end(plane: &mut Plane, task: &AgentTask, last: Option<&Report>) {
 pub struct Jobs {
     jobs: Vec<Job>,
     runs: Vec<(u64, AgentTask)>,
+    /// Something changed since the last [`Jobs::publish`].
+    changed: bool,
 }
 
 impl Jobs {
@@ -231,6 +237,7 @@ impl Jobs {
             nodes.len(), svc.name(), if when_idle { ", each once idle" } else { "" });
         self.jobs
             .push(Job::new(id, svc.name(), &task, &nodes, when_idle, t));
+        self.changed = true;
         while self.jobs.len() > MAX_JOBS {
             match self.jobs.iter().position(Job::is_over) {
                 Some(i) => {
@@ -266,6 +273,10 @@ impl Jobs {
 
     /// One step of every job; returns whether admin changes were queued.
     pub fn step(&mut self, plane: &mut Plane, link: &mut AgentLink, t: Duration) -> bool {
+        if !self.busy() {
+            return false;
+        }
+        self.changed = true;
         let was_over: Vec<bool> = self.jobs.iter().map(Job::is_over).collect();
         // The runs first: send what is due, give up what is over time, pass results on
         // (a node given back is then set ready in the same step).
@@ -385,6 +396,7 @@ impl Jobs {
     /// This distributor is no longer the master: its jobs stop (a task already asked
     /// of an agent runs to its end there); the new master shows them from its replica.
     pub fn stand_down(&mut self, reason: &str, t: Duration) {
+        self.changed = true;
         self.runs.clear();
         for j in &mut self.jobs {
             j.interrupt(reason, t);
@@ -393,6 +405,7 @@ impl Jobs {
 
     /// Takes over `jobs` replicated by the old master: those not over are ended.
     pub fn adopt(&mut self, jobs: Vec<Job>, reason: &str, t: Duration) {
+        self.changed = true;
         self.runs.clear();
         self.jobs = jobs;
         for j in &mut self.jobs {
@@ -403,8 +416,12 @@ impl Jobs {
         }
     }
 
-    /// Publishes the jobs on the plane's board (times count from `origin`).
-    pub fn publish(&self, plane: &mut Plane, origin: Instant) {
+    /// Publishes the jobs on the plane's board (times count from `origin`), when they
+    /// may have changed: not on every loop turn of an idle distributor.
+    pub fn publish(&mut self, plane: &mut Plane, origin: Instant) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
         plane.rollout.jobs.clone_from(&self.jobs);
         plane.rollout.jobs_origin = Some(origin);
     }

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::job::{Job, JobNodeState};
-use super::machine::{NodeState, Overall, Status};
+use super::job::Job;
+use super::machine::{Overall, Status};
 use super::plan::Plan;
-use super::replica::{self, one_line, JobCopy, JobNodeCopy, Replica, RolloutCopy, WindowCopy};
+use super::replica::{one_line, JobCopy, JobNodeCopy, Replica, RolloutCopy, WindowCopy};
 use super::window::Window;
 use crate::wire::task::Refusal;
 
@@ -159,8 +159,7 @@ impl Board {
         job_age: impl Fn(Duration) -> u64,
         service_name: impl Fn(usize) -> Option<String>,
     ) -> Replica {
-        let board = self;
-        let rollout = board.report.as_ref().map(|rep| RolloutCopy {
+        let rollout = self.report.as_ref().map(|rep| RolloutCopy {
             id: rep.id,
             service: rep.service.clone(),
             plan: rep.plan.clone(),
@@ -169,13 +168,10 @@ impl Board {
                 .status
                 .nodes
                 .iter()
-                .map(|n| {
-                    let (_, at, _) = replica::node_word(&n.state);
-                    (n.state.clone(), at.map_or(0, &report_age))
-                })
+                .map(|n| (n.state.clone(), n.state.since().map_or(0, &report_age)))
                 .collect(),
         });
-        let jobs = board
+        let jobs = self
             .jobs
             .iter()
             .map(|j: &Job| JobCopy {
@@ -186,30 +182,16 @@ impl Board {
                 nodes: j
                     .nodes
                     .iter()
-                    .map(|n| {
-                        let at = match &n.state {
-                            JobNodeState::Pending | JobNodeState::Waiting(_) => None,
-                            JobNodeState::Draining { since, .. } => Some(*since),
-                            JobNodeState::Running(at)
-                            | JobNodeState::Done(at)
-                            | JobNodeState::Failed(at, _) => Some(*at),
-                        };
-                        JobNodeCopy {
-                            addr: n.addr,
-                            state: n.state.word().to_owned(),
-                            age_ms: at.map_or(0, &job_age),
-                            reason: match &n.state {
-                                JobNodeState::Waiting(w) | JobNodeState::Failed(_, w) => {
-                                    Some(one_line(w))
-                                }
-                                _ => None,
-                            },
-                        }
+                    .map(|n| JobNodeCopy {
+                        addr: n.addr,
+                        state: n.state.word().to_owned(),
+                        age_ms: n.state.since().map_or(0, &job_age),
+                        reason: n.state.reason().map(one_line),
                     })
                     .collect(),
             })
             .collect();
-        let windows = board
+        let windows = self
             .windows
             .iter()
             .filter_map(|w| {
@@ -226,7 +208,7 @@ impl Board {
             rollout,
             jobs,
             windows,
-            last_ids: (board.last_id, board.last_job_id),
+            last_ids: (self.last_id, self.last_job_id),
         }
     }
 
@@ -264,28 +246,5 @@ pub fn overall_word(o: &Overall) -> &'static str {
         Overall::Failed { .. } => "failed",
         Overall::Aborted => "aborted",
         Overall::Interrupted { .. } => "interrupted",
-    }
-}
-
-/// One word per node state, as `rollout status` shows it.
-pub fn node_word(s: &NodeState) -> &'static str {
-    match s {
-        NodeState::Pending => "pending",
-        NodeState::Draining { .. } => "draining",
-        NodeState::Running { .. } => "running",
-        NodeState::WaitingHealthy { .. } => "waiting-healthy",
-        NodeState::Done { .. } => "done",
-        NodeState::Failed { .. } => "failed",
-    }
-}
-
-/// When a node entered its state (none while pending).
-pub fn node_since(s: &NodeState) -> Option<Duration> {
-    match s {
-        NodeState::Pending => None,
-        NodeState::Draining { since }
-        | NodeState::Running { since, .. }
-        | NodeState::WaitingHealthy { since } => Some(*since),
-        NodeState::Done { at } | NodeState::Failed { at, .. } => Some(*at),
     }
 }

@@ -46,7 +46,7 @@ use mio::Registry;
 
 use super::agent_task::AgentTask;
 use super::agents::{count_end, AgentLink, Jobs};
-use super::board::{node_word, overall_word, Report, Request};
+use super::board::{overall_word, Report, Request};
 use super::config::HookConfig;
 use super::hook::{self, failure_text, ChildRun, Ended, HookEnv};
 use super::machine::{Command, NodeView, Overall, Rollout, RunId, Status, Target};
@@ -519,7 +519,7 @@ impl Current {
     fn events(&mut self, plane: &mut Plane) {
         let now = self.rollout.status();
         for (new, old) in now.nodes.iter().zip(&self.last.nodes) {
-            let (w_new, w_old) = (node_word(&new.state), node_word(&old.state));
+            let (w_new, w_old) = (new.state.word(), old.state.word());
             if w_new == w_old {
                 continue;
             }

@@ -63,10 +63,16 @@ pub fn failure_text(output: &str, ended: &Ended) -> String {
             (None, None) => format!("{st}"),
         },
     };
+    with_last_line(output, &how)
+}
+
+/// `output` followed by `line` on a line of its own (the text a failed hook or agent
+/// task leaves in the status).
+pub fn with_last_line(output: &str, line: &str) -> String {
     if output.is_empty() || output.ends_with('\n') {
-        format!("{output}{how}")
+        format!("{output}{line}")
     } else {
-        format!("{output}\n{how}")
+        format!("{output}\n{line}")
     }
 }
 

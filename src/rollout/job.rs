@@ -91,6 +91,25 @@ impl JobNodeState {
     fn is_over(&self) -> bool {
         matches!(self, JobNodeState::Done(_) | JobNodeState::Failed(..))
     }
+
+    /// When the node entered this state (none while pending or waiting).
+    pub fn since(&self) -> Option<Duration> {
+        match self {
+            JobNodeState::Pending | JobNodeState::Waiting(_) => None,
+            JobNodeState::Draining { since, .. } => Some(*since),
+            JobNodeState::Running(at) | JobNodeState::Done(at) | JobNodeState::Failed(at, _) => {
+                Some(*at)
+            }
+        }
+    }
+
+    /// Why it waits or failed.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            JobNodeState::Waiting(why) | JobNodeState::Failed(_, why) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 /// One node of a job.

@@ -148,6 +148,39 @@ pub enum NodeState {
     },
 }
 
+impl NodeState {
+    /// One word per state, as `rollout status` shows it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            NodeState::Pending => "pending",
+            NodeState::Draining { .. } => "draining",
+            NodeState::Running { .. } => "running",
+            NodeState::WaitingHealthy { .. } => "waiting-healthy",
+            NodeState::Done { .. } => "done",
+            NodeState::Failed { .. } => "failed",
+        }
+    }
+
+    /// When the node entered this state (none while pending).
+    pub fn since(&self) -> Option<Duration> {
+        match self {
+            NodeState::Pending => None,
+            NodeState::Draining { since }
+            | NodeState::Running { since, .. }
+            | NodeState::WaitingHealthy { since } => Some(*since),
+            NodeState::Done { at } | NodeState::Failed { at, .. } => Some(*at),
+        }
+    }
+
+    /// Why it failed, when it did.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            NodeState::Failed { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// The rollout as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overall {

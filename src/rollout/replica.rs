@@ -124,18 +124,6 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-/// A node state's word, when it was entered, and its reason.
-pub(crate) fn node_word(s: &NodeState) -> (&'static str, Option<Duration>, Option<&str>) {
-    match s {
-        NodeState::Pending => ("pending", None, None),
-        NodeState::Draining { since } => ("draining", Some(*since), None),
-        NodeState::Running { since, .. } => ("running", Some(*since), None),
-        NodeState::WaitingHealthy { since } => ("waiting-healthy", Some(*since), None),
-        NodeState::Done { at } => ("done", Some(*at), None),
-        NodeState::Failed { at, reason } => ("failed", Some(*at), Some(reason)),
-    }
-}
-
 fn overall_text(o: &Overall) -> (String, Option<&str>) {
     match o {
         Overall::NotStarted => ("starting".into(), None),
@@ -178,9 +166,8 @@ pub fn lines(r: &Replica) -> Vec<String> {
         }
         out.push(l);
         for (addr, (state, age)) in c.plan.nodes().iter().zip(&c.nodes) {
-            let (word, _, reason) = node_word(state);
-            let mut l = format!("rnode {addr} {word} {age}");
-            if let Some(r) = reason {
+            let mut l = format!("rnode {addr} {} {age}", state.word());
+            if let Some(r) = state.reason() {
                 l.push(' ');
                 l.push_str(&one_line(r));
             }
