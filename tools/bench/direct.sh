@@ -11,17 +11,22 @@
 #   ka    : keep-alive requests, 50 connections                  -> requests/s
 #   par   : keep-alive requests, 2 client threads x 200 conns    -> requests/s (packets/s per core)
 #   bulk  : iperf3 upload, one node behind fulcrum               -> Gbit/s
+#   pps   : trafgen (netsniff-ng) sends 64-byte TCP ACKs of 1,024 flows to VIP:9 as fast
+#           as one core can, the nodes drop them at their netdev ingress (nftables), so
+#           what is measured is forwarding alone       -> packets/s forwarded
 # For each run: packets/s forwarded (lb1 eth0 TX delta; for `node`, srv1 eth0 RX delta;
 # a forwarded super-frame counts once), fulcrum's on-CPU time (all threads,
 # /proc/PID/task/*/schedstat) per second and per forwarded packet, and packets/s per
-# fulcrum core (packets/s / CPU fraction). Medians of --reps runs.
+# fulcrum core (packets/s / CPU fraction), and the whole machine's busy CPU (/proc/stat,
+# both cores) per packet: on veth much of the work moves between threads (a send runs the
+# receiver's stack), so only the machine total compares the two paths. Medians of --reps runs.
 # Offloads stay at the kernel's defaults on every interface (TSO/GSO/GRO on): fulcrum
 # forwards super-frames whole. --wire turns tx-csum/TSO/GSO off on the bridge port toward
 # lb1 for every workload (`lab.sh wire lb1`: what a real wire does, the old setup).
 #
 # Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks]
-#        [--wire] [--bin PATH] [-o FILE]
-# Needs root, wrk, iperf3, nginx, ethtool, iproute2. Every process it starts is ended by
+#        [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
+# Needs root, wrk, iperf3, nginx, ethtool, iproute2; trafgen (netsniff-ng) and nft for pps. Every process it starts is ended by
 # PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
 set -euo pipefail
 
@@ -32,6 +37,7 @@ OUT=""
 WORKERS=1
 WIRE=0
 RING=""
+WORKLOADS="close ka par bulk pps"
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -40,16 +46,19 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift 2 ;;
     --wire) WIRE=1; shift ;;
     --ring) RING=$2; shift 2 ;;
+    -w) WORKLOADS=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 [ -n "$BIN" ] || BIN="$ROOT/target/release/fulcrum"
 [ -x "$BIN" ] || { echo "no fulcrum binary at $BIN (cargo build --release)" >&2; exit 1; }
-for t in wrk iperf3 nginx ethtool ip; do
-  command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
+need="wrk iperf3 nginx ethtool ip"
+[[ " $WORKLOADS " == *" pps "* ]] && need+=" trafgen nft"
+for t in $need; do
+  command -v "$t" >/dev/null || { echo "missing $t (pps needs: apt install netsniff-ng nftables)" >&2; exit 1; }
 done
 
 LAB="fdb$$"
@@ -137,15 +146,43 @@ user_ns() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print int($12 * 
 cpu_ns() { local t s=0; for t in /proc/"$1"/task/*/schedstat; do s=$((s + $(cut -d' ' -f1 "$t"))); done; echo "$s"; }
 # interface packet counters: "rx tx"
 pkts() { local d=/sys/class/net/eth0/statistics; nsx "$1" sh -c "echo \$(cat $d/rx_packets) \$(cat $d/tx_packets)"; }
+# busy nanoseconds of the whole machine, every CPU (/proc/stat: all but idle and iowait)
+machine_ns() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) * 1e9 / hz }' /proc/stat; }
 
-# run WORKLOAD TARGET(via|node) -> "rate pps cpu_pct us_per_pkt user_us_per_pkt pps_per_core"
+# The pps workload's frames: TCP ACKs of 1,024 flows (source ports 20000-21023) from the
+# client to DST_IP:9 at DST_MAC; the tcp() and ipv4() helpers fill in lengths and checksums.
+pps_conf() { # DST_MAC DST_IP
+  cat <<EOF
+{ eth(da=$1, sa=${MAC[client]}),
+  ipv4(saddr=${IP[client]}, daddr=$2, ttl=64),
+  tcp(sp=dinc(20000, 21023), dp=9, seq=1, aseq=1, ack, win=512) }
+EOF
+}
+# Drop the pps frames at the node's netdev ingress, before its IP stack: no RSTs back, and
+# the node's share of the work is the smallest a receiver can have.
+pps_sink() { # host
+  nsx "$1" nft -f - <<EOF
+table netdev ppsdrop {
+  chain sink {
+    type filter hook ingress device eth0 priority 0;
+    tcp dport 9 drop
+  }
+}
+EOF
+}
+
+# run WORKLOAD TARGET(via|node)
+#   -> "rate pps cpu_pct us_per_pkt user_us_per_pkt pps_per_core machine_us_per_pkt"
 run_one() {
   local w=$1 target=$2 host
   if [ "$target" = via ]; then host=$VIP; else host=${IP[srv1]}; fi
   local meter=lb1 col=2
   [ "$target" = node ] && meter=srv1 col=1
-  local p0 p1 c0=0 c1=0 u0=0 u1=0 t0 t1 out rate
+  local p0 p1 c0=0 c1=0 u0=0 u1=0 m0 m1 t0 t1 out rate
   p0=$(pkts $meter | cut -d' ' -f$col)
+  local o0 o1
+  o0=$(pkts $meter | cut -d' ' -f1)
+  m0=$(machine_ns)
   [ -n "$FUL" ] && c0=$(cpu_ns "$FUL") && u0=$(user_ns "$FUL")
   t0=$(date +%s%N)
   case $w in
@@ -157,19 +194,33 @@ run_one() {
            rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out") ;;
     bulk)  out=$(nsx client iperf3 -c "$host" -p 5201 -t "$DUR" -f m 2>&1)
            rate=$(awk '/sender/ {print $7/1000}' <<<"$out") ;;
+    pps)   local mac=${MAC[lb1]}
+           [ "$target" = node ] && mac=${MAC[srv1]}
+           pps_conf "$mac" "$VIP" > "$TMP/pps.cfg"
+           # Bounded twice: a count no run reaches, and SIGINT after the duration.
+           out=$(nsx client timeout -s INT "$DUR" trafgen --dev eth0 --cpus 1 --conf "$TMP/pps.cfg" \
+                   -n $((DUR * 5000000)) 2>&1) || true
+           rate=pps ;;
   esac
   t1=$(date +%s%N)
   p1=$(pkts $meter | cut -d' ' -f$col)
+  o1=$(pkts $meter | cut -d' ' -f1)
+  m1=$(machine_ns)
   [ -n "$FUL" ] && c1=$(cpu_ns "$FUL") && u1=$(user_ns "$FUL")
   local secs pkts cpu
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print (b-a)/1e9}')
   pkts=$((p1 - p0))
   cpu=$((c1 - c0))
   [ -n "$rate" ] || { log "$w $target failed: $out"; rate=0; }
-  awk -v r="$rate" -v p="$pkts" -v s="$secs" -v c="$cpu" -v u="$((u1 - u0))" 'BEGIN {
-    pps = p / s; printf "%s %.0f %.1f %s %s %s\n", r, pps, 100 * c / 1e9 / s,
+  if [ "$rate" = pps ]; then
+    rate=$((pkts * 1000000000 / (t1 - t0)))
+    # What reached the meter's host, against what it sent on (via: lb1 RX vs TX).
+    log "pps $target: offered $(((o1 - o0) * 1000000000 / (t1 - t0)))/s, forwarded ${rate}/s"
+  fi
+  awk -v r="$rate" -v p="$pkts" -v s="$secs" -v c="$cpu" -v u="$((u1 - u0))" -v m="$((m1 - m0))" 'BEGIN {
+    pps = p / s; printf "%s %.0f %.1f %s %s %s %s\n", r, pps, 100 * c / 1e9 / s,
       (p > 0 && c > 0) ? sprintf("%.2f", c / 1e3 / p) : "-", (p > 0 && c > 0) ? sprintf("%.2f", u / 1e3 / p) : "-",
-      (p > 0 && c > 0) ? sprintf("%.0f", p / (c / 1e9)) : "-" }'
+      (p > 0 && c > 0) ? sprintf("%.0f", p / (c / 1e9)) : "-", (p > 0) ? sprintf("%.2f", m / 1e3 / p) : "-" }'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -185,13 +236,16 @@ if [ "$WIRE" = 1 ]; then
   nsx br ethtool -K p-lb1 tx off tso off gso off >/dev/null
   log "wire emulation: tx-csum/TSO/GSO off on p-lb1"
 fi
-for w in close ka par bulk; do
+[[ " $WORKLOADS " == *" pps "* ]] && { pps_sink srv1; pps_sink srv2; }
+for w in $WORKLOADS; do
   if [ "$w" = bulk ]; then
     fulcrum_up 5201 "${IP[srv1]}:5201"
+  elif [ "$w" = pps ]; then
+    fulcrum_up 9 "${IP[srv1]}:9" "${IP[srv2]}:9"
   else
     fulcrum_up 80 "${IP[srv1]}:80" "${IP[srv2]}:80"
   fi
-  nsx client curl -s --max-time 3 -o /dev/null "http://$VIP/" || true
+  [ "$w" = pps ] || nsx client curl -s --max-time 3 -o /dev/null "http://$VIP/" || true
   for target in via node; do
     for r in $(seq "$REPS"); do
       nsx client ip neigh flush dev eth0 2>/dev/null || true
@@ -203,20 +257,21 @@ for w in close ka par bulk; do
   fulcrum_down "$w"
 done
 
-unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; bulk) echo "Gbit/s" ;; esac; }
+unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; bulk) echo "Gbit/s" ;; pps) echo "packets/s" ;; esac; }
 {
-  echo "| workload | path | rate (median) | unit | packets/s | fulcrum CPU % | CPU µs/packet (all) | of which user µs/packet | packets/s per fulcrum core |"
-  echo "|---|---|---:|---|---:|---:|---:|---:|---:|"
-  for w in close ka par bulk; do
+  echo "| workload | path | rate (median) | unit | packets/s | fulcrum CPU % | CPU µs/packet (all) | of which user µs/packet | packets/s per fulcrum core | machine CPU µs/packet |"
+  echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"
+  for w in $WORKLOADS; do
     for target in via node; do
       sel() { awk -v w=$w -v t=$target -v k="$1" '$1==w && $2==t {print $k}' "$RESULTS"; }
       rate=$(sel 3 | median); pps=$(sel 4 | median); cpu=$(sel 5 | median)
       us=$( [ "$target" = via ] && sel 6 | median || echo "-")
       uu=$( [ "$target" = via ] && sel 7 | median || echo "-")
       ppc=$( [ "$target" = via ] && sel 8 | median || echo "-")
+      mc=$(sel 9 | median)
       [ "$target" = node ] && cpu="-"
       label=$([ "$target" = via ] && echo "client → VIP → fulcrum → node" || echo "client → node (no distributor)")
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$w" "$label" "$rate" "$(unit $w)" "$pps" "$cpu" "$us" "$uu" "$ppc"
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$w" "$label" "$rate" "$(unit $w)" "$pps" "$cpu" "$us" "$uu" "$ppc" "$mc"
     done
   done
   echo
@@ -224,4 +279,5 @@ unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; 
   echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
+  echo "machine = busy time of every CPU (/proc/stat) per packet of the row: the whole cost of the path, whoever is billed."
 } | tee "${OUT:-/dev/null}"
