@@ -164,6 +164,49 @@ fn http_through_vip_reaches_both_nodes_and_replies_bypass_distributor() {
     assert_eq!(counter(&log, "flows_created"), 20, "{log}");
 }
 
+/// `Ip: InReceives` of `host`'s namespace: IPv4 packets that reached its IP stack.
+fn ip_in_receives(lab: &Lab, host: &str) -> u64 {
+    let out = lab.exec(host, &["cat", "/proc/net/snmp"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut ip = text.lines().filter(|l| l.starts_with("Ip:"));
+    let (names, values) = (ip.next().unwrap_or(""), ip.next().unwrap_or(""));
+    let at = names.split_whitespace().position(|n| n == "InReceives");
+    at.and_then(|i| values.split_whitespace().nth(i)?.parse().ok())
+        .unwrap_or_else(|| panic!("no Ip InReceives in {text}"))
+}
+
+/// The host sink: once the rings have copied the frames for the VIP, a tcx program drops
+/// them before lb1's IP stack, which would only route each one to find it has nowhere
+/// to go (the VIP is not local, forwarding is off). lb1's `InReceives` stays put while
+/// hundreds of frames are forwarded.
+#[test]
+fn forwarded_frames_never_reach_the_distributors_ip_stack() {
+    let _g = serial();
+    let lab = Lab::up("sink");
+    lab.nginx("srv1");
+    lab.nginx("srv2");
+    let lb = start_direct(&lab, "lb1", 80, &["--check", "none"]);
+    assert!(
+        lab.curl("client", &vip_url(), None).is_some(),
+        "{}",
+        lab.log(lb)
+    );
+    let before = ip_in_receives(&lab, "lb1");
+    for i in 0..50u16 {
+        lab.curl("client", &vip_url(), Some(42000 + i))
+            .unwrap_or_else(|| panic!("request {i} failed: {}", lab.log(lb)));
+    }
+    let seen = ip_in_receives(&lab, "lb1") - before;
+    let log = stop(&lab, lb);
+    let forwarded = counter(&log, "tx_packets");
+    assert!(forwarded >= 50 * 4, "{log}");
+    assert!(
+        seen < 10,
+        "lb1's IP stack saw {seen} packets while {forwarded} frames were forwarded:\n{log}"
+    );
+    assert!(log.contains("host_sink=tcx"), "{log}");
+}
+
 trait StartsWithAny {
     fn starts_with_any(&self, p: &[&str]) -> bool;
 }

@@ -179,7 +179,8 @@ fn unit_stop_timeout_outlasts_the_default_drain() {
         "Restart=on-failure",
         "LimitNOFILE=1048576",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET",
-        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN CAP_NET_RAW",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN CAP_NET_RAW CAP_BPF",
+        "SystemCallFilter=bpf",
     ] {
         assert!(UNIT.lines().any(|l| l == line), "the unit lacks {line:?}");
     }

@@ -13,6 +13,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::sys::tcx::Insn;
+
 /// Most VIP addresses of one family the program can hold (jump offsets fit a byte).
 pub const MAX_VIPS_PER_FAMILY: usize = 16;
 
@@ -91,6 +93,73 @@ pub fn neighbour() -> Vec<libc::sock_filter> {
         ins(RET_K, 0, 0, 0),
     ]
 }
+
+/// The host stack's share, as a tcx ingress program (see [`crate::sys::tcx`]): the
+/// frames [`data`] takes — IPv4 to a VIP, IPv6 TCP to a VIP, untagged — are dropped after
+/// the rings have copied them, everything else goes on. The VIP is not a local address
+/// and forwarding is off (both checked at start-up), so the kernel would only route
+/// each of these frames to find it has nowhere to put it: about a fifth of the machine's
+/// work per forwarded frame in the lab (`docs/benchmarks.md`), now skipped.
+pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Vec<Insn> {
+    use crate::sys::tcx::{verdict, Size};
+    // Jumps to these two labels are written with a placeholder offset and patched at
+    // the end (eBPF jumps are 16-bit, so the lists need no limit here beyond the
+    // configuration's).
+    const NEXT: i16 = i16::MIN;
+    const DROP: i16 = i16::MIN + 1;
+    let (r0, r1, r6, r7) = (0, 1, 6, 7);
+    let mut p = vec![
+        Insn::mov_reg(r6, r1),  // the context, for the packet loads
+        Insn::ldx_w(r7, r1, 0), // r7 = skb->len
+        Insn::ldx_w(r0, r1, SKB_VLAN_PRESENT),
+        Insn::jne32(r0, 0, NEXT), // tagged: not ours (the rings drop it too)
+        Insn::ld_abs(Size::H, 12),
+    ];
+    // IPv4: the destination is bytes 30..34.
+    let skip_v4 = p.len();
+    p.push(Insn::jne32(r0, 0x0800, 0)); // patched: to the IPv6 block
+    p.push(Insn::jlt32(r7, 34, NEXT));
+    p.push(Insn::ld_abs(Size::W, 30));
+    for ip in v4 {
+        p.push(Insn::jeq32(r0, u32::from(*ip), DROP));
+    }
+    p.push(Insn::ja(NEXT));
+    let v6_at = p.len();
+    p[skip_v4] = p[skip_v4].with_off((v6_at - skip_v4 - 1) as i16);
+    // IPv6 with TCP next: the destination is bytes 38..54, four words.
+    p.push(Insn::jne32(r0, 0x86dd, NEXT));
+    p.push(Insn::jlt32(r7, 54, NEXT));
+    p.push(Insn::ld_abs(Size::B, 20));
+    p.push(Insn::jne32(r0, 6, NEXT));
+    for ip in v6 {
+        let o = ip.octets();
+        let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+        // A mismatching word skips the rest of this address (7, 5, 3, 1 instructions).
+        for (k, at) in [38, 42, 46, 50].into_iter().enumerate() {
+            p.push(Insn::ld_abs(Size::W, at));
+            p.push(Insn::jne32(r0, w(at as usize - 38), 7 - 2 * k as i16));
+        }
+        p.push(Insn::ja(DROP));
+    }
+    let next_at = p.len();
+    p.push(Insn::mov_imm(r0, verdict::NEXT));
+    p.push(Insn::exit());
+    let drop_at = p.len();
+    p.push(Insn::mov_imm(r0, verdict::DROP));
+    p.push(Insn::exit());
+    for (at, i) in p.iter_mut().enumerate() {
+        let target = match i.off() {
+            NEXT if i.is_jump() => next_at,
+            DROP if i.is_jump() => drop_at,
+            _ => continue,
+        };
+        *i = i.with_off((target - at - 1) as i16);
+    }
+    p
+}
+
+/// `offsetof(struct __sk_buff, vlan_present)`.
+const SKB_VLAN_PRESENT: i16 = 20;
 
 #[cfg(test)]
 mod tests {
@@ -232,5 +301,64 @@ mod tests {
         let last = *v6.last().unwrap();
         assert!(run(&prog, &v6_frame(6, last, 0)) > 0);
         assert!(run(&prog, &v4_frame(*v4.last().unwrap())) > 0);
+    }
+
+    /// The tcx sink drops exactly what the ring program takes, run in the kernel on the
+    /// same frames (`BPF_PROG_TEST_RUN`; needs CAP_BPF, as the tests have as root).
+    #[test]
+    fn the_sink_drops_what_the_rings_take_and_nothing_else() {
+        use crate::sys::tcx::{load_classifier, test_run, verdict};
+        let v4 = [Ipv4Addr::new(10, 99, 0, 100), Ipv4Addr::new(192, 168, 7, 1)];
+        let v6: [Ipv6Addr; 2] = ["fd99::100".parse().unwrap(), "2001:db8::6".parse().unwrap()];
+        let prog = match load_classifier(&sink(&v4, &v6), "fulcrum_sink") {
+            Ok(p) => p,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("skipped: no CAP_BPF ({e})");
+                return;
+            }
+            Err(e) => panic!("the verifier refused the sink: {e}"),
+        };
+        let ring = data(&v4, &v6);
+        let mut frames = vec![
+            v4_frame(v4[0]),
+            v4_frame(v4[1]),
+            v4_frame(Ipv4Addr::new(10, 99, 0, 101)),
+            v4_frame(Ipv4Addr::new(192, 168, 7, 129)), // sign bit set, one bit off
+            v6_frame(6, v6[0], 0),
+            v6_frame(6, v6[1], 0),
+            v6_frame(17, v6[0], 0),
+            v6_frame(58, v6[1], 135),
+            v6_frame(6, "fd99::101".parse().unwrap(), 0),
+            v6_frame(6, "2001:db8::7".parse().unwrap(), 0),
+            v4_frame(v4[0])[..20].to_vec(), // a runt claiming IPv4
+            v4_frame(v4[0])[..34].to_vec(), // just long enough
+        ];
+        let mut arp = vec![0u8; 42];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        frames.push(arp);
+        // Each word of an IPv6 VIP wrong on its own.
+        for i in [0, 4, 8, 12] {
+            let mut o = v6[1].octets();
+            o[i] ^= 1;
+            frames.push(v6_frame(6, Ipv6Addr::from(o), 0));
+        }
+        let mut dropped = 0;
+        for (n, f) in frames.iter().enumerate() {
+            let got = match test_run(&prog, f) {
+                Ok(v) => v,
+                // The test runner itself refuses frames shorter than the header their
+                // ethertype names; the program's own length checks cover the wire.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && f.len() < 34 => continue,
+                Err(e) => panic!("frame {n} ({} bytes): {e}", f.len()),
+            };
+            let taken = f.len() >= 34 && run(&ring, f) > 0;
+            let want = if taken { verdict::DROP } else { verdict::NEXT };
+            assert_eq!(got, want, "frame {n}: {f:02x?}");
+            dropped += usize::from(taken);
+        }
+        assert_eq!(
+            dropped, 5,
+            "two VIPs of each family, and the shortest IPv4 frame"
+        );
     }
 }

@@ -187,6 +187,9 @@ pub fn start(
         }
     }
     direct.workers.store(workers, Ordering::Release);
+    // Attached once the rings exist (they see every frame before it); held by worker
+    // 0's thread, so it goes when the data plane does.
+    let mut sink = attach_sink(iface.index, &v4, &v6);
     let local = frame::Local {
         mac: iface.mac,
         vips,
@@ -195,9 +198,9 @@ pub fn start(
     };
     let listen: Vec<String> = cfg.listen.iter().map(|l| l.to_string()).collect();
     info!(target: "fulcrum::direct",
-        "interface={} index={} mac={} mtu={} vip={} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?}",
+        "interface={} index={} mac={} mtu={} vip={} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?} host_sink={}",
         iface.name, iface.index, iface.mac, iface.mtu, listen.join(","), cfg.max_flows, cfg.timeouts.idle,
-        workers, vnet_hdr, cfg.ring);
+        workers, vnet_hdr, cfg.ring, if sink.is_some() { "tcx" } else { "off" });
     let per_worker_flows = (cfg.max_flows / workers).max(1);
     let mut out = Workers {
         wakers: Vec::with_capacity(workers),
@@ -244,9 +247,11 @@ pub fn start(
             (iface.ipv4, iface.ipv6),
         )?;
         let on_exit = Arc::clone(&on_exit);
+        let sink = sink.take();
         let t = std::thread::Builder::new()
             .name(format!("fulcrum-direct-{index}"))
             .spawn(move || {
+                let _sink = sink;
                 let r = w.run();
                 let _ = on_exit.wake();
                 r
@@ -255,6 +260,22 @@ pub fn start(
         out.threads.push(t);
     }
     Ok(out)
+}
+
+/// Loads and attaches [`filter::sink`] on the interface's tcx ingress hook. Best effort:
+/// without it (a kernel before 6.6, no CAP_BPF) the host stack routes and drops each
+/// forwarded frame itself, as it always did; said once at start-up.
+fn attach_sink(ifindex: u32, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Option<std::os::fd::OwnedFd> {
+    let attached = crate::sys::tcx::load_classifier(&filter::sink(v4, v6), "fulcrum_sink")
+        .and_then(|prog| crate::sys::tcx::attach_ingress(&prog, ifindex));
+    match attached {
+        Ok(link) => Some(link),
+        Err(e) => {
+            info!(target: "fulcrum::direct",
+                "host sink not attached ({e}): the kernel routes and drops each forwarded frame itself (more CPU per frame, same forwarding)");
+            None
+        }
+    }
 }
 
 /// Flow timeouts for an idle timeout chosen by the operator.

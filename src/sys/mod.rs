@@ -11,4 +11,5 @@ pub mod packet;
 pub mod ring;
 pub mod scm;
 pub mod signal;
+pub mod tcx;
 pub mod ttl;
