@@ -93,6 +93,11 @@ pub struct ServeArgs {
     /// after one timer tick: less memory, more latency when lightly loaded).
     #[arg(long, default_value = "slots", value_parser = parse_ring)]
     pub ring: crate::direct::RingLayout,
+    /// Direct mode: drop the frames the rings take before this host's own IP stack, with
+    /// a tcx eBPF program (Linux >= 6.6, CAP_BPF; skipped with a log line otherwise). Off
+    /// leaves them to the kernel, which routes and drops each one (more CPU).
+    #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
+    pub host_sink: bool,
     /// At most N open connections from one client address (0 = no limit); more are
     /// reset at once and counted (refused_per_source). Proxy mode.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -299,6 +304,7 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
         max_flows,
         timeouts: crate::direct::timeouts(a.idle_timeout),
         ring: a.ring,
+        host_sink: a.host_sink,
     })
 }
 

@@ -83,6 +83,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("drain-timeout", Global, Value),
     key("interface", Global, Value),
     key("ring", Global, Value),
+    key("host-sink", Global, OnOff),
     key("control", Global, Value),
     key("listeners-from", Global, Value),
     key("state-file", Global, Value),

@@ -85,6 +85,8 @@ pub struct DirectConfig {
     pub timeouts: flow::Timeouts,
     /// The receive ring's layout.
     pub ring: RingLayout,
+    /// Attach the host sink ([`filter::sink`]).
+    pub host_sink: bool,
 }
 
 /// The receive ring's layout (`--ring`), see [`crate::sys::ring::RingVersion`].
@@ -189,7 +191,11 @@ pub fn start(
     direct.workers.store(workers, Ordering::Release);
     // Attached once the rings exist (they see every frame before it); held by worker
     // 0's thread, so it goes when the data plane does.
-    let mut sink = attach_sink(iface.index, &v4, &v6);
+    let mut sink = if cfg.host_sink {
+        attach_sink(iface.index, &v4, &v6)
+    } else {
+        None
+    };
     let local = frame::Local {
         mac: iface.mac,
         vips,
