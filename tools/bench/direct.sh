@@ -25,7 +25,7 @@
 # lb1 for every workload (`lab.sh wire lb1`: what a real wire does, the old setup).
 #
 # Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks]
-#        [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
+#        [--host-sink on|off] [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
 # Needs root, wrk, iperf3, nginx, ethtool, iproute2; trafgen (netsniff-ng) and nft for pps. Every process it starts is ended by
 # PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
 set -euo pipefail
@@ -37,6 +37,7 @@ OUT=""
 WORKERS=1
 WIRE=0
 RING=""
+SINK=""
 WORKLOADS="close ka par bulk pps"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,6 +47,7 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift 2 ;;
     --wire) WIRE=1; shift ;;
     --ring) RING=$2; shift 2 ;;
+    --host-sink) SINK=$2; shift 2 ;;
     -w) WORKLOADS=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
     -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
@@ -114,6 +116,7 @@ fulcrum_up() { # backends...
   # Only a ring binary knows --workers in direct mode: pass it when asked for more than one.
   [ "$WORKERS" -gt 1 ] && args+=(--workers "$WORKERS")
   [ -n "$RING" ] && args+=(--ring "$RING")
+  [ -n "$SINK" ] && args+=(--host-sink "$SINK")
   shift
   for b in "$@"; do args+=(--backend "$b"); done
   # fulcrum::direct at info: its final counters line gives the batch sizes.
@@ -276,7 +279,7 @@ unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; 
   done
   echo
   [ -s "$TMP/batches" ] && { echo; sed 's/^/- /' "$TMP/batches"; echo; }
-  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
+  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} host-sink=${SINK:-default} wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
   echo "machine = busy time of every CPU (/proc/stat) per packet of the row: the whole cost of the path, whoever is billed."
