@@ -1120,6 +1120,25 @@ fn run_in_vlan_vm(name: &str) {
     );
 }
 
+/// [`start_direct_on`] with `--interface eth0.100` (that helper names `eth0`, and the
+/// flag may be given once) and no health checks.
+fn start_direct_on_vlan100(lab: &Lab, host: &str, listen: &[String], backends: &[String]) -> usize {
+    let mut args = vec!["serve", "--mode", "direct", "--interface", "eth0.100"];
+    for l in listen {
+        args.extend(["--listen", l.as_str()]);
+    }
+    for b in backends {
+        args.extend(["--backend", b.as_str()]);
+    }
+    args.extend(["--drain-timeout", "1s", "--check", "none"]);
+    let p = lab.fulcrum(host, &args);
+    let ok = common::eventually(Duration::from_secs(5), || {
+        lab.log(p).contains("fulcrum::serve] mode=direct")
+    });
+    assert!(ok, "fulcrum did not start on eth0.100: {}", lab.log(p));
+    p
+}
+
 /// VLAN: direct mode on the VLAN device (`--interface eth0.100`). The kernel strips the
 /// tag on the way in and adds it on the way out, so requests over VLAN 100 reach both
 /// nodes, tagged; frames for the VIP tagged with another VLAN (200), sent to the
@@ -1139,13 +1158,7 @@ fn vlan_device_forwards_its_vlan_and_not_another() {
     lab.nginx("srv2");
     let listen = ["10.100.0.100:80".to_string()];
     let backends = ["10.100.0.21:80".to_string(), "10.100.0.22:80".to_string()];
-    let lb = start_direct_on(
-        &lab,
-        "lb1",
-        &listen,
-        &backends,
-        &["--interface", "eth0.100", "--check", "none"],
-    );
+    let lb = start_direct_on_vlan100(&lab, "lb1", &listen, &backends);
     let filter = "vlan and tcp dst port 80";
     let caps = [lab.capture("srv1", filter), lab.capture("srv2", filter)];
     // SYNs to the VIP on VLAN 200 (and, to show the injection itself works, on VLAN 100),
