@@ -241,6 +241,7 @@ impl Cpio {
 /// on the writable directories, switch root and run stage 2 there.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
+WRITABLE="tmp run var/tmp var/log var/lib"
 export PATH=/bin
 fail() { echo "fulcrum-vm init: $*"; echo "FULCRUM_VM_EXIT=254" >/dev/ttyS1; poweroff -f; }
 mount -t proc proc /proc
@@ -248,7 +249,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in /modules/*.ko; do insmod "$m" || fail "insmod $m"; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /newroot || fail "mount 9p root"
-for d in tmp run var/tmp var/log var/lib; do
+for d in $WRITABLE; do
   [ -d /newroot/$d ] && { mount -t tmpfs -o mode=0755 tmpfs /newroot/$d || fail "tmpfs $d"; }
 done
 chmod 1777 /newroot/tmp /newroot/var/tmp
@@ -329,6 +330,15 @@ pub fn run(
     modules: &[&str],
     limit: Duration,
 ) -> Result<Outcome, String> {
+    // The guest sees the host's files except under the directories it mounts a fresh
+    // tmpfs on (the init's WRITABLE).
+    let hidden = ["/tmp", "/run", "/var/tmp", "/var/log", "/var/lib"];
+    let prog = argv.first().ok_or("no command to run in the VM")?;
+    if let Some(d) = hidden.iter().find(|d| Path::new(prog).starts_with(d)) {
+        return Err(format!(
+            "{prog}: the guest mounts an empty tmpfs on {d}, so it would not see this program"
+        ));
+    }
     let k = kernel()?;
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
