@@ -9,6 +9,7 @@
 pub mod dr_lab;
 pub mod netlab;
 pub mod topology;
+pub mod vm;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
