@@ -144,7 +144,7 @@ fulcrum_down() { # workload
 }
 
 # user-mode CPU of a process in nanoseconds (utime, clock ticks)
-user_ns() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print int($12 * 1e9 / hz) }' /proc/"$1"/stat; }
+user_ns() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.0f\n", $12 * 1e9 / hz }' /proc/"$1"/stat; }
 # on-CPU nanoseconds of every thread of a process
 cpu_ns() { local t s=0; for t in /proc/"$1"/task/*/schedstat; do s=$((s + $(cut -d' ' -f1 "$t"))); done; echo "$s"; }
 # interface packet counters: "rx tx"
