@@ -4,6 +4,7 @@
 //!
 //! Nothing here decides anything: callers get `io::Result`s and plain values.
 
+pub mod bpf;
 pub mod child;
 pub mod limits;
 pub mod netdev;
@@ -12,3 +13,4 @@ pub mod ring;
 pub mod scm;
 pub mod signal;
 pub mod ttl;
+pub mod xsk;
