@@ -90,7 +90,8 @@ pub struct ServeArgs {
     pub max_conns: u64,
     /// Direct mode's receive ring: `slots` (TPACKET_V2, one wake-up per frame: lowest
     /// latency) or `blocks` (TPACKET_V3, frames packed in blocks handed over when full or
-    /// after one timer tick: less memory, more latency when lightly loaded).
+    /// after one timer tick: less memory, more latency when lightly loaded), or `xdp`
+    /// (experimental: AF_XDP sockets fed by an XDP program, one per receive queue).
     #[arg(long, default_value = "slots", value_parser = parse_ring)]
     pub ring: crate::direct::RingLayout,
     /// At most N open connections from one client address (0 = no limit); more are
@@ -240,7 +241,10 @@ fn parse_ring(s: &str) -> Result<crate::direct::RingLayout, String> {
     match s {
         "slots" => Ok(crate::direct::RingLayout::Slots),
         "blocks" => Ok(crate::direct::RingLayout::Blocks),
-        _ => Err(format!("unknown ring \"{s}\" (expected slots or blocks)")),
+        "xdp" => Ok(crate::direct::RingLayout::Xdp),
+        _ => Err(format!(
+            "unknown ring \"{s}\" (expected slots or blocks, or xdp: experimental)"
+        )),
     }
 }
 

@@ -48,12 +48,13 @@ use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director};
 use super::frame::{self, Local, Verdict, TP_STATUS_CSUMNOTREADY};
 use super::ndp::{self, ND_FRAME_LEN};
+use super::rx::Rx;
 use super::stats::{DropReason, WorkerStats};
 use super::DirectShared;
 use crate::runtime::Shared;
 use crate::scheduler::{Scheduler, SchedulerKind};
 use crate::sys::packet::PacketSocket;
-use crate::sys::ring::{PacketRing, RxFrame, VnetHdr};
+use crate::sys::ring::{RxFrame, VnetHdr};
 
 /// Woken by the control plane (flag changes).
 pub const WAKER: Token = Token(0);
@@ -97,7 +98,7 @@ pub struct Worker {
     /// Position among the workers (0 answers ARP for the VIP).
     index: usize,
     poll: Poll,
-    ring: PacketRing,
+    ring: Rx,
     arp: PacketSocket,
     shared: Arc<Shared>,
     direct: Arc<DirectShared>,
@@ -131,7 +132,7 @@ impl Worker {
     pub fn new(
         index: usize,
         poll: Poll,
-        ring: PacketRing,
+        ring: Rx,
         arp: PacketSocket,
         shared: Arc<Shared>,
         direct: Arc<DirectShared>,
@@ -471,8 +472,15 @@ impl Worker {
                 .fetch_add(removed as u64, Ordering::Relaxed);
         }
         self.report_flows();
-        if let Some(d) = self.ring.drops() {
-            stats.stats.ring_drops.fetch_add(d, Ordering::Relaxed);
+        if let Some(d) = self.ring.kernel_drops() {
+            stats
+                .stats
+                .ring_drops
+                .fetch_add(d.dropped, Ordering::Relaxed);
+            stats
+                .stats
+                .ring_bad_blocks
+                .fetch_add(d.invalid, Ordering::Relaxed);
         }
         self.due.clear();
         let mut due = std::mem::take(&mut self.due);
