@@ -42,6 +42,8 @@ pub struct KernelDrops {
 }
 
 /// One worker's receive path.
+// One per worker, made once and never moved on the packet path: no box needed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Rx {
     /// `--ring slots|blocks`.

@@ -171,7 +171,7 @@ impl Ring {
                 map.add(off.desc as usize),
             )
         };
-        let mut r = Ring {
+        Ok(Ring {
             map,
             map_len: len,
             producer,
@@ -180,9 +180,7 @@ impl Ring {
             size,
             entry,
             local: 0,
-        };
-        r.local = 0;
-        Ok(r)
+        })
     }
 
     fn prod(&self) -> &AtomicU32 {
@@ -422,12 +420,11 @@ impl XskSocket {
         if n == 0 {
             return;
         }
-        let room = self.fill.free();
         for _ in 0..n {
             let addr = self.comp.read_addr(self.comp.local);
             self.comp.local = self.comp.local.wrapping_add(1);
             self.in_flight = self.in_flight.saturating_sub(1);
-            self.refill(addr, room);
+            self.refill(addr);
         }
         self.comp.publish_consumed();
         self.fill.publish_produced();
@@ -435,7 +432,7 @@ impl XskSocket {
 
     /// Puts the chunk holding `addr` on the fill ring (not yet published); a chunk that is
     /// not ours, or no room (cannot happen: the ring holds every chunk), drops it.
-    fn refill(&mut self, addr: u64, _room: u32) {
+    fn refill(&mut self, addr: u64) {
         let base = addr - addr % u64::from(FRAME_SIZE);
         if base as usize >= self.umem_len || self.fill.free() == 0 {
             return;
@@ -474,7 +471,7 @@ impl XskSocket {
                     .is_some_and(|e| e <= self.umem_len as u64);
             if !ok {
                 rep.malformed = true;
-                self.refill(addr, 0);
+                self.refill(addr);
                 continue;
             }
             // SAFETY: `[addr, addr + len)` lies inside the UMEM and inside one chunk
@@ -497,7 +494,7 @@ impl XskSocket {
                     if self.tx.free() == 0 {
                         rep.failed += 1;
                         rep.last_errno = libc::ENOBUFS;
-                        self.refill(addr, 0);
+                        self.refill(addr);
                     } else {
                         self.tx.write_desc(self.tx.local, addr, l as u32);
                         self.tx.local = self.tx.local.wrapping_add(1);
@@ -506,7 +503,7 @@ impl XskSocket {
                         rep.sent_bytes += l as u64;
                     }
                 }
-                _ => self.refill(addr, 0),
+                _ => self.refill(addr),
             }
         }
         self.rx.publish_consumed();
