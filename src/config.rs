@@ -89,9 +89,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub max_conns: u64,
     /// Direct mode's receive ring: `slots` (TPACKET_V2, one wake-up per frame: lowest
-    /// latency) or `blocks` (TPACKET_V3, frames packed in blocks handed over when full or
-    /// after one timer tick: less memory, more latency when lightly loaded), or `xdp`
-    /// (experimental: AF_XDP sockets fed by an XDP program, one per receive queue).
+    /// latency), `blocks` (TPACKET_V3, frames packed in blocks handed over when full or
+    /// after one timer tick: less memory, more latency when lightly loaded) or `xdp`
+    /// (experimental: AF_XDP, one socket per receive queue fed by an XDP program; on veth
+    /// it costs the super-frames).
     #[arg(long, default_value = "slots", value_parser = parse_ring)]
     pub ring: crate::direct::RingLayout,
     /// At most N open connections from one client address (0 = no limit); more are
