@@ -36,8 +36,9 @@
 //! frame builders), [`ndp`] (the same for IPv6), [`flow`] (flow table), [`director`]
 //! (the stateful decider), [`stats`] (counters, per worker and in total, and switches
 //! shared with the control plane), [`filter`] (what the kernel lets through to the ring
-//! and to the neighbour socket), [`startup`] (checks that refuse a setup that cannot
-//! work), [`worker`] (the mio threads).
+//! and to the neighbour socket, and the XDP program of `--ring xdp`), [`startup`] (checks
+//! that refuse a setup that cannot work), [`rx`] (a worker's receive path: packet ring or
+//! AF_XDP socket), [`worker`] (the mio threads).
 //!
 //! What this mode deliberately does not do: 802.1Q tags on the interface it reads (give
 //! it the VLAN device, `--interface eth0.100`: the kernel strips the tag and delivers

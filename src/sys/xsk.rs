@@ -142,7 +142,11 @@ impl Ring {
             .and_then(|d| d.checked_add(size as usize * entry))
             .ok_or_else(|| io::Error::other("XDP ring offsets out of range"))?;
         for o in [off.producer, off.consumer, off.desc] {
-            if o as usize + 4 > len {
+            if usize::try_from(o)
+                .ok()
+                .and_then(|o| o.checked_add(4))
+                .is_none_or(|e| e > len)
+            {
                 return Err(io::Error::other("XDP ring offsets out of range"));
             }
         }
