@@ -4,8 +4,9 @@
 //! `next_batch` interface: see [`super::rx`]; what follows holds for both, minus the
 //! virtio-net header, which AF_XDP does not have.)
 //!
-//! Frames to the VIP arrive through a packet ring ([`PacketRing`](crate::sys::ring::PacketRing): TPACKET_V2 slots or
-//! V3 blocks, `--ring`); each readiness event takes up to [`BATCHES_PER_TURN`] batches (a
+//! Frames to the VIP arrive through a packet ring
+//! ([`PacketRing`](crate::sys::ring::PacketRing): TPACKET_V2 slots or V3 blocks,
+//! `--ring`); each readiness event takes up to [`BATCHES_PER_TURN`] batches (a
 //! block, or a run of up to 64 slots; then it yields to timers and flags, and comes back
 //! with a zero poll timeout while frames remain: mio is edge-triggered), runs the pure
 //! [`frame::process`] on each frame in place in the ring, and the ring sends the
