@@ -1403,3 +1403,30 @@ fn xdp_ring_refuses_more_workers_than_receive_queues() {
     let log = lab.log(p);
     assert!(log.contains("needs as many receive queues"), "{log}");
 }
+
+/// The XDP program hangs on a BPF link owned by the process: SIGKILL (no clean-up code
+/// runs) leaves nothing attached, and the host's own traffic is unaffected meanwhile.
+#[test]
+fn xdp_ring_program_is_detached_when_fulcrum_is_killed() {
+    let _g = serial();
+    let lab = Lab::up("xk");
+    lab.nginx("srv1");
+    lab.nginx("srv2");
+    let lb = start_direct(&lab, "lb1", 80, &["--check", "none", "--ring", "xdp"]);
+    let link = || {
+        let o = lab.exec("lb1", &["ip", "-d", "link", "show", "dev", "eth0"]);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(link().contains("xdp"), "attached: {}", link());
+    // lb1's own traffic (not to a VIP) still reaches its kernel with the program on.
+    let own = lab.curl("lb1", &format!("http://{}/", ip("srv1")), None);
+    assert_eq!(
+        own.as_deref().map(str::trim),
+        Some("srv1"),
+        "lb1 reaches srv1 with XDP attached"
+    );
+    lab.signal(lb, Signal::SIGKILL);
+    lab.wait(lb, Duration::from_secs(10));
+    let ok = common::eventually(Duration::from_secs(5), || !link().contains("xdp"));
+    assert!(ok, "detached after SIGKILL: {}", link());
+}
