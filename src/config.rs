@@ -89,8 +89,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub max_conns: u64,
     /// Direct mode's receive ring: `slots` (TPACKET_V2, one wake-up per frame: lowest
-    /// latency) or `blocks` (TPACKET_V3, frames packed in blocks handed over when full or
-    /// after one timer tick: less memory, more latency when lightly loaded).
+    /// latency), `blocks` (TPACKET_V3, frames packed in blocks handed over when full or
+    /// after one timer tick: less memory, more latency when lightly loaded) or `xdp`
+    /// (experimental: AF_XDP, one socket per receive queue fed by an XDP program; on veth
+    /// it costs the super-frames).
     #[arg(long, default_value = "slots", value_parser = parse_ring)]
     pub ring: crate::direct::RingLayout,
     /// Direct mode: drop the frames the rings take before this host's own IP stack, with
@@ -245,7 +247,10 @@ fn parse_ring(s: &str) -> Result<crate::direct::RingLayout, String> {
     match s {
         "slots" => Ok(crate::direct::RingLayout::Slots),
         "blocks" => Ok(crate::direct::RingLayout::Blocks),
-        _ => Err(format!("unknown ring \"{s}\" (expected slots or blocks)")),
+        "xdp" => Ok(crate::direct::RingLayout::Xdp),
+        _ => Err(format!(
+            "unknown ring \"{s}\" (expected slots or blocks, or xdp: experimental)"
+        )),
     }
 }
 

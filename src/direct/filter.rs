@@ -13,8 +13,6 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::sys::tcx::Insn;
-
 /// Most VIP addresses of one family the program can hold (jump offsets fit a byte).
 pub const MAX_VIPS_PER_FAMILY: usize = 16;
 
@@ -94,72 +92,129 @@ pub fn neighbour() -> Vec<libc::sock_filter> {
     ]
 }
 
-/// The host stack's share, as a tcx ingress program (see [`crate::sys::tcx`]): the
-/// frames [`data`] takes — IPv4 to a VIP, IPv6 TCP to a VIP, untagged — are dropped after
-/// the rings have copied them, everything else goes on. The VIP is not a local address
-/// and forwarding is off (both checked at start-up), so the kernel would only route
-/// each of these frames to find it has nowhere to put it: about a fifth of the machine's
-/// work per forwarded frame in the lab (`docs/benchmarks.md`), now skipped.
-pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Vec<Insn> {
-    use crate::sys::tcx::{verdict, Size};
-    // Jumps to these two labels are written with a placeholder offset and patched at
-    // the end (eBPF jumps are 16-bit, so the lists need no limit here beyond the
-    // configuration's).
-    const NEXT: i16 = i16::MIN;
-    const DROP: i16 = i16::MIN + 1;
-    let (r0, r1, r6, r7) = (0, 1, 6, 7);
-    let mut p = vec![
-        Insn::mov_reg(r6, r1),  // the context, for the packet loads
-        Insn::ldx_w(r7, r1, 0), // r7 = skb->len
-        Insn::ldx_w(r0, r1, SKB_VLAN_PRESENT),
-        Insn::jne32(r0, 0, NEXT), // tagged: not ours (the rings drop it too)
-        Insn::ld_abs(Size::H, 12),
-    ];
+/// The host stack's share, as a tcx ingress program (loaded by
+/// [`crate::sys::bpf::Program::load_classifier`]): the frames [`data`] takes — IPv4 to a
+/// VIP, IPv6 TCP to a VIP, untagged — are dropped after the rings have copied them,
+/// everything else goes on. The VIP is not a local address and forwarding is off (both
+/// checked at start-up), so the kernel would only route each of these frames to find it
+/// has nowhere to put it: about a fifth of the machine's work per forwarded frame in the
+/// lab (`docs/benchmarks.md`), now skipped.
+pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<crate::sys::bpf::Insn>, String> {
+    use crate::sys::bpf::{Asm, Insn, Reg, Size, SKB_LEN, SKB_VLAN_PRESENT, TCX_DROP, TCX_NEXT};
+    let (r0, r1, r6, r7) = (Reg(0), Reg(1), Reg(6), Reg(7));
+    let mut a = Asm::new();
+    a.push(Insn::mov64_reg(r6, r1)) // the context, for the packet loads
+        .push(Insn::ldx_w(r7, r1, SKB_LEN))
+        .push(Insn::ldx_w(r0, r1, SKB_VLAN_PRESENT))
+        .jump(Insn::jne32_imm(r0, 0, 0), "next") // tagged: the rings drop it too
+        .push(Insn::ld_abs(Size::H, 12))
+        .jump(Insn::jne32_imm(r0, 0x0800, 0), "v6");
     // IPv4: the destination is bytes 30..34.
-    let skip_v4 = p.len();
-    p.push(Insn::jne32(r0, 0x0800, 0)); // patched: to the IPv6 block
-    p.push(Insn::jlt32(r7, 34, NEXT));
-    p.push(Insn::ld_abs(Size::W, 30));
+    a.jump(Insn::jlt32_imm(r7, 34, 0), "next")
+        .push(Insn::ld_abs(Size::W, 30));
     for ip in v4 {
-        p.push(Insn::jeq32(r0, u32::from(*ip), DROP));
+        a.jump(Insn::jeq32_imm(r0, u32::from(*ip), 0), "drop");
     }
-    p.push(Insn::ja(NEXT));
-    let v6_at = p.len();
-    p[skip_v4] = p[skip_v4].with_off((v6_at - skip_v4 - 1) as i16);
+    a.jump(Insn::ja(0), "next").label("v6");
     // IPv6 with TCP next: the destination is bytes 38..54, four words.
-    p.push(Insn::jne32(r0, 0x86dd, NEXT));
-    p.push(Insn::jlt32(r7, 54, NEXT));
-    p.push(Insn::ld_abs(Size::B, 20));
-    p.push(Insn::jne32(r0, 6, NEXT));
+    a.jump(Insn::jne32_imm(r0, 0x86dd, 0), "next")
+        .jump(Insn::jlt32_imm(r7, 54, 0), "next")
+        .push(Insn::ld_abs(Size::B, 20))
+        .jump(Insn::jne32_imm(r0, 6, 0), "next");
     for ip in v6 {
         let o = ip.octets();
-        let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
         // A mismatching word skips the rest of this address (7, 5, 3, 1 instructions).
-        for (k, at) in [38, 42, 46, 50].into_iter().enumerate() {
-            p.push(Insn::ld_abs(Size::W, at));
-            p.push(Insn::jne32(r0, w(at as usize - 38), 7 - 2 * k as i16));
+        for (k, at) in [0usize, 4, 8, 12].into_iter().enumerate() {
+            let w = u32::from_be_bytes([o[at], o[at + 1], o[at + 2], o[at + 3]]);
+            a.push(Insn::ld_abs(Size::W, 38 + at as i32))
+                .push(Insn::jne32_imm(r0, w, 7 - 2 * k as i16));
         }
-        p.push(Insn::ja(DROP));
+        a.jump(Insn::ja(0), "drop");
     }
-    let next_at = p.len();
-    p.push(Insn::mov_imm(r0, verdict::NEXT));
-    p.push(Insn::exit());
-    let drop_at = p.len();
-    p.push(Insn::mov_imm(r0, verdict::DROP));
-    p.push(Insn::exit());
-    for (at, i) in p.iter_mut().enumerate() {
-        let target = match i.off() {
-            NEXT if i.is_jump() => next_at,
-            DROP if i.is_jump() => drop_at,
-            _ => continue,
-        };
-        *i = i.with_off((target - at - 1) as i16);
-    }
-    p
+    a.label("next")
+        .push(Insn::mov64_imm(r0, TCX_NEXT))
+        .push(Insn::exit())
+        .label("drop")
+        .push(Insn::mov64_imm(r0, TCX_DROP))
+        .push(Insn::exit());
+    a.finish()
 }
 
-/// `offsetof(struct __sk_buff, vlan_present)`.
-const SKB_VLAN_PRESENT: i16 = 20;
+/// The XDP program of `--ring xdp` (eBPF, see [`crate::sys::bpf`]): frames the receive
+/// rings' [`data`] program would accept — IPv4 addressed to a VIP, IPv6 whose next
+/// header is TCP addressed to a VIP — are redirected to the AF_XDP socket of their
+/// receive queue in the `XSKMAP` `map_fd` (`XDP_PASS` when that queue has none);
+/// everything else (ARP, neighbour discovery, the host's own traffic) goes to the kernel
+/// as if no program were attached. The VIPs are immediates; at most
+/// [`MAX_VIPS_PER_FAMILY`] per family (extra ones are left out, as in [`data`]).
+/// `miss`: the verdict for a frame to redirect when its queue has no socket (`XDP_PASS`;
+/// the tests use `XDP_DROP` to tell the two outcomes apart).
+pub fn xdp(
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+    map_fd: std::os::fd::RawFd,
+    miss: i32,
+) -> Result<Vec<crate::sys::bpf::Insn>, String> {
+    use crate::sys::bpf::{
+        Asm, Insn, Reg, FN_REDIRECT_MAP, XDP_MD_DATA, XDP_MD_DATA_END, XDP_MD_RX_QUEUE_INDEX,
+        XDP_PASS,
+    };
+    let v4 = &v4[..v4.len().min(MAX_VIPS_PER_FAMILY)];
+    let v6 = &v6[..v6.len().min(MAX_VIPS_PER_FAMILY)];
+    let (ctx, data, end, tmp, val) = (Reg(6), Reg(2), Reg(3), Reg(4), Reg(5));
+    // Loads from the frame are in network byte order; compare with what a native load
+    // of the same bytes gives.
+    let w = |b: [u8; 4]| u32::from_ne_bytes(b);
+    let h = |b: [u8; 2]| u32::from(u16::from_ne_bytes(b));
+    let mut a = Asm::new();
+    a.push(Insn::mov64_reg(ctx, Reg(1)))
+        .push(Insn::ldx_w(data, ctx, XDP_MD_DATA))
+        .push(Insn::ldx_w(end, ctx, XDP_MD_DATA_END))
+        // Ethernet + IPv4 header up to the destination: 34 bytes.
+        .push(Insn::mov64_reg(tmp, data))
+        .push(Insn::add64_imm(tmp, 34))
+        .jump(Insn::jgt_reg(tmp, end, 0), "pass")
+        .push(Insn::ldx_h(val, data, 12))
+        .jump(Insn::jeq32_imm(val, h([0x08, 0x00]), 0), "v4")
+        .jump(Insn::jne32_imm(val, h([0x86, 0xdd]), 0), "pass")
+        // IPv6: fixed header up to the end of the destination, 54 bytes.
+        .push(Insn::mov64_reg(tmp, data))
+        .push(Insn::add64_imm(tmp, 54))
+        .jump(Insn::jgt_reg(tmp, end, 0), "pass")
+        .push(Insn::ldx_b(val, data, 20))
+        .jump(Insn::jne32_imm(val, 6, 0), "pass");
+    for ip in v6 {
+        let o = ip.octets();
+        // Four words of the destination (bytes 38..54); a mismatch skips to the next
+        // VIP, i.e. past the remaining words and the jump to "redirect".
+        for (k, at) in [38i16, 42, 46, 50].into_iter().enumerate() {
+            let i = 4 * k;
+            a.push(Insn::ldx_w(val, data, at)).push(Insn::jne32_imm(
+                val,
+                w([o[i], o[i + 1], o[i + 2], o[i + 3]]),
+                (2 * (3 - k) + 1) as i16,
+            ));
+        }
+        a.jump(Insn::ja(0), "redirect");
+    }
+    a.jump(Insn::ja(0), "pass").label("v4");
+    a.push(Insn::ldx_w(val, data, 30));
+    for ip in v4 {
+        a.jump(Insn::jeq32_imm(val, w(ip.octets()), 0), "redirect");
+    }
+    a.jump(Insn::ja(0), "pass").label("redirect");
+    let [m0, m1] = Insn::ld_map_fd(Reg(1), map_fd);
+    a.push(Insn::ldx_w(Reg(2), ctx, XDP_MD_RX_QUEUE_INDEX))
+        .push(m0)
+        .push(m1)
+        .push(Insn::mov64_imm(Reg(3), miss))
+        .push(Insn::call(FN_REDIRECT_MAP))
+        .push(Insn::exit())
+        .label("pass")
+        .push(Insn::mov64_imm(Reg(0), XDP_PASS))
+        .push(Insn::exit());
+    a.finish()
+}
 
 #[cfg(test)]
 mod tests {
@@ -307,10 +362,10 @@ mod tests {
     /// same frames (`BPF_PROG_TEST_RUN`; needs CAP_BPF, as the tests have as root).
     #[test]
     fn the_sink_drops_what_the_rings_take_and_nothing_else() {
-        use crate::sys::tcx::{load_classifier, test_run, verdict};
+        use crate::sys::bpf::{Program, TCX_DROP, TCX_NEXT};
         let v4 = [Ipv4Addr::new(10, 99, 0, 100), Ipv4Addr::new(192, 168, 7, 1)];
         let v6: [Ipv6Addr; 2] = ["fd99::100".parse().unwrap(), "2001:db8::6".parse().unwrap()];
-        let prog = match load_classifier(&sink(&v4, &v6), "fulcrum_sink") {
+        let prog = match Program::load_classifier("fulcrum_sink", &sink(&v4, &v6).unwrap()) {
             Ok(p) => p,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 eprintln!("skipped: no CAP_BPF ({e})");
@@ -344,15 +399,15 @@ mod tests {
         }
         let mut dropped = 0;
         for (n, f) in frames.iter().enumerate() {
-            let got = match test_run(&prog, f) {
-                Ok(v) => v,
+            let got = match prog.test_run(f) {
+                Ok(v) => v as i32,
                 // The test runner itself refuses frames shorter than the header their
                 // ethertype names; the program's own length checks cover the wire.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) && f.len() < 34 => continue,
                 Err(e) => panic!("frame {n} ({} bytes): {e}", f.len()),
             };
             let taken = f.len() >= 34 && run(&ring, f) > 0;
-            let want = if taken { verdict::DROP } else { verdict::NEXT };
+            let want = if taken { TCX_DROP } else { TCX_NEXT };
             assert_eq!(got, want, "frame {n}: {f:02x?}");
             dropped += usize::from(taken);
         }
@@ -360,5 +415,83 @@ mod tests {
             dropped, 5,
             "two VIPs of each family, and the shortest IPv4 frame"
         );
+    }
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// The XDP program, loaded by the kernel's verifier and run on frames with
+    /// `BPF_PROG_TEST_RUN`: redirected (to an empty map, so the `miss` verdict DROP
+    /// shows) exactly where the ring's classic program accepts (needs root).
+    #[test]
+    fn xdp_program_loads_and_redirects_what_the_ring_filter_admits() {
+        use crate::sys::bpf::{Program, XskMap, XDP_DROP, XDP_PASS};
+        use std::os::fd::AsRawFd;
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let mut v4: Vec<Ipv4Addr> = (0..MAX_VIPS_PER_FAMILY as u8)
+            .map(|i| Ipv4Addr::new(10, 99, 0, 100 + i))
+            .collect();
+        // High bit set: the 32-bit compares must not sign-extend.
+        v4[15] = Ipv4Addr::new(200, 1, 2, 3);
+        let v6: Vec<Ipv6Addr> = (0..MAX_VIPS_PER_FAMILY as u16)
+            .map(|i| Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0x100 + i))
+            .collect();
+        let map = XskMap::new(1).expect("xskmap");
+        let ring = data(&v4, &v6);
+        let prog = Program::load_xdp(
+            "fulcrum_test",
+            &xdp(&v4, &v6, map.as_raw_fd(), XDP_DROP).unwrap(),
+        )
+        .expect("the verifier accepts the program");
+        let verdict = |f: &[u8]| {
+            let mut f = f.to_vec();
+            // BPF_PROG_TEST_RUN wants at least an Ethernet header.
+            f.resize(f.len().max(14), 0);
+            prog.test_run(&f).expect("test run") as i32
+        };
+        let mut frames = vec![
+            v4_frame(v4[0]),
+            v4_frame(v4[15]),
+            v4_frame(Ipv4Addr::new(10, 99, 0, 1)),
+            v4_frame(Ipv4Addr::new(0x80 | 10, 99, 0, 100)),
+            v6_frame(6, v6[0], 0),
+            v6_frame(6, v6[15], 0),
+            v6_frame(17, v6[0], 0),
+            v6_frame(58, v6[0], 135),
+            v6_frame(6, "fd99::1".parse().unwrap(), 0),
+            vec![0u8; 14],
+        ];
+        // Short frames: an IPv4 header cut before the destination, IPv6 before its end.
+        let mut short4 = v4_frame(v4[0]);
+        short4.truncate(33);
+        let mut short6 = v6_frame(6, v6[0], 0);
+        short6.truncate(53);
+        frames.extend([short4, short6]);
+        let mut arp = vec![0u8; 42];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        frames.push(arp);
+        // Each word of an IPv6 VIP matters.
+        for i in [0usize, 5, 10, 15] {
+            let mut o = v6[3].octets();
+            o[i] ^= 1;
+            frames.push(v6_frame(6, Ipv6Addr::from(o), 0));
+        }
+        for (k, f) in frames.iter().enumerate() {
+            let want = if run(&ring, f) > 0 {
+                XDP_DROP
+            } else {
+                XDP_PASS
+            };
+            assert_eq!(
+                verdict(f),
+                want,
+                "frame {k}: {:02x?}",
+                &f[..f.len().min(54)]
+            );
+        }
     }
 }

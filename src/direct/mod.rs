@@ -36,8 +36,9 @@
 //! frame builders), [`ndp`] (the same for IPv6), [`flow`] (flow table), [`director`]
 //! (the stateful decider), [`stats`] (counters, per worker and in total, and switches
 //! shared with the control plane), [`filter`] (what the kernel lets through to the ring
-//! and to the neighbour socket), [`startup`] (checks that refuse a setup that cannot
-//! work), [`worker`] (the mio threads).
+//! and to the neighbour socket, and the XDP program of `--ring xdp`), [`startup`] (checks
+//! that refuse a setup that cannot work), [`rx`] (a worker's receive path: packet ring or
+//! AF_XDP socket), [`worker`] (the mio threads).
 //!
 //! What this mode deliberately does not do: 802.1Q tags on the interface it reads (give
 //! it the VLAN device, `--interface eth0.100`: the kernel strips the tag and delivers
@@ -52,6 +53,7 @@ mod filter;
 pub mod flow;
 pub mod frame;
 pub mod ndp;
+mod rx;
 pub(crate) mod startup;
 pub mod stats;
 pub(crate) mod worker;
@@ -97,6 +99,9 @@ pub enum RingLayout {
     Slots,
     /// TPACKET_V3: blocks handed over when full or after a timer tick.
     Blocks,
+    /// AF_XDP (experimental): an XDP program redirects the VIPs' frames to one AF_XDP
+    /// socket per worker (one receive queue each), forwarded in place from its UMEM.
+    Xdp,
 }
 
 /// Default flow-table capacity (about 40 MiB with its index), shared out among workers.
@@ -133,53 +138,15 @@ pub fn start(
     let v4: Vec<Ipv4Addr> = vips.v4_addrs().collect();
     let v6: Vec<Ipv6Addr> = vips.v6_addrs().collect();
     let workers = workers.max(1);
-    // The first ring of several starts a fanout group whose id the kernel picks unique
-    // in the namespace (two distributors, or a reload's new process next to the old
-    // one, never share a group); the others join it.
-    let mut fanout = (workers > 1).then_some(Fanout::New);
     let filter = filter::data(&v4, &v6);
-    let mut rings = Vec::with_capacity(workers);
     let mut vnet_hdr = true;
-    for _ in 0..workers {
-        let version = match cfg.ring {
-            RingLayout::Blocks => RingVersion::V3 {
-                block_size: RING_BLOCK_SIZE,
-                blocks: RING_BLOCKS,
-                block_timeout_ms: RING_BLOCK_TIMEOUT_MS,
-            },
-            RingLayout::Slots => RingVersion::V2 {
-                frames: RING_FRAMES,
-            },
-        };
-        let ring_cfg = |vnet_hdr| RingConfig {
-            version,
-            vnet_hdr,
-            fanout,
-        };
-        let ring = match PacketRing::open(iface.index, &filter, ring_cfg(vnet_hdr)) {
-            Ok(r) => r,
-            // Without PACKET_VNET_HDR on a ring (older kernels) the data plane still
-            // works; only super-frames are dropped again.
-            Err(e) if vnet_hdr && rings.is_empty() && e.raw_os_error() != Some(libc::EPERM) => {
-                warn!(target: "fulcrum::direct", "PACKET_VNET_HDR on the receive ring refused ({e}): super-frames will be dropped");
-                vnet_hdr = false;
-                PacketRing::open(iface.index, &filter, ring_cfg(false))
-                    .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?
-            }
-            Err(e) => return Err(io::Error::other(startup::StartupError::Socket(e))),
-        };
-        if fanout == Some(Fanout::New) {
-            let id = ring
-                .fanout_id()
-                .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
-            fanout = Some(Fanout::Join(id));
-        }
-        if !ring.ignores_outgoing {
-            warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
-        }
-        rings.push(ring);
-    }
-    if !vnet_hdr {
+    let rings = if cfg.ring == RingLayout::Xdp {
+        vnet_hdr = false;
+        open_xsks(&iface, &v4, &v6, workers)?
+    } else {
+        open_rings(&iface, &filter, cfg.ring, workers, &mut vnet_hdr)?
+    };
+    if !vnet_hdr && cfg.ring != RingLayout::Xdp {
         if let Some((gro, lro)) = startup::offloads_merging(&iface.name) {
             if gro || lro {
                 warn!(target: "fulcrum::direct",
@@ -191,10 +158,16 @@ pub fn start(
     direct.workers.store(workers, Ordering::Release);
     // Attached once the rings exist (they see every frame before it); held by worker
     // 0's thread, so it goes when the data plane does.
-    let mut sink = if cfg.host_sink {
+    // (With `--ring xdp` the XDP program already takes the frames from the stack.)
+    let mut sink = if cfg.host_sink && cfg.ring != RingLayout::Xdp {
         attach_sink(iface.index, &v4, &v6)
     } else {
         None
+    };
+    let sink_word = match (cfg.ring, sink.is_some()) {
+        (RingLayout::Xdp, _) => "xdp",
+        (_, true) => "tcx",
+        (_, false) => "off",
     };
     let local = frame::Local {
         mac: iface.mac,
@@ -206,7 +179,7 @@ pub fn start(
     info!(target: "fulcrum::direct",
         "interface={} index={} mac={} mtu={} vip={} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?} host_sink={}",
         iface.name, iface.index, iface.mac, iface.mtu, listen.join(","), cfg.max_flows, cfg.timeouts.idle,
-        workers, vnet_hdr, cfg.ring, if sink.is_some() { "tcx" } else { "off" });
+        workers, vnet_hdr, cfg.ring, sink_word);
     let per_worker_flows = (cfg.max_flows / workers).max(1);
     let mut out = Workers {
         wakers: Vec::with_capacity(workers),
@@ -271,9 +244,12 @@ pub fn start(
 /// Loads and attaches [`filter::sink`] on the interface's tcx ingress hook. Best effort:
 /// without it (a kernel before 6.6, no CAP_BPF) the host stack routes and drops each
 /// forwarded frame itself, as it always did; said once at start-up.
-fn attach_sink(ifindex: u32, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Option<std::os::fd::OwnedFd> {
-    let attached = crate::sys::tcx::load_classifier(&filter::sink(v4, v6), "fulcrum_sink")
-        .and_then(|prog| crate::sys::tcx::attach_ingress(&prog, ifindex));
+fn attach_sink(ifindex: u32, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Option<crate::sys::bpf::Link> {
+    use crate::sys::bpf::{Link, Program};
+    let attached = filter::sink(v4, v6)
+        .map_err(io::Error::other)
+        .and_then(|insns| Program::load_classifier("fulcrum_sink", &insns))
+        .and_then(|prog| Link::attach_tcx_ingress(&prog, ifindex));
     match attached {
         Ok(link) => Some(link),
         Err(e) => {
@@ -282,6 +258,121 @@ fn attach_sink(ifindex: u32, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Option<std::os
             None
         }
     }
+}
+
+/// `--ring slots|blocks`: one packet ring per worker (one fanout group when several);
+/// clears `vnet_hdr` when the kernel refuses `PACKET_VNET_HDR`.
+fn open_rings(
+    iface: &startup::Interface,
+    filter: &[libc::sock_filter],
+    layout: RingLayout,
+    workers: usize,
+    vnet_hdr: &mut bool,
+) -> io::Result<Vec<rx::Rx>> {
+    // The first ring of several starts a fanout group whose id the kernel picks unique
+    // in the namespace (two distributors, or a reload's new process next to the old
+    // one, never share a group); the others join it.
+    let mut fanout = (workers > 1).then_some(Fanout::New);
+    let mut rings = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let version = match layout {
+            RingLayout::Blocks => RingVersion::V3 {
+                block_size: RING_BLOCK_SIZE,
+                blocks: RING_BLOCKS,
+                block_timeout_ms: RING_BLOCK_TIMEOUT_MS,
+            },
+            RingLayout::Slots | RingLayout::Xdp => RingVersion::V2 {
+                frames: RING_FRAMES,
+            },
+        };
+        let ring_cfg = |vnet_hdr| RingConfig {
+            version,
+            vnet_hdr,
+            fanout,
+        };
+        let ring = match PacketRing::open(iface.index, filter, ring_cfg(*vnet_hdr)) {
+            Ok(r) => r,
+            // Without PACKET_VNET_HDR on a ring (older kernels) the data plane still
+            // works; only super-frames are dropped again.
+            Err(e) if *vnet_hdr && rings.is_empty() && e.raw_os_error() != Some(libc::EPERM) => {
+                warn!(target: "fulcrum::direct", "PACKET_VNET_HDR on the receive ring refused ({e}): super-frames will be dropped");
+                *vnet_hdr = false;
+                PacketRing::open(iface.index, filter, ring_cfg(false))
+                    .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?
+            }
+            Err(e) => return Err(io::Error::other(startup::StartupError::Socket(e))),
+        };
+        if fanout == Some(Fanout::New) {
+            let id = ring
+                .fanout_id()
+                .map_err(|e| io::Error::other(startup::StartupError::Socket(e)))?;
+            fanout = Some(Fanout::Join(id));
+        }
+        if !ring.ignores_outgoing {
+            warn!(target: "fulcrum::direct", "PACKET_IGNORE_OUTGOING not supported (Linux < 4.20): outgoing copies are dropped by packet type instead");
+        }
+        rings.push(rx::Rx::Ring(ring));
+    }
+    Ok(rings)
+}
+
+/// `--ring xdp`: one AF_XDP socket per worker on receive queues `0..workers`, an
+/// `XSKMAP` pointing at them and the XDP program that redirects the VIPs' frames there,
+/// attached by a link that the last worker to stop closes.
+fn open_xsks(
+    iface: &startup::Interface,
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+    workers: usize,
+) -> io::Result<Vec<rx::Rx>> {
+    use crate::sys::bpf::{Link, Program, XskMap, XDP_PASS};
+    use crate::sys::xsk::XskSocket;
+    use std::os::fd::AsRawFd;
+    let err = |m: String| io::Error::other(startup::StartupError::Xdp(m));
+    let queues = startup::rx_queues(&iface.name);
+    if workers > queues as usize {
+        return Err(err(format!(
+            "--workers {workers} needs as many receive queues; {} has {queues} (one AF_XDP socket per queue: use --workers {queues}, or give the interface more queues)",
+            iface.name
+        )));
+    }
+    let map = XskMap::new(workers as u32).map_err(|e| err(format!("XSKMAP: {e}")))?;
+    let mut socks = Vec::with_capacity(workers);
+    for q in 0..workers as u32 {
+        let s = XskSocket::open(iface.index, q)
+            .map_err(|e| err(format!("AF_XDP socket on {} queue {q}: {e}", iface.name)))?;
+        map.set(q, s.as_raw_fd())
+            .map_err(|e| err(format!("XSKMAP entry {q}: {e}")))?;
+        socks.push(s);
+    }
+    let insns = filter::xdp(v4, v6, map.as_raw_fd(), XDP_PASS).map_err(err)?;
+    let prog = Program::load_xdp("fulcrum_vip", &insns).map_err(|e| err(format!("{e}")))?;
+    let link = Link::attach_xdp(&prog, iface.index).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                " (another XDP program is attached: ip link show; ip link set dev IFACE xdp off)"
+            }
+            Some(libc::EINVAL) | Some(libc::ERANGE) => {
+                " (the driver refuses: MTU too large for XDP, or LRO on)"
+            }
+            _ => "",
+        };
+        err(format!("attach to {}: {e}{hint}", iface.name))
+    })?;
+    let attach = Arc::new(rx::XdpAttach {
+        _link: link,
+        _prog: prog,
+        _map: map,
+    });
+    Ok(socks
+        .into_iter()
+        .map(|sock| rx::Rx::Xsk {
+            sock,
+            mac: iface.mac,
+            _attach: Arc::clone(&attach),
+            last: Default::default(),
+        })
+        .collect())
 }
 
 /// Flow timeouts for an idle timeout chosen by the operator.

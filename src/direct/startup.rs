@@ -93,6 +93,8 @@ pub enum StartupError {
     },
     /// The raw socket cannot be opened (privileges, or another error).
     Socket(io::Error),
+    /// `--ring xdp` cannot be set up (the message says why).
+    Xdp(String),
 }
 
 impl fmt::Display for StartupError {
@@ -152,6 +154,7 @@ impl fmt::Display for StartupError {
                 "direct mode: cannot open a raw packet socket ({e}); it needs CAP_NET_RAW: run as root or setcap cap_net_raw+ep on the binary"
             ),
             StartupError::Socket(e) => write!(f, "direct mode: raw packet socket: {e}"),
+            StartupError::Xdp(m) => write!(f, "direct mode, --ring xdp: {m}"),
         }
     }
 }
@@ -323,6 +326,18 @@ pub fn check_nodes(
         }
     }
     Ok(())
+}
+
+/// Receive queues of the interface (`/sys/class/net/NAME/queues/rx-*`), 1 if unknown.
+pub fn rx_queues(name: &str) -> u32 {
+    fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// Is GRO or LRO on for the interface? `None` if the driver does not say.

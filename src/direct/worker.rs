@@ -1,7 +1,12 @@
 //! A direct-mode data-plane thread: a mio loop around one packet ring and one ARP socket.
 //!
-//! Frames to the VIP arrive through a packet ring ([`PacketRing`]: TPACKET_V2 slots or
-//! V3 blocks, `--ring`); each readiness event takes up to [`BATCHES_PER_TURN`] batches (a
+//! (With `--ring xdp` the "ring" is an AF_XDP socket instead, behind the same
+//! `next_batch` interface: see [`super::rx`]; what follows holds for both, minus the
+//! virtio-net header, which AF_XDP does not have.)
+//!
+//! Frames to the VIP arrive through a packet ring
+//! ([`PacketRing`](crate::sys::ring::PacketRing): TPACKET_V2 slots or V3 blocks,
+//! `--ring`); each readiness event takes up to [`BATCHES_PER_TURN`] batches (a
 //! block, or a run of up to 64 slots; then it yields to timers and flags, and comes back
 //! with a zero poll timeout while frames remain: mio is edge-triggered), runs the pure
 //! [`frame::process`] on each frame in place in the ring, and the ring sends the
@@ -48,12 +53,13 @@ use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director};
 use super::frame::{self, Local, Verdict, TP_STATUS_CSUMNOTREADY};
 use super::ndp::{self, ND_FRAME_LEN};
+use super::rx::Rx;
 use super::stats::{DropReason, WorkerStats};
 use super::DirectShared;
 use crate::runtime::Shared;
 use crate::scheduler::{Scheduler, SchedulerKind};
 use crate::sys::packet::PacketSocket;
-use crate::sys::ring::{PacketRing, RxFrame, VnetHdr};
+use crate::sys::ring::{RxFrame, VnetHdr};
 
 /// Woken by the control plane (flag changes).
 pub const WAKER: Token = Token(0);
@@ -97,7 +103,7 @@ pub struct Worker {
     /// Position among the workers (0 answers ARP for the VIP).
     index: usize,
     poll: Poll,
-    ring: PacketRing,
+    ring: Rx,
     arp: PacketSocket,
     shared: Arc<Shared>,
     direct: Arc<DirectShared>,
@@ -131,7 +137,7 @@ impl Worker {
     pub fn new(
         index: usize,
         poll: Poll,
-        ring: PacketRing,
+        ring: Rx,
         arp: PacketSocket,
         shared: Arc<Shared>,
         direct: Arc<DirectShared>,
@@ -471,8 +477,15 @@ impl Worker {
                 .fetch_add(removed as u64, Ordering::Relaxed);
         }
         self.report_flows();
-        if let Some(d) = self.ring.drops() {
-            stats.stats.ring_drops.fetch_add(d, Ordering::Relaxed);
+        if let Some(d) = self.ring.kernel_drops() {
+            stats
+                .stats
+                .ring_drops
+                .fetch_add(d.dropped, Ordering::Relaxed);
+            stats
+                .stats
+                .ring_bad_blocks
+                .fetch_add(d.invalid, Ordering::Relaxed);
         }
         self.due.clear();
         let mut due = std::mem::take(&mut self.due);

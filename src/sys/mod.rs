@@ -4,6 +4,7 @@
 //!
 //! Nothing here decides anything: callers get `io::Result`s and plain values.
 
+pub mod bpf;
 pub mod child;
 pub mod limits;
 pub mod netdev;
@@ -11,5 +12,5 @@ pub mod packet;
 pub mod ring;
 pub mod scm;
 pub mod signal;
-pub mod tcx;
 pub mod ttl;
+pub mod xsk;

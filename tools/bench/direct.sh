@@ -24,7 +24,7 @@
 # forwards super-frames whole. --wire turns tx-csum/TSO/GSO off on the bridge port toward
 # lb1 for every workload (`lab.sh wire lb1`: what a real wire does, the old setup).
 #
-# Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks]
+# Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks|xdp]
 #        [--host-sink on|off] [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
 # Needs root, wrk, iperf3, nginx, ethtool, iproute2; trafgen (netsniff-ng) and nft for pps. Every process it starts is ended by
 # PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
@@ -124,6 +124,12 @@ fulcrum_up() { # backends...
   PIDS+=("$FUL")
   sleep 0.5
   kill -0 "$FUL" || { cat "$TMP/fulcrum.log" >&2; exit 1; }
+  # What the bridge may hand lb1 whole: attaching XDP to a veth takes segmentation
+  # offloads off its peer (veth_fix_features), so super-frames stop with --ring xdp.
+  local feat
+  feat=$(nsx br ethtool -k p-lb1 | awk -F': ' '/^(tcp-segmentation-offload|generic-segmentation-offload):/ {printf "%s=%s ", $1, $2}')
+  log "fulcrum up (ring=${RING:-default}); bridge port p-lb1: $feat"
+  echo "$feat" > "$TMP/p-lb1.features"
 }
 fulcrum_down() { # workload
   kill "$FUL" 2>/dev/null
@@ -143,7 +149,8 @@ fulcrum_down() { # workload
   fi
 }
 
-# user-mode CPU of a process in nanoseconds (utime, clock ticks)
+# user-mode CPU of a process in nanoseconds (utime, clock ticks; %.0f: mawk prints large
+# integers in exponent form, which shell arithmetic refuses)
 user_ns() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.0f\n", $12 * 1e9 / hz }' /proc/"$1"/stat; }
 # on-CPU nanoseconds of every thread of a process
 cpu_ns() { local t s=0; for t in /proc/"$1"/task/*/schedstat; do s=$((s + $(cut -d' ' -f1 "$t"))); done; echo "$s"; }
@@ -279,6 +286,7 @@ unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; 
   done
   echo
   [ -s "$TMP/batches" ] && { echo; sed 's/^/- /' "$TMP/batches"; echo; }
+  [ -s "$TMP/p-lb1.features" ] && echo "bridge port toward lb1 with fulcrum up: $(cat "$TMP/p-lb1.features")"
   echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} host-sink=${SINK:-default} wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
