@@ -97,8 +97,8 @@ pub fn neighbour() -> Vec<libc::sock_filter> {
 /// VIP, IPv6 TCP to a VIP, untagged — are dropped after the rings have copied them,
 /// everything else goes on. The VIP is not a local address and forwarding is off (both
 /// checked at start-up), so the kernel would only route each of these frames to find it
-/// has nowhere to put it: about a fifth of the machine's work per forwarded frame in the
-/// lab (`docs/benchmarks.md`), now skipped.
+/// has nowhere to put it: a fifth of the machine's work per frame when forwarding alone
+/// in the lab (`docs/benchmarks.md`), now skipped.
 pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<crate::sys::bpf::Insn>, String> {
     use crate::sys::bpf::{Asm, Insn, Reg, Size, SKB_LEN, SKB_VLAN_PRESENT, TCX_DROP, TCX_NEXT};
     let (r0, r1, r6, r7) = (Reg(0), Reg(1), Reg(6), Reg(7));
