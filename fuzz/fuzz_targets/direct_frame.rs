@@ -1,7 +1,10 @@
 //! Fuzz target for direct mode's frame parser (`fulcrum::direct::frame::process`).
 //!
 //! Owns nothing: the first two bytes choose the packet type and the auxdata status bits,
-//! the rest is the received frame. `process` must return a verdict and never panic, and
+//! the rest is the received frame. With the first byte's high bit set, the auxdata is
+//! what `--ring xdp` derives from the frame itself (`fulcrum::direct::xsk_aux`: packet
+//! type from the destination MAC, a partial checksum recognised by its value), as the
+//! AF_XDP path hands frames to `process`. `process` must return a verdict and never panic, and
 //! what it sends must lie within the frame. The decider sends every TCP flow to one node
 //! and knows one neighbour, so the rewrite and checksum paths are reached too. One IPv4
 //! and one IPv6 VIP, so the IPv6 and neighbour-discovery paths are reached as well.
@@ -43,10 +46,14 @@ fuzz_target!(|data: &[u8]| {
         max_frame: 1514,
         answer_arp: status & 0x80 == 0,
     };
-    let aux = Aux {
-        pkttype: pkttype % 8,
-        status: u32::from(status & 0x18),
-        wire_len: frame.len(),
+    let aux = if pkttype & 0x80 != 0 {
+        fulcrum::direct::xsk_aux(&frame, local.mac)
+    } else {
+        Aux {
+            pkttype: pkttype % 8,
+            status: u32::from(status & 0x18),
+            wire_len: frame.len(),
+        }
     };
     let n = frame.len();
     match frame::process(&mut frame, &aux, &local, &mut OneNode) {

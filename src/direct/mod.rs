@@ -54,6 +54,9 @@ pub mod flow;
 pub mod frame;
 pub mod ndp;
 mod rx;
+/// The AF_XDP path's packet type and checksum status, read from the frame (public for
+/// the `direct_frame` fuzz target).
+pub use rx::xsk_aux;
 pub(crate) mod startup;
 pub mod stats;
 pub(crate) mod worker;
