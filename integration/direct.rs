@@ -835,6 +835,41 @@ fn bulk_byte(i: usize) -> u8 {
     (x >> 29) as u8 ^ (i >> 16) as u8
 }
 
+/// [`bulk_echo`] run from the client's namespace.
+fn bulk_echo_from_client(lab: &Lab, addr: SocketAddr) -> (String, usize) {
+    lab.in_ns("client", move || bulk_echo(addr))
+        .join()
+        .expect("client")
+}
+
+/// 20 requests to `url` from client ports `sport0..`: both nodes answer, and no reply
+/// (the tcpdump filter `replies`, captured on lb1 meanwhile) crosses the distributor.
+fn both_nodes_answer_and_replies_bypass(
+    lab: &Lab,
+    lb: usize,
+    url: &str,
+    replies: &str,
+    sport0: u16,
+) {
+    let at_lb = lab.capture("lb1", replies);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for i in 0..20u16 {
+        let body = lab
+            .curl("client", url, Some(sport0 + i))
+            .unwrap_or_else(|| panic!("{url}: request {i} failed; fulcrum log:\n{}", lab.log(lb)));
+        *seen.entry(body.trim().to_string()).or_default() += 1;
+    }
+    assert!(
+        seen.get("srv1").is_some_and(|&n| n > 0) && seen.get("srv2").is_some_and(|&n| n > 0),
+        "{url}: both nodes answer: {seen:?}"
+    );
+    let lb_lines = lab.capture_lines(at_lb);
+    assert!(
+        lb_lines.is_empty(),
+        "replies crossed the distributor: {lb_lines:?}"
+    );
+}
+
 /// From the client: connects to `addr` (an echo node behind the VIP), sends [`BULK`]
 /// bytes and checks the [`BULK`] bytes echoed back are the same, in order. The upload
 /// crosses the distributor, the download goes straight from the node. Returns the
@@ -899,28 +934,15 @@ fn ipv6_vip_end_to_end_nginx_and_64mib_byte_exact() {
         format!("[{}]:80", ip6("srv2")),
     ];
     let lb = start_direct_on(&lab, "lb1", &listen, &backends, &["--check", "none"]);
-    let at_lb = lab.capture("lb1", &format!("ip6 and tcp and src host {VIP6}"));
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for i in 0..20u16 {
-        let body = lab
-            .curl("client", &format!("http://[{VIP6}]/"), Some(42000 + i))
-            .unwrap_or_else(|| panic!("request {i} failed; fulcrum log:\n{}", lab.log(lb)));
-        *seen.entry(body.trim().to_string()).or_default() += 1;
-    }
-    assert!(
-        seen.get("srv1").is_some_and(|&n| n > 0) && seen.get("srv2").is_some_and(|&n| n > 0),
-        "both nodes answer over IPv6: {seen:?}"
-    );
-    let lb_lines = lab.capture_lines(at_lb);
-    assert!(
-        lb_lines.is_empty(),
-        "replies crossed the distributor: {lb_lines:?}"
+    both_nodes_answer_and_replies_bypass(
+        &lab,
+        lb,
+        &format!("http://[{VIP6}]/"),
+        &format!("ip6 and tcp and src host {VIP6}"),
+        42000,
     );
     let addr: SocketAddr = format!("[{VIP6}]:9000").parse().unwrap();
-    let (name, got) = lab
-        .in_ns("client", move || bulk_echo(addr))
-        .join()
-        .expect("client");
+    let (name, got) = bulk_echo_from_client(&lab, addr);
     let log = stop(&lab, lb);
     assert!(name == "srv1" || name == "srv2", "{name}");
     assert_eq!(
@@ -966,10 +988,7 @@ fn ipv6_64mib_byte_exact_with_client_segmentation_off() {
     ];
     let lb = start_direct_on(&lab, "lb1", &listen, &backends, &["--check", "none"]);
     let addr: SocketAddr = format!("[{VIP6}]:9000").parse().unwrap();
-    let (name, got) = lab
-        .in_ns("client", move || bulk_echo(addr))
-        .join()
-        .expect("client");
+    let (name, got) = bulk_echo_from_client(&lab, addr);
     let log = stop(&lab, lb);
     assert!(name == "srv1" || name == "srv2", "{name}");
     assert_eq!(got, BULK, "64 MiB echoed byte-exact: {log}");
@@ -1475,28 +1494,15 @@ fn xdp_ring_serves_http_and_64mib_byte_exact_and_detaches_on_exit() {
         "attached: {}",
         link("running")
     );
-    let at_lb = lab.capture("lb1", &format!("tcp and src host {VIP}"));
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for i in 0..20u16 {
-        let body = lab
-            .curl("client", &vip_url(), Some(43000 + i))
-            .unwrap_or_else(|| panic!("request {i} failed; fulcrum log:\n{}", lab.log(lb)));
-        *seen.entry(body.trim().to_string()).or_default() += 1;
-    }
-    assert!(
-        seen.get("srv1").is_some_and(|&n| n > 0) && seen.get("srv2").is_some_and(|&n| n > 0),
-        "both nodes answer: {seen:?}"
-    );
-    let lb_lines = lab.capture_lines(at_lb);
-    assert!(
-        lb_lines.is_empty(),
-        "replies crossed the distributor: {lb_lines:?}"
+    both_nodes_answer_and_replies_bypass(
+        &lab,
+        lb,
+        &vip_url(),
+        &format!("tcp and src host {VIP}"),
+        43000,
     );
     let addr: SocketAddr = format!("{VIP}:9000").parse().unwrap();
-    let (name, got) = lab
-        .in_ns("client", move || bulk_echo(addr))
-        .join()
-        .expect("client");
+    let (name, got) = bulk_echo_from_client(&lab, addr);
     let log = stop(&lab, lb);
     assert!(name == "srv1" || name == "srv2", "{name}");
     assert_eq!(got, BULK, "64 MiB echoed byte-exact: {log}");
