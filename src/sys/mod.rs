@@ -7,6 +7,7 @@
 pub mod bpf;
 pub mod child;
 pub mod limits;
+pub mod mmap;
 pub mod netdev;
 pub mod packet;
 pub mod ring;

@@ -28,6 +28,7 @@ use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::mmap::Mapping;
 use super::packet::{check, filtered_socket, Aux};
 
 const SOL_PACKET: libc::c_int = 263;
@@ -242,8 +243,7 @@ struct Pending {
 /// TPACKET_V2 or V3 ring (see the module documentation).
 pub struct PacketRing {
     fd: OwnedFd,
-    map: *mut u8,
-    map_len: usize,
+    map: Mapping,
     block_size: usize,
     blocks: usize,
     /// V2 only: slot size and slots per block (0 for V3).
@@ -351,42 +351,13 @@ impl PacketRing {
             }
         };
         let map_len = block_size * blocks;
-        // SAFETY: maps the ring the kernel just allocated for this descriptor; the result
-        // is checked against MAP_FAILED and unmapped in Drop.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_LOCKED,
-                raw,
-                0,
-            )
-        };
-        let map = if map == libc::MAP_FAILED {
-            // MAP_LOCKED can fail under RLIMIT_MEMLOCK: the ring works unlocked too.
-            // SAFETY: as above, without MAP_LOCKED.
-            let m = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    map_len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    raw,
-                    0,
-                )
-            };
-            if m == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            m
-        } else {
-            map
-        };
+        // The ring the kernel just allocated for this descriptor. MAP_LOCKED can fail
+        // under RLIMIT_MEMLOCK: the ring works unlocked too.
+        let map = Mapping::new(map_len, libc::MAP_SHARED | libc::MAP_LOCKED, raw, 0)
+            .or_else(|_| Mapping::new(map_len, libc::MAP_SHARED, raw, 0))?;
         let ring = PacketRing {
             fd,
-            map: map.cast(),
-            map_len,
+            map,
             block_size,
             blocks,
             frame_size,
@@ -474,7 +445,7 @@ impl PacketRing {
         // aligned (blocks are page-aligned, slots 16-byte aligned) and we only access it
         // atomically, while the kernel writes it with a barrier before setting
         // TP_STATUS_USER and reads it only after we store TP_STATUS_KERNEL.
-        unsafe { &*(self.map.add(off) as *const AtomicU32) }
+        unsafe { &*(self.map.ptr().add(off) as *const AtomicU32) }
     }
 
     fn block_status(&self, i: usize) -> u32 {
@@ -523,7 +494,7 @@ impl PacketRing {
             // (TP_STATUS_USER, seen with acquire ordering) until handed back below; the
             // reads are within its first H2_SLL + 12 bytes.
             let (wire_len, snaplen, mac, pkttype) = unsafe {
-                let p = self.map.add(base);
+                let p = self.map.ptr().add(base);
                 (
                     std::ptr::read_unaligned(p.add(H2_LEN) as *const u32) as usize,
                     std::ptr::read_unaligned(p.add(H2_SNAPLEN) as *const u32) as usize,
@@ -571,7 +542,11 @@ impl PacketRing {
         F: FnMut(RxFrame<'_>) -> Option<usize>,
     {
         let hdr_room = if self.vnet { VNET_HDR_LEN } else { 0 };
-        if start < hdr_room || start.checked_add(snaplen).is_none_or(|e| e > self.map_len) {
+        if start < hdr_room
+            || start
+                .checked_add(snaplen)
+                .is_none_or(|e| e > self.map.len())
+        {
             rep.malformed = true;
             return;
         }
@@ -582,7 +557,7 @@ impl PacketRing {
             // above), in a block or slot the caller owns.
             unsafe {
                 std::ptr::copy_nonoverlapping(
-                    self.map.add(start - VNET_HDR_LEN),
+                    self.map.ptr().add(start - VNET_HDR_LEN),
                     h.as_mut_ptr(),
                     VNET_HDR_LEN,
                 );
@@ -592,7 +567,7 @@ impl PacketRing {
         // SAFETY: `[start, start + snaplen)` lies in the mapping (checked above), in a
         // block or slot that is ours until handed back; the slice lives only for this
         // call of `f`, and no other reference to these bytes exists meanwhile.
-        let data = unsafe { std::slice::from_raw_parts_mut(self.map.add(start), snaplen) };
+        let data = unsafe { std::slice::from_raw_parts_mut(self.map.ptr().add(start), snaplen) };
         if let Some(len) = f(RxFrame { data, aux, vnet }) {
             if len <= snaplen {
                 self.pending[*queued] = Pending {
@@ -622,7 +597,7 @@ impl PacketRing {
         }
         let base = i * self.block_size;
         let bs = self.block_size;
-        let map = self.map;
+        let map = self.map.ptr();
         let read_u32 = move |off: usize| -> u32 {
             // SAFETY: callers check `off + 4 <= bs`; the block is ours (TP_STATUS_USER,
             // seen with acquire ordering) until we store TP_STATUS_KERNEL below.
@@ -646,7 +621,7 @@ impl PacketRing {
             let status = read_u32(off + H_STATUS);
             // SAFETY: `off + H_SLL + 12 <= bs` checked above.
             let (mac, pkttype) = unsafe {
-                let p = self.map.add(base + off);
+                let p = self.map.ptr().add(base + off);
                 (
                     std::ptr::read_unaligned(p.add(H_MAC) as *const u16) as usize,
                     *p.add(H_SLL + SLL_PKTTYPE),
@@ -695,7 +670,7 @@ impl PacketRing {
         let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { zeroed() };
         for ((v, m), p) in iov.iter_mut().zip(msgs.iter_mut()).zip(&self.pending[..n]) {
             // SAFETY: `p.off + p.len` lies inside the mapping (from checked offsets).
-            v.iov_base = unsafe { self.map.add(p.off) }.cast();
+            v.iov_base = unsafe { self.map.ptr().add(p.off) }.cast();
             v.iov_len = p.len;
             m.msg_hdr.msg_iov = v;
             m.msg_hdr.msg_iovlen = 1;
@@ -750,16 +725,6 @@ fn setsockopt_bind(fd: RawFd, sll: &libc::sockaddr_ll) -> io::Result<()> {
     .map(|_| ())
 }
 
-impl Drop for PacketRing {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`; no slice into it outlives
-        // a `next_block` call.
-        unsafe {
-            libc::munmap(self.map.cast(), self.map_len);
-        }
-    }
-}
-
 impl AsRawFd for PacketRing {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -781,24 +746,17 @@ mod tests {
         } else {
             (64 << 10, slots, 0, 0)
         };
-        let map_len = block_size * blocks;
-        // SAFETY: a private anonymous mapping, checked, unmapped by PacketRing's Drop.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(map, libc::MAP_FAILED);
+        let map = Mapping::new(
+            block_size * blocks,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .expect("anonymous mapping");
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
         PacketRing {
             fd: OwnedFd::from(udp),
-            map: map.cast(),
-            map_len,
+            map,
             block_size,
             blocks,
             frame_size,
@@ -814,7 +772,7 @@ mod tests {
 
     fn mem(r: &mut PacketRing) -> &mut [u8] {
         // SAFETY: the whole mapping, borrowed mutably through the ring.
-        unsafe { std::slice::from_raw_parts_mut(r.map, r.map_len) }
+        unsafe { std::slice::from_raw_parts_mut(r.map.ptr(), r.map.len()) }
     }
 
     fn put32(m: &mut [u8], at: usize, v: u32) {

@@ -27,6 +27,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::mmap::Mapping;
 use super::packet::{check, Aux};
 use super::ring::{BlockReport, RxFrame, TX_BATCH};
 
@@ -118,8 +119,8 @@ pub struct XdpStatistics {
 /// One of the four rings, mapped. Entries are `u64` addresses (fill, completion) or
 /// 16-byte `struct xdp_desc` (RX, TX).
 struct Ring {
-    map: *mut u8,
-    map_len: usize,
+    /// Owns the memory the pointers below point into.
+    _map: Mapping,
     producer: *const AtomicU32,
     consumer: *const AtomicU32,
     desc: *mut u8,
@@ -150,22 +151,9 @@ impl Ring {
                 return Err(io::Error::other("XDP ring offsets out of range"));
             }
         }
-        // SAFETY: maps the ring the kernel allocated for this socket (page offset names
-        // which); the result is checked against MAP_FAILED and unmapped in Drop.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                pgoff,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map: *mut u8 = map.cast();
+        // The ring the kernel allocated for this socket (the page offset names which).
+        let mapping = Mapping::new(len, libc::MAP_SHARED | libc::MAP_POPULATE, fd, pgoff)?;
+        let map = mapping.ptr();
         // SAFETY: the offsets were checked to lie inside the mapping; the kernel aligns
         // the producer and consumer words to 4 bytes (in fact to cache lines).
         let (producer, consumer, desc) = unsafe {
@@ -176,8 +164,7 @@ impl Ring {
             )
         };
         Ok(Ring {
-            map,
-            map_len: len,
+            _map: mapping,
             producer,
             consumer,
             desc,
@@ -259,20 +246,10 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`.
-        unsafe {
-            libc::munmap(self.map.cast(), self.map_len);
-        }
-    }
-}
-
 /// An AF_XDP socket bound to one queue of one interface (see the module documentation).
 pub struct XskSocket {
     fd: OwnedFd,
-    umem: *mut u8,
-    umem_len: usize,
+    umem: Mapping,
     rx: Ring,
     tx: Ring,
     fill: Ring,
@@ -285,7 +262,7 @@ impl std::fmt::Debug for XskSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XskSocket")
             .field("fd", &self.fd)
-            .field("umem_len", &self.umem_len)
+            .field("umem_len", &self.umem.len())
             .field("in_flight", &self.in_flight)
             .finish()
     }
@@ -326,54 +303,33 @@ impl XskSocket {
         let raw = check(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem_len = (FRAMES * FRAME_SIZE) as usize;
-        // SAFETY: a private anonymous mapping, checked, unmapped in Drop (or below).
-        let umem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                umem_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if umem == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let umem: *mut u8 = umem.cast();
-        let unmap = |e: io::Error| {
-            // SAFETY: the mapping made just above, not referenced anywhere else.
-            unsafe { libc::munmap(umem.cast(), umem_len) };
-            e
-        };
+        let umem = Mapping::new(
+            (FRAMES * FRAME_SIZE) as usize,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )?;
         let reg = UmemReg {
-            addr: umem as u64,
-            len: umem_len as u64,
+            addr: umem.ptr() as u64,
+            len: umem.len() as u64,
             chunk_size: FRAME_SIZE,
             headroom: 0,
             flags: 0,
             tx_metadata_len: 0,
         };
-        setsockopt(raw, XDP_UMEM_REG, &reg).map_err(unmap)?;
-        setsockopt(raw, XDP_UMEM_FILL_RING, &FRAMES).map_err(unmap)?;
-        setsockopt(raw, XDP_UMEM_COMPLETION_RING, &RING).map_err(unmap)?;
-        setsockopt(raw, XDP_RX_RING, &RING).map_err(unmap)?;
-        setsockopt(raw, XDP_TX_RING, &RING).map_err(unmap)?;
-        let off: MmapOffsets = getsockopt(raw, XDP_MMAP_OFFSETS).map_err(unmap)?;
-        let rings = (|| {
-            Ok::<_, io::Error>((
-                Ring::map(raw, &off.rx, RING, 16, PGOFF_RX)?,
-                Ring::map(raw, &off.tx, RING, 16, PGOFF_TX)?,
-                Ring::map(raw, &off.fr, FRAMES, 8, PGOFF_FILL)?,
-                Ring::map(raw, &off.cr, RING, 8, PGOFF_COMPLETION)?,
-            ))
-        })();
-        let (rx, tx, fill, comp) = rings.map_err(unmap)?;
+        setsockopt(raw, XDP_UMEM_REG, &reg)?;
+        setsockopt(raw, XDP_UMEM_FILL_RING, &FRAMES)?;
+        setsockopt(raw, XDP_UMEM_COMPLETION_RING, &RING)?;
+        setsockopt(raw, XDP_RX_RING, &RING)?;
+        setsockopt(raw, XDP_TX_RING, &RING)?;
+        let off: MmapOffsets = getsockopt(raw, XDP_MMAP_OFFSETS)?;
+        let rx = Ring::map(raw, &off.rx, RING, 16, PGOFF_RX)?;
+        let tx = Ring::map(raw, &off.tx, RING, 16, PGOFF_TX)?;
+        let fill = Ring::map(raw, &off.fr, FRAMES, 8, PGOFF_FILL)?;
+        let comp = Ring::map(raw, &off.cr, RING, 8, PGOFF_COMPLETION)?;
         let mut s = XskSocket {
             fd,
             umem,
-            umem_len,
             rx,
             tx,
             fill,
@@ -438,7 +394,7 @@ impl XskSocket {
     /// not ours, or no room (cannot happen: the ring holds every chunk), drops it.
     fn refill(&mut self, addr: u64) {
         let base = addr - addr % u64::from(FRAME_SIZE);
-        if base as usize >= self.umem_len || self.fill.free() == 0 {
+        if base as usize >= self.umem.len() || self.fill.free() == 0 {
             return;
         }
         self.fill.write_addr(self.fill.local, base);
@@ -472,7 +428,7 @@ impl XskSocket {
             let ok = (addr % fs) + u64::from(len) <= fs
                 && addr
                     .checked_add(u64::from(len))
-                    .is_some_and(|e| e <= self.umem_len as u64);
+                    .is_some_and(|e| e <= self.umem.len() as u64);
             if !ok {
                 rep.malformed = true;
                 self.refill(addr);
@@ -482,7 +438,7 @@ impl XskSocket {
             // (checked above); the chunk is ours from the RX ring until we put it on the
             // TX or fill ring, and the slice lives only for this call of `f`.
             let data = unsafe {
-                std::slice::from_raw_parts_mut(self.umem.add(addr as usize), len as usize)
+                std::slice::from_raw_parts_mut(self.umem.ptr().add(addr as usize), len as usize)
             };
             let aux = Aux {
                 pkttype: 0,
@@ -553,16 +509,6 @@ impl XskSocket {
                     }
                 }
             }
-        }
-    }
-}
-
-impl Drop for XskSocket {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the UMEM mapped in `open`; no slice into it outlives a
-        // `next_batch` call. (The rings unmap themselves; the socket closes after.)
-        unsafe {
-            libc::munmap(self.umem.cast(), self.umem_len);
         }
     }
 }
