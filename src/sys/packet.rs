@@ -88,33 +88,40 @@ pub(super) fn filtered_socket(filter: &[libc::sock_filter]) -> io::Result<OwnedF
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
         filter: filter.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: the program outlives the call (the kernel copies it).
-    check(unsafe {
-        libc::setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&fprog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    })?;
+    // The kernel copies the program.
+    setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
+
     Ok(fd)
 }
 
-fn setsockopt_int(
+/// Binds a packet socket to the interface and protocol of `sll`.
+pub(super) fn bind_ll(fd: RawFd, sll: &libc::sockaddr_ll) -> io::Result<()> {
+    // SAFETY: passes a live sockaddr_ll and its size.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+/// `setsockopt(fd, level, name, v, sizeof v)`.
+pub(super) fn setsockopt<T>(
     fd: RawFd,
     level: libc::c_int,
     name: libc::c_int,
-    v: libc::c_int,
+    v: &T,
 ) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live c_int and its size.
+    // SAFETY: passes a pointer to a live `T` and its size; the kernel copies it.
     check(unsafe {
         libc::setsockopt(
             fd,
             level,
             name,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
+            (v as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     })
     .map(|_| ())
@@ -130,25 +137,20 @@ impl PacketSocket {
     ) -> io::Result<PacketSocket> {
         let fd = filtered_socket(filter)?;
         let raw = fd.as_raw_fd();
-        setsockopt_int(raw, SOL_PACKET, PACKET_AUXDATA, 1)?;
-        let ignores_outgoing = setsockopt_int(raw, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1).is_ok();
+        setsockopt(raw, SOL_PACKET, PACKET_AUXDATA, &1 as &libc::c_int)?;
+        let ignores_outgoing =
+            setsockopt(raw, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1 as &libc::c_int).is_ok();
         let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;
-        if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
-            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, size)?;
+        if setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
+            setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)?;
         }
         // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = ifindex as i32;
-        // SAFETY: passes a live sockaddr_ll and its size.
-        check(unsafe {
-            libc::bind(
-                raw,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })?;
+        bind_ll(raw, &sll)?;
+
         Ok(PacketSocket {
             fd,
             ignores_outgoing,
@@ -309,15 +311,5 @@ pub fn add_multicast(sock: &impl AsRawFd, ifindex: u32, mac: [u8; 6]) -> io::Res
         mr_address: [0; 8],
     };
     mr.mr_address[..6].copy_from_slice(&mac);
-    // SAFETY: passes a pointer to a live packet_mreq and its size.
-    check(unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            SOL_PACKET,
-            PACKET_ADD_MEMBERSHIP,
-            (&mr as *const PacketMreq).cast(),
-            size_of::<PacketMreq>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
+    setsockopt(sock.as_raw_fd(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr)
 }

@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::mmap::Mapping;
-use super::packet::{check, filtered_socket, Aux};
+use super::packet::{bind_ll, check, filtered_socket, setsockopt, Aux};
 
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_RX_RING: libc::c_int = 5;
@@ -276,20 +276,6 @@ impl std::fmt::Debug for PacketRing {
 // `next_block` call), so moving it to another thread is sound.
 unsafe impl Send for PacketRing {}
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live `T` and its size; the kernel copies it.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (v as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
-}
-
 impl PacketRing {
     /// Opens the socket on interface `ifindex`, receiving what the classic-BPF program
     /// `filter` accepts into a ring shaped by `cfg`. Fails with `PermissionDenied`
@@ -374,7 +360,7 @@ impl PacketRing {
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
-        setsockopt_bind(raw, &sll)?;
+        bind_ll(raw, &sll)?;
         let arg = match cfg.fanout {
             None => None,
             Some(Fanout::New) => Some((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16),
@@ -711,18 +697,6 @@ impl PacketRing {
             }
         }
     }
-}
-
-fn setsockopt_bind(fd: RawFd, sll: &libc::sockaddr_ll) -> io::Result<()> {
-    // SAFETY: passes a live sockaddr_ll and its size.
-    check(unsafe {
-        libc::bind(
-            fd,
-            (sll as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
 }
 
 impl AsRawFd for PacketRing {

@@ -28,7 +28,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::mmap::Mapping;
-use super::packet::{check, Aux};
+use super::packet::{check, setsockopt, Aux};
 use super::ring::{BlockReport, RxFrame, TX_BATCH};
 
 const AF_XDP: libc::c_int = 44;
@@ -272,20 +272,6 @@ impl std::fmt::Debug for XskSocket {
 // `next_batch` call), so moving it to another thread is sound.
 unsafe impl Send for XskSocket {}
 
-fn setsockopt<T>(fd: RawFd, name: libc::c_int, v: &T) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live `T` and its size; the kernel copies it.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_XDP,
-            name,
-            (v as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
-}
-
 fn getsockopt<T: Default>(fd: RawFd, name: libc::c_int) -> io::Result<T> {
     let mut v = T::default();
     let mut len = size_of::<T>() as libc::socklen_t;
@@ -317,11 +303,11 @@ impl XskSocket {
             flags: 0,
             tx_metadata_len: 0,
         };
-        setsockopt(raw, XDP_UMEM_REG, &reg)?;
-        setsockopt(raw, XDP_UMEM_FILL_RING, &FRAMES)?;
-        setsockopt(raw, XDP_UMEM_COMPLETION_RING, &RING)?;
-        setsockopt(raw, XDP_RX_RING, &RING)?;
-        setsockopt(raw, XDP_TX_RING, &RING)?;
+        setsockopt(raw, SOL_XDP, XDP_UMEM_REG, &reg)?;
+        setsockopt(raw, SOL_XDP, XDP_UMEM_FILL_RING, &FRAMES)?;
+        setsockopt(raw, SOL_XDP, XDP_UMEM_COMPLETION_RING, &RING)?;
+        setsockopt(raw, SOL_XDP, XDP_RX_RING, &RING)?;
+        setsockopt(raw, SOL_XDP, XDP_TX_RING, &RING)?;
         let off: MmapOffsets = getsockopt(raw, XDP_MMAP_OFFSETS)?;
         let rx = Ring::map(raw, &off.rx, RING, 16, PGOFF_RX)?;
         let tx = Ring::map(raw, &off.tx, RING, 16, PGOFF_TX)?;
