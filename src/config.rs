@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// leaves them to the kernel, which routes and drops each one (more CPU).
     #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
     pub host_sink: bool,
+    /// Direct mode: forward the frames of established IPv4 flows in the kernel (a tcx
+    /// eBPF program and a flow map; Linux >= 6.6, CAP_BPF; skipped with a log line
+    /// otherwise). The node is still chosen here, on each flow's first packets.
+    #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
+    pub offload: bool,
     /// At most N open connections from one client address (0 = no limit); more are
     /// reset at once and counted (refused_per_source). Proxy mode.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -310,6 +315,7 @@ fn direct_config(a: &ServeArgs) -> Result<DirectConfig, String> {
         timeouts: crate::direct::timeouts(a.idle_timeout),
         ring: a.ring,
         host_sink: a.host_sink,
+        offload: a.offload,
     })
 }
 

@@ -84,6 +84,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("interface", Global, Value),
     key("ring", Global, Value),
     key("host-sink", Global, OnOff),
+    key("offload", Global, OnOff),
     key("control", Global, Value),
     key("listeners-from", Global, Value),
     key("state-file", Global, Value),

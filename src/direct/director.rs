@@ -27,7 +27,7 @@ use std::time::Instant;
 use pnet::util::MacAddr;
 
 use super::arp::{NeighbourTiming, Neighbours};
-use super::flow::{tcp_flags, FlowTable, Full};
+use super::flow::{tcp_flags, FiveTuple, FlowKey, FlowTable, Full, Offload};
 use super::frame::{Decide, Target, TcpMeta};
 use super::stats::DropReason;
 use super::DirectShared;
@@ -45,6 +45,26 @@ pub enum Admission {
     Draining,
 }
 
+/// A change to the kernel's fast path that a packet called for (`direct::offload`),
+/// for the worker to carry out after the batch: the director does no IO.
+#[derive(Debug, Clone)]
+pub enum OffloadOp {
+    /// Install `flow`: its frames go to `mac` (the node's) from now on.
+    Install {
+        /// The flow.
+        flow: FiveTuple,
+        /// The node's MAC.
+        mac: MacAddr,
+    },
+    /// Withdraw `flow`, and add what the fast path forwarded of it to `node`'s counters.
+    Withdraw {
+        /// The flow.
+        flow: FiveTuple,
+        /// Its node.
+        node: Arc<Node>,
+    },
+}
+
 /// Flow table + scheduler + neighbours (see the module documentation).
 #[derive(Debug)]
 pub struct Director {
@@ -57,6 +77,7 @@ pub struct Director {
     pool_stats: Arc<Stats>,
     admission: Admission,
     now: Instant,
+    offload_ops: Vec<OffloadOp>,
 }
 
 /// May a node keep receiving packets of a flow it (probably) already serves?
@@ -99,9 +120,16 @@ impl Director {
             pool_stats,
             admission: Admission::Open,
             now,
+            offload_ops: Vec::new(),
         };
         d.set_nodes(nodes);
         d
+    }
+
+    /// The fast-path changes decided since the last call, oldest first (see
+    /// [`FlowTable::with_offload`]; none unless the table was built with it).
+    pub fn offload_ops(&mut self) -> std::vec::Drain<'_, OffloadOp> {
+        self.offload_ops.drain(..)
     }
 
     /// Sets the clock for the next decisions.
@@ -222,9 +250,23 @@ impl Director {
 impl Decide for Director {
     fn decide(&mut self, pkt: &TcpMeta) -> Result<Target, DropReason> {
         let now = self.now;
-        if let Some((node, slot)) = self.flows.touch(&pkt.tuple, pkt.flags, now) {
-            let node = Arc::clone(node);
-            return self.target(&node, slot, pkt.ip_len);
+        if let Some(t) = self.flows.touch(&pkt.tuple, pkt.flags, now) {
+            let (node, slot, offload) = (Arc::clone(t.node), t.slot, t.offload);
+            let target = self.target(&node, slot, pkt.ip_len);
+            if let (Some(op), FlowKey::V4(flow)) = (offload, pkt.tuple) {
+                match (op, &target) {
+                    (Offload::Install, Ok(t)) => self
+                        .offload_ops
+                        .push(OffloadOp::Install { flow, mac: t.mac }),
+                    // No MAC to install: the flow goes on through here (the table
+                    // thinks it installed; expiry finds it absent and ends it as usual).
+                    (Offload::Install, Err(_)) => {}
+                    (Offload::Withdraw, _) => {
+                        self.offload_ops.push(OffloadOp::Withdraw { flow, node })
+                    }
+                }
+            }
+            return target;
         }
         let syn = pkt.flags & tcp_flags::SYN != 0 && pkt.flags & tcp_flags::ACK == 0;
         let idx = self.choose(pkt, syn)?;
@@ -517,5 +559,34 @@ mod tests {
         d.decide(&pkt(1, RST)).unwrap();
         assert_eq!(ns[first].active(), 0);
         assert_eq!(d.decide(&pkt(3, SYN)).unwrap().node, first);
+    }
+
+    #[test]
+    fn offload_ops_name_the_node_s_mac_then_the_node() {
+        let ns = nodes(2);
+        let mut d = director(SchedulerKind::Rr, ns.clone(), 16);
+        d.flows = FlowTable::new(16, Default::default(), Arc::default()).with_offload(2);
+        let first = d.decide(&pkt(1, SYN)).unwrap();
+        d.decide(&pkt(1, ACK)).unwrap();
+        assert_eq!(d.offload_ops().count(), 0, "one open packet");
+        d.decide(&pkt(1, ACK)).unwrap();
+        let ops: Vec<OffloadOp> = d.offload_ops().collect();
+        let FiveTuple { sport, .. } = match &ops[..] {
+            [OffloadOp::Install { flow, mac }] => {
+                assert_eq!(*mac, MACS[first.node]);
+                *flow
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(sport, 1);
+        assert_eq!(d.offload_ops().count(), 0, "drained");
+        d.decide(&pkt(1, FIN | ACK)).unwrap();
+        match &d.offload_ops().collect::<Vec<_>>()[..] {
+            [OffloadOp::Withdraw { flow, node }] => {
+                assert_eq!(flow.sport, 1);
+                assert!(Arc::ptr_eq(node, &ns[first.node]));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

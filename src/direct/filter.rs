@@ -100,27 +100,50 @@ pub fn neighbour() -> Vec<libc::sock_filter> {
 /// has nowhere to put it: a fifth of the machine's work per frame when forwarding alone
 /// in the lab (`docs/benchmarks.md`), now skipped.
 pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<crate::sys::bpf::Insn>, String> {
-    use crate::sys::bpf::{Asm, Insn, Reg, Size, SKB_LEN, SKB_VLAN_PRESENT, TCX_DROP, TCX_NEXT};
+    use crate::sys::bpf::{Asm, Insn, Reg, SKB_LEN, SKB_VLAN_PRESENT, TCX_DROP, TCX_NEXT};
     let (r0, r1, r6, r7) = (Reg(0), Reg(1), Reg(6), Reg(7));
     let mut a = Asm::new();
     a.push(Insn::mov64_reg(r6, r1)) // the context, for the packet loads
         .push(Insn::ldx_w(r7, r1, SKB_LEN))
         .push(Insn::ldx_w(r0, r1, SKB_VLAN_PRESENT))
-        .jump(Insn::jne32_imm(r0, 0, 0), "next") // tagged: the rings drop it too
-        .push(Insn::ld_abs(Size::H, 12))
-        .jump(Insn::jne32_imm(r0, 0x0800, 0), "v6");
+        .jump(Insn::jne32_imm(r0, 0, 0), "next"); // tagged: the rings drop it too
+    vip_match(&mut a, v4, v6, "drop", "next");
+    a.label("next")
+        .push(Insn::mov64_imm(r0, TCX_NEXT))
+        .push(Insn::exit())
+        .label("drop")
+        .push(Insn::mov64_imm(r0, TCX_DROP))
+        .push(Insn::exit());
+    a.finish()
+}
+
+/// eBPF for "does [`data`] take this frame?" (an untagged one: the callers test the
+/// tag first): jumps to `hit` for IPv4 to a VIP and IPv6 TCP to a VIP, to `miss` for
+/// the rest. Expects the context in `r6` (for the packet loads) and the frame's length
+/// in `r7`; uses the label `vip_v6`.
+pub(crate) fn vip_match(
+    a: &mut crate::sys::bpf::Asm,
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+    hit: &'static str,
+    miss: &'static str,
+) {
+    use crate::sys::bpf::{Insn, Reg, Size};
+    let (r0, r7) = (Reg(0), Reg(7));
+    a.push(Insn::ld_abs(Size::H, 12))
+        .jump(Insn::jne32_imm(r0, 0x0800, 0), "vip_v6");
     // IPv4: the destination is bytes 30..34.
-    a.jump(Insn::jlt32_imm(r7, 34, 0), "next")
+    a.jump(Insn::jlt32_imm(r7, 34, 0), miss)
         .push(Insn::ld_abs(Size::W, 30));
     for ip in v4 {
-        a.jump(Insn::jeq32_imm(r0, u32::from(*ip), 0), "drop");
+        a.jump(Insn::jeq32_imm(r0, u32::from(*ip), 0), hit);
     }
-    a.jump(Insn::ja(0), "next").label("v6");
+    a.jump(Insn::ja(0), miss).label("vip_v6");
     // IPv6 with TCP next: the destination is bytes 38..54, four words.
-    a.jump(Insn::jne32_imm(r0, 0x86dd, 0), "next")
-        .jump(Insn::jlt32_imm(r7, 54, 0), "next")
+    a.jump(Insn::jne32_imm(r0, 0x86dd, 0), miss)
+        .jump(Insn::jlt32_imm(r7, 54, 0), miss)
         .push(Insn::ld_abs(Size::B, 20))
-        .jump(Insn::jne32_imm(r0, 6, 0), "next");
+        .jump(Insn::jne32_imm(r0, 6, 0), miss);
     for ip in v6 {
         let o = ip.octets();
         // A mismatching word skips the rest of this address (7, 5, 3, 1 instructions).
@@ -129,15 +152,9 @@ pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<crate::sys::bpf::Ins
             a.push(Insn::ld_abs(Size::W, 38 + at as i32))
                 .push(Insn::jne32_imm(r0, w, 7 - 2 * k as i16));
         }
-        a.jump(Insn::ja(0), "drop");
+        a.jump(Insn::ja(0), hit);
     }
-    a.label("next")
-        .push(Insn::mov64_imm(r0, TCX_NEXT))
-        .push(Insn::exit())
-        .label("drop")
-        .push(Insn::mov64_imm(r0, TCX_DROP))
-        .push(Insn::exit());
-    a.finish()
+    a.jump(Insn::ja(0), miss);
 }
 
 /// The XDP program of `--ring xdp` (eBPF, see [`crate::sys::bpf`]): frames the receive

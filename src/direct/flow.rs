@@ -252,6 +252,10 @@ struct Entry {
     /// The node's position in the pool snapshot when the flow was created.
     slot: usize,
     state: FlowState,
+    /// Packets seen here while `Open` (saturating), for [`FlowTable::with_offload`].
+    open_packets: u32,
+    /// Installed in the kernel's fast path (see [`Offload`]).
+    offloaded: bool,
     last: Instant,
     prev: usize,
     next: usize,
@@ -270,6 +274,21 @@ pub struct Removed {
     pub count: u64,
 }
 
+/// The offload change `e`'s packet calls for (and records it in `e`). `v4`: only IPv4
+/// flows are offloaded.
+fn offload_step(e: &mut Entry, after: Option<u32>, v4: bool) -> Option<Offload> {
+    let after = after?;
+    if e.state == FlowState::Open && !e.offloaded && v4 && e.open_packets >= after {
+        e.offloaded = true;
+        Some(Offload::Install)
+    } else if e.state == FlowState::Closing && e.offloaded {
+        e.offloaded = false;
+        Some(Offload::Withdraw)
+    } else {
+        None
+    }
+}
+
 /// The flow table (see the module documentation).
 #[derive(Debug)]
 pub struct FlowTable {
@@ -281,6 +300,30 @@ pub struct FlowTable {
     capacity: usize,
     timeouts: Timeouts,
     stats: Arc<Stats>,
+    /// Offload an IPv4 flow after this many packets seen here while open (`None`: never).
+    offload_after: Option<u32>,
+}
+
+/// A change a packet made to a flow's place in the kernel's fast path
+/// (`direct::offload`): the caller installs or withdraws the flow there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offload {
+    /// The flow is established and busy enough: install it.
+    Install,
+    /// The flow is closing (FIN or RST): withdraw it, so the rest of the close passes
+    /// here and lingers on the same node.
+    Withdraw,
+}
+
+/// What [`FlowTable::touch`] found.
+#[derive(Debug)]
+pub struct Touched<'a> {
+    /// The flow's node.
+    pub node: &'a Arc<Node>,
+    /// The node's snapshot position at the flow's creation.
+    pub slot: usize,
+    /// Whether the caller must install or withdraw the flow in the fast path now.
+    pub offload: Option<Offload>,
 }
 
 impl FlowTable {
@@ -308,7 +351,16 @@ impl FlowTable {
             capacity,
             timeouts,
             stats,
+            offload_after: None,
         }
+    }
+
+    /// Asks [`FlowTable::touch`] to report [`Offload::Install`] for an IPv4 flow once
+    /// it has been open for `after` packets (at least 1), and [`Offload::Withdraw`] when
+    /// an installed flow starts closing.
+    pub fn with_offload(mut self, after: u32) -> Self {
+        self.offload_after = Some(after.max(1));
+        self
     }
 
     /// Flows in the table, all states.
@@ -341,7 +393,7 @@ impl FlowTable {
     /// `None`: unknown flow — or a SYN on a closing flow, which is the client reusing
     /// the tuple for a new connection: the old entry is removed so the caller picks
     /// again.
-    pub fn touch(&mut self, t: &FlowKey, flags: u8, now: Instant) -> Option<(&Arc<Node>, usize)> {
+    pub fn touch(&mut self, t: &FlowKey, flags: u8, now: Instant) -> Option<Touched<'_>> {
         let k = *self.index.get(t)?;
         let old = self.slab[k].state;
         if old == FlowState::Closing && flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
@@ -350,17 +402,26 @@ impl FlowTable {
         }
         let new = old.next(flags);
         self.unlink(k);
-        {
+        let after = self.offload_after;
+        let offload = {
             let e = &mut self.slab[k];
             e.state = new;
             e.last = now;
-        }
+            if new == FlowState::Open {
+                e.open_packets = e.open_packets.saturating_add(1);
+            }
+            offload_step(e, after, matches!(t, FlowKey::V4(_)))
+        };
         self.link_tail(k);
         if old.counts_as_active() && !new.counts_as_active() {
             self.count_active(k, false);
         }
         let e = &self.slab[k];
-        Some((&e.node, e.slot))
+        Some(Touched {
+            node: &e.node,
+            slot: e.slot,
+            offload,
+        })
     }
 
     /// Records a new flow to `node` (at position `slot` of the pool snapshot) in the
@@ -399,6 +460,8 @@ impl FlowTable {
             node,
             slot,
             state,
+            open_packets: u32::from(state == FlowState::Open),
+            offloaded: false,
             last: now,
             prev: NIL,
             next: NIL,
@@ -430,17 +493,44 @@ impl FlowTable {
     /// Removes up to `budget` flows whose state's timeout has passed at `now`; returns
     /// how many were removed. Bounded so one call never stalls the data plane.
     pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
+        self.expire_offloaded(now, budget, &mut |_, _| false)
+    }
+
+    /// [`FlowTable::expire`] for a table whose flows may be installed in the kernel's
+    /// fast path, where their packets no longer pass here: for each installed flow whose
+    /// time is up, `still_busy(key, node)` says whether the fast path saw it within its
+    /// timeout (then it stays, as if touched `now`; so it ends at most twice its timeout
+    /// after its last packet) or not (then it is removed here, and `still_busy` has
+    /// withdrawn it there). Each such question counts against `budget`.
+    pub fn expire_offloaded(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        still_busy: &mut dyn FnMut(&FlowKey, &Arc<Node>) -> bool,
+    ) -> usize {
         let mut n = 0;
+        let mut asked = 0;
         for s in [FlowState::HalfOpen, FlowState::Open, FlowState::Closing] {
             let timeout = match s {
                 FlowState::HalfOpen => self.timeouts.half_open,
                 FlowState::Open => self.timeouts.idle,
                 FlowState::Closing => self.timeouts.linger,
             };
-            while n < budget {
+            while n + asked < budget {
                 let h = self.lists[s as usize].head;
                 if h == NIL || now.saturating_duration_since(self.slab[h].last) < timeout {
                     break;
+                }
+                if self.slab[h].offloaded {
+                    asked += 1;
+                    if let Some(key) = self.keys.get(h).copied() {
+                        if still_busy(&key, &self.slab[h].node) {
+                            self.unlink(h);
+                            self.slab[h].last = now;
+                            self.link_tail(h);
+                            continue;
+                        }
+                    }
                 }
                 self.remove_key(h);
                 n += 1;
@@ -465,6 +555,14 @@ impl FlowTable {
                 })
             })
             .min()
+    }
+
+    /// The flows installed in the fast path, with their nodes.
+    pub fn offloaded(&self) -> impl Iterator<Item = (FlowKey, &Arc<Node>)> + '_ {
+        self.slab
+            .iter()
+            .filter(|(_, e)| e.offloaded)
+            .filter_map(|(k, e)| Some((*self.keys.get(k)?, &e.node)))
     }
 
     /// Removes every flow (shutdown); returns how many were open or half-open.
@@ -635,7 +733,7 @@ mod tests {
         assert_eq!(n.active(), 0, "closing flows do not count for lc");
         assert_eq!(stats.active.load(Ordering::Relaxed), 0);
         // The last ACK still finds the node.
-        assert!(Arc::ptr_eq(t.touch(&tuple(1), ACK, now).unwrap().0, &n));
+        assert!(Arc::ptr_eq(t.touch(&tuple(1), ACK, now).unwrap().node, &n));
         assert_eq!(t.state(&tuple(1)), Some(FlowState::Closing));
         assert_eq!(n.counters.total.load(Ordering::Relaxed), 1);
         assert_eq!(stats.total.load(Ordering::Relaxed), 1);
@@ -730,9 +828,112 @@ mod tests {
         t.touch(&tuple(1), FIN, now).unwrap();
         t.insert(tuple(1), Arc::clone(&b), 0, SYN, now).unwrap();
         assert_eq!(t.len(), 1);
-        assert!(Arc::ptr_eq(t.touch(&tuple(1), ACK, now).unwrap().0, &b));
+        assert!(Arc::ptr_eq(t.touch(&tuple(1), ACK, now).unwrap().node, &b));
         assert_eq!((a.active(), b.active()), (0, 1));
         assert_eq!(t.clear(), 1);
         assert_eq!(b.active(), 0);
+    }
+
+    #[test]
+    fn offload_is_asked_after_n_open_packets_and_withdrawn_at_close() {
+        let (t, _) = table(8);
+        let mut t = t.with_offload(3);
+        let now = Instant::now();
+        let n = node(1);
+        t.insert(tuple(1), Arc::clone(&n), 0, SYN, now).unwrap();
+        let mut asked = Vec::new();
+        for flags in [SYN, ACK, ACK, ACK, ACK | 0x08, ACK, FIN | ACK, ACK] {
+            asked.push(t.touch(&tuple(1), flags, now).unwrap().offload);
+        }
+        assert_eq!(
+            asked,
+            [
+                None,                   // retransmitted SYN: not open yet
+                None,                   // open, 1
+                None,                   // 2
+                Some(Offload::Install), // 3
+                None,
+                None,
+                Some(Offload::Withdraw), // FIN: the close passes here
+                None,
+            ]
+        );
+        // IPv6 flows stay here; without with_offload nothing is ever asked.
+        let v6 = FlowKey::V6(FiveTuple6 {
+            src: "2001:db8::1".parse().unwrap(),
+            dst: "2001:db8::100".parse().unwrap(),
+            sport: 1,
+            dport: 80,
+            proto: 6,
+        });
+        t.insert(v6, Arc::clone(&n), 0, ACK, now).unwrap();
+        let (mut plain, _) = table(8);
+        plain.insert(tuple(2), n, 0, ACK, now).unwrap();
+        for _ in 0..10 {
+            assert_eq!(t.touch(&v6, ACK, now).unwrap().offload, None);
+            assert_eq!(plain.touch(&tuple(2), ACK, now).unwrap().offload, None);
+        }
+        // A mid-flow first packet (Maglev after a failover) counts as the first open one.
+        t.insert(tuple(3), node(2), 0, ACK, now).unwrap();
+        assert_eq!(t.touch(&tuple(3), ACK, now).unwrap().offload, None);
+        assert_eq!(
+            t.touch(&tuple(3), ACK, now).unwrap().offload,
+            Some(Offload::Install)
+        );
+    }
+
+    #[test]
+    fn idle_installed_flows_ask_the_fast_path_before_going() {
+        let (t, stats) = table(8);
+        let mut t = t.with_offload(1);
+        let to = t.timeouts();
+        let t0 = Instant::now();
+        for p in 1..=3 {
+            t.insert(tuple(p), node(1), 0, SYN, t0).unwrap();
+        }
+        for p in 1..=2 {
+            assert_eq!(
+                t.touch(&tuple(p), ACK, t0).unwrap().offload,
+                Some(Offload::Install)
+            );
+        }
+        t.touch(&tuple(3), ACK, t0).unwrap(); // installed too (after = 1)
+        let mut asked = Vec::new();
+        let later = t0 + to.idle;
+        // Flow 1 was busy in the fast path, flow 2 was not, flow 3 answers too.
+        let removed = t.expire_offloaded(later, 100, &mut |k, _| {
+            asked.push(k.sport());
+            k.sport() != 2
+        });
+        assert_eq!(removed, 1);
+        assert_eq!(asked, [1, 2, 3]);
+        assert_eq!(t.state(&tuple(2)), None);
+        assert_eq!(t.state(&tuple(1)), Some(FlowState::Open), "kept");
+        assert_eq!(stats.active.load(Ordering::Relaxed), 2);
+        // Kept as if touched at `later`: not asked again before another timeout.
+        let mut again = 0;
+        t.expire_offloaded(
+            later + to.idle - Duration::from_millis(1),
+            100,
+            &mut |_, _| {
+                again += 1;
+                false
+            },
+        );
+        assert_eq!(again, 0);
+        // The questions count against the budget.
+        let mut n = 0;
+        let removed = t.expire_offloaded(later + to.idle, 1, &mut |_, _| {
+            n += 1;
+            true
+        });
+        assert_eq!((removed, n), (0, 1));
+        // A flow that is not installed is not asked about.
+        let (mut plain, _) = table(8);
+        plain.insert(tuple(9), node(1), 0, ACK, t0).unwrap();
+        assert_eq!(
+            plain.expire_offloaded(later, 100, &mut |_, _| panic!("asked")),
+            1
+        );
     }
 }

@@ -53,6 +53,7 @@ mod filter;
 pub mod flow;
 pub mod frame;
 pub mod ndp;
+mod offload;
 mod rx;
 /// The AF_XDP path's packet type and checksum status, read from the frame (public for
 /// the `direct_frame` fuzz target).
@@ -92,6 +93,8 @@ pub struct DirectConfig {
     pub ring: RingLayout,
     /// Attach the host sink ([`filter::sink`]).
     pub host_sink: bool,
+    /// Forward established IPv4 flows in the kernel ([`offload`]).
+    pub offload: bool,
 }
 
 /// The receive ring's layout (`--ring`), see [`crate::sys::ring::RingVersion`].
@@ -159,19 +162,25 @@ pub fn start(
         }
     }
     direct.workers.store(workers, Ordering::Release);
-    // Attached once the rings exist (they see every frame before it); held by worker
-    // 0's thread, so it goes when the data plane does.
+    // Attached once the rings exist (they see every frame before it); held by the
+    // workers, so it goes when the data plane does.
     // (With `--ring xdp` the XDP program already takes the frames from the stack.)
-    let mut sink = if cfg.host_sink && cfg.ring != RingLayout::Xdp {
-        attach_sink(iface.index, &v4, &v6)
+    let fast = if cfg.offload && cfg.ring != RingLayout::Xdp {
+        attach_fastpath(cfg, &iface, &rings, &v4, &v6)
     } else {
         None
     };
-    let sink_word = match (cfg.ring, sink.is_some()) {
-        (RingLayout::Xdp, _) => "xdp",
-        (_, true) => "tcx",
-        (_, false) => "off",
+    let sink = if cfg.host_sink && cfg.ring != RingLayout::Xdp && fast.is_none() {
+        attach_sink(iface.index, &v4, &v6).map(Arc::new)
+    } else {
+        None
     };
+    let sink_word = match (cfg.ring, cfg.host_sink && fast.is_some(), sink.is_some()) {
+        (RingLayout::Xdp, _, _) => "xdp",
+        (_, true, _) | (_, _, true) => "tcx",
+        _ => "off",
+    };
+    let offload_word = if fast.is_some() { "tcx" } else { "off" };
     let local = frame::Local {
         mac: iface.mac,
         vips,
@@ -180,9 +189,9 @@ pub fn start(
     };
     let listen: Vec<String> = cfg.listen.iter().map(|l| l.to_string()).collect();
     info!(target: "fulcrum::direct",
-        "interface={} index={} mac={} mtu={} vip={} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?} host_sink={}",
+        "interface={} index={} mac={} mtu={} vip={} max_flows={} idle_timeout={:?} workers={} vnet_hdr={} ring={:?} host_sink={} offload={}",
         iface.name, iface.index, iface.mac, iface.mtu, listen.join(","), cfg.max_flows, cfg.timeouts.idle,
-        workers, vnet_hdr, cfg.ring, sink_word);
+        workers, vnet_hdr, cfg.ring, sink_word, offload_word);
     let per_worker_flows = (cfg.max_flows / workers).max(1);
     let mut out = Workers {
         wakers: Vec::with_capacity(workers),
@@ -209,7 +218,14 @@ pub fn start(
         let director = director::Director::new(
             nodes,
             Scheduler::new(shared.scheduler_kind(), Arc::clone(&shared.sched_shared)),
-            flow::FlowTable::new(per_worker_flows, cfg.timeouts, Arc::clone(&shared.stats)),
+            {
+                let t =
+                    flow::FlowTable::new(per_worker_flows, cfg.timeouts, Arc::clone(&shared.stats));
+                match fast {
+                    Some(_) => t.with_offload(offload::OFFLOAD_AFTER),
+                    None => t,
+                }
+            },
             arp::NeighbourTiming::default(),
             Arc::clone(direct),
             Arc::clone(&shared.stats),
@@ -227,9 +243,10 @@ pub fn start(
             director,
             local.clone(),
             (iface.ipv4, iface.ipv6),
+            fast.clone(),
         )?;
         let on_exit = Arc::clone(&on_exit);
-        let sink = sink.take();
+        let sink = sink.clone();
         let t = std::thread::Builder::new()
             .name(format!("fulcrum-direct-{index}"))
             .spawn(move || {
@@ -242,6 +259,38 @@ pub fn start(
         out.threads.push(t);
     }
     Ok(out)
+}
+
+/// Sets up the kernel fast path ([`offload`]) for the rings: its map (room for the flow
+/// table's capacity), its classifier on the interface (with the host sink's verdicts
+/// when `--host-sink on`), and its filter on every ring. Best effort, like the sink:
+/// without it every frame takes the ring, as before; said once at start-up.
+fn attach_fastpath(
+    cfg: &DirectConfig,
+    iface: &startup::Interface,
+    rings: &[rx::Rx],
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+) -> Option<Arc<offload::Fastpath>> {
+    use std::os::fd::AsRawFd;
+    let flows = u32::try_from(cfg.max_flows).unwrap_or(u32::MAX);
+    let attached = offload::Fastpath::attach(iface.index, iface.mac, flows, cfg.host_sink, v4, v6)
+        .and_then(|fast| {
+            for ring in rings {
+                fast.filter_ring(ring.as_raw_fd())?;
+            }
+            Ok(fast)
+        });
+    match attached {
+        Ok(fast) => Some(Arc::new(fast)),
+        Err(e) => {
+            // A ring whose filter was already replaced keeps working: with nothing ever
+            // installed, its filter takes what the classic one did.
+            info!(target: "fulcrum::direct",
+                "offload not attached ({e}): every frame takes the ring");
+            None
+        }
+    }
 }
 
 /// Loads and attaches [`filter::sink`] on the interface's tcx ingress hook. Best effort:

@@ -320,6 +320,16 @@ pub struct DirectStats {
     pub nd_solicits: AtomicU64,
     /// Unsolicited neighbour advertisements sent for IPv6 VIPs.
     pub unsolicited_nas: AtomicU64,
+    /// Flows installed in the kernel fast path (`--offload on`).
+    pub offload_installs: AtomicU64,
+    /// Flows withdrawn from it (closing, or idle).
+    pub offload_withdrawals: AtomicU64,
+    /// Installs the kernel refused (its map full): the flow stayed on the ring.
+    pub offload_failures: AtomicU64,
+    /// Frames the fast path forwarded, counted when their flow was withdrawn.
+    pub offload_frames: AtomicU64,
+    /// Their IP bytes.
+    pub offload_bytes: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -392,7 +402,7 @@ pub struct CounterValue {
 }
 
 /// Every direct-mode counter except drops (which are by reason).
-pub const COUNTERS: [Counter; 25] = [
+pub const COUNTERS: [Counter; 30] = [
     counter(
         "direct_rx_frames",
         "fulcrum_direct_frames_received_total",
@@ -568,6 +578,41 @@ pub const COUNTERS: [Counter; 25] = [
         "Unsolicited neighbour advertisements sent for IPv6 VIPs.",
         |s| &s.unsolicited_nas,
     ),
+    counter(
+        "direct_offload_installs",
+        "fulcrum_direct_offload_installs_total",
+        "counter",
+        "Flows installed in the kernel fast path.",
+        |s| &s.offload_installs,
+    ),
+    counter(
+        "direct_offload_withdrawals",
+        "fulcrum_direct_offload_withdrawals_total",
+        "counter",
+        "Flows withdrawn from the kernel fast path (closing or idle).",
+        |s| &s.offload_withdrawals,
+    ),
+    counter(
+        "direct_offload_failures",
+        "fulcrum_direct_offload_failures_total",
+        "counter",
+        "Flow installs the kernel refused (fast-path map full): the flow stayed on the ring.",
+        |s| &s.offload_failures,
+    ),
+    counter(
+        "direct_offload_frames",
+        "fulcrum_direct_offload_frames_total",
+        "counter",
+        "Frames the kernel fast path forwarded, counted when their flow was withdrawn.",
+        |s| &s.offload_frames,
+    ),
+    counter(
+        "direct_offload_bytes",
+        "fulcrum_direct_offload_bytes_total",
+        "counter",
+        "IP bytes the kernel fast path forwarded, counted when their flow was withdrawn.",
+        |s| &s.offload_bytes,
+    ),
 ];
 
 impl DirectStats {
@@ -623,7 +668,7 @@ impl DirectStats {
     pub fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = format!(
-            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} nd_adverts={} nd_solicits={} unsolicited_nas={} stateless={}",
+            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} nd_adverts={} nd_solicits={} unsolicited_nas={} stateless={} offload_installs={} offload_frames={}",
             l(&self.rx_frames),
             l(&self.tx_packets),
             l(&self.tx_bytes),
@@ -641,6 +686,8 @@ impl DirectStats {
             l(&self.nd_solicits),
             l(&self.unsolicited_nas),
             l(&self.stateless),
+            l(&self.offload_installs),
+            l(&self.offload_frames),
         );
         for (name, n) in self.nonzero_drops() {
             s.push_str(&format!(" drop_{name}={n}"));

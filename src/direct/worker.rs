@@ -50,9 +50,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::arp::{self, ARP_FRAME_LEN};
-use super::director::{Admission, Director};
+use super::director::{Admission, Director, OffloadOp};
+use super::flow::FlowKey;
 use super::frame::{self, Local, Verdict, TP_STATUS_CSUMNOTREADY};
 use super::ndp::{self, ND_FRAME_LEN};
+use super::offload::{monotonic_ns, Fastpath, Forwarded};
 use super::rx::Rx;
 use super::stats::{DropReason, WorkerStats};
 use super::DirectShared;
@@ -127,6 +129,8 @@ pub struct Worker {
     flows_reported: u64,
     last_send_warn: Option<Instant>,
     last_malformed_log: Option<Instant>,
+    /// The kernel fast path (`--offload on`), shared by the workers.
+    fast: Option<Arc<Fastpath>>,
 }
 
 impl Worker {
@@ -144,6 +148,7 @@ impl Worker {
         director: Director,
         local: Local,
         own: (Option<Ipv4Addr>, Option<Ipv6Addr>),
+        fast: Option<Arc<Fastpath>>,
     ) -> io::Result<Worker> {
         let (our_ip, our_ip6) = own;
         poll.registry()
@@ -184,6 +189,7 @@ impl Worker {
             flows_reported: 0,
             last_send_warn: None,
             last_malformed_log: None,
+            fast,
         })
     }
 
@@ -223,6 +229,7 @@ impl Worker {
             self.director.set_now(now);
             self.refresh();
             if self.shared.cut_now.load(Ordering::Acquire) {
+                self.withdraw_all();
                 let cut = self.director.flows_mut().clear();
                 self.finish();
                 return Ok(cut);
@@ -236,6 +243,7 @@ impl Worker {
             }
             if self.more_rx {
                 self.rx_batches();
+                self.offload();
             }
             if now >= self.next_tick {
                 self.tick(now);
@@ -467,8 +475,72 @@ impl Worker {
         }
     }
 
+    /// Withdraws every flow this worker installed (cut at shutdown), so the counters
+    /// hold what the fast path forwarded.
+    fn withdraw_all(&mut self) {
+        let Some(fast) = self.fast.as_deref() else {
+            return;
+        };
+        for (key, node) in self.director.flows().offloaded() {
+            if let FlowKey::V4(flow) = key {
+                if let Ok(Some(f)) = fast.withdraw(&flow) {
+                    fold(&self.direct.stats, &self.shared, node, f);
+                }
+            }
+        }
+    }
+
+    /// Carries out the fast-path changes the last batches called for.
+    fn offload(&mut self) {
+        let Some(fast) = self.fast.as_deref() else {
+            return;
+        };
+        let stats = &self.direct.stats;
+        for op in self.director.offload_ops() {
+            match op {
+                OffloadOp::Install { flow, mac } => match fast.install(&flow, mac) {
+                    Ok(()) => {
+                        stats.offload_installs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        stats.offload_failures.fetch_add(1, Ordering::Relaxed);
+                        debug!(target: "fulcrum::direct", "offload install refused: {e}");
+                    }
+                },
+                OffloadOp::Withdraw { flow, node } => {
+                    if let Ok(Some(f)) = fast.withdraw(&flow) {
+                        fold(stats, &self.shared, &node, f);
+                    }
+                }
+            }
+        }
+    }
+
     fn tick(&mut self, now: Instant) {
-        let removed = self.director.flows_mut().expire(now, EXPIRE_BUDGET);
+        let removed = match self.fast.as_deref() {
+            None => self.director.flows_mut().expire(now, EXPIRE_BUDGET),
+            Some(fast) => {
+                let (stats, shared) = (&self.direct.stats, &self.shared);
+                let idle = self.director.flows().timeouts().idle.as_nanos();
+                let mono = monotonic_ns();
+                self.director
+                    .flows_mut()
+                    .expire_offloaded(now, EXPIRE_BUDGET, &mut |key, node| {
+                        let FlowKey::V4(flow) = key else {
+                            return false;
+                        };
+                        if let Ok(Some(f)) = fast.peek(flow) {
+                            if f.last_ns > 0 && u128::from(mono.saturating_sub(f.last_ns)) < idle {
+                                return true;
+                            }
+                        }
+                        if let Ok(Some(f)) = fast.withdraw(flow) {
+                            fold(stats, shared, node, f);
+                        }
+                        false
+                    })
+            }
+        };
         let stats = Arc::clone(&self.direct);
         if removed > 0 {
             stats
@@ -529,6 +601,19 @@ impl Worker {
             self.next_garp = now + GARP_SPACING;
         }
     }
+}
+
+/// Adds what the fast path forwarded of a withdrawn flow to its node's counters, the
+/// pool's and direct mode's.
+fn fold(stats: &super::DirectStats, shared: &Shared, node: &crate::pool::Node, f: Forwarded) {
+    stats.offload_withdrawals.fetch_add(1, Ordering::Relaxed);
+    stats.offload_frames.fetch_add(f.packets, Ordering::Relaxed);
+    stats.offload_bytes.fetch_add(f.bytes, Ordering::Relaxed);
+    node.counters
+        .packets_in
+        .fetch_add(f.packets, Ordering::Relaxed);
+    node.counters.bytes_in.fetch_add(f.bytes, Ordering::Relaxed);
+    shared.stats.bytes_in.fetch_add(f.bytes, Ordering::Relaxed);
 }
 
 /// The verdict for one ring frame: what [`frame::process`] says, given what the

@@ -23,7 +23,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// `bpf(2)` commands.
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+/// `SO_ATTACH_BPF` (asm-generic/socket.h).
+const SO_ATTACH_BPF: libc::c_int = 50;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -55,6 +62,16 @@ pub const XDP_MD_DATA: i16 = 0;
 pub const XDP_MD_DATA_END: i16 = 4;
 /// The receive queue the frame arrived on.
 pub const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
+/// tcx verdict: the program redirected the packet (`bpf_redirect` returns it).
+pub const TCX_REDIRECT: i32 = 7;
+/// Helper `bpf_map_lookup_elem(map, key)`: a pointer to the value, or 0.
+pub const FN_MAP_LOOKUP_ELEM: i32 = 1;
+/// Helper `bpf_ktime_get_ns()`: `CLOCK_MONOTONIC` in nanoseconds.
+pub const FN_KTIME_GET_NS: i32 = 5;
+/// Helper `bpf_skb_store_bytes(skb, offset, from, len, flags)`.
+pub const FN_SKB_STORE_BYTES: i32 = 9;
+/// Helper `bpf_redirect(ifindex, flags)`: flags 0 = out of that interface.
+pub const FN_REDIRECT: i32 = 23;
 
 /// Sizes of [`Insn::ld_abs`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +88,8 @@ pub enum Size {
 mod op {
     pub const LD: u8 = 0x00;
     pub const LDX: u8 = 0x01;
+    pub const STX: u8 = 0x03;
+    pub const ALU: u8 = 0x04;
     pub const JMP: u8 = 0x05;
     pub const JMP32: u8 = 0x06;
     pub const ALU64: u8 = 0x07;
@@ -80,6 +99,8 @@ mod op {
     pub const DW: u8 = 0x18;
     pub const IMM: u8 = 0x00;
     pub const MEM: u8 = 0x60;
+    pub const ATOMIC: u8 = 0xc0;
+    pub const AND: u8 = 0x50;
     pub const K: u8 = 0x00;
     pub const X: u8 = 0x08;
     pub const ADD: u8 = 0x00;
@@ -150,6 +171,37 @@ impl Insn {
     /// `dst = *(u8 *)(src + off)`.
     pub fn ldx_b(dst: Reg, src: Reg, off: i16) -> Insn {
         Insn::new(op::LDX | op::MEM | op::B, dst, src, off, 0)
+    }
+
+    /// `*(u32 *)(dst + off) = src`.
+    pub fn stx_w(dst: Reg, off: i16, src: Reg) -> Insn {
+        Insn::new(op::STX | op::MEM | op::W, dst, src, off, 0)
+    }
+
+    /// `*(u64 *)(dst + off) = src`.
+    pub fn stx_dw(dst: Reg, off: i16, src: Reg) -> Insn {
+        Insn::new(op::STX | op::MEM | op::DW, dst, src, off, 0)
+    }
+
+    /// `lock *(u64 *)(dst + off) += src` (an atomic add: several CPUs run the program).
+    pub fn atomic_add_dw(dst: Reg, off: i16, src: Reg) -> Insn {
+        Insn::new(
+            op::STX | op::ATOMIC | op::DW,
+            dst,
+            src,
+            off,
+            i32::from(op::ADD),
+        )
+    }
+
+    /// `dst = (u32)dst & imm`.
+    pub fn and32_imm(dst: Reg, imm: u32) -> Insn {
+        Insn::new(op::ALU | op::AND | op::K, dst, Reg(0), 0, imm as i32)
+    }
+
+    /// `if dst == imm goto +off` (64-bit: the null test of a looked-up pointer).
+    pub fn jeq_imm(dst: Reg, imm: i32, off: i16) -> Insn {
+        Insn::new(op::JMP | op::JEQ | op::K, dst, Reg(0), off, imm)
     }
 
     /// `if dst > src goto +off` (64-bit, unsigned).
@@ -345,6 +397,112 @@ impl AsRawFd for XskMap {
     }
 }
 
+/// The programs' clock (`bpf_ktime_get_ns`: `CLOCK_MONOTONIC`) now, in ns.
+pub fn ktime_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: passes a live timespec for the kernel to fill.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    if r != 0 {
+        return 0;
+    }
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
+/// A `BPF_MAP_TYPE_HASH` with fixed-size keys and values, shared between the programs
+/// that hold its descriptor and this process (`BPF_MAP_*_ELEM`). The kernel's hash map
+/// takes concurrent readers and writers: programs on every CPU, and several threads here.
+#[derive(Debug)]
+pub struct HashMap {
+    fd: OwnedFd,
+    key_size: usize,
+    value_size: usize,
+}
+
+impl HashMap {
+    /// A map of up to `entries` keys of `key_size` bytes to values of `value_size`.
+    pub fn new(key_size: u32, value_size: u32, entries: u32) -> io::Result<HashMap> {
+        let mut attr = [0u64; 16];
+        put32(&mut attr, 0, BPF_MAP_TYPE_HASH);
+        put32(&mut attr, 1, key_size);
+        put32(&mut attr, 2, value_size);
+        put32(&mut attr, 3, entries.max(1));
+        Ok(HashMap {
+            fd: owned(bpf(BPF_MAP_CREATE, &mut attr)?),
+            key_size: key_size as usize,
+            value_size: value_size as usize,
+        })
+    }
+
+    fn check(&self, key: &[u8], value: usize) -> io::Result<()> {
+        if key.len() == self.key_size && value == self.value_size {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bpf map: key or value of the wrong size",
+            ))
+        }
+    }
+
+    /// `attr` for an element command on `key` with the value buffer at `value`.
+    fn elem_attr(&self, key: &[u8], value: u64, flags: u64) -> [u64; 16] {
+        let mut attr = [0u64; 16];
+        put32(&mut attr, 0, self.fd.as_raw_fd() as u32);
+        attr[1] = key.as_ptr() as u64;
+        attr[2] = value;
+        attr[3] = flags;
+        attr
+    }
+
+    /// Sets `key` to `value` (creating it, or replacing the value). `E2BIG` when full.
+    pub fn update(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        self.check(key, value.len())?;
+        let mut attr = self.elem_attr(key, value.as_ptr() as u64, 0); // BPF_ANY
+        bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(|_| ())
+    }
+
+    /// Copies `key`'s value into `value`; false when the key is absent.
+    pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+        self.check(key, value.len())?;
+        let mut attr = self.elem_attr(key, value.as_mut_ptr() as u64, 0);
+        absent_is_false(bpf(BPF_MAP_LOOKUP_ELEM, &mut attr))
+    }
+
+    /// Removes `key`, copying its last value into `value` first (one step: nothing the
+    /// programs add in between is lost); false when the key is absent.
+    pub fn take(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+        self.check(key, value.len())?;
+        let mut attr = self.elem_attr(key, value.as_mut_ptr() as u64, 0);
+        absent_is_false(bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr))
+    }
+
+    /// Removes `key`; false when it was absent.
+    pub fn delete(&self, key: &[u8]) -> io::Result<bool> {
+        self.check(key, self.value_size)?;
+        let mut attr = self.elem_attr(key, 0, 0);
+        absent_is_false(bpf(BPF_MAP_DELETE_ELEM, &mut attr))
+    }
+}
+
+fn absent_is_false(r: io::Result<RawFd>) -> io::Result<bool> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl AsRawFd for HashMap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// A loaded (verified, JIT-compiled) program.
 #[derive(Debug)]
 pub struct Program {
@@ -361,6 +519,19 @@ impl Program {
     /// Loads `insns` as a tc classifier for the tcx ingress hook (see [`Link::attach_tcx_ingress`]).
     pub fn load_classifier(name: &str, insns: &[Insn]) -> io::Result<Program> {
         Program::load_logged(name, insns, (BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_INGRESS))
+    }
+
+    /// Loads `insns` as a socket filter (see [`Program::attach_to_socket`]).
+    pub fn load_socket_filter(name: &str, insns: &[Insn]) -> io::Result<Program> {
+        Program::load_logged(name, insns, (BPF_PROG_TYPE_SOCKET_FILTER, 0))
+    }
+
+    /// Makes this socket filter the filter of socket `fd` (`SO_ATTACH_BPF`), replacing
+    /// the one it had: from this call on the kernel runs it on every frame before
+    /// queueing it to the socket.
+    pub fn attach_to_socket(&self, fd: RawFd) -> io::Result<()> {
+        let prog: libc::c_int = self.fd.as_raw_fd();
+        super::packet::setsockopt(fd, libc::SOL_SOCKET, SO_ATTACH_BPF, &prog)
     }
 
     /// Loads without the verifier's log, and again with it when refused.
@@ -437,6 +608,11 @@ impl Program {
     /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`) and returns its verdict:
     /// how the tests check what the program does without a network.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        self.test_run_out(frame).map(|(verdict, _)| verdict)
+    }
+
+    /// [`Program::test_run`], also returning the frame as the program left it.
+    pub fn test_run_out(&self, frame: &[u8]) -> io::Result<(u32, Vec<u8>)> {
         let mut out = vec![0u8; frame.len() + 512];
         let mut attr = [0u64; 16];
         put32(&mut attr, 0, self.fd.as_raw_fd() as u32);
@@ -446,7 +622,8 @@ impl Program {
         attr[3] = out.as_mut_ptr() as u64;
         put32(&mut attr, 8, 1); // repeat
         bpf(BPF_PROG_TEST_RUN, &mut attr)?;
-        Ok(get32(&attr, 1))
+        out.truncate(get32(&attr, 3) as usize);
+        Ok((get32(&attr, 1), out))
     }
 }
 

@@ -1,0 +1,451 @@
+//! The kernel fast path for established flows (`--offload on`): the flow's node is still
+//! chosen here, on the packets of its start; once an IPv4 flow is established and has
+//! sent [`OFFLOAD_AFTER`] packets, the worker installs it in a BPF hash map, and from then
+//! on the kernel forwards its frames itself, without waking the data plane.
+//!
+//! Two programs read the map, both built here over the same test of a frame (untagged
+//! IPv4 without options or fragmentation, TCP without SYN, FIN or RST, and its
+//! (source, destination, ports) in the map):
+//! - the tcx ingress classifier rewrites the two MACs of such a frame (the node's, then
+//!   ours: both in the map value, 12 bytes in one store), adds it to the flow's packet
+//!   and byte counts, stamps the time, and redirects it out of the same interface
+//!   (`bpf_redirect`): a GRO/TSO super-frame leaves whole, with its segmentation
+//!   metadata, as it does from the ring. Every other frame gets the host sink's verdict
+//!   ([`super::filter::sink`]), or goes on when the sink is off;
+//! - the rings' socket filter, which replaces [`super::filter::data`], refuses such a
+//!   frame (the ring does not copy it and the worker is not woken) and takes the rest as
+//!   before.
+//!
+//! The packet taps run before tcx, so the socket filter sees each frame first. A flow
+//! installed between the two looks is forwarded twice (once from each side; TCP drops
+//! the duplicate); one withdrawn between them is dropped once (TCP sends it again). Both
+//! only at a flow's installation or end.
+//!
+//! A SYN, FIN or RST always takes the ring: the flow table sees every state change, so
+//! a closing flow is withdrawn ([`Offload::Withdraw`](super::flow::Offload)) and its last
+//! ACKs linger on the same node through here, as before. The table no longer sees an
+//! installed flow's other packets: at its idle timeout it asks the map when the flow
+//! last passed (see [`FlowTable::expire_offloaded`](super::flow::FlowTable::expire_offloaded)).
+//! What the fast path forwarded is added to the node's counters when the flow is
+//! withdrawn (so a long transfer is counted at its end), and to
+//! `fulcrum_direct_offload_frames_total` / `_bytes_total`.
+//!
+//! IPv6 flows, tagged frames and frames with IP options stay on the ring. The map's
+//! entries point at MACs: a node that changes its MAC keeps getting its installed flows
+//! at the old one until they end.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, RawFd};
+
+use pnet::util::MacAddr;
+
+use super::flow::FiveTuple;
+pub use crate::sys::bpf::ktime_ns as monotonic_ns;
+use crate::sys::bpf::{
+    Asm, HashMap, Insn, Link, Program, Reg, Size, FN_KTIME_GET_NS, FN_MAP_LOOKUP_ELEM, FN_REDIRECT,
+    FN_SKB_STORE_BYTES, SKB_LEN, SKB_VLAN_PRESENT, TCX_DROP, TCX_NEXT,
+};
+
+/// Packets a flow sends through the ring while established before it is installed: a
+/// short connection (a request and a close) ends before, and costs no map updates.
+pub const OFFLOAD_AFTER: u32 = 8;
+/// Map key: source address, destination address, ports — three host-order words, as
+/// the programs read them (`ld_abs` converts from network order).
+const KEY_SIZE: usize = 12;
+/// Map value: node MAC, our MAC, 4 bytes of padding, packets, bytes (with Ethernet
+/// headers), last packet (`CLOCK_MONOTONIC` ns).
+const VALUE_SIZE: usize = 40;
+const V_PACKETS: i16 = 16;
+const V_BYTES: i16 = 24;
+const V_LAST: i16 = 32;
+/// Socket filter verdict for a frame the ring takes (as [`super::filter::data`]).
+const ACCEPT: i32 = 0x0004_0000;
+
+/// The map key of `flow`.
+pub fn key(flow: &FiveTuple) -> [u8; KEY_SIZE] {
+    let mut k = [0u8; KEY_SIZE];
+    k[0..4].copy_from_slice(&u32::from(flow.src).to_ne_bytes());
+    k[4..8].copy_from_slice(&u32::from(flow.dst).to_ne_bytes());
+    let ports = (u32::from(flow.sport) << 16) | u32::from(flow.dport);
+    k[8..12].copy_from_slice(&ports.to_ne_bytes());
+    k
+}
+
+/// A new map value: frames go from `ours` to `node`, nothing counted yet.
+fn value(node: MacAddr, ours: MacAddr) -> [u8; VALUE_SIZE] {
+    let mut v = [0u8; VALUE_SIZE];
+    v[0..6].copy_from_slice(&node.octets());
+    v[6..12].copy_from_slice(&ours.octets());
+    v
+}
+
+/// What the fast path did with a flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Frames forwarded (a super-frame counts once).
+    pub packets: u64,
+    /// Their IP bytes (Ethernet headers taken off).
+    pub bytes: u64,
+    /// When the last one passed (`CLOCK_MONOTONIC`, ns; 0: none yet).
+    pub last_ns: u64,
+}
+
+impl Forwarded {
+    fn read(v: &[u8; VALUE_SIZE]) -> Forwarded {
+        let word = |at: i16| {
+            let at = at as usize;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[at..at + 8]);
+            u64::from_ne_bytes(b)
+        };
+        let packets = word(V_PACKETS);
+        Forwarded {
+            packets,
+            bytes: word(V_BYTES).saturating_sub(14 * packets),
+            last_ns: word(V_LAST),
+        }
+    }
+}
+
+/// The test both programs start with: falls through with the map value's address in
+/// `r0` when the frame belongs to an installed flow, jumps to `miss` otherwise. Expects
+/// the context in `r6` and the frame's length in `r7`; uses the stack's top 16 bytes.
+fn installed(a: &mut Asm, map: RawFd, miss: &'static str) {
+    let (r0, r1, r2, r10) = (Reg(0), Reg(1), Reg(2), Reg(10));
+    a.push(Insn::ldx_w(r0, Reg(6), SKB_VLAN_PRESENT))
+        .jump(Insn::jne32_imm(r0, 0, 0), miss)
+        .jump(Insn::jlt32_imm(Reg(7), 54, 0), miss)
+        .push(Insn::ld_abs(Size::H, 12))
+        .jump(Insn::jne32_imm(r0, 0x0800, 0), miss)
+        .push(Insn::ld_abs(Size::B, 14)) // version 4, header of 20 bytes
+        .jump(Insn::jne32_imm(r0, 0x45, 0), miss)
+        .push(Insn::ld_abs(Size::H, 20)) // more fragments, fragment offset
+        .push(Insn::and32_imm(r0, 0x3fff))
+        .jump(Insn::jne32_imm(r0, 0, 0), miss)
+        .push(Insn::ld_abs(Size::B, 23))
+        .jump(Insn::jne32_imm(r0, 6, 0), miss)
+        .push(Insn::ld_abs(Size::B, 47)) // TCP flags
+        .push(Insn::and32_imm(r0, 0x07)) // FIN, SYN, RST
+        .jump(Insn::jne32_imm(r0, 0, 0), miss);
+    for (i, at) in [26, 30, 34].into_iter().enumerate() {
+        a.push(Insn::ld_abs(Size::W, at))
+            .push(Insn::stx_w(r10, -16 + 4 * i as i16, r0));
+    }
+    let [m0, m1] = Insn::ld_map_fd(r1, map);
+    a.push(Insn::mov64_reg(r2, r10))
+        .push(Insn::add64_imm(r2, -16))
+        .push(m0)
+        .push(m1)
+        .push(Insn::call(FN_MAP_LOOKUP_ELEM))
+        .jump(Insn::jeq_imm(r0, 0, 0), miss);
+}
+
+/// The tcx ingress program (see the module documentation). `sink`: drop the frames the
+/// rings take, as [`super::filter::sink`] does.
+pub fn classifier(
+    map: RawFd,
+    ifindex: u32,
+    sink: bool,
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+) -> Result<Vec<Insn>, String> {
+    let (r0, r1, r2, r3, r4, r5, r6, r7, r8) = (
+        Reg(0),
+        Reg(1),
+        Reg(2),
+        Reg(3),
+        Reg(4),
+        Reg(5),
+        Reg(6),
+        Reg(7),
+        Reg(8),
+    );
+    let mut a = Asm::new();
+    a.push(Insn::mov64_reg(r6, r1))
+        .push(Insn::ldx_w(r7, r1, SKB_LEN));
+    installed(&mut a, map, "ring");
+    a.push(Insn::mov64_reg(r8, r0))
+        // Both MACs in one store, from the value.
+        .push(Insn::mov64_reg(r1, r6))
+        .push(Insn::mov64_imm(r2, 0))
+        .push(Insn::mov64_reg(r3, r8))
+        .push(Insn::mov64_imm(r4, 12))
+        .push(Insn::mov64_imm(r5, 0))
+        .push(Insn::call(FN_SKB_STORE_BYTES))
+        // Not rewritten: never send it on with our own MAC as its destination.
+        .jump(Insn::jne32_imm(r0, 0, 0), "drop")
+        .push(Insn::mov64_imm(r1, 1))
+        .push(Insn::atomic_add_dw(r8, V_PACKETS, r1))
+        .push(Insn::ldx_w(r1, r6, SKB_LEN))
+        .push(Insn::atomic_add_dw(r8, V_BYTES, r1))
+        .push(Insn::call(FN_KTIME_GET_NS))
+        .push(Insn::stx_dw(r8, V_LAST, r0))
+        .push(Insn::mov64_imm(r1, ifindex as i32))
+        .push(Insn::mov64_imm(r2, 0))
+        .push(Insn::call(FN_REDIRECT))
+        .push(Insn::exit());
+    a.label("ring");
+    if sink {
+        a.push(Insn::ldx_w(r0, r6, SKB_VLAN_PRESENT))
+            .jump(Insn::jne32_imm(r0, 0, 0), "next");
+        super::filter::vip_match(&mut a, v4, v6, "drop", "next");
+    }
+    a.label("next")
+        .push(Insn::mov64_imm(r0, TCX_NEXT))
+        .push(Insn::exit())
+        .label("drop")
+        .push(Insn::mov64_imm(r0, TCX_DROP))
+        .push(Insn::exit());
+    a.finish()
+}
+
+/// The rings' socket filter (see the module documentation): what
+/// [`super::filter::data`] takes, minus the frames of installed flows.
+pub fn socket_filter(map: RawFd, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<Insn>, String> {
+    let (r0, r1, r6, r7) = (Reg(0), Reg(1), Reg(6), Reg(7));
+    let mut a = Asm::new();
+    a.push(Insn::mov64_reg(r6, r1))
+        .push(Insn::ldx_w(r7, r1, SKB_LEN));
+    installed(&mut a, map, "ring");
+    a.jump(Insn::ja(0), "refuse").label("ring");
+    super::filter::vip_match(&mut a, v4, v6, "accept", "refuse");
+    a.label("accept")
+        .push(Insn::mov64_imm(r0, ACCEPT))
+        .push(Insn::exit())
+        .label("refuse")
+        .push(Insn::mov64_imm(r0, 0))
+        .push(Insn::exit());
+    a.finish()
+}
+
+/// The fast path of one interface: the map, the classifier attached to its tcx ingress
+/// hook (detached when this is dropped), and the socket filter for the rings.
+#[derive(Debug)]
+pub struct Fastpath {
+    /// Field order is drop order: detach first.
+    _link: Link,
+    _classifier: Program,
+    filter: Program,
+    map: HashMap,
+    ours: MacAddr,
+}
+
+impl Fastpath {
+    /// Creates the map (room for `flows` installed flows), loads both programs and
+    /// attaches the classifier to `ifindex` (our MAC: `ours`).
+    pub fn attach(
+        ifindex: u32,
+        ours: MacAddr,
+        flows: u32,
+        sink: bool,
+        v4: &[Ipv4Addr],
+        v6: &[Ipv6Addr],
+    ) -> io::Result<Fastpath> {
+        let map = HashMap::new(KEY_SIZE as u32, VALUE_SIZE as u32, flows)?;
+        let fd = map.as_raw_fd();
+        let classifier = classifier(fd, ifindex, sink, v4, v6).map_err(io::Error::other)?;
+        let classifier = Program::load_classifier("fulcrum_fast", &classifier)?;
+        let filter = socket_filter(fd, v4, v6).map_err(io::Error::other)?;
+        let filter = Program::load_socket_filter("fulcrum_ring", &filter)?;
+        let link = Link::attach_tcx_ingress(&classifier, ifindex)?;
+        Ok(Fastpath {
+            _link: link,
+            _classifier: classifier,
+            filter,
+            map,
+            ours,
+        })
+    }
+
+    /// Gives a ring socket the filter that leaves installed flows to the fast path.
+    pub fn filter_ring(&self, ring: RawFd) -> io::Result<()> {
+        self.filter.attach_to_socket(ring)
+    }
+
+    /// Installs `flow`: its frames go to `node` from now on. `E2BIG` when the map is
+    /// full (the flow goes on through the ring).
+    pub fn install(&self, flow: &FiveTuple, node: MacAddr) -> io::Result<()> {
+        self.map.update(&key(flow), &value(node, self.ours))
+    }
+
+    /// What the fast path did with `flow` so far (`None`: not installed).
+    pub fn peek(&self, flow: &FiveTuple) -> io::Result<Option<Forwarded>> {
+        let mut v = [0u8; VALUE_SIZE];
+        Ok(self
+            .map
+            .lookup(&key(flow), &mut v)?
+            .then(|| Forwarded::read(&v)))
+    }
+
+    /// Withdraws `flow`, returning what the fast path did with it (`None`: it was not
+    /// installed).
+    pub fn withdraw(&self, flow: &FiveTuple) -> io::Result<Option<Forwarded>> {
+        let mut v = [0u8; VALUE_SIZE];
+        Ok(self
+            .map
+            .take(&key(flow), &mut v)?
+            .then(|| Forwarded::read(&v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::bpf::TCX_REDIRECT;
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
+    const OURS: MacAddr = MacAddr(2, 0, 0, 0, 0, 0xaa);
+    const NODE: MacAddr = MacAddr(2, 0, 0, 0, 0, 0x01);
+
+    fn flow(sport: u16) -> FiveTuple {
+        FiveTuple {
+            src: Ipv4Addr::new(192, 0, 2, 7),
+            dst: VIP,
+            sport,
+            dport: 80,
+            proto: 6,
+        }
+    }
+
+    /// An Ethernet + IPv4 + TCP frame of `flow` with `flags` and `payload` bytes.
+    fn frame(f: &FiveTuple, flags: u8, payload: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 54 + payload];
+        b[0..6].copy_from_slice(&OURS.octets());
+        b[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x77]);
+        b[12..14].copy_from_slice(&[0x08, 0x00]);
+        b[14] = 0x45;
+        b[16..18].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+        b[22] = 64;
+        b[23] = 6;
+        b[26..30].copy_from_slice(&f.src.octets());
+        b[30..34].copy_from_slice(&f.dst.octets());
+        b[34..36].copy_from_slice(&f.sport.to_be_bytes());
+        b[36..38].copy_from_slice(&f.dport.to_be_bytes());
+        b[46] = 0x50;
+        b[47] = flags;
+        b
+    }
+
+    /// Loads both programs over a fresh map; `None` without CAP_BPF.
+    fn programs(sink: bool) -> Option<(HashMap, Program, Program)> {
+        let map = match HashMap::new(KEY_SIZE as u32, VALUE_SIZE as u32, 64) {
+            Ok(m) => m,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("skipped: no CAP_BPF ({e})");
+                return None;
+            }
+            Err(e) => panic!("map: {e}"),
+        };
+        let fd = map.as_raw_fd();
+        let v6: [Ipv6Addr; 1] = ["fd99::100".parse().unwrap()];
+        let c = classifier(fd, 1, sink, &[VIP], &v6).unwrap();
+        let c = Program::load_classifier("fulcrum_fast", &c)
+            .unwrap_or_else(|e| panic!("classifier refused: {e}"));
+        let s = socket_filter(fd, &[VIP], &v6).unwrap();
+        let s = Program::load_socket_filter("fulcrum_ring", &s)
+            .unwrap_or_else(|e| panic!("socket filter refused: {e}"));
+        Some((map, c, s))
+    }
+
+    /// Runs the socket filter on `frame` as a packet socket would (from the Ethernet
+    /// header on). `BPF_PROG_TEST_RUN` takes a socket filter's input from the network
+    /// header, after pulling 14 bytes: 14 bytes of padding in front line it up.
+    fn sock_run(filter: &Program, frame: &[u8]) -> u32 {
+        let mut padded = vec![0u8; 14];
+        padded.extend_from_slice(frame);
+        filter.test_run(&padded).unwrap()
+    }
+
+    #[test]
+    fn keys_are_the_words_the_programs_read() {
+        let k = key(&flow(0x1234));
+        assert_eq!(&k[0..4], &u32::from_be_bytes([192, 0, 2, 7]).to_ne_bytes());
+        assert_eq!(&k[8..12], &0x1234_0050u32.to_ne_bytes());
+    }
+
+    /// In the kernel (`BPF_PROG_TEST_RUN`): an installed flow's plain frames are
+    /// rewritten and redirected by the classifier and refused by the ring's filter; its
+    /// SYN/FIN/RST, other flows, fragments and IP options are left to the ring and the
+    /// sink; the counts and the time stamp add up; a withdrawn flow is the ring's again.
+    #[test]
+    fn installed_flows_take_the_fast_path_and_nothing_else_does() {
+        let Some((map, classifier, filter)) = programs(true) else {
+            return;
+        };
+        let fast = flow(40_000);
+        map.update(&key(&fast), &value(NODE, OURS)).unwrap();
+        let before = monotonic_ns();
+        for payload in [0, 100, 1400] {
+            let (verdict, out) = classifier
+                .test_run_out(&frame(&fast, 0x10, payload))
+                .unwrap();
+            assert_eq!(verdict as i32, TCX_REDIRECT);
+            assert_eq!(&out[0..6], &NODE.octets(), "destination: the node");
+            assert_eq!(&out[6..12], &OURS.octets(), "source: us");
+            assert_eq!(
+                &out[12..],
+                &frame(&fast, 0x10, payload)[12..],
+                "rest untouched"
+            );
+            assert_eq!(sock_run(&filter, &frame(&fast, 0x18, payload)), 0);
+        }
+        let mut v = [0u8; VALUE_SIZE];
+        assert!(map.lookup(&key(&fast), &mut v).unwrap());
+        let f = Forwarded::read(&v);
+        assert_eq!(f.packets, 3);
+        assert_eq!(f.bytes, 3 * 40 + 1500, "IP bytes");
+        assert!(f.last_ns >= before && f.last_ns <= monotonic_ns());
+        // Left to the ring (filter accepts) and dropped before the host stack (sink).
+        let mut frag = frame(&fast, 0x10, 10);
+        frag[20] = 0x20; // more fragments
+        let mut options = frame(&fast, 0x10, 10);
+        options[14] = 0x46;
+        let mut runt = frame(&fast, 0x10, 0);
+        runt.truncate(53);
+        for (what, f) in [
+            ("SYN", frame(&fast, 0x02, 0)),
+            ("FIN", frame(&fast, 0x11, 0)),
+            ("RST", frame(&fast, 0x04, 0)),
+            ("another flow", frame(&flow(40_001), 0x10, 0)),
+            ("a fragment", frag),
+            ("IP options", options),
+            ("a runt", runt),
+        ] {
+            assert_eq!(sock_run(&filter, &f) as i32, ACCEPT, "{what}");
+            assert_eq!(classifier.test_run(&f).unwrap() as i32, TCX_DROP, "{what}");
+        }
+        // Not for a VIP at all: the stack's.
+        let mut other = flow(1);
+        other.dst = Ipv4Addr::new(10, 99, 0, 7);
+        assert_eq!(sock_run(&filter, &frame(&other, 0x10, 0)), 0);
+        assert_eq!(
+            classifier.test_run(&frame(&other, 0x10, 0)).unwrap() as i32,
+            TCX_NEXT
+        );
+        assert!(map.take(&key(&fast), &mut v).unwrap());
+        assert_eq!(Forwarded::read(&v).packets, 3, "taken with its counts");
+        assert_eq!(sock_run(&filter, &frame(&fast, 0x10, 0)) as i32, ACCEPT);
+        assert_eq!(
+            classifier.test_run(&frame(&fast, 0x10, 0)).unwrap() as i32,
+            TCX_DROP
+        );
+    }
+
+    #[test]
+    fn without_the_sink_the_rest_goes_on_to_the_stack() {
+        let Some((map, classifier, _)) = programs(false) else {
+            return;
+        };
+        let fast = flow(40_000);
+        map.update(&key(&fast), &value(NODE, OURS)).unwrap();
+        assert_eq!(
+            classifier.test_run(&frame(&fast, 0x10, 0)).unwrap() as i32,
+            TCX_REDIRECT
+        );
+        assert_eq!(
+            classifier.test_run(&frame(&flow(1), 0x10, 0)).unwrap() as i32,
+            TCX_NEXT
+        );
+    }
+}
