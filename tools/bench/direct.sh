@@ -25,7 +25,7 @@
 # lb1 for every workload (`lab.sh wire lb1`: what a real wire does, the old setup).
 #
 # Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks|xdp]
-#        [--host-sink on|off] [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
+#        [--host-sink on|off] [--offload on|off] [--nodes 1|2] [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
 # Needs root, wrk, iperf3, nginx, ethtool, iproute2; trafgen (netsniff-ng) and nft for pps. Every process it starts is ended by
 # PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
 set -euo pipefail
@@ -38,6 +38,8 @@ WORKERS=1
 WIRE=0
 RING=""
 SINK=""
+OFFLOAD=""
+NODES=2
 WORKLOADS="close ka par bulk pps"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,6 +50,8 @@ while [ $# -gt 0 ]; do
     --wire) WIRE=1; shift ;;
     --ring) RING=$2; shift 2 ;;
     --host-sink) SINK=$2; shift 2 ;;
+    --offload) OFFLOAD=$2; shift 2 ;;
+    --nodes) NODES=$2; shift 2 ;;
     -w) WORKLOADS=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
     -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
@@ -117,6 +121,7 @@ fulcrum_up() { # backends...
   [ "$WORKERS" -gt 1 ] && args+=(--workers "$WORKERS")
   [ -n "$RING" ] && args+=(--ring "$RING")
   [ -n "$SINK" ] && args+=(--host-sink "$SINK")
+  [ -n "$OFFLOAD" ] && args+=(--offload "$OFFLOAD")
   shift
   for b in "$@"; do args+=(--backend "$b"); done
   # fulcrum::direct at info: its final counters line gives the batch sizes.
@@ -252,6 +257,11 @@ for w in $WORKLOADS; do
     fulcrum_up 5201 "${IP[srv1]}:5201"
   elif [ "$w" = pps ]; then
     fulcrum_up 9 "${IP[srv1]}:9" "${IP[srv2]}:9"
+  elif [ "$NODES" = 1 ]; then
+    # One node behind the distributor, the one the straight path reaches: the two paths
+    # then differ by the hop alone (with two, the via path runs a third busy process,
+    # the second nginx, on the same two cores).
+    fulcrum_up 80 "${IP[srv1]}:80"
   else
     fulcrum_up 80 "${IP[srv1]}:80" "${IP[srv2]}:80"
   fi
@@ -287,7 +297,7 @@ unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; 
   echo
   [ -s "$TMP/batches" ] && { echo; sed 's/^/- /' "$TMP/batches"; echo; }
   [ -s "$TMP/p-lb1.features" ] && echo "bridge port toward lb1 with fulcrum up: $(cat "$TMP/p-lb1.features")"
-  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} host-sink=${SINK:-default} wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
+  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} host-sink=${SINK:-default} offload=${OFFLOAD:-default} nodes=$NODES wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
   echo "machine = busy time of every CPU (/proc/stat) per packet of the row: the whole cost of the path, whoever is billed."
