@@ -261,6 +261,36 @@ fn established_flows_take_the_kernel_fast_path() {
     }
 }
 
+/// The same over IPv6 (its own map): 300 round trips to the IPv6 VIP, byte-exact, the
+/// fast path carrying all but the first few of the client's frames.
+#[test]
+fn established_ipv6_flows_take_the_kernel_fast_path_too() {
+    let _g = serial();
+    let lab = Lab::up6("fast6");
+    let _e1 = lab.echo("srv1", 9000);
+    let _e2 = lab.echo("srv2", 9000);
+    let listen = [format!("[{VIP6}]:9000")];
+    let backends = [
+        format!("[{}]:9000", ip6("srv1")),
+        format!("[{}]:9000", ip6("srv2")),
+    ];
+    let lb = start_direct_on(&lab, "lb1", &listen, &backends, &["--check", "none"]);
+    let addr: SocketAddr = format!("[{VIP6}]:9000").parse().unwrap();
+    let client = lab.in_ns("client", move || round_trips(addr, 300, Duration::ZERO));
+    let (name, sent, got, _) = client.join().expect("client thread");
+    assert!(name == "srv1" || name == "srv2", "{name}: {}", lab.log(lb));
+    assert_eq!(got.len(), 300, "{}", lab.log(lb));
+    assert_eq!(got, sent, "byte-exact");
+    let log = stop(&lab, lb);
+    let (ring, fast) = (counter(&log, "tx_packets"), counter(&log, "offload_frames"));
+    assert_eq!(counter(&log, "offload_installs"), 1, "{log}");
+    assert!(
+        fast >= 250,
+        "fast path forwarded {fast}, ring {ring}:\n{log}"
+    );
+    assert!(ring < 40, "ring forwarded {ring}, fast path {fast}:\n{log}");
+}
+
 /// An installed flow's packets no longer pass the flow table, so at its idle timeout
 /// the table asks the fast path when the flow last passed, and keeps it while it is
 /// busy. Round-robin cannot find a forgotten flow's node again (Maglev could), so a flow
@@ -1496,8 +1526,9 @@ fn ipv6_vip_failover_in_direct_mode_keeps_the_connection_and_announces_the_vip()
     let log = stop(&lab, lb2);
     let _ = std::fs::remove_file(&key);
     assert!(log.contains("backup -> master"), "{log}");
+    // Through its ring, then (once established there) its kernel fast path.
     assert!(
-        counter(&log, "tx_packets") > 10,
+        counter(&log, "tx_packets") + counter(&log, "offload_frames") > 10,
         "lb2 carried the flow: {log}"
     );
 }

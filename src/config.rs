@@ -100,7 +100,7 @@ pub struct ServeArgs {
     /// leaves them to the kernel, which routes and drops each one (more CPU).
     #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]
     pub host_sink: bool,
-    /// Direct mode: forward the frames of established IPv4 flows in the kernel (a tcx
+    /// Direct mode: forward the frames of established flows (IPv4 and IPv6) in the kernel (a tcx
     /// eBPF program and a flow map; Linux >= 6.6, CAP_BPF; skipped with a log line
     /// otherwise). The node is still chosen here, on each flow's first packets.
     #[arg(long, default_value = "on", value_parser = parse_onoff, action = clap::ArgAction::Set)]

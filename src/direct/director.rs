@@ -27,7 +27,7 @@ use std::time::Instant;
 use pnet::util::MacAddr;
 
 use super::arp::{NeighbourTiming, Neighbours};
-use super::flow::{tcp_flags, FiveTuple, FlowKey, FlowTable, Full, Offload};
+use super::flow::{tcp_flags, FlowKey, FlowTable, Full, Offload};
 use super::frame::{Decide, Target, TcpMeta};
 use super::stats::DropReason;
 use super::DirectShared;
@@ -52,14 +52,14 @@ pub enum OffloadOp {
     /// Install `flow`: its frames go to `mac` (the node's) from now on.
     Install {
         /// The flow.
-        flow: FiveTuple,
+        flow: FlowKey,
         /// The node's MAC.
         mac: MacAddr,
     },
     /// Withdraw `flow`, and add what the fast path forwarded of it to `node`'s counters.
     Withdraw {
         /// The flow.
-        flow: FiveTuple,
+        flow: FlowKey,
         /// Its node.
         node: Arc<Node>,
     },
@@ -253,7 +253,8 @@ impl Decide for Director {
         if let Some(t) = self.flows.touch(&pkt.tuple, pkt.flags, now) {
             let (node, slot, offload) = (Arc::clone(t.node), t.slot, t.offload);
             let target = self.target(&node, slot, pkt.ip_len);
-            if let (Some(op), FlowKey::V4(flow)) = (offload, pkt.tuple) {
+            if let Some(op) = offload {
+                let flow = pkt.tuple;
                 match (op, &target) {
                     (Offload::Install, Ok(t)) => self
                         .offload_ops
@@ -571,19 +572,18 @@ mod tests {
         assert_eq!(d.offload_ops().count(), 0, "one open packet");
         d.decide(&pkt(1, ACK)).unwrap();
         let ops: Vec<OffloadOp> = d.offload_ops().collect();
-        let FiveTuple { sport, .. } = match &ops[..] {
+        match &ops[..] {
             [OffloadOp::Install { flow, mac }] => {
                 assert_eq!(*mac, MACS[first.node]);
-                *flow
+                assert_eq!(*flow, pkt(1, 0).tuple);
             }
             other => panic!("{other:?}"),
-        };
-        assert_eq!(sport, 1);
+        }
         assert_eq!(d.offload_ops().count(), 0, "drained");
         d.decide(&pkt(1, FIN | ACK)).unwrap();
         match &d.offload_ops().collect::<Vec<_>>()[..] {
             [OffloadOp::Withdraw { flow, node }] => {
-                assert_eq!(flow.sport, 1);
+                assert_eq!(flow.sport(), 1);
                 assert!(Arc::ptr_eq(node, &ns[first.node]));
             }
             other => panic!("{other:?}"),

@@ -274,11 +274,10 @@ pub struct Removed {
     pub count: u64,
 }
 
-/// The offload change `e`'s packet calls for (and records it in `e`). `v4`: only IPv4
-/// flows are offloaded.
-fn offload_step(e: &mut Entry, after: Option<u32>, v4: bool) -> Option<Offload> {
+/// The offload change `e`'s packet calls for (and records it in `e`).
+fn offload_step(e: &mut Entry, after: Option<u32>) -> Option<Offload> {
     let after = after?;
-    if e.state == FlowState::Open && !e.offloaded && v4 && e.open_packets >= after {
+    if e.state == FlowState::Open && !e.offloaded && e.open_packets >= after {
         e.offloaded = true;
         Some(Offload::Install)
     } else if e.state == FlowState::Closing && e.offloaded {
@@ -300,7 +299,7 @@ pub struct FlowTable {
     capacity: usize,
     timeouts: Timeouts,
     stats: Arc<Stats>,
-    /// Offload an IPv4 flow after this many packets seen here while open (`None`: never).
+    /// Offload a flow after this many packets seen here while open (`None`: never).
     offload_after: Option<u32>,
 }
 
@@ -355,7 +354,7 @@ impl FlowTable {
         }
     }
 
-    /// Asks [`FlowTable::touch`] to report [`Offload::Install`] for an IPv4 flow once
+    /// Asks [`FlowTable::touch`] to report [`Offload::Install`] for a flow once
     /// it has been open for `after` packets (at least 1), and [`Offload::Withdraw`] when
     /// an installed flow starts closing.
     pub fn with_offload(mut self, after: u32) -> Self {
@@ -410,7 +409,7 @@ impl FlowTable {
             if new == FlowState::Open {
                 e.open_packets = e.open_packets.saturating_add(1);
             }
-            offload_step(e, after, matches!(t, FlowKey::V4(_)))
+            offload_step(e, after)
         };
         self.link_tail(k);
         if old.counts_as_active() && !new.counts_as_active() {
@@ -858,7 +857,7 @@ mod tests {
                 None,
             ]
         );
-        // IPv6 flows stay here; without with_offload nothing is ever asked.
+        // IPv6 flows the same; without with_offload nothing is ever asked.
         let v6 = FlowKey::V6(FiveTuple6 {
             src: "2001:db8::1".parse().unwrap(),
             dst: "2001:db8::100".parse().unwrap(),
@@ -866,11 +865,14 @@ mod tests {
             dport: 80,
             proto: 6,
         });
-        t.insert(v6, Arc::clone(&n), 0, ACK, now).unwrap();
+        t.insert(v6, Arc::clone(&n), 0, ACK, now).unwrap(); // open: 1
         let (mut plain, _) = table(8);
         plain.insert(tuple(2), n, 0, ACK, now).unwrap();
+        let asked6: Vec<_> = (0..4)
+            .map(|_| t.touch(&v6, ACK, now).unwrap().offload)
+            .collect();
+        assert_eq!(asked6, [None, Some(Offload::Install), None, None]);
         for _ in 0..10 {
-            assert_eq!(t.touch(&v6, ACK, now).unwrap().offload, None);
             assert_eq!(plain.touch(&tuple(2), ACK, now).unwrap().offload, None);
         }
         // A mid-flow first packet (Maglev after a failover) counts as the first open one.

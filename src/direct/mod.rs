@@ -93,7 +93,7 @@ pub struct DirectConfig {
     pub ring: RingLayout,
     /// Attach the host sink ([`filter::sink`]).
     pub host_sink: bool,
-    /// Forward established IPv4 flows in the kernel ([`offload`]).
+    /// Forward established flows in the kernel ([`offload`]).
     pub offload: bool,
 }
 

@@ -1,11 +1,11 @@
 //! The kernel fast path for established flows (`--offload on`): the flow's node is still
-//! chosen here, on the packets of its start; once an IPv4 flow is established and has
-//! sent [`OFFLOAD_AFTER`] packets, the worker installs it in a BPF hash map, and from then
-//! on the kernel forwards its frames itself, without waking the data plane.
+//! chosen here, on the packets of its start; once a flow is established and has sent
+//! [`OFFLOAD_AFTER`] packets, the worker installs it in a BPF hash map (one per family),
+//! and from then on the kernel forwards its frames itself, without waking the data plane.
 //!
-//! Two programs read the map, both built here over the same test of a frame (untagged
-//! IPv4 without options or fragmentation, TCP without SYN, FIN or RST, and its
-//! (source, destination, ports) in the map):
+//! Two programs read the maps, both built here over the same test of a frame (untagged;
+//! IPv4 without options or fragmentation, or IPv6 whose next header is TCP; TCP without
+//! SYN, FIN or RST; and its (source, destination, ports) in its family's map):
 //! - the tcx ingress classifier rewrites the two MACs of such a frame (the node's, then
 //!   ours: both in the map value, 12 bytes in one store), adds it to the flow's packet
 //!   and byte counts, stamps the time, and redirects it out of the same interface
@@ -30,8 +30,8 @@
 //! withdrawn (so a long transfer is counted at its end), and to
 //! `fulcrum_direct_offload_frames_total` / `_bytes_total`.
 //!
-//! IPv6 flows, tagged frames and frames with IP options stay on the ring. The map's
-//! entries point at MACs: a node that changes its MAC keeps getting its installed flows
+//! Tagged frames, IPv4 with options and IPv6 with extension headers stay on the ring (as
+//! the ring drops the latter two, so do they). The maps' entries point at MACs: a node that changes its MAC keeps getting its installed flows
 //! at the old one until they end.
 
 use std::io;
@@ -40,7 +40,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use pnet::util::MacAddr;
 
-use super::flow::FiveTuple;
+use super::flow::{FiveTuple, FiveTuple6, FlowKey};
 pub use crate::sys::bpf::ktime_ns as monotonic_ns;
 use crate::sys::bpf::{
     Asm, HashMap, Insn, Link, Program, Reg, Size, FN_KTIME_GET_NS, FN_MAP_LOOKUP_ELEM, FN_REDIRECT,
@@ -50,9 +50,11 @@ use crate::sys::bpf::{
 /// Packets a flow sends through the ring while established before it is installed: a
 /// short connection (a request and a close) ends before, and costs no map updates.
 pub const OFFLOAD_AFTER: u32 = 8;
-/// Map key: source address, destination address, ports — three host-order words, as
-/// the programs read them (`ld_abs` converts from network order).
+/// IPv4 map key: source address, destination address, ports — three host-order words,
+/// as the programs read them (`ld_abs` converts from network order).
 const KEY_SIZE: usize = 12;
+/// IPv6 map key: the same, in nine words (four per address).
+const KEY6_SIZE: usize = 36;
 /// Map value: node MAC, our MAC, 4 bytes of padding, packets, bytes (with Ethernet
 /// headers), last packet (`CLOCK_MONOTONIC` ns).
 const VALUE_SIZE: usize = 40;
@@ -62,13 +64,27 @@ const V_LAST: i16 = 32;
 /// Socket filter verdict for a frame the ring takes (as [`super::filter::data`]).
 const ACCEPT: i32 = 0x0004_0000;
 
-/// The map key of `flow`.
+/// The IPv4 map key of `flow`.
 pub fn key(flow: &FiveTuple) -> [u8; KEY_SIZE] {
     let mut k = [0u8; KEY_SIZE];
     k[0..4].copy_from_slice(&u32::from(flow.src).to_ne_bytes());
     k[4..8].copy_from_slice(&u32::from(flow.dst).to_ne_bytes());
     let ports = (u32::from(flow.sport) << 16) | u32::from(flow.dport);
     k[8..12].copy_from_slice(&ports.to_ne_bytes());
+    k
+}
+
+/// The IPv6 map key of `flow`.
+pub fn key6(flow: &FiveTuple6) -> [u8; KEY6_SIZE] {
+    let mut k = [0u8; KEY6_SIZE];
+    let words = flow.src.octets().into_iter().chain(flow.dst.octets());
+    let words: Vec<u8> = words.collect();
+    for (i, w) in words.chunks_exact(4).enumerate() {
+        let n = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+        k[4 * i..4 * i + 4].copy_from_slice(&n.to_ne_bytes());
+    }
+    let ports = (u32::from(flow.sport) << 16) | u32::from(flow.dport);
+    k[32..36].copy_from_slice(&ports.to_ne_bytes());
     k
 }
 
@@ -109,14 +125,16 @@ impl Forwarded {
 }
 
 /// The test both programs start with: falls through with the map value's address in
-/// `r0` when the frame belongs to an installed flow, jumps to `miss` otherwise. Expects
-/// the context in `r6` and the frame's length in `r7`; uses the stack's top 16 bytes.
-fn installed(a: &mut Asm, map: RawFd, miss: &'static str) {
-    let (r0, r1, r2, r10) = (Reg(0), Reg(1), Reg(2), Reg(10));
+/// `r0` when the frame belongs to an installed flow (`maps`: IPv4's, IPv6's), jumps to
+/// `miss` otherwise. Expects the context in `r6` and the frame's length in `r7`; uses the
+/// stack's top 40 bytes and the labels `fast_v6` and `fast_hit`.
+fn installed(a: &mut Asm, maps: (RawFd, RawFd), miss: &'static str) {
+    let (r0, r10) = (Reg(0), Reg(10));
     a.push(Insn::ldx_w(r0, Reg(6), SKB_VLAN_PRESENT))
         .jump(Insn::jne32_imm(r0, 0, 0), miss)
         .jump(Insn::jlt32_imm(Reg(7), 54, 0), miss)
         .push(Insn::ld_abs(Size::H, 12))
+        .jump(Insn::jeq32_imm(r0, 0x86dd, 0), "fast_v6")
         .jump(Insn::jne32_imm(r0, 0x0800, 0), miss)
         .push(Insn::ld_abs(Size::B, 14)) // version 4, header of 20 bytes
         .jump(Insn::jne32_imm(r0, 0x45, 0), miss)
@@ -128,13 +146,35 @@ fn installed(a: &mut Asm, map: RawFd, miss: &'static str) {
         .push(Insn::ld_abs(Size::B, 47)) // TCP flags
         .push(Insn::and32_imm(r0, 0x07)) // FIN, SYN, RST
         .jump(Insn::jne32_imm(r0, 0, 0), miss);
-    for (i, at) in [26, 30, 34].into_iter().enumerate() {
-        a.push(Insn::ld_abs(Size::W, at))
+    // Source, destination, ports: bytes 26..38.
+    for i in 0..3 {
+        a.push(Insn::ld_abs(Size::W, 26 + 4 * i))
             .push(Insn::stx_w(r10, -16 + 4 * i as i16, r0));
     }
+    lookup(a, maps.0, -16, miss);
+    a.jump(Insn::ja(0), "fast_hit").label("fast_v6");
+    // IPv6: TCP right after the fixed header; flags at 14 + 40 + 13.
+    a.jump(Insn::jlt32_imm(Reg(7), 74, 0), miss)
+        .push(Insn::ld_abs(Size::B, 20))
+        .jump(Insn::jne32_imm(r0, 6, 0), miss)
+        .push(Insn::ld_abs(Size::B, 67))
+        .push(Insn::and32_imm(r0, 0x07))
+        .jump(Insn::jne32_imm(r0, 0, 0), miss);
+    // Source, destination, ports: bytes 22..58.
+    for i in 0..9 {
+        a.push(Insn::ld_abs(Size::W, 22 + 4 * i))
+            .push(Insn::stx_w(r10, -40 + 4 * i as i16, r0));
+    }
+    lookup(a, maps.1, -40, miss);
+    a.label("fast_hit");
+}
+
+/// `r0 = lookup(map, fp + key_at)`; jumps to `miss` when absent.
+fn lookup(a: &mut Asm, map: RawFd, key_at: i32, miss: &'static str) {
+    let (r0, r1, r2, r10) = (Reg(0), Reg(1), Reg(2), Reg(10));
     let [m0, m1] = Insn::ld_map_fd(r1, map);
     a.push(Insn::mov64_reg(r2, r10))
-        .push(Insn::add64_imm(r2, -16))
+        .push(Insn::add64_imm(r2, key_at))
         .push(m0)
         .push(m1)
         .push(Insn::call(FN_MAP_LOOKUP_ELEM))
@@ -144,7 +184,7 @@ fn installed(a: &mut Asm, map: RawFd, miss: &'static str) {
 /// The tcx ingress program (see the module documentation). `sink`: drop the frames the
 /// rings take, as [`super::filter::sink`] does.
 pub fn classifier(
-    map: RawFd,
+    maps: (RawFd, RawFd),
     ifindex: u32,
     sink: bool,
     v4: &[Ipv4Addr],
@@ -164,7 +204,7 @@ pub fn classifier(
     let mut a = Asm::new();
     a.push(Insn::mov64_reg(r6, r1))
         .push(Insn::ldx_w(r7, r1, SKB_LEN));
-    installed(&mut a, map, "ring");
+    installed(&mut a, maps, "ring");
     a.push(Insn::mov64_reg(r8, r0))
         // Both MACs in one store, from the value.
         .push(Insn::mov64_reg(r1, r6))
@@ -202,12 +242,16 @@ pub fn classifier(
 
 /// The rings' socket filter (see the module documentation): what
 /// [`super::filter::data`] takes, minus the frames of installed flows.
-pub fn socket_filter(map: RawFd, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<Insn>, String> {
+pub fn socket_filter(
+    maps: (RawFd, RawFd),
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+) -> Result<Vec<Insn>, String> {
     let (r0, r1, r6, r7) = (Reg(0), Reg(1), Reg(6), Reg(7));
     let mut a = Asm::new();
     a.push(Insn::mov64_reg(r6, r1))
         .push(Insn::ldx_w(r7, r1, SKB_LEN));
-    installed(&mut a, map, "ring");
+    installed(&mut a, maps, "ring");
     a.jump(Insn::ja(0), "refuse").label("ring");
     super::filter::vip_match(&mut a, v4, v6, "accept", "refuse");
     a.label("accept")
@@ -228,6 +272,7 @@ pub struct Fastpath {
     _classifier: Program,
     filter: Program,
     map: HashMap,
+    map6: HashMap,
     ours: MacAddr,
 }
 
@@ -243,10 +288,11 @@ impl Fastpath {
         v6: &[Ipv6Addr],
     ) -> io::Result<Fastpath> {
         let map = HashMap::new(KEY_SIZE as u32, VALUE_SIZE as u32, flows)?;
-        let fd = map.as_raw_fd();
-        let classifier = classifier(fd, ifindex, sink, v4, v6).map_err(io::Error::other)?;
+        let map6 = HashMap::new(KEY6_SIZE as u32, VALUE_SIZE as u32, flows)?;
+        let fds = (map.as_raw_fd(), map6.as_raw_fd());
+        let classifier = classifier(fds, ifindex, sink, v4, v6).map_err(io::Error::other)?;
         let classifier = Program::load_classifier("fulcrum_fast", &classifier)?;
-        let filter = socket_filter(fd, v4, v6).map_err(io::Error::other)?;
+        let filter = socket_filter(fds, v4, v6).map_err(io::Error::other)?;
         let filter = Program::load_socket_filter("fulcrum_ring", &filter)?;
         let link = Link::attach_tcx_ingress(&classifier, ifindex)?;
         Ok(Fastpath {
@@ -254,6 +300,7 @@ impl Fastpath {
             _classifier: classifier,
             filter,
             map,
+            map6,
             ours,
         })
     }
@@ -263,29 +310,49 @@ impl Fastpath {
         self.filter.attach_to_socket(ring)
     }
 
+    /// `flow`'s map and key.
+    fn slot(&self, flow: &FlowKey) -> (&HashMap, Key) {
+        match flow {
+            FlowKey::V4(t) => (&self.map, Key::V4(key(t))),
+            FlowKey::V6(t) => (&self.map6, Key::V6(key6(t))),
+        }
+    }
+
     /// Installs `flow`: its frames go to `node` from now on. `E2BIG` when the map is
     /// full (the flow goes on through the ring).
-    pub fn install(&self, flow: &FiveTuple, node: MacAddr) -> io::Result<()> {
-        self.map.update(&key(flow), &value(node, self.ours))
+    pub fn install(&self, flow: &FlowKey, node: MacAddr) -> io::Result<()> {
+        let (map, k) = self.slot(flow);
+        map.update(k.bytes(), &value(node, self.ours))
     }
 
     /// What the fast path did with `flow` so far (`None`: not installed).
-    pub fn peek(&self, flow: &FiveTuple) -> io::Result<Option<Forwarded>> {
+    pub fn peek(&self, flow: &FlowKey) -> io::Result<Option<Forwarded>> {
+        let (map, k) = self.slot(flow);
         let mut v = [0u8; VALUE_SIZE];
-        Ok(self
-            .map
-            .lookup(&key(flow), &mut v)?
-            .then(|| Forwarded::read(&v)))
+        Ok(map.lookup(k.bytes(), &mut v)?.then(|| Forwarded::read(&v)))
     }
 
     /// Withdraws `flow`, returning what the fast path did with it (`None`: it was not
     /// installed).
-    pub fn withdraw(&self, flow: &FiveTuple) -> io::Result<Option<Forwarded>> {
+    pub fn withdraw(&self, flow: &FlowKey) -> io::Result<Option<Forwarded>> {
+        let (map, k) = self.slot(flow);
         let mut v = [0u8; VALUE_SIZE];
-        Ok(self
-            .map
-            .take(&key(flow), &mut v)?
-            .then(|| Forwarded::read(&v)))
+        Ok(map.take(k.bytes(), &mut v)?.then(|| Forwarded::read(&v)))
+    }
+}
+
+/// A map key of either family.
+enum Key {
+    V4([u8; KEY_SIZE]),
+    V6([u8; KEY6_SIZE]),
+}
+
+impl Key {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Key::V4(k) => k,
+            Key::V6(k) => k,
+        }
     }
 }
 
@@ -295,6 +362,7 @@ mod tests {
     use crate::sys::bpf::TCX_REDIRECT;
 
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0x100);
     const OURS: MacAddr = MacAddr(2, 0, 0, 0, 0, 0xaa);
     const NODE: MacAddr = MacAddr(2, 0, 0, 0, 0, 0x01);
 
@@ -327,8 +395,8 @@ mod tests {
         b
     }
 
-    /// Loads both programs over a fresh map; `None` without CAP_BPF.
-    fn programs(sink: bool) -> Option<(HashMap, Program, Program)> {
+    /// Loads both programs over fresh maps (IPv4's, IPv6's); `None` without CAP_BPF.
+    fn programs(sink: bool) -> Option<((HashMap, HashMap), Program, Program)> {
         let map = match HashMap::new(KEY_SIZE as u32, VALUE_SIZE as u32, 64) {
             Ok(m) => m,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -337,15 +405,16 @@ mod tests {
             }
             Err(e) => panic!("map: {e}"),
         };
-        let fd = map.as_raw_fd();
-        let v6: [Ipv6Addr; 1] = ["fd99::100".parse().unwrap()];
+        let map6 = HashMap::new(KEY6_SIZE as u32, VALUE_SIZE as u32, 64).unwrap();
+        let fd = (map.as_raw_fd(), map6.as_raw_fd());
+        let v6 = [VIP6];
         let c = classifier(fd, 1, sink, &[VIP], &v6).unwrap();
         let c = Program::load_classifier("fulcrum_fast", &c)
             .unwrap_or_else(|e| panic!("classifier refused: {e}"));
         let s = socket_filter(fd, &[VIP], &v6).unwrap();
         let s = Program::load_socket_filter("fulcrum_ring", &s)
             .unwrap_or_else(|e| panic!("socket filter refused: {e}"));
-        Some((map, c, s))
+        Some(((map, map6), c, s))
     }
 
     /// Runs the socket filter on `frame` as a packet socket would (from the Ethernet
@@ -370,7 +439,7 @@ mod tests {
     /// sink; the counts and the time stamp add up; a withdrawn flow is the ring's again.
     #[test]
     fn installed_flows_take_the_fast_path_and_nothing_else_does() {
-        let Some((map, classifier, filter)) = programs(true) else {
+        let Some(((map, _), classifier, filter)) = programs(true) else {
             return;
         };
         let fast = flow(40_000);
@@ -434,7 +503,7 @@ mod tests {
 
     #[test]
     fn without_the_sink_the_rest_goes_on_to_the_stack() {
-        let Some((map, classifier, _)) = programs(false) else {
+        let Some(((map, _), classifier, _)) = programs(false) else {
             return;
         };
         let fast = flow(40_000);
@@ -446,6 +515,82 @@ mod tests {
         assert_eq!(
             classifier.test_run(&frame(&flow(1), 0x10, 0)).unwrap() as i32,
             TCX_NEXT
+        );
+    }
+
+    fn flow6(sport: u16) -> FiveTuple6 {
+        FiveTuple6 {
+            src: "2001:db8::7".parse().unwrap(),
+            dst: VIP6,
+            sport,
+            dport: 80,
+            proto: 6,
+        }
+    }
+
+    /// An Ethernet + IPv6 + TCP frame of `f` with `flags` and `payload` bytes.
+    fn frame6(f: &FiveTuple6, next: u8, flags: u8, payload: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 74 + payload];
+        b[0..6].copy_from_slice(&OURS.octets());
+        b[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x77]);
+        b[12..14].copy_from_slice(&[0x86, 0xdd]);
+        b[14] = 0x60;
+        b[18..20].copy_from_slice(&((20 + payload) as u16).to_be_bytes());
+        b[20] = next;
+        b[21] = 64;
+        b[22..38].copy_from_slice(&f.src.octets());
+        b[38..54].copy_from_slice(&f.dst.octets());
+        b[54..56].copy_from_slice(&f.sport.to_be_bytes());
+        b[56..58].copy_from_slice(&f.dport.to_be_bytes());
+        b[66] = 0x50;
+        b[67] = flags;
+        b
+    }
+
+    /// The same for IPv6, in its own map: an installed flow's frames are forwarded by
+    /// the classifier and skipped by the ring; its SYN, another flow and a frame with an
+    /// extension header are the ring's; an IPv4 flow with the same ports is not confused.
+    #[test]
+    fn installed_ipv6_flows_take_the_fast_path_too() {
+        let Some(((map, map6), classifier, filter)) = programs(true) else {
+            return;
+        };
+        let fast = flow6(40_000);
+        map6.update(&key6(&fast), &value(NODE, OURS)).unwrap();
+        let (verdict, out) = classifier
+            .test_run_out(&frame6(&fast, 6, 0x18, 200))
+            .unwrap();
+        assert_eq!(verdict as i32, TCX_REDIRECT);
+        assert_eq!(&out[0..6], &NODE.octets());
+        assert_eq!(&out[6..12], &OURS.octets());
+        assert_eq!(&out[12..], &frame6(&fast, 6, 0x18, 200)[12..]);
+        assert_eq!(sock_run(&filter, &frame6(&fast, 6, 0x10, 0)), 0);
+        let mut v = [0u8; VALUE_SIZE];
+        assert!(map6.lookup(&key6(&fast), &mut v).unwrap());
+        let f = Forwarded::read(&v);
+        assert_eq!((f.packets, f.bytes), (1, 260), "IPv6 header, TCP, payload");
+        for (what, f) in [
+            ("SYN", frame6(&fast, 6, 0x02, 0)),
+            ("FIN", frame6(&fast, 6, 0x11, 0)),
+            ("another flow", frame6(&flow6(40_001), 6, 0x10, 0)),
+        ] {
+            assert_eq!(sock_run(&filter, &f) as i32, ACCEPT, "{what}");
+            assert_eq!(classifier.test_run(&f).unwrap() as i32, TCX_DROP, "{what}");
+        }
+        // An extension header: neither side's (the ring refuses it, as the ring does).
+        let ext = frame6(&fast, 0, 0x10, 0);
+        assert_eq!(sock_run(&filter, &ext), 0);
+        assert_eq!(classifier.test_run(&ext).unwrap() as i32, TCX_NEXT);
+        // The IPv4 map is not consulted for IPv6, nor the other way round.
+        assert_eq!(
+            classifier.test_run(&frame(&flow(40_000), 0x10, 0)).unwrap() as i32,
+            TCX_DROP
+        );
+        map.update(&key(&flow(40_000)), &value(NODE, OURS)).unwrap();
+        assert!(map6.take(&key6(&fast), &mut v).unwrap());
+        assert_eq!(
+            classifier.test_run(&frame6(&fast, 6, 0x10, 0)).unwrap() as i32,
+            TCX_DROP
         );
     }
 }

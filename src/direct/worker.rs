@@ -51,7 +51,6 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director, OffloadOp};
-use super::flow::FlowKey;
 use super::frame::{self, Local, Verdict, TP_STATUS_CSUMNOTREADY};
 use super::ndp::{self, ND_FRAME_LEN};
 use super::offload::{monotonic_ns, Fastpath, Forwarded};
@@ -481,11 +480,9 @@ impl Worker {
         let Some(fast) = self.fast.as_deref() else {
             return;
         };
-        for (key, node) in self.director.flows().offloaded() {
-            if let FlowKey::V4(flow) = key {
-                if let Ok(Some(f)) = fast.withdraw(&flow) {
-                    fold(&self.direct.stats, &self.shared, node, f);
-                }
+        for (flow, node) in self.director.flows().offloaded() {
+            if let Ok(Some(f)) = fast.withdraw(&flow) {
+                fold(&self.direct.stats, &self.shared, node, f);
             }
         }
     }
@@ -525,10 +522,7 @@ impl Worker {
                 let mono = monotonic_ns();
                 self.director
                     .flows_mut()
-                    .expire_offloaded(now, EXPIRE_BUDGET, &mut |key, node| {
-                        let FlowKey::V4(flow) = key else {
-                            return false;
-                        };
+                    .expire_offloaded(now, EXPIRE_BUDGET, &mut |flow, node| {
                         if let Ok(Some(f)) = fast.peek(flow) {
                             if f.last_ns > 0 && u128::from(mono.saturating_sub(f.last_ns)) < idle {
                                 return true;

@@ -28,6 +28,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 /// `SO_ATTACH_BPF` (asm-generic/socket.h).
 const SO_ATTACH_BPF: libc::c_int = 50;
@@ -425,12 +426,15 @@ pub struct HashMap {
 
 impl HashMap {
     /// A map of up to `entries` keys of `key_size` bytes to values of `value_size`.
+    /// Its memory grows with its entries (`BPF_F_NO_PREALLOC`): a map sized for the
+    /// largest flow table costs nothing while it is empty.
     pub fn new(key_size: u32, value_size: u32, entries: u32) -> io::Result<HashMap> {
         let mut attr = [0u64; 16];
         put32(&mut attr, 0, BPF_MAP_TYPE_HASH);
         put32(&mut attr, 1, key_size);
         put32(&mut attr, 2, value_size);
         put32(&mut attr, 3, entries.max(1));
+        put32(&mut attr, 4, BPF_F_NO_PREALLOC);
         Ok(HashMap {
             fd: owned(bpf(BPF_MAP_CREATE, &mut attr)?),
             key_size: key_size as usize,
