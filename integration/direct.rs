@@ -261,21 +261,26 @@ fn established_flows_take_the_kernel_fast_path() {
     }
 }
 
+/// Echo servers on both nodes' port 9000 and lb1 in front of them at [VIP6]:9000, given
+/// by their IPv6 addresses: the servers (to keep), lb1's PID and the VIP's address.
+fn echo6_behind_vip(lab: &Lab) -> ([common::dr_lab::Echo; 2], usize, SocketAddr) {
+    let echoes = [lab.echo("srv1", 9000), lab.echo("srv2", 9000)];
+    let listen = [format!("[{VIP6}]:9000")];
+    let backends = [
+        format!("[{}]:9000", ip6("srv1")),
+        format!("[{}]:9000", ip6("srv2")),
+    ];
+    let lb = start_direct_on(lab, "lb1", &listen, &backends, &["--check", "none"]);
+    (echoes, lb, format!("[{VIP6}]:9000").parse().unwrap())
+}
+
 /// The same over IPv6 (its own map): 300 round trips to the IPv6 VIP, byte-exact, the
 /// fast path carrying all but the first few of the client's frames.
 #[test]
 fn established_ipv6_flows_take_the_kernel_fast_path_too() {
     let _g = serial();
     let lab = Lab::up6("fast6");
-    let _e1 = lab.echo("srv1", 9000);
-    let _e2 = lab.echo("srv2", 9000);
-    let listen = [format!("[{VIP6}]:9000")];
-    let backends = [
-        format!("[{}]:9000", ip6("srv1")),
-        format!("[{}]:9000", ip6("srv2")),
-    ];
-    let lb = start_direct_on(&lab, "lb1", &listen, &backends, &["--check", "none"]);
-    let addr: SocketAddr = format!("[{VIP6}]:9000").parse().unwrap();
+    let (_echoes, lb, addr) = echo6_behind_vip(&lab);
     let client = lab.in_ns("client", move || round_trips(addr, 300, Duration::ZERO));
     let (name, sent, got, _) = client.join().expect("client thread");
     assert!(name == "srv1" || name == "srv2", "{name}: {}", lab.log(lb));
@@ -1099,15 +1104,7 @@ fn ipv6_64mib_byte_exact_with_client_segmentation_off() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _e1 = lab.echo("srv1", 9000);
-    let _e2 = lab.echo("srv2", 9000);
-    let listen = [format!("[{VIP6}]:9000")];
-    let backends = [
-        format!("[{}]:9000", ip6("srv1")),
-        format!("[{}]:9000", ip6("srv2")),
-    ];
-    let lb = start_direct_on(&lab, "lb1", &listen, &backends, &["--check", "none"]);
-    let addr: SocketAddr = format!("[{VIP6}]:9000").parse().unwrap();
+    let (_echoes, lb, addr) = echo6_behind_vip(&lab);
     let (name, got) = bulk_echo_from_client(&lab, addr);
     let log = stop(&lab, lb);
     assert!(name == "srv1" || name == "srv2", "{name}");

@@ -660,6 +660,16 @@ mod tests {
         })
     }
 
+    fn tuple6(sport: u16) -> FlowKey {
+        FlowKey::V6(FiveTuple6 {
+            src: "2001:db8::1".parse().unwrap(),
+            dst: "2001:db8::100".parse().unwrap(),
+            sport,
+            dport: 80,
+            proto: 6,
+        })
+    }
+
     fn table(cap: usize) -> (FlowTable, Arc<Stats>) {
         let stats = Arc::new(Stats::default());
         (
@@ -674,13 +684,7 @@ mod tests {
             &*tuple(0x1234).key(),
             &[192, 0, 2, 1, 10, 0, 0, 100, 0x12, 0x34, 0, 80, 6]
         );
-        let v6 = FlowKey::V6(FiveTuple6 {
-            src: "2001:db8::1".parse().unwrap(),
-            dst: "2001:db8::100".parse().unwrap(),
-            sport: 0x1234,
-            dport: 80,
-            proto: 6,
-        });
+        let v6 = tuple6(0x1234);
         let k = v6.key();
         assert_eq!(k.len(), 37);
         assert_eq!(&k[..2], &[0x20, 0x01]);
@@ -694,13 +698,7 @@ mod tests {
         let (mut t, _) = table(8);
         let n = node(1);
         let now = Instant::now();
-        let v6 = FlowKey::V6(FiveTuple6 {
-            src: "2001:db8::1".parse().unwrap(),
-            dst: "2001:db8::100".parse().unwrap(),
-            sport: 1,
-            dport: 80,
-            proto: 6,
-        });
+        let v6 = tuple6(1);
         // The same ports and a v4-mapped-looking address must not meet the v4 flow.
         t.insert(tuple(1), Arc::clone(&n), 0, SYN, now).unwrap();
         assert_eq!(t.state(&v6), None);
@@ -858,13 +856,7 @@ mod tests {
             ]
         );
         // IPv6 flows the same; without with_offload nothing is ever asked.
-        let v6 = FlowKey::V6(FiveTuple6 {
-            src: "2001:db8::1".parse().unwrap(),
-            dst: "2001:db8::100".parse().unwrap(),
-            sport: 1,
-            dport: 80,
-            proto: 6,
-        });
+        let v6 = tuple6(1);
         t.insert(v6, Arc::clone(&n), 0, ACK, now).unwrap(); // open: 1
         let (mut plain, _) = table(8);
         plain.insert(tuple(2), n, 0, ACK, now).unwrap();

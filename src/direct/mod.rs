@@ -165,20 +165,22 @@ pub fn start(
     // Attached once the rings exist (they see every frame before it); held by the
     // workers, so it goes when the data plane does.
     // (With `--ring xdp` the XDP program already takes the frames from the stack.)
+    // The sink goes at the tail of the tcx chain and the fast path's classifier at its
+    // head ([`offload`]): sink first, so a head attach that did not work would show.
+    let sink = if cfg.host_sink && cfg.ring != RingLayout::Xdp {
+        attach_sink(iface.index, &v4, &v6).map(Arc::new)
+    } else {
+        None
+    };
     let fast = if cfg.offload && cfg.ring != RingLayout::Xdp {
         attach_fastpath(cfg, &iface, &rings, &v4, &v6)
     } else {
         None
     };
-    let sink = if cfg.host_sink && cfg.ring != RingLayout::Xdp && fast.is_none() {
-        attach_sink(iface.index, &v4, &v6).map(Arc::new)
-    } else {
-        None
-    };
-    let sink_word = match (cfg.ring, cfg.host_sink && fast.is_some(), sink.is_some()) {
-        (RingLayout::Xdp, _, _) => "xdp",
-        (_, true, _) | (_, _, true) => "tcx",
-        _ => "off",
+    let sink_word = match (cfg.ring, sink.is_some()) {
+        (RingLayout::Xdp, _) => "xdp",
+        (_, true) => "tcx",
+        (_, false) => "off",
     };
     let offload_word = if fast.is_some() { "tcx" } else { "off" };
     let local = frame::Local {
@@ -261,9 +263,9 @@ pub fn start(
     Ok(out)
 }
 
-/// Sets up the kernel fast path ([`offload`]) for the rings: its map (room for the flow
-/// table's capacity), its classifier on the interface (with the host sink's verdicts
-/// when `--host-sink on`), and its filter on every ring. Best effort, like the sink:
+/// Sets up the kernel fast path ([`offload`]) for the rings: its maps (room for the
+/// flow table's capacity), its classifier at the head of the interface's tcx chain, and
+/// its filter on every ring. Best effort, like the sink:
 /// without it every frame takes the ring, as before; said once at start-up.
 fn attach_fastpath(
     cfg: &DirectConfig,
@@ -274,8 +276,8 @@ fn attach_fastpath(
 ) -> Option<Arc<offload::Fastpath>> {
     use std::os::fd::AsRawFd;
     let flows = u32::try_from(cfg.max_flows).unwrap_or(u32::MAX);
-    let attached = offload::Fastpath::attach(iface.index, iface.mac, flows, cfg.host_sink, v4, v6)
-        .and_then(|fast| {
+    let attached =
+        offload::Fastpath::attach(iface.index, iface.mac, flows, v4, v6).and_then(|fast| {
             for ring in rings {
                 fast.filter_ring(ring.as_raw_fd())?;
             }

@@ -10,8 +10,10 @@
 //!   ours: both in the map value, 12 bytes in one store), adds it to the flow's packet
 //!   and byte counts, stamps the time, and redirects it out of the same interface
 //!   (`bpf_redirect`): a GRO/TSO super-frame leaves whole, with its segmentation
-//!   metadata, as it does from the ring. Every other frame gets the host sink's verdict
-//!   ([`super::filter::sink`]), or goes on when the sink is off;
+//!   metadata, as it does from the ring. Every other frame goes on ("next"). It is
+//!   attached at the head of the hook's chain and the host sink
+//!   ([`super::filter::sink`]) at its tail: the forward comes before any other program
+//!   on the hook, the drop after all of them;
 //! - the rings' socket filter, which replaces [`super::filter::data`], refuses such a
 //!   frame (the ring does not copy it and the worker is not woken) and takes the rest as
 //!   before.
@@ -30,9 +32,9 @@
 //! withdrawn (so a long transfer is counted at its end), and to
 //! `fulcrum_direct_offload_frames_total` / `_bytes_total`.
 //!
-//! Tagged frames, IPv4 with options and IPv6 with extension headers stay on the ring (as
-//! the ring drops the latter two, so do they). The maps' entries point at MACs: a node that changes its MAC keeps getting its installed flows
-//! at the old one until they end.
+//! Tagged frames, IPv4 with options or fragmented and IPv6 with extension headers stay
+//! on the ring (which drops the last three). The maps' entries point at MACs: a node
+//! that changes its MAC keeps getting its installed flows at the old one until they end.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -181,15 +183,9 @@ fn lookup(a: &mut Asm, map: RawFd, key_at: i32, miss: &'static str) {
         .jump(Insn::jeq_imm(r0, 0, 0), miss);
 }
 
-/// The tcx ingress program (see the module documentation). `sink`: drop the frames the
-/// rings take, as [`super::filter::sink`] does.
-pub fn classifier(
-    maps: (RawFd, RawFd),
-    ifindex: u32,
-    sink: bool,
-    v4: &[Ipv4Addr],
-    v6: &[Ipv6Addr],
-) -> Result<Vec<Insn>, String> {
+/// The tcx ingress program (see the module documentation): installed flows' frames
+/// out of `ifindex` to their node, the rest on down the chain.
+pub fn classifier(maps: (RawFd, RawFd), ifindex: u32) -> Result<Vec<Insn>, String> {
     let (r0, r1, r2, r3, r4, r5, r6, r7, r8) = (
         Reg(0),
         Reg(1),
@@ -204,7 +200,7 @@ pub fn classifier(
     let mut a = Asm::new();
     a.push(Insn::mov64_reg(r6, r1))
         .push(Insn::ldx_w(r7, r1, SKB_LEN));
-    installed(&mut a, maps, "ring");
+    installed(&mut a, maps, "next");
     a.push(Insn::mov64_reg(r8, r0))
         // Both MACs in one store, from the value.
         .push(Insn::mov64_reg(r1, r6))
@@ -225,12 +221,6 @@ pub fn classifier(
         .push(Insn::mov64_imm(r2, 0))
         .push(Insn::call(FN_REDIRECT))
         .push(Insn::exit());
-    a.label("ring");
-    if sink {
-        a.push(Insn::ldx_w(r0, r6, SKB_VLAN_PRESENT))
-            .jump(Insn::jne32_imm(r0, 0, 0), "next");
-        super::filter::vip_match(&mut a, v4, v6, "drop", "next");
-    }
     a.label("next")
         .push(Insn::mov64_imm(r0, TCX_NEXT))
         .push(Insn::exit())
@@ -277,24 +267,24 @@ pub struct Fastpath {
 }
 
 impl Fastpath {
-    /// Creates the map (room for `flows` installed flows), loads both programs and
-    /// attaches the classifier to `ifindex` (our MAC: `ours`).
+    /// Creates the maps (room for `flows` installed flows each), loads both programs
+    /// and attaches the classifier at the head of `ifindex`'s tcx ingress chain (our
+    /// MAC: `ours`; the VIPs, for the rings' filter: `v4`, `v6`).
     pub fn attach(
         ifindex: u32,
         ours: MacAddr,
         flows: u32,
-        sink: bool,
         v4: &[Ipv4Addr],
         v6: &[Ipv6Addr],
     ) -> io::Result<Fastpath> {
         let map = HashMap::new(KEY_SIZE as u32, VALUE_SIZE as u32, flows)?;
         let map6 = HashMap::new(KEY6_SIZE as u32, VALUE_SIZE as u32, flows)?;
         let fds = (map.as_raw_fd(), map6.as_raw_fd());
-        let classifier = classifier(fds, ifindex, sink, v4, v6).map_err(io::Error::other)?;
+        let classifier = classifier(fds, ifindex).map_err(io::Error::other)?;
         let classifier = Program::load_classifier("fulcrum_fast", &classifier)?;
         let filter = socket_filter(fds, v4, v6).map_err(io::Error::other)?;
         let filter = Program::load_socket_filter("fulcrum_ring", &filter)?;
-        let link = Link::attach_tcx_ingress(&classifier, ifindex)?;
+        let link = Link::attach_tcx_ingress_first(&classifier, ifindex)?;
         Ok(Fastpath {
             _link: link,
             _classifier: classifier,
@@ -396,7 +386,7 @@ mod tests {
     }
 
     /// Loads both programs over fresh maps (IPv4's, IPv6's); `None` without CAP_BPF.
-    fn programs(sink: bool) -> Option<((HashMap, HashMap), Program, Program)> {
+    fn programs() -> Option<((HashMap, HashMap), Program, Program)> {
         let map = match HashMap::new(KEY_SIZE as u32, VALUE_SIZE as u32, 64) {
             Ok(m) => m,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -408,7 +398,7 @@ mod tests {
         let map6 = HashMap::new(KEY6_SIZE as u32, VALUE_SIZE as u32, 64).unwrap();
         let fd = (map.as_raw_fd(), map6.as_raw_fd());
         let v6 = [VIP6];
-        let c = classifier(fd, 1, sink, &[VIP], &v6).unwrap();
+        let c = classifier(fd, 1).unwrap();
         let c = Program::load_classifier("fulcrum_fast", &c)
             .unwrap_or_else(|e| panic!("classifier refused: {e}"));
         let s = socket_filter(fd, &[VIP], &v6).unwrap();
@@ -435,11 +425,12 @@ mod tests {
 
     /// In the kernel (`BPF_PROG_TEST_RUN`): an installed flow's plain frames are
     /// rewritten and redirected by the classifier and refused by the ring's filter; its
-    /// SYN/FIN/RST, other flows, fragments and IP options are left to the ring and the
-    /// sink; the counts and the time stamp add up; a withdrawn flow is the ring's again.
+    /// SYN/FIN/RST, other flows, fragments and IP options are left to the ring and go
+    /// on down the tcx chain (to the sink); the counts and the time stamp add up; a
+    /// withdrawn flow is the ring's again.
     #[test]
     fn installed_flows_take_the_fast_path_and_nothing_else_does() {
-        let Some(((map, _), classifier, filter)) = programs(true) else {
+        let Some(((map, _), classifier, filter)) = programs() else {
             return;
         };
         let fast = flow(40_000);
@@ -465,7 +456,7 @@ mod tests {
         assert_eq!(f.packets, 3);
         assert_eq!(f.bytes, 3 * 40 + 1500, "IP bytes");
         assert!(f.last_ns >= before && f.last_ns <= monotonic_ns());
-        // Left to the ring (filter accepts) and dropped before the host stack (sink).
+        // Left to the ring (filter accepts) and to the next program (the sink).
         let mut frag = frame(&fast, 0x10, 10);
         frag[20] = 0x20; // more fragments
         let mut options = frame(&fast, 0x10, 10);
@@ -482,7 +473,7 @@ mod tests {
             ("a runt", runt),
         ] {
             assert_eq!(sock_run(&filter, &f) as i32, ACCEPT, "{what}");
-            assert_eq!(classifier.test_run(&f).unwrap() as i32, TCX_DROP, "{what}");
+            assert_eq!(classifier.test_run(&f).unwrap() as i32, TCX_NEXT, "{what}");
         }
         // Not for a VIP at all: the stack's.
         let mut other = flow(1);
@@ -497,23 +488,6 @@ mod tests {
         assert_eq!(sock_run(&filter, &frame(&fast, 0x10, 0)) as i32, ACCEPT);
         assert_eq!(
             classifier.test_run(&frame(&fast, 0x10, 0)).unwrap() as i32,
-            TCX_DROP
-        );
-    }
-
-    #[test]
-    fn without_the_sink_the_rest_goes_on_to_the_stack() {
-        let Some(((map, _), classifier, _)) = programs(false) else {
-            return;
-        };
-        let fast = flow(40_000);
-        map.update(&key(&fast), &value(NODE, OURS)).unwrap();
-        assert_eq!(
-            classifier.test_run(&frame(&fast, 0x10, 0)).unwrap() as i32,
-            TCX_REDIRECT
-        );
-        assert_eq!(
-            classifier.test_run(&frame(&flow(1), 0x10, 0)).unwrap() as i32,
             TCX_NEXT
         );
     }
@@ -552,7 +526,7 @@ mod tests {
     /// extension header are the ring's; an IPv4 flow with the same ports is not confused.
     #[test]
     fn installed_ipv6_flows_take_the_fast_path_too() {
-        let Some(((map, map6), classifier, filter)) = programs(true) else {
+        let Some(((map, map6), classifier, filter)) = programs() else {
             return;
         };
         let fast = flow6(40_000);
@@ -575,22 +549,23 @@ mod tests {
             ("another flow", frame6(&flow6(40_001), 6, 0x10, 0)),
         ] {
             assert_eq!(sock_run(&filter, &f) as i32, ACCEPT, "{what}");
-            assert_eq!(classifier.test_run(&f).unwrap() as i32, TCX_DROP, "{what}");
+            assert_eq!(classifier.test_run(&f).unwrap() as i32, TCX_NEXT, "{what}");
         }
-        // An extension header: neither side's (the ring refuses it, as the ring does).
+        // An extension header: the rings' filter refuses it (next header not TCP), the
+        // classifier leaves it.
         let ext = frame6(&fast, 0, 0x10, 0);
         assert_eq!(sock_run(&filter, &ext), 0);
         assert_eq!(classifier.test_run(&ext).unwrap() as i32, TCX_NEXT);
         // The IPv4 map is not consulted for IPv6, nor the other way round.
         assert_eq!(
             classifier.test_run(&frame(&flow(40_000), 0x10, 0)).unwrap() as i32,
-            TCX_DROP
+            TCX_NEXT
         );
         map.update(&key(&flow(40_000)), &value(NODE, OURS)).unwrap();
         assert!(map6.take(&key6(&fast), &mut v).unwrap());
         assert_eq!(
             classifier.test_run(&frame6(&fast, 6, 0x10, 0)).unwrap() as i32,
-            TCX_DROP
+            TCX_NEXT
         );
     }
 }

@@ -29,6 +29,8 @@ const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_F_NO_PREALLOC: u32 = 1;
+/// `link_create.flags`: attach before the relative program (none: at the head).
+const BPF_F_BEFORE: u32 = 1 << 3;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 /// `SO_ATTACH_BPF` (asm-generic/socket.h).
 const SO_ATTACH_BPF: libc::c_int = 50;
@@ -662,10 +664,21 @@ impl Link {
     /// chain (Linux >= 6.6), after the packet taps and before the IP stack; the programs
     /// already there keep running.
     pub fn attach_tcx_ingress(prog: &Program, ifindex: u32) -> io::Result<Link> {
+        Link::tcx_ingress(prog, ifindex, 0)
+    }
+
+    /// The same at the head of the chain (`BPF_F_BEFORE` with no relative program):
+    /// it runs before every program attached so far, and before those appended later.
+    pub fn attach_tcx_ingress_first(prog: &Program, ifindex: u32) -> io::Result<Link> {
+        Link::tcx_ingress(prog, ifindex, BPF_F_BEFORE)
+    }
+
+    fn tcx_ingress(prog: &Program, ifindex: u32, flags: u32) -> io::Result<Link> {
         let mut attr = [0u64; 16];
         put32(&mut attr, 0, prog.as_raw_fd() as u32);
         put32(&mut attr, 1, ifindex);
         put32(&mut attr, 2, BPF_TCX_INGRESS);
+        put32(&mut attr, 3, flags);
         Ok(Link {
             _fd: owned(bpf(BPF_LINK_CREATE, &mut attr)?),
         })
