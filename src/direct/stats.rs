@@ -668,7 +668,7 @@ impl DirectStats {
     pub fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = format!(
-            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} nd_adverts={} nd_solicits={} unsolicited_nas={} stateless={} offload_installs={} offload_frames={}",
+            "rx_frames={} tx_packets={} tx_bytes={} csum_completed={} csum_offloaded={} super_frames={} rx_batches={} tx_batches={} flows={} flows_created={} arp_replies={} arp_requests={} garps={} nd_adverts={} nd_solicits={} unsolicited_nas={} stateless={} offload_installs={} offload_frames={} offload_bytes={}",
             l(&self.rx_frames),
             l(&self.tx_packets),
             l(&self.tx_bytes),
@@ -688,6 +688,7 @@ impl DirectStats {
             l(&self.stateless),
             l(&self.offload_installs),
             l(&self.offload_frames),
+            l(&self.offload_bytes),
         );
         for (name, n) in self.nonzero_drops() {
             s.push_str(&format!(" drop_{name}={n}"));
