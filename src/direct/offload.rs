@@ -20,7 +20,9 @@
 //!
 //! The packet taps run before tcx, so the socket filter sees each frame first. A flow
 //! installed between the two looks is forwarded twice (once from each side; TCP drops
-//! the duplicate); one withdrawn between them is dropped once (TCP sends it again). Both
+//! the duplicate); one withdrawn between them is dropped once (TCP sends it again).
+//! Frames still queued in a ring when their flow is installed leave after the fast
+//! path's first ones, so a busy flow may see a few segments reordered, once. All of it
 //! only at a flow's installation or end.
 //!
 //! A SYN, FIN or RST always takes the ring: the flow table sees every state change, so
