@@ -25,7 +25,7 @@
 # lb1 for every workload (`lab.sh wire lb1`: what a real wire does, the old setup).
 #
 # Usage: tools/bench/direct.sh [--reps N] [--duration S] [--workers N] [--ring slots|blocks|xdp]
-#        [--host-sink on|off] [--offload on|off] [--nodes 1|2] [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
+#        [--host-sink on|off] [--offload on|off] [--nodes 1|2] [--fabric bridge|macvlan] [--wire] [--bin PATH] [-w "close ka par bulk pps"] [-o FILE]
 # Needs root, wrk, iperf3, nginx, ethtool, iproute2; trafgen (netsniff-ng) and nft for pps. Every process it starts is ended by
 # PID and every namespace deleted on exit (also on Ctrl-C). Traffic stays in the lab.
 set -euo pipefail
@@ -40,6 +40,7 @@ RING=""
 SINK=""
 OFFLOAD=""
 NODES=2
+FABRIC=bridge
 WORKLOADS="close ka par bulk pps"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,6 +53,7 @@ while [ $# -gt 0 ]; do
     --host-sink) SINK=$2; shift 2 ;;
     --offload) OFFLOAD=$2; shift 2 ;;
     --nodes) NODES=$2; shift 2 ;;
+    --fabric) FABRIC=$2; shift 2 ;;
     -w) WORKLOADS=$2; shift 2 ;;
     -o) OUT=$2; shift 2 ;;
     -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
@@ -132,6 +134,7 @@ fulcrum_up() { # backends...
   # What the bridge may hand lb1 whole: attaching XDP to a veth takes segmentation
   # offloads off its peer (veth_fix_features), so super-frames stop with --ring xdp.
   local feat
+  [ "$FABRIC" = bridge ] || { log "fulcrum up (ring=${RING:-default}); fabric $FABRIC"; return 0; }
   feat=$(nsx br ethtool -k p-lb1 | awk -F': ' '/^(tcp-segmentation-offload|generic-segmentation-offload):/ {printf "%s=%s ", $1, $2}')
   log "fulcrum up (ring=${RING:-default}); bridge port p-lb1: $feat"
   echo "$feat" > "$TMP/p-lb1.features"
@@ -248,6 +251,7 @@ sleep 0.5
 RESULTS="$TMP/results"
 : > "$RESULTS"
 if [ "$WIRE" = 1 ]; then
+  [ "$FABRIC" = bridge ] || { echo "--wire needs --fabric bridge" >&2; exit 2; }
   nsx br ethtool -K p-lb1 tx off tso off gso off >/dev/null
   log "wire emulation: tx-csum/TSO/GSO off on p-lb1"
 fi
@@ -297,7 +301,7 @@ unit() { case $1 in close) echo "connections/s" ;; ka|par) echo "requests/s" ;; 
   echo
   [ -s "$TMP/batches" ] && { echo; sed 's/^/- /' "$TMP/batches"; echo; }
   [ -s "$TMP/p-lb1.features" ] && echo "bridge port toward lb1 with fulcrum up: $(cat "$TMP/p-lb1.features")"
-  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} host-sink=${SINK:-default} offload=${OFFLOAD:-default} nodes=$NODES wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
+  echo "reps=$REPS duration=${DUR}s workers=$WORKERS ring=${RING:-default} host-sink=${SINK:-default} offload=${OFFLOAD:-default} nodes=$NODES fabric=$FABRIC wire=$([ "$WIRE" = 1 ] && echo on || echo off); packets/s = lb1 eth0 TX (via: packets forwarded) or srv1 eth0 RX (node); medians."
   echo "CPU = fulcrum's threads on-CPU (schedstat), user = its utime; on veth the kernel work of the send"
   echo "(bridge + the receiving node's TCP stack) runs in fulcrum's thread and is counted in 'all'."
   echo "machine = busy time of every CPU (/proc/stat) per packet of the row: the whole cost of the path, whoever is billed."
