@@ -462,8 +462,14 @@ fn stat(json: &str, key: &str) -> u64 {
 
 fn lab3() -> Ecmp {
     let mut e = Ecmp::new(3);
+    // A drain of 5 s, not 30: a connection whose last packets the router sent to
+    // another distributor after the route change (its FIN among them) never closes on
+    // the one that accepted it, which then waits out its whole drain. The SIGTERM test
+    // reaps lb3 within 10 s; nothing else here drains.
+    let mut spec = LbSpec::bfd();
+    spec.extra = vec!["--drain-timeout".into(), "5s".into()];
     for i in 0..3 {
-        e.start_lb(i, &LbSpec::bfd());
+        e.start_lb(i, &spec);
     }
     assert!(
         e.wait_hops(3, Duration::from_secs(15)),
