@@ -236,11 +236,7 @@ fn established_flows_take_the_kernel_fast_path() {
     for on in [true, false] {
         let flag = if on { "on" } else { "off" };
         let lb = start_direct(&lab, "lb1", 9000, &["--check", "none", "--offload", flag]);
-        let client = lab.in_ns("client", move || round_trips(addr, 300, Duration::ZERO));
-        let (name, sent, got, _) = client.join().expect("client thread");
-        assert!(name == "srv1" || name == "srv2", "{name}: {}", lab.log(lb));
-        assert_eq!(got.len(), 300, "offload {flag}: {}", lab.log(lb));
-        assert_eq!(got, sent, "byte-exact");
+        echo_300_round_trips(&lab, lb, addr);
         let log = stop(&lab, lb);
         let (ring, fast) = (counter(&log, "tx_packets"), counter(&log, "offload_frames"));
         assert!(
@@ -283,23 +279,15 @@ fn established_ipv6_flows_take_the_kernel_fast_path_too() {
     let _g = serial();
     let lab = Lab::up6("fast6");
     let (_echoes, lb, addr) = echo6_behind_vip(&lab, &[]);
-    let client = lab.in_ns("client", move || round_trips(addr, 300, Duration::ZERO));
-    let (name, sent, got, _) = client.join().expect("client thread");
-    assert!(name == "srv1" || name == "srv2", "{name}: {}", lab.log(lb));
-    assert_eq!(got.len(), 300, "{}", lab.log(lb));
-    assert_eq!(got, sent, "byte-exact");
+    echo_300_round_trips(&lab, lb, addr);
     let (_, bulk) = bulk_echo_from_client(&lab, addr);
     let log = stop(&lab, lb);
     assert_eq!(
         bulk, BULK,
         "64 MiB echoed byte-exact over the fast path: {log}"
     );
-    let ring = counter(&log, "tx_packets");
-    let (frames, bytes) = (
-        counter(&log, "offload_frames"),
-        counter(&log, "offload_bytes"),
-    );
-    assert_eq!(counter(&log, "offload_installs"), 2, "{log}");
+    let (ring, frames) = (counter(&log, "tx_packets"), counter(&log, "offload_frames"));
+    bulk_took_the_fast_path(&log, 2);
     // Each connection's first packets (and those queued in the ring while it was being
     // installed) and its close: the ring's; the rest: the fast path's.
     assert!(
@@ -310,13 +298,33 @@ fn established_ipv6_flows_take_the_kernel_fast_path_too() {
         frames >= 250,
         "fast path forwarded {frames}, ring {ring}: {log}"
     );
+}
+
+/// 300 one-byte echo round trips on one connection to `addr` through lb1 (`lb`),
+/// back to back, all echoed byte-exact by one of the nodes.
+fn echo_300_round_trips(lab: &Lab, lb: usize, addr: SocketAddr) {
+    let client = lab.in_ns("client", move || round_trips(addr, 300, Duration::ZERO));
+    let (name, sent, got, _) = client.join().expect("client thread");
+    assert!(name == "srv1" || name == "srv2", "{name}: {}", lab.log(lb));
+    assert_eq!(got.len(), 300, "{}", lab.log(lb));
+    assert_eq!(got, sent, "byte-exact");
+}
+
+/// From lb1's final log: `installs` flows were installed, and the fast path forwarded
+/// at least 60 MiB in frames far larger than a segment (super-frames passed on whole).
+fn bulk_took_the_fast_path(log: &str, installs: u64) {
+    let (frames, bytes) = (
+        counter(log, "offload_frames"),
+        counter(log, "offload_bytes"),
+    );
+    assert_eq!(counter(log, "offload_installs"), installs, "{log}");
     assert!(
         bytes >= 60 << 20,
         "fast path forwarded {bytes} bytes: {log}"
     );
     assert!(
-        bytes / frames > 3000,
-        "{frames} frames for {bytes} bytes: {log}"
+        bytes / frames.max(1) > 3000,
+        "{frames} frames for {bytes} bytes: not super-frames: {log}"
     );
 }
 
@@ -626,20 +634,7 @@ fn sixty_four_mib_up_and_down_byte_exact_through_block_ring() {
 /// frames are super-frames passed on whole (on average far above one segment).
 #[test]
 fn sixty_four_mib_up_and_down_byte_exact_through_the_kernel_fast_path() {
-    let log = sixty_four_mib(&[]);
-    let (frames, bytes) = (
-        counter(&log, "offload_frames"),
-        counter(&log, "offload_bytes"),
-    );
-    assert_eq!(counter(&log, "offload_installs"), 1, "{log}");
-    assert!(
-        bytes >= 60 << 20,
-        "fast path forwarded {bytes} bytes: {log}"
-    );
-    assert!(
-        bytes / frames.max(1) > 3000,
-        "{frames} frames for {bytes} bytes: not super-frames: {log}"
-    );
+    bulk_took_the_fast_path(&sixty_four_mib(&[]), 1);
 }
 
 /// Sends 64 MiB up and checks the echo byte for byte; returns lb1's log.

@@ -100,7 +100,7 @@ pub fn neighbour() -> Vec<libc::sock_filter> {
 /// has nowhere to put it: a fifth of the machine's work per frame when forwarding alone
 /// in the lab (`docs/benchmarks.md`), now skipped.
 pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<crate::sys::bpf::Insn>, String> {
-    use crate::sys::bpf::{Asm, Insn, Reg, SKB_LEN, SKB_VLAN_PRESENT, TCX_DROP, TCX_NEXT};
+    use crate::sys::bpf::{Asm, Insn, Reg, SKB_LEN, SKB_VLAN_PRESENT};
     let (r0, r1, r6, r7) = (Reg(0), Reg(1), Reg(6), Reg(7));
     let mut a = Asm::new();
     a.push(Insn::mov64_reg(r6, r1)) // the context, for the packet loads
@@ -108,13 +108,20 @@ pub fn sink(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Vec<crate::sys::bpf::Ins
         .push(Insn::ldx_w(r0, r1, SKB_VLAN_PRESENT))
         .jump(Insn::jne32_imm(r0, 0, 0), "next"); // tagged: the rings drop it too
     vip_match(&mut a, v4, v6, "drop", "next");
+    tcx_exits(&mut a);
+    a.finish()
+}
+
+/// The two ends of a tcx program: label `next` returns "next" (on down the chain, then
+/// the stack), label `drop` drops.
+pub(crate) fn tcx_exits(a: &mut crate::sys::bpf::Asm) {
+    use crate::sys::bpf::{Insn, Reg, TCX_DROP, TCX_NEXT};
     a.label("next")
-        .push(Insn::mov64_imm(r0, TCX_NEXT))
+        .push(Insn::mov64_imm(Reg(0), TCX_NEXT))
         .push(Insn::exit())
         .label("drop")
-        .push(Insn::mov64_imm(r0, TCX_DROP))
+        .push(Insn::mov64_imm(Reg(0), TCX_DROP))
         .push(Insn::exit());
-    a.finish()
 }
 
 /// eBPF for "does [`data`] take this frame?" (an untagged one: the callers test the

@@ -45,10 +45,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use pnet::util::MacAddr;
 
 use super::flow::{FiveTuple, FiveTuple6, FlowKey};
-pub use crate::sys::bpf::ktime_ns as monotonic_ns;
 use crate::sys::bpf::{
     Asm, HashMap, Insn, Link, Program, Reg, Size, FN_KTIME_GET_NS, FN_MAP_LOOKUP_ELEM, FN_REDIRECT,
-    FN_SKB_STORE_BYTES, SKB_LEN, SKB_VLAN_PRESENT, TCX_DROP, TCX_NEXT,
+    FN_SKB_STORE_BYTES, SKB_LEN, SKB_VLAN_PRESENT,
 };
 
 /// Packets a flow sends through the ring while established before it is installed: a
@@ -81,9 +80,8 @@ pub fn key(flow: &FiveTuple) -> [u8; KEY_SIZE] {
 /// The IPv6 map key of `flow`.
 pub fn key6(flow: &FiveTuple6) -> [u8; KEY6_SIZE] {
     let mut k = [0u8; KEY6_SIZE];
-    let words = flow.src.octets().into_iter().chain(flow.dst.octets());
-    let words: Vec<u8> = words.collect();
-    for (i, w) in words.chunks_exact(4).enumerate() {
+    let (src, dst) = (flow.src.octets(), flow.dst.octets());
+    for (i, w) in src.chunks_exact(4).chain(dst.chunks_exact(4)).enumerate() {
         let n = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
         k[4 * i..4 * i + 4].copy_from_slice(&n.to_ne_bytes());
     }
@@ -223,12 +221,7 @@ pub fn classifier(maps: (RawFd, RawFd), ifindex: u32) -> Result<Vec<Insn>, Strin
         .push(Insn::mov64_imm(r2, 0))
         .push(Insn::call(FN_REDIRECT))
         .push(Insn::exit());
-    a.label("next")
-        .push(Insn::mov64_imm(r0, TCX_NEXT))
-        .push(Insn::exit())
-        .label("drop")
-        .push(Insn::mov64_imm(r0, TCX_DROP))
-        .push(Insn::exit());
+    super::filter::tcx_exits(&mut a);
     a.finish()
 }
 
@@ -351,7 +344,7 @@ impl Key {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::bpf::TCX_REDIRECT;
+    use crate::sys::bpf::{ktime_ns, TCX_NEXT, TCX_REDIRECT};
 
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
     const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0x100);
@@ -437,7 +430,7 @@ mod tests {
         };
         let fast = flow(40_000);
         map.update(&key(&fast), &value(NODE, OURS)).unwrap();
-        let before = monotonic_ns();
+        let before = ktime_ns();
         for payload in [0, 100, 1400] {
             let (verdict, out) = classifier
                 .test_run_out(&frame(&fast, 0x10, payload))
@@ -457,7 +450,7 @@ mod tests {
         let f = Forwarded::read(&v);
         assert_eq!(f.packets, 3);
         assert_eq!(f.bytes, 3 * 40 + 1500, "IP bytes");
-        assert!(f.last_ns >= before && f.last_ns <= monotonic_ns());
+        assert!(f.last_ns >= before && f.last_ns <= ktime_ns());
         // Left to the ring (filter accepts) and to the next program (the sink).
         let mut frag = frame(&fast, 0x10, 10);
         frag[20] = 0x20; // more fragments

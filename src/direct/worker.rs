@@ -53,7 +53,7 @@ use super::arp::{self, ARP_FRAME_LEN};
 use super::director::{Admission, Director, OffloadOp};
 use super::frame::{self, Local, Verdict, TP_STATUS_CSUMNOTREADY};
 use super::ndp::{self, ND_FRAME_LEN};
-use super::offload::{monotonic_ns, Fastpath, Forwarded};
+use super::offload::{Fastpath, Forwarded};
 use super::rx::Rx;
 use super::stats::{DropReason, WorkerStats};
 use super::DirectShared;
@@ -519,7 +519,7 @@ impl Worker {
             Some(fast) => {
                 let (stats, shared) = (&self.direct.stats, &self.shared);
                 let idle = self.director.flows().timeouts().idle.as_nanos();
-                let mono = monotonic_ns();
+                let mono = crate::sys::bpf::ktime_ns();
                 self.director
                     .flows_mut()
                     .expire_offloaded(now, EXPIRE_BUDGET, &mut |flow, node| {
