@@ -244,12 +244,7 @@ fn established_flows_take_the_kernel_fast_path() {
             "{log}"
         );
         if on {
-            assert_eq!(counter(&log, "offload_installs"), 1, "{log}");
-            assert!(
-                fast >= 250,
-                "fast path forwarded {fast}, ring {ring}:\n{log}"
-            );
-            assert!(ring < 40, "ring forwarded {ring}, fast path {fast}:\n{log}");
+            round_trips_took_the_fast_path(&log);
         } else {
             assert_eq!(fast, 0, "{log}");
             assert!(ring >= 300, "{log}");
@@ -257,10 +252,17 @@ fn established_flows_take_the_kernel_fast_path() {
     }
 }
 
-/// Echo servers on both nodes' port 9000 and lb1 in front of them at [VIP6]:9000, given
-/// by their IPv6 addresses: the servers (to keep), lb1's PID and the VIP's address.
+/// Echo servers on both nodes' port 9000 and lb1 in front of them at [VIP6]:9000 (see
+/// [`lb6_on_9000`]): the servers (to keep), lb1's PID and the VIP's address.
 fn echo6_behind_vip(lab: &Lab, extra: &[&str]) -> ([common::dr_lab::Echo; 2], usize, SocketAddr) {
     let echoes = [lab.echo("srv1", 9000), lab.echo("srv2", 9000)];
+    let (lb, addr) = lb6_on_9000(lab, extra);
+    (echoes, lb, addr)
+}
+
+/// lb1 at [VIP6]:9000 in front of both nodes' port 9000, given by their IPv6 addresses:
+/// its PID and the VIP's address.
+fn lb6_on_9000(lab: &Lab, extra: &[&str]) -> (usize, SocketAddr) {
     let listen = [format!("[{VIP6}]:9000")];
     let backends = [
         format!("[{}]:9000", ip6("srv1")),
@@ -268,36 +270,41 @@ fn echo6_behind_vip(lab: &Lab, extra: &[&str]) -> ([common::dr_lab::Echo; 2], us
     ];
     let args = [&["--check", "none"], extra].concat();
     let lb = start_direct_on(lab, "lb1", &listen, &backends, &args);
-    (echoes, lb, format!("[{VIP6}]:9000").parse().unwrap())
+    (lb, format!("[{VIP6}]:9000").parse().unwrap())
 }
 
 /// The same over IPv6 (its own map): 300 round trips to the IPv6 VIP, byte-exact, the
-/// fast path carrying all but the first few of the client's frames; then 64 MiB up and
-/// echoed back byte-exact, the upload's super-frames forwarded whole by the fast path.
+/// fast path carrying all but the first few of the client's frames; then, with a fresh
+/// lb1, 64 MiB up and echoed back byte-exact, the upload's super-frames forwarded whole
+/// by the fast path. (Two runs, because the bulk's ring share varies: the client's ACKs
+/// of the echo still arriving after its FIN take the ring, as a closing flow's do.)
 #[test]
 fn established_ipv6_flows_take_the_kernel_fast_path_too() {
     let _g = serial();
     let lab = Lab::up6("fast6");
     let (_echoes, lb, addr) = echo6_behind_vip(&lab, &[]);
     echo_300_round_trips(&lab, lb, addr);
+    round_trips_took_the_fast_path(&stop(&lab, lb));
+    let (lb, _) = lb6_on_9000(&lab, &[]);
     let (_, bulk) = bulk_echo_from_client(&lab, addr);
     let log = stop(&lab, lb);
     assert_eq!(
         bulk, BULK,
         "64 MiB echoed byte-exact over the fast path: {log}"
     );
-    let (ring, frames) = (counter(&log, "tx_packets"), counter(&log, "offload_frames"));
-    bulk_took_the_fast_path(&log, 2);
-    // Each connection's first packets (and those queued in the ring while it was being
-    // installed) and its close: the ring's; the rest: the fast path's.
+    bulk_took_the_fast_path(&log, 1);
+}
+
+/// From lb1's final log after [`echo_300_round_trips`]: the flow was installed once, the
+/// ring forwarded a handful of the client's frames and the fast path the rest.
+fn round_trips_took_the_fast_path(log: &str) {
+    let (ring, fast) = (counter(log, "tx_packets"), counter(log, "offload_frames"));
+    assert_eq!(counter(log, "offload_installs"), 1, "{log}");
     assert!(
-        ring < frames / 10,
-        "ring forwarded {ring}, fast path {frames}: {log}"
+        fast >= 250,
+        "fast path forwarded {fast}, ring {ring}:\n{log}"
     );
-    assert!(
-        frames >= 250,
-        "fast path forwarded {frames}, ring {ring}: {log}"
-    );
+    assert!(ring < 40, "ring forwarded {ring}, fast path {fast}:\n{log}");
 }
 
 /// 300 one-byte echo round trips on one connection to `addr` through lb1 (`lb`),

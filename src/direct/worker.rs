@@ -242,7 +242,6 @@ impl Worker {
             }
             if self.more_rx {
                 self.rx_batches();
-                self.offload();
             }
             if now >= self.next_tick {
                 self.tick(now);
@@ -372,6 +371,9 @@ impl Worker {
                 .fetch_add(u64::from(rep.sent), Ordering::Relaxed);
             w.syns.fetch_add(t.syns, Ordering::Relaxed);
         }
+        // Installed at once, not after the turn's last batch: every frame of a busy
+        // flow that a later batch would copy is one the fast path could have taken.
+        self.offload();
         true
     }
 
@@ -487,7 +489,8 @@ impl Worker {
         }
     }
 
-    /// Carries out the fast-path changes the last batches called for.
+    /// Carries out the fast-path changes the last batch called for (none: nothing to do,
+    /// no system call).
     fn offload(&mut self) {
         let Some(fast) = self.fast.as_deref() else {
             return;
